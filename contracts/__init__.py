@@ -1,0 +1,1 @@
+"""Settlement contracts: Solidity sources, committed build artifacts, Python bindings."""

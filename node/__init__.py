@@ -1,0 +1,1 @@
+"""The trio runtime around the pure cores: transport, mempool, storage, API, CLI."""

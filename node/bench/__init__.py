@@ -1,0 +1,1 @@
+"""Benchmarks behind `seqnet bench …`: each prints a table, or one JSON object with --json."""
