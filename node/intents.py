@@ -1,0 +1,633 @@
+"""Signed trader intents: the bytes a trader signs and how a node checks them.
+
+This room owns the trader-facing format of docs/PROTOCOL.md §2 and §4: the canonical
+msgpack encoding of an action, the EIP-712 digest a wallet signs, the JSON and msgpack
+wire forms, and signature recovery. It is the boundary check the mempool and the block
+validator run once per intent; what comes out (an `Entry`) is verified.
+
+What it does not decide: whether a recovered signer other than the account is an
+approved agent (that is replicated state, owned by matching/), whether a nonce is fresh,
+or whether an order fits its market. Those are the engine's outcomes, not format errors.
+
+Speed matters (every node recovers every signature), so the EIP-712 digest is computed
+here from cached type hashes with safe-pysha3, and recovery goes straight to coincurve;
+eth_account is used only by the tests, as a cross-check.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import coincurve
+import msgpack
+import sha3
+
+# ---------------------------------------------------------------------------------------
+# Limits and constants
+
+MAX_INTENT_MSGPACK_BYTES: Final = 1024
+MAX_INTENT_JSON_BYTES: Final = 2048
+MAX_AGENT_NAME_BYTES: Final = 32
+U32_MAX: Final = 2**32 - 1
+U64_MAX: Final = 2**64 - 1
+SECP256K1_N: Final = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+_HALF_N: Final = SECP256K1_N // 2
+ZERO_ADDRESS: Final = bytes(20)
+
+TRADING_ACTIONS: Final = frozenset({"place", "cancel", "cancel_cloid", "cancel_all", "modify"})
+# Actions only the account itself may sign (never an agent).
+ACCOUNT_ONLY_ACTIONS: Final = frozenset({"withdraw", "approve_agent"})
+
+
+def keccak256(data: bytes) -> bytes:
+    return sha3.keccak_256(data).digest()
+
+
+# ---------------------------------------------------------------------------------------
+# Errors: a client's protocol violation is a typed exception with a machine-readable code.
+
+
+class IntentError(ValueError):
+    """Base of every rejection of an intent; `code` is stable and machine-readable."""
+
+    def __init__(self, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.field = field
+
+
+class MalformedIntent(IntentError):
+    """The bytes or fields do not form a valid intent."""
+
+
+class BadSignature(IntentError):
+    """The signature is not a valid, canonical signature by an acceptable key."""
+
+
+# ---------------------------------------------------------------------------------------
+# Addresses
+
+
+def parse_address(text: str, field: str = "address") -> bytes:
+    """`0x` + 40 hex digits (any case) -> 20 bytes."""
+    if not isinstance(text, str) or len(text) != 42 or text[:2] not in ("0x", "0X"):
+        raise MalformedIntent("bad_address", f"{field} must be 0x + 40 hex digits", field)
+    try:
+        return bytes.fromhex(text[2:])
+    except ValueError:
+        raise MalformedIntent("bad_address", f"{field} is not hex", field) from None
+
+
+def format_address(address: bytes) -> str:
+    return "0x" + address.hex()
+
+
+def address_of_public_key(public_key: coincurve.PublicKey) -> bytes:
+    return keccak256(public_key.format(compressed=False)[1:])[12:]
+
+
+def address_of_private_key(private_key: bytes | coincurve.PrivateKey) -> bytes:
+    key = private_key if isinstance(private_key, coincurve.PrivateKey) else _private(private_key)
+    return address_of_public_key(key.public_key)
+
+
+def _private(secret: bytes) -> coincurve.PrivateKey:
+    if len(secret) != 32:
+        raise ValueError("a secp256k1 private key is 32 bytes")
+    return coincurve.PrivateKey(secret)
+
+
+# ---------------------------------------------------------------------------------------
+# Actions: schema, validation, canonical encoding (PROTOCOL.md §2)
+
+Action = dict[str, Any]
+_Check = Callable[[Any, str, bool], Any]
+
+
+def _u(bits_max: int) -> _Check:
+    def check(value: Any, name: str, _json: bool) -> int:
+        if type(value) is not int:  # bool is an int subclass: refuse it
+            raise MalformedIntent("bad_type", f"{name} must be an unsigned integer", name)
+        if not 0 <= value <= bits_max:
+            raise MalformedIntent("out_of_range", f"{name} out of range 0..{bits_max}", name)
+        return value
+
+    return check
+
+
+def _optional(inner: _Check) -> _Check:
+    def check(value: Any, name: str, as_json: bool) -> Any:
+        return None if value is None else inner(value, name, as_json)
+
+    return check
+
+
+def _enum(*allowed: str) -> _Check:
+    choices = frozenset(allowed)
+
+    def check(value: Any, name: str, _json: bool) -> str:
+        if not isinstance(value, str) or value not in choices:
+            raise MalformedIntent("bad_value", f"{name} must be one of {sorted(choices)}", name)
+        return value
+
+    return check
+
+
+def _bool(value: Any, name: str, _json: bool) -> bool:
+    if type(value) is not bool:
+        raise MalformedIntent("bad_type", f"{name} must be a boolean", name)
+    return value
+
+
+def _address(value: Any, name: str, as_json: bool) -> bytes:
+    if as_json:
+        return parse_address(value, name)
+    if type(value) is not bytes or len(value) != 20:
+        raise MalformedIntent("bad_address", f"{name} must be 20 bytes", name)
+    return value
+
+
+def _agent_name(value: Any, name: str, _json: bool) -> str:
+    if not isinstance(value, str):
+        raise MalformedIntent("bad_type", f"{name} must be a string", name)
+    if len(value.encode()) > MAX_AGENT_NAME_BYTES:
+        raise MalformedIntent("out_of_range", f"{name} longer than 32 bytes", name)
+    return value
+
+
+_u32, _u64 = _u(U32_MAX), _u(U64_MAX)
+
+# type -> fields after "type", in canonical order, each with its check.
+SCHEMA: Final[dict[str, tuple[tuple[str, _Check], ...]]] = {
+    "place": (
+        ("market", _u32),
+        ("side", _enum("buy", "sell")),
+        ("kind", _enum("limit", "market")),
+        ("price", _u64),
+        ("size", _u64),
+        ("tif", _enum("gtc", "ioc", "fok", "post")),
+        ("reduce_only", _bool),
+        ("cloid", _optional(_u64)),
+        ("expires_ms", _optional(_u64)),
+    ),
+    "cancel": (("market", _u32), ("oid", _u64)),
+    "cancel_cloid": (("market", _u32), ("cloid", _u64)),
+    "cancel_all": (("market", _optional(_u32)),),
+    "modify": (("market", _u32), ("oid", _u64), ("price", _u64), ("size", _u64)),
+    "withdraw": (("asset", _u32), ("amount", _u64)),
+    "approve_agent": (("agent", _address), ("name", _agent_name)),
+}
+
+
+def validate_action(obj: Any, *, as_json: bool = False) -> Action:
+    """Check a decoded action and return it as a new dict in canonical key order.
+
+    `as_json`: addresses arrive as 0x-hex strings (JSON) rather than bytes (msgpack).
+    """
+    if not isinstance(obj, dict):
+        raise MalformedIntent("bad_type", "action must be a map", "action")
+    kind = obj.get("type")
+    fields = SCHEMA.get(kind) if isinstance(kind, str) else None
+    if fields is None:
+        raise MalformedIntent("unknown_action", f"unknown action type {kind!r}", "type")
+    if len(obj) != len(fields) + 1:
+        _explain_key_mismatch(obj, fields)
+    action: Action = {"type": kind}
+    for name, check in fields:
+        if name not in obj:
+            raise MalformedIntent("missing_field", f"{kind} needs field {name!r}", name)
+        action[name] = check(obj[name], name, as_json)
+    if kind == "place" and action["kind"] == "market" and action["tif"] not in ("ioc", "fok"):
+        raise MalformedIntent("bad_value", "a market order's tif must be ioc or fok", "tif")
+    return action
+
+
+def _explain_key_mismatch(obj: dict[Any, Any], fields: tuple[tuple[str, _Check], ...]) -> None:
+    known = {"type", *(name for name, _ in fields)}
+    unknown = [key for key in obj if key not in known]
+    if unknown:
+        raise MalformedIntent("unknown_field", f"unknown field {unknown[0]!r}", str(unknown[0]))
+    missing = next(name for name in known if name not in obj)
+    raise MalformedIntent("missing_field", f"{obj['type']} needs field {missing!r}", missing)
+
+
+def encode_action(action: Mapping[str, Any]) -> bytes:
+    """Canonical msgpack bytes of a validated action (keys in §2 order, smallest ints)."""
+    ordered = validate_action(dict(action))
+    return _pack(ordered)
+
+
+def _pack(validated: Action) -> bytes:
+    packed: bytes = msgpack.packb(validated, use_bin_type=True)
+    return packed
+
+
+def decode_action(data: bytes) -> Action:
+    """Canonical msgpack bytes -> validated action. Refuses a non-canonical encoding."""
+    if len(data) > MAX_INTENT_MSGPACK_BYTES:
+        raise MalformedIntent("too_large", "action larger than the limit")
+    action = validate_action(_unpack(data))
+    if _pack(action) != data:
+        raise MalformedIntent("not_canonical", "action bytes are not the canonical encoding")
+    return action
+
+
+def _unpack(data: bytes) -> Any:
+    limit = len(data)
+    try:
+        return msgpack.unpackb(
+            data,
+            raw=False,
+            strict_map_key=True,
+            max_str_len=limit,
+            max_bin_len=limit,
+            max_array_len=limit,
+            max_map_len=limit,
+            max_ext_len=0,
+        )
+    except Exception as error:  # msgpack raises a zoo of types on garbage
+        raise MalformedIntent("bad_encoding", f"not valid msgpack: {error}") from None
+
+
+def action_to_json(action: Action) -> dict[str, Any]:
+    return {k: format_address(v) if isinstance(v, bytes) else v for k, v in action.items()}
+
+
+# ---------------------------------------------------------------------------------------
+# EIP-712 (PROTOCOL.md §4)
+
+DOMAIN_TYPE: Final = (
+    "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
+)
+ACTION_TYPE: Final = "Action(bytes32 hash)"
+WITHDRAW_TYPE: Final = "Withdraw(address account,uint32 asset,uint64 amount,uint64 nonce)"
+APPROVE_AGENT_TYPE: Final = (
+    "ApproveAgent(address account,address agent,string name,uint64 nonce)"
+)
+_DOMAIN_TYPEHASH: Final = keccak256(DOMAIN_TYPE.encode())
+_ACTION_TYPEHASH: Final = keccak256(ACTION_TYPE.encode())
+_WITHDRAW_TYPEHASH: Final = keccak256(WITHDRAW_TYPE.encode())
+_APPROVE_AGENT_TYPEHASH: Final = keccak256(APPROVE_AGENT_TYPE.encode())
+
+
+def _word(value: int) -> bytes:
+    return value.to_bytes(32, "big")
+
+
+def _address_word(address: bytes) -> bytes:
+    return bytes(12) + address
+
+
+@dataclass(frozen=True, slots=True)
+class Domain:
+    """The EIP-712 domain; `separator` is computed once."""
+
+    chain_id: int
+    verifying_contract: bytes
+    name: str = "seqnet"
+    version: str = "1"
+    separator: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if type(self.chain_id) is not int or not 0 < self.chain_id < 2**256:
+            raise ValueError("chain_id must be a positive integer")
+        if len(self.verifying_contract) != 20:
+            raise ValueError("verifying_contract must be 20 bytes")
+        separator = keccak256(
+            _DOMAIN_TYPEHASH
+            + keccak256(self.name.encode())
+            + keccak256(self.version.encode())
+            + _word(self.chain_id)
+            + _address_word(self.verifying_contract)
+        )
+        object.__setattr__(self, "separator", separator)
+
+
+def action_hash(account: bytes, nonce: int, action: Action) -> bytes:
+    """keccak256(msgpack(action) ‖ nonce as 8 bytes big-endian ‖ account): what a trading
+    action's EIP-712 struct `Action(bytes32 hash)` carries. `action` must be validated."""
+    return keccak256(_pack(action) + nonce.to_bytes(8, "big") + account)
+
+
+def struct_hash(account: bytes, nonce: int, action: Action) -> bytes:
+    """hashStruct of the EIP-712 message for this (validated) action."""
+    kind = action["type"]
+    if kind == "withdraw":
+        return keccak256(
+            _WITHDRAW_TYPEHASH
+            + _address_word(account)
+            + _word(action["asset"])
+            + _word(action["amount"])
+            + _word(nonce)
+        )
+    if kind == "approve_agent":
+        return keccak256(
+            _APPROVE_AGENT_TYPEHASH
+            + _address_word(account)
+            + _address_word(action["agent"])
+            + keccak256(action["name"].encode())
+            + _word(nonce)
+        )
+    return keccak256(_ACTION_TYPEHASH + action_hash(account, nonce, action))
+
+
+def intent_digest(account: bytes, nonce: int, action: Action, domain: Domain) -> bytes:
+    """The 32-byte EIP-712 digest a wallet signs; also the intent id (§4).
+
+    `action` must be validated (as returned by `validate_action`/`decode_action`)."""
+    return keccak256(b"\x19\x01" + domain.separator + struct_hash(account, nonce, action))
+
+
+def eip712_message(account: bytes, nonce: int, action: Action, domain: Domain) -> dict[str, Any]:
+    """The full EIP-712 typed-data JSON (`eth_signTypedData_v4` input) for this intent.
+
+    For wallets and SDKs; the node never needs it."""
+    domain_fields = [
+        {"name": "name", "type": "string"},
+        {"name": "version", "type": "string"},
+        {"name": "chainId", "type": "uint256"},
+        {"name": "verifyingContract", "type": "address"},
+    ]
+    kind = action["type"]
+    if kind == "withdraw":
+        primary = "Withdraw"
+        fields = [("account", "address"), ("asset", "uint32"), ("amount", "uint64")]
+        message: dict[str, Any] = {
+            "account": format_address(account),
+            "asset": action["asset"],
+            "amount": action["amount"],
+            "nonce": nonce,
+        }
+    elif kind == "approve_agent":
+        primary = "ApproveAgent"
+        fields = [("account", "address"), ("agent", "address"), ("name", "string")]
+        message = {
+            "account": format_address(account),
+            "agent": format_address(action["agent"]),
+            "name": action["name"],
+            "nonce": nonce,
+        }
+    else:
+        primary = "Action"
+        fields = []
+        message = {"hash": "0x" + action_hash(account, nonce, action).hex()}
+    type_fields = [{"name": n, "type": t} for n, t in fields]
+    if primary == "Action":
+        type_fields = [{"name": "hash", "type": "bytes32"}]
+    else:
+        type_fields.append({"name": "nonce", "type": "uint64"})
+    return {
+        "types": {"EIP712Domain": domain_fields, primary: type_fields},
+        "primaryType": primary,
+        "domain": {
+            "name": domain.name,
+            "version": domain.version,
+            "chainId": domain.chain_id,
+            "verifyingContract": format_address(domain.verifying_contract),
+        },
+        "message": message,
+    }
+
+
+# ---------------------------------------------------------------------------------------
+# Signed intents and entries
+
+
+@dataclass(frozen=True, slots=True)
+class SignedIntent:
+    """An intent as a trader sends it. Fields are type-checked; the signature is not."""
+
+    account: bytes
+    nonce: int
+    action: Action
+    signature: bytes  # 65 bytes r ‖ s ‖ v
+
+    def digest(self, domain: Domain) -> bytes:
+        return intent_digest(self.account, self.nonce, self.action, domain)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A verified intent (PROTOCOL.md §2 entry), plus its id (the EIP-712 digest)."""
+
+    account: bytes
+    signer: bytes
+    nonce: int
+    action: Action
+    intent_id: bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        """The §2 entry map (msgpack-ready: addresses as bytes)."""
+        return {
+            "account": self.account,
+            "signer": self.signer,
+            "nonce": self.nonce,
+            "action": self.action,
+        }
+
+
+def make_intent(account: bytes, nonce: int, action: Any, signature: bytes) -> SignedIntent:
+    """Build a SignedIntent from already-decoded values (addresses as bytes), checking types."""
+    if type(account) is not bytes or len(account) != 20:
+        raise MalformedIntent("bad_address", "account must be 20 bytes", "account")
+    _u64(nonce, "nonce", False)
+    if type(signature) is not bytes or len(signature) != 65:
+        raise MalformedIntent("bad_signature_length", "signature must be 65 bytes", "signature")
+    return SignedIntent(account, nonce, validate_action(action), signature)
+
+
+def sign_intent(
+    private_key: bytes | coincurve.PrivateKey,
+    account: bytes,
+    nonce: int,
+    action: Mapping[str, Any],
+    domain: Domain,
+) -> SignedIntent:
+    """Sign an intent (for the SDK, tests and benchmarks). `private_key` may be the
+    account's own key or an agent's; v is returned as 27/28, s is always low."""
+    key = private_key if isinstance(private_key, coincurve.PrivateKey) else _private(private_key)
+    valid = validate_action(dict(action))
+    digest = intent_digest(account, nonce, valid, domain)
+    raw = key.sign_recoverable(digest, hasher=None)  # r ‖ s ‖ recid, s low (libsecp256k1)
+    return make_intent(account, nonce, valid, raw[:64] + bytes([27 + raw[64]]))
+
+
+def recover_signer(digest: bytes, signature: bytes) -> bytes:
+    """Address that made the 65-byte `signature` over `digest`; refuses high s."""
+    if len(signature) != 65:
+        raise BadSignature("bad_signature_length", "signature must be 65 bytes", "signature")
+    v = signature[64]
+    if v in (27, 28):
+        v -= 27
+    elif v not in (0, 1):
+        raise BadSignature("bad_v", "signature v must be 27, 28, 0 or 1", "signature")
+    r = int.from_bytes(signature[0:32], "big")
+    s = int.from_bytes(signature[32:64], "big")
+    if not (0 < r < SECP256K1_N and 0 < s < SECP256K1_N):
+        raise BadSignature("invalid_signature", "signature r or s out of range", "signature")
+    if s > _HALF_N:
+        raise BadSignature("high_s", "signature s must be in the lower half order", "signature")
+    try:
+        public_key = coincurve.PublicKey.from_signature_and_message(
+            signature[:64] + bytes([v]), digest, hasher=None
+        )
+    except Exception:
+        raise BadSignature("invalid_signature", "no key recovers from signature") from None
+    return address_of_public_key(public_key)
+
+
+def verify_intent(
+    intent: SignedIntent,
+    domain: Domain,
+    is_agent: Callable[[bytes, bytes], bool] | None = None,
+) -> Entry:
+    """Check the signature and return the verified entry.
+
+    The recovered `signer` is either the account or, for trading actions, possibly an
+    agent. Whether it is an approved agent is replicated state: the engine decides when it
+    applies the entry. A caller with a view of that state (the mempool) may pass
+    `is_agent(account, signer)` to refuse early. Withdrawals and agent approvals must be
+    signed by the account itself; that is checked here, unconditionally.
+    """
+    digest = intent.digest(domain)
+    signer = recover_signer(digest, intent.signature)
+    if signer != intent.account:
+        if intent.action["type"] in ACCOUNT_ONLY_ACTIONS:
+            raise BadSignature(
+                "signer_not_account",
+                f"{intent.action['type']} must be signed by the account itself",
+                "signature",
+            )
+        if is_agent is not None and not is_agent(intent.account, signer):
+            raise BadSignature(
+                "unauthorized_signer",
+                f"signer {format_address(signer)} is neither the account nor its agent",
+                "signature",
+            )
+    return Entry(intent.account, signer, intent.nonce, intent.action, digest)
+
+
+# ---------------------------------------------------------------------------------------
+# Wire forms: JSON (HTTP/WebSocket) and msgpack (peers, blocks, high-rate clients)
+
+_INTENT_KEYS: Final = frozenset({"action", "account", "nonce", "signature"})
+
+
+def _check_intent_keys(obj: Any) -> None:
+    if not isinstance(obj, dict):
+        raise MalformedIntent("bad_type", "intent must be a map")
+    if obj.keys() != _INTENT_KEYS:
+        unknown = [k for k in obj if k not in _INTENT_KEYS]
+        if unknown:
+            raise MalformedIntent("unknown_field", f"unknown field {unknown[0]!r}", str(unknown[0]))
+        missing = sorted(_INTENT_KEYS - obj.keys())[0]
+        raise MalformedIntent("missing_field", f"intent needs field {missing!r}", missing)
+
+
+def intent_to_json(intent: SignedIntent) -> dict[str, Any]:
+    return {
+        "action": action_to_json(intent.action),
+        "account": format_address(intent.account),
+        "nonce": intent.nonce,
+        "signature": "0x" + intent.signature.hex(),
+    }
+
+
+def intent_from_json(obj: Any) -> SignedIntent:
+    """An already-parsed JSON object -> SignedIntent (for a batch body, call per item)."""
+    _check_intent_keys(obj)
+    signature = obj["signature"]
+    if not isinstance(signature, str) or len(signature) != 132 or signature[:2] != "0x":
+        raise MalformedIntent(
+            "bad_signature_length", "signature must be 0x + 130 hex digits", "signature"
+        )
+    try:
+        raw_signature = bytes.fromhex(signature[2:])
+    except ValueError:
+        raise MalformedIntent("bad_encoding", "signature is not hex", "signature") from None
+    account = parse_address(obj["account"], "account")
+    action = validate_action(obj["action"], as_json=True)
+    return make_intent(account, obj["nonce"], action, raw_signature)
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise MalformedIntent("duplicate_key", "a JSON object repeats a key")
+    return result
+
+
+def _no_floats(text: str) -> Any:
+    raise MalformedIntent("bad_type", f"numbers must be integers, got {text}")
+
+
+def parse_json_bounded(raw: bytes | str, limit: int) -> Any:
+    """JSON text -> object, refusing oversized input, duplicate keys, floats and NaN."""
+    if len(raw) > limit:
+        raise MalformedIntent("too_large", f"input larger than {limit} bytes")
+    try:
+        return json.loads(
+            raw,
+            object_pairs_hook=_no_duplicate_keys,
+            parse_float=_no_floats,
+            parse_constant=_no_floats,
+        )
+    except MalformedIntent:
+        raise
+    except (ValueError, RecursionError) as error:
+        raise MalformedIntent("bad_encoding", f"not valid JSON: {error}") from None
+
+
+def parse_intent_json(raw: bytes | str) -> SignedIntent:
+    return intent_from_json(parse_json_bounded(raw, MAX_INTENT_JSON_BYTES))
+
+
+def intent_to_wire(intent: SignedIntent) -> dict[str, Any]:
+    """msgpack-ready map (addresses and signature as bytes), for embedding in frames."""
+    return {
+        "action": intent.action,
+        "account": intent.account,
+        "nonce": intent.nonce,
+        "signature": intent.signature,
+    }
+
+
+def intent_from_wire(obj: Any) -> SignedIntent:
+    """The inverse of `intent_to_wire`, from an already-unpacked msgpack object."""
+    _check_intent_keys(obj)
+    return make_intent(obj["account"], obj["nonce"], obj["action"], obj["signature"])
+
+
+def pack_intent(intent: SignedIntent) -> bytes:
+    packed: bytes = msgpack.packb(intent_to_wire(intent), use_bin_type=True)
+    return packed
+
+
+def unpack_intent(raw: bytes) -> SignedIntent:
+    if len(raw) > MAX_INTENT_MSGPACK_BYTES:
+        raise MalformedIntent("too_large", f"intent larger than {MAX_INTENT_MSGPACK_BYTES} bytes")
+    return intent_from_wire(_unpack(raw))
+
+
+# ---------------------------------------------------------------------------------------
+# Micro-benchmark (reused by `seqnet bench cluster` for its signature limit)
+
+
+def verify_rate(n: int = 2000) -> float:
+    """secp256k1 recoveries to an address per second on this core (recover + keccak)."""
+    key = _private(bytes(31) + b"\x01")
+    digest = keccak256(b"seqnet verify_rate")
+    raw = key.sign_recoverable(digest, hasher=None)
+    signature = raw[:64] + bytes([27 + raw[64]])
+    expected = address_of_private_key(key)
+    start = time.perf_counter()
+    for _ in range(n):
+        signer = recover_signer(digest, signature)
+    elapsed = time.perf_counter() - start
+    assert signer == expected
+    return n / elapsed

@@ -1,0 +1,288 @@
+"""Crash-safe node storage: safety record, blocks, committed log, matching snapshots.
+
+Two implementations of one interface: `MemoryStorage` (the simulator and unit tests) and
+`SqliteStorage` (a node on disk). SQLite runs in WAL mode with `synchronous=FULL`, so a
+committed transaction has been fsynced to the WAL before `commit()` returns; that is the
+guarantee the safety record needs ("persisted before any vote leaves the node").
+
+Every stored value carries a keccak checksum. SQLite's own page checks do not catch a
+value that was overwritten with well-formed garbage, and a node must refuse to start (and
+so refuse to sign) from a record it cannot trust: `open_storage` raises `CorruptStorage`
+with the reason, never returns half-read state.
+
+Values are opaque bytes: the consensus core and the matching engine own their encodings.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol
+
+from matching.merkle import keccak
+
+SCHEMA_VERSION = 1
+_CHECKSUM_BYTES = 8
+
+
+class CorruptStorage(Exception):
+    """The data directory cannot be trusted; the node must not start from it."""
+
+
+class Storage(Protocol):
+    """What the node runtime persists. Writes are durable when the call returns."""
+
+    def load_meta(self, key: str) -> bytes | None: ...
+    def save_meta(self, key: str, value: bytes) -> None: ...
+
+    def load_safety(self) -> bytes | None: ...
+    def save_safety(self, record: bytes) -> None: ...
+
+    def save_blocks(self, blocks: list[tuple[bytes, int, bytes]]) -> None:
+        """Store (block_id, round, encoded block) triples; existing ids are kept."""
+
+    def load_blocks(self, min_round: int = 0) -> list[bytes]: ...
+    def prune_blocks(self, below_round: int) -> int: ...
+
+    def append_committed(self, records: list[tuple[int, bytes]]) -> None:
+        """Append (height, encoded committed block); heights must follow the last one."""
+
+    def committed_height(self) -> int: ...
+    def load_committed(self, from_height: int, limit: int) -> list[tuple[int, bytes]]: ...
+
+    def save_snapshot(self, height: int, snapshot: bytes, keep: int = 2) -> None: ...
+    def latest_snapshot(self) -> tuple[int, bytes] | None: ...
+
+    def close(self) -> None: ...
+
+
+def _seal(value: bytes) -> bytes:
+    return keccak(value)[:_CHECKSUM_BYTES] + value
+
+
+def _open(sealed: bytes, what: str) -> bytes:
+    checksum, value = sealed[:_CHECKSUM_BYTES], sealed[_CHECKSUM_BYTES:]
+    if len(sealed) < _CHECKSUM_BYTES or keccak(value)[:_CHECKSUM_BYTES] != checksum:
+        raise CorruptStorage(f"checksum mismatch in {what}")
+    return value
+
+
+class MemoryStorage:
+    """In-memory storage with the same semantics (no durability)."""
+
+    def __init__(self) -> None:
+        self._meta: dict[str, bytes] = {}
+        self._safety: bytes | None = None
+        self._blocks: dict[bytes, tuple[int, bytes]] = {}
+        self._committed: list[tuple[int, bytes]] = []
+        self._snapshots: list[tuple[int, bytes]] = []
+
+    def load_meta(self, key: str) -> bytes | None:
+        return self._meta.get(key)
+
+    def save_meta(self, key: str, value: bytes) -> None:
+        self._meta[key] = value
+
+    def load_safety(self) -> bytes | None:
+        return self._safety
+
+    def save_safety(self, record: bytes) -> None:
+        self._safety = record
+
+    def save_blocks(self, blocks: list[tuple[bytes, int, bytes]]) -> None:
+        for block_id, round_, data in blocks:
+            self._blocks.setdefault(block_id, (round_, data))
+
+    def load_blocks(self, min_round: int = 0) -> list[bytes]:
+        rows = sorted((r, d) for r, d in self._blocks.values() if r >= min_round)
+        return [d for _, d in rows]
+
+    def prune_blocks(self, below_round: int) -> int:
+        doomed = [k for k, (r, _) in self._blocks.items() if r < below_round]
+        for k in doomed:
+            del self._blocks[k]
+        return len(doomed)
+
+    def append_committed(self, records: list[tuple[int, bytes]]) -> None:
+        for height, data in records:
+            _check_next_height(self.committed_height(), height)
+            self._committed.append((height, data))
+
+    def committed_height(self) -> int:
+        return self._committed[-1][0] if self._committed else 0
+
+    def load_committed(self, from_height: int, limit: int) -> list[tuple[int, bytes]]:
+        return [(h, d) for h, d in self._committed if h >= from_height][:limit]
+
+    def save_snapshot(self, height: int, snapshot: bytes, keep: int = 2) -> None:
+        self._snapshots.append((height, snapshot))
+        self._snapshots = self._snapshots[-keep:]
+
+    def latest_snapshot(self) -> tuple[int, bytes] | None:
+        return self._snapshots[-1] if self._snapshots else None
+
+    def close(self) -> None:
+        pass
+
+
+def _check_next_height(last: int, height: int) -> None:
+    if height != last + 1:
+        raise ValueError(f"committed log must be contiguous: have {last}, got {height}")
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS safety (id INTEGER PRIMARY KEY CHECK (id = 0), record BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS blocks (id BLOB PRIMARY KEY, round INTEGER NOT NULL, data BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS blocks_round ON blocks (round);
+CREATE TABLE IF NOT EXISTS committed (height INTEGER PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS snapshots (height INTEGER PRIMARY KEY, data BLOB NOT NULL);
+"""
+
+
+class SqliteStorage:
+    """SQLite (WAL, synchronous=FULL) storage. Not thread-safe: one owner at a time."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise CorruptStorage(f"{path}: {exc}") from exc
+
+    def _write(self, sql: str, rows: list[tuple[object, ...]]) -> None:
+        with self._transaction():
+            self._db.executemany(sql, rows)
+
+    def _transaction(self) -> _Tx:
+        return _Tx(self._db)
+
+    def load_meta(self, key: str) -> bytes | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else _open(row[0], f"meta[{key}]")
+
+    def save_meta(self, key: str, value: bytes) -> None:
+        self._write("INSERT OR REPLACE INTO meta VALUES (?, ?)", [(key, _seal(value))])
+
+    def load_safety(self) -> bytes | None:
+        row = self._db.execute("SELECT record FROM safety WHERE id = 0").fetchone()
+        return None if row is None else _open(row[0], "safety record")
+
+    def save_safety(self, record: bytes) -> None:
+        self._write("INSERT OR REPLACE INTO safety VALUES (0, ?)", [(_seal(record),)])
+
+    def save_blocks(self, blocks: list[tuple[bytes, int, bytes]]) -> None:
+        rows: list[tuple[object, ...]] = [(i, r, _seal(d)) for i, r, d in blocks]
+        self._write("INSERT OR IGNORE INTO blocks VALUES (?, ?, ?)", rows)
+
+    def load_blocks(self, min_round: int = 0) -> list[bytes]:
+        cur = self._db.execute(
+            "SELECT round, data FROM blocks WHERE round >= ? ORDER BY round", (min_round,)
+        )
+        return [_open(d, f"block of round {r}") for r, d in cur]
+
+    def prune_blocks(self, below_round: int) -> int:
+        with self._transaction():
+            cur = self._db.execute("DELETE FROM blocks WHERE round < ?", (below_round,))
+        return cur.rowcount
+
+    def append_committed(self, records: list[tuple[int, bytes]]) -> None:
+        last = self.committed_height()
+        for height, _ in records:
+            _check_next_height(last, height)
+            last = height
+        rows: list[tuple[object, ...]] = [(h, _seal(d)) for h, d in records]
+        self._write("INSERT INTO committed VALUES (?, ?)", rows)
+
+    def committed_height(self) -> int:
+        row = self._db.execute("SELECT MAX(height) FROM committed").fetchone()
+        return int(row[0] or 0)
+
+    def load_committed(self, from_height: int, limit: int) -> list[tuple[int, bytes]]:
+        cur = self._db.execute(
+            "SELECT height, data FROM committed WHERE height >= ? ORDER BY height LIMIT ?",
+            (from_height, limit),
+        )
+        return [(h, _open(d, f"committed block {h}")) for h, d in cur]
+
+    def iter_committed(
+        self, from_height: int = 1, batch: int = 1000
+    ) -> Iterator[tuple[int, bytes]]:
+        while rows := self.load_committed(from_height, batch):
+            yield from rows
+            from_height = rows[-1][0] + 1
+
+    def save_snapshot(self, height: int, snapshot: bytes, keep: int = 2) -> None:
+        with self._transaction():
+            self._db.execute(
+                "INSERT OR REPLACE INTO snapshots VALUES (?, ?)", (height, _seal(snapshot))
+            )
+            self._db.execute(
+                "DELETE FROM snapshots WHERE height NOT IN "
+                "(SELECT height FROM snapshots ORDER BY height DESC LIMIT ?)",
+                (keep,),
+            )
+
+    def latest_snapshot(self) -> tuple[int, bytes] | None:
+        row = self._db.execute(
+            "SELECT height, data FROM snapshots ORDER BY height DESC LIMIT 1"
+        ).fetchone()
+        return None if row is None else (row[0], _open(row[1], f"snapshot {row[0]}"))
+
+    def check(self) -> None:
+        """Full verification at startup: SQLite's integrity check, then every checksum."""
+        try:
+            result = self._db.execute("PRAGMA quick_check").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise CorruptStorage(f"{self.path}: {exc}") from exc
+        if result != "ok":
+            raise CorruptStorage(f"{self.path}: sqlite quick_check: {result}")
+        self.load_safety()
+        self.load_blocks()
+        self.latest_snapshot()
+        for key, _ in self._db.execute("SELECT key, value FROM meta").fetchall():
+            self.load_meta(key)
+        for _ in self.iter_committed():
+            pass
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class _Tx:
+    """BEGIN IMMEDIATE … COMMIT, rolled back on error."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+
+def open_storage(data_dir: Path, genesis_hash: bytes) -> SqliteStorage:
+    """Open (or create) the node's database, verify it and that it belongs to this genesis."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    storage = SqliteStorage(data_dir / "node.sqlite")
+    try:
+        storage.check()
+        version = storage.load_meta("schema_version")
+        if version is None:
+            storage.save_meta("schema_version", SCHEMA_VERSION.to_bytes(4, "big"))
+            storage.save_meta("genesis_hash", genesis_hash)
+        elif int.from_bytes(version, "big") != SCHEMA_VERSION:
+            raise CorruptStorage(
+                f"schema version {int.from_bytes(version, 'big')} is not {SCHEMA_VERSION}"
+            )
+        elif storage.load_meta("genesis_hash") != genesis_hash:
+            raise CorruptStorage(f"{data_dir} belongs to another genesis")
+    except BaseException:
+        storage.close()
+        raise
+    return storage
