@@ -21,6 +21,8 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("sim",): ("node.sim.cli", "deterministic consensus cluster simulator"),
     ("bench", "matching"): ("node.bench.matching", "matching engine throughput vs pyorderbook"),
     ("bench", "consensus"): ("node.bench.consensus", "consensus protocol cost vs Ed25519 verify"),
+    ("keys", "generate"): ("node.keys", "generate a node's Ed25519 identity and settlement keys"),
+    ("committee", "init"): ("node.genesis", "create keys, genesis.toml and node configs"),
 }
 
 

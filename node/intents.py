@@ -44,7 +44,8 @@ ACCOUNT_ONLY_ACTIONS: Final = frozenset({"withdraw", "approve_agent"})
 
 
 def keccak256(data: bytes) -> bytes:
-    return sha3.keccak_256(data).digest()
+    digest: bytes = sha3.keccak_256(data).digest()
+    return digest
 
 
 # ---------------------------------------------------------------------------------------
@@ -73,14 +74,17 @@ class BadSignature(IntentError):
 # Addresses
 
 
-def parse_address(text: str, field: str = "address") -> bytes:
+def parse_address(text: str, what: str = "address") -> bytes:
     """`0x` + 40 hex digits (any case) -> 20 bytes."""
     if not isinstance(text, str) or len(text) != 42 or text[:2] not in ("0x", "0X"):
-        raise MalformedIntent("bad_address", f"{field} must be 0x + 40 hex digits", field)
+        raise MalformedIntent("bad_address", f"{what} must be 0x + 40 hex digits", what)
     try:
-        return bytes.fromhex(text[2:])
+        address = bytes.fromhex(text[2:])
     except ValueError:
-        raise MalformedIntent("bad_address", f"{field} is not hex", field) from None
+        raise MalformedIntent("bad_address", f"{what} is not hex", what) from None
+    if len(address) != 20:  # fromhex skips spaces
+        raise MalformedIntent("bad_address", f"{what} is not 40 hex digits", what)
+    return address
 
 
 def format_address(address: bytes) -> str:
@@ -109,12 +113,12 @@ Action = dict[str, Any]
 _Check = Callable[[Any, str, bool], Any]
 
 
-def _u(bits_max: int) -> _Check:
+def _u(high: int) -> _Check:
     def check(value: Any, name: str, _json: bool) -> int:
         if type(value) is not int:  # bool is an int subclass: refuse it
             raise MalformedIntent("bad_type", f"{name} must be an unsigned integer", name)
-        if not 0 <= value <= bits_max:
-            raise MalformedIntent("out_of_range", f"{name} out of range 0..{bits_max}", name)
+        if not 0 <= value <= high:
+            raise MalformedIntent("out_of_range", f"{name} out of range 0..{high}", name)
         return value
 
     return check
@@ -266,9 +270,7 @@ DOMAIN_TYPE: Final = (
 )
 ACTION_TYPE: Final = "Action(bytes32 hash)"
 WITHDRAW_TYPE: Final = "Withdraw(address account,uint32 asset,uint64 amount,uint64 nonce)"
-APPROVE_AGENT_TYPE: Final = (
-    "ApproveAgent(address account,address agent,string name,uint64 nonce)"
-)
+APPROVE_AGENT_TYPE: Final = "ApproveAgent(address account,address agent,string name,uint64 nonce)"
 _DOMAIN_TYPEHASH: Final = keccak256(DOMAIN_TYPE.encode())
 _ACTION_TYPEHASH: Final = keccak256(ACTION_TYPE.encode())
 _WITHDRAW_TYPEHASH: Final = keccak256(WITHDRAW_TYPE.encode())
@@ -357,30 +359,20 @@ def eip712_message(account: bytes, nonce: int, action: Action, domain: Domain) -
     if kind == "withdraw":
         primary = "Withdraw"
         fields = [("account", "address"), ("asset", "uint32"), ("amount", "uint64")]
-        message: dict[str, Any] = {
-            "account": format_address(account),
-            "asset": action["asset"],
-            "amount": action["amount"],
-            "nonce": nonce,
-        }
+        values = [format_address(account), action["asset"], action["amount"]]
     elif kind == "approve_agent":
         primary = "ApproveAgent"
         fields = [("account", "address"), ("agent", "address"), ("name", "string")]
-        message = {
-            "account": format_address(account),
-            "agent": format_address(action["agent"]),
-            "name": action["name"],
-            "nonce": nonce,
-        }
+        values = [format_address(account), format_address(action["agent"]), action["name"]]
+    if kind in ACCOUNT_ONLY_ACTIONS:
+        fields.append(("nonce", "uint64"))
+        values.append(nonce)
     else:
         primary = "Action"
-        fields = []
-        message = {"hash": "0x" + action_hash(account, nonce, action).hex()}
+        fields = [("hash", "bytes32")]
+        values = ["0x" + action_hash(account, nonce, action).hex()]
     type_fields = [{"name": n, "type": t} for n, t in fields]
-    if primary == "Action":
-        type_fields = [{"name": "hash", "type": "bytes32"}]
-    else:
-        type_fields.append({"name": "nonce", "type": "uint64"})
+    message = {n: v for (n, _), v in zip(fields, values, strict=True)}
     return {
         "types": {"EIP712Domain": domain_fields, primary: type_fields},
         "primaryType": primary,
@@ -431,14 +423,18 @@ class Entry:
         }
 
 
-def make_intent(account: bytes, nonce: int, action: Any, signature: bytes) -> SignedIntent:
-    """Build a SignedIntent from already-decoded values (addresses as bytes), checking types."""
+def make_intent(
+    account: bytes, nonce: int, action: Any, signature: bytes, *, validated: bool = False
+) -> SignedIntent:
+    """Build a SignedIntent from decoded values (addresses as bytes), checking types.
+
+    `validated`: `action` already came out of `validate_action`."""
     if type(account) is not bytes or len(account) != 20:
         raise MalformedIntent("bad_address", "account must be 20 bytes", "account")
     _u64(nonce, "nonce", False)
     if type(signature) is not bytes or len(signature) != 65:
         raise MalformedIntent("bad_signature_length", "signature must be 65 bytes", "signature")
-    return SignedIntent(account, nonce, validate_action(action), signature)
+    return SignedIntent(account, nonce, action if validated else validate_action(action), signature)
 
 
 def sign_intent(
@@ -454,7 +450,7 @@ def sign_intent(
     valid = validate_action(dict(action))
     digest = intent_digest(account, nonce, valid, domain)
     raw = key.sign_recoverable(digest, hasher=None)  # r ‖ s ‖ recid, s low (libsecp256k1)
-    return make_intent(account, nonce, valid, raw[:64] + bytes([27 + raw[64]]))
+    return make_intent(account, nonce, valid, raw[:64] + bytes([27 + raw[64]]), validated=True)
 
 
 def recover_signer(digest: bytes, signature: bytes) -> bytes:
@@ -552,7 +548,7 @@ def intent_from_json(obj: Any) -> SignedIntent:
         raise MalformedIntent("bad_encoding", "signature is not hex", "signature") from None
     account = parse_address(obj["account"], "account")
     action = validate_action(obj["action"], as_json=True)
-    return make_intent(account, obj["nonce"], action, raw_signature)
+    return make_intent(account, obj["nonce"], action, raw_signature, validated=True)
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -1,0 +1,263 @@
+"""A node's own TOML config, and the strict TOML reading that genesis shares.
+
+The config says where this node's things are (key files, data directory, genesis file)
+and where it listens. What the whole committee agrees on lives in genesis (genesis.py).
+Every value is checked on load; a bad file is a `ConfigError` naming the file and the key,
+never a half-configured node. Relative paths are relative to the config file's folder.
+"""
+
+from __future__ import annotations
+
+import os.path
+import tomllib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import tomli_w
+
+LOG_LEVELS: Final = ("debug", "info", "warning", "error")
+MAX_CONFIG_BYTES: Final = 1 << 20
+
+T = TypeVar("T")
+
+
+class ConfigError(Exception):
+    """A config or genesis file is unreadable or invalid; the message names file and key."""
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read: {error.strerror}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes")
+    try:
+        return tomllib.loads(raw.decode())
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        raise ConfigError(f"{path}: not valid TOML: {error}") from None
+
+
+def write_toml(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(tomli_w.dumps(data))
+
+
+class Table:
+    """Typed, strict access to one TOML table: each `take_*` consumes a key; `done()`
+    then refuses whatever keys were not consumed (a typo is an error, not a default)."""
+
+    def __init__(self, data: Any, where: str) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where}: must be a table")
+        self._data: dict[str, Any] = data
+        self._where = where
+        self._seen: set[str] = set()
+
+    def _label(self, key: str) -> str:
+        return f"{self._where}.{key}" if self._where else key
+
+    def error(self, key: str, message: str) -> ConfigError:
+        return ConfigError(f"{self._label(key)}: {message}")
+
+    def _take(self, key: str, default: Any) -> Any:
+        self._seen.add(key)
+        if key not in self._data:
+            if default is _REQUIRED:
+                raise self.error(key, "missing")
+            return default
+        return self._data[key]
+
+    def integer(self, key: str, low: int, high: int, default: int | None = None) -> int:
+        value = self._take(key, _REQUIRED if default is None else default)
+        if type(value) is not int or not low <= value <= high:
+            raise self.error(key, f"must be an integer in {low}..{high}")
+        return value
+
+    def text(self, key: str, default: str | None = None, max_len: int = 256) -> str:
+        value = self._take(key, _REQUIRED if default is None else default)
+        if not isinstance(value, str) or not value or len(value) > max_len:
+            raise self.error(key, f"must be a non-empty string of at most {max_len} characters")
+        return value
+
+    def optional_text(self, key: str) -> str | None:
+        if key not in self._data:
+            self._seen.add(key)
+            return None
+        return self.text(key)
+
+    def hex_bytes(self, key: str, size: int, prefix: bool) -> bytes:
+        """Exactly `size` bytes as hex digits (after `0x` when `prefix`)."""
+        value = self.text(key)
+        has_prefix = value[:2] in ("0x", "0X")
+        body = value[2:] if has_prefix else value
+        if has_prefix == prefix and len(body) == 2 * size and all(c in _HEX for c in body):
+            return bytes.fromhex(body)
+        raise self.error(key, f"must be {'0x + ' if prefix else ''}{2 * size} hex digits")
+
+    def address(self, key: str) -> bytes:
+        return self.hex_bytes(key, 20, prefix=True)
+
+    def optional_address(self, key: str) -> bytes | None:
+        if key not in self._data:
+            self._seen.add(key)
+            return None
+        return self.address(key)
+
+    def choice(self, key: str, choices: tuple[str, ...], default: str) -> str:
+        value = self.text(key, default)
+        if value not in choices:
+            raise self.error(key, f"must be one of {', '.join(choices)}")
+        return value
+
+    def raw(self, key: str) -> Any:
+        """The value as parsed, for a table another room validates."""
+        return self._take(key, _REQUIRED)
+
+    def table(self, key: str, default_empty: bool = False) -> Table:
+        value = self._take(key, {} if default_empty else _REQUIRED)
+        return Table(value, self._label(key))
+
+    def array(self, key: str, parse: Callable[[Table], T], max_items: int) -> list[T]:
+        value = self._take(key, _REQUIRED)
+        if not isinstance(value, list) or not 0 < len(value) <= max_items:
+            raise self.error(key, f"must be an array of 1..{max_items} tables")
+        return [parse(Table(item, f"{self._label(key)}[{i}]")) for i, item in enumerate(value)]
+
+    def done(self) -> None:
+        unknown = sorted(set(self._data) - self._seen)
+        if unknown:
+            raise self.error(unknown[0], "unknown key")
+
+
+_REQUIRED: Final = object()
+_HEX: Final = frozenset("0123456789abcdefABCDEF")
+
+
+def parse_file(path: Path, parse: Callable[[Table], T]) -> T:
+    """Read a TOML file and parse it strictly, prefixing any error with the file name."""
+    data = read_toml(path)
+    try:
+        return parse(Table(data, ""))
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
+
+
+# ---------------------------------------------------------------------------------------
+# Listen addresses
+
+
+@dataclass(frozen=True, slots=True)
+class HostPort:
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> HostPort:
+        """`host:port` or `[v6]:port`."""
+        host, sep, port = text.rpartition(":")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{text!r} is not host:port")
+        return cls(host, int(port))
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+def _host_port(table: Table, key: str) -> HostPort:
+    text = table.text(key)
+    try:
+        return HostPort.parse(text)
+    except ValueError as error:
+        raise table.error(key, str(error)) from None
+
+
+def _optional_host_port(table: Table, key: str) -> HostPort | None:
+    return None if table.optional_text(key) is None else _host_port(table, key)
+
+
+# ---------------------------------------------------------------------------------------
+# Node config
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    name: str  # this node's member name in genesis
+    genesis: Path
+    data_dir: Path
+    identity_key: Path
+    settlement_key: Path
+    consensus_listen: HostPort
+    api_listen: HostPort
+    metrics_listen: HostPort | None = None
+    log_level: str = "info"
+
+    def to_toml(self, relative_to: Path | None = None) -> dict[str, Any]:
+        """TOML-ready dict; paths are written relative to `relative_to` when given."""
+
+        def rel(path: Path) -> str:
+            if relative_to is None:
+                return str(path)
+            return _relative(path, relative_to)
+
+        listen: dict[str, Any] = {
+            "consensus": str(self.consensus_listen),
+            "api": str(self.api_listen),
+        }
+        if self.metrics_listen is not None:
+            listen["metrics"] = str(self.metrics_listen)
+        return {
+            "name": self.name,
+            "genesis": rel(self.genesis),
+            "data_dir": rel(self.data_dir),
+            "identity_key": rel(self.identity_key),
+            "settlement_key": rel(self.settlement_key),
+            "log_level": self.log_level,
+            "listen": listen,
+        }
+
+    def write(self, path: Path) -> None:
+        write_toml(path, self.to_toml(relative_to=path.parent))
+
+
+def _relative(path: Path, base: Path) -> str:
+    return os.path.relpath(path, base)
+
+
+def _parse_node_config(table: Table, base: Path) -> NodeConfig:
+    def path(key: str) -> Path:
+        return (base / table.text(key, max_len=4096)).resolve()
+
+    listen = table.table("listen")
+    config = NodeConfig(
+        name=table.text("name", max_len=64),
+        genesis=path("genesis"),
+        data_dir=path("data_dir"),
+        identity_key=path("identity_key"),
+        settlement_key=path("settlement_key"),
+        consensus_listen=_host_port(listen, "consensus"),
+        api_listen=_host_port(listen, "api"),
+        metrics_listen=_optional_host_port(listen, "metrics"),
+        log_level=table.choice("log_level", LOG_LEVELS, "info"),
+    )
+    listen.done()
+    table.done()
+    return config
+
+
+def load_node_config(path: Path) -> NodeConfig:
+    return parse_file(path, lambda table: _parse_node_config(table, path.parent))
+
+
+def first_duplicate(items: Iterable[T]) -> T | None:
+    """The first item seen twice, or None."""
+    seen: set[T] = set()
+    for item in items:
+        if item in seen:
+            return item
+        seen.add(item)
+    return None

@@ -1,0 +1,399 @@
+"""Genesis: what a whole committee agrees on before block 0, and `seqnet committee init`.
+
+The genesis file fixes the chain (id, settlement contract), the members (names, keys,
+addresses, endpoints, in leader-rotation order), the consensus parameters, the assets and
+the markets. Every member loads the same file; its `genesis_hash` (keccak of a canonical
+msgpack encoding, docs/OPERATIONS.md) is what peers compare so that two nodes built from
+different files never talk as if they shared one. This room also joins a node's own
+config, its keys and its genesis entry into a checked `NodeSetup`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import msgpack
+
+from matching import config as exchange_config
+from matching.config import Asset, Market
+from node.config import (
+    ConfigError,
+    HostPort,
+    NodeConfig,
+    Table,
+    first_duplicate,
+    load_node_config,
+    parse_file,
+    write_toml,
+)
+from node.intents import ZERO_ADDRESS, Domain, format_address, keccak256
+from node.keys import KeyFileError, NodeKeys, load_node_keys, write_node_keys
+
+GENESIS_FORMAT: Final = "seqnet-genesis/1"
+MAX_MEMBERS: Final = 100
+U64_MAX: Final = 2**64 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    name: str
+    ed25519_pubkey: bytes  # 32 bytes: consensus and transport identity
+    settlement_address: bytes  # 20 bytes: signs checkpoints on chain
+    host: str
+    consensus_port: int
+    api_port: int
+
+    @property
+    def consensus_endpoint(self) -> HostPort:
+        return HostPort(self.host, self.consensus_port)
+
+    @property
+    def api_endpoint(self) -> HostPort:
+        return HostPort(self.host, self.api_port)
+
+
+@dataclass(frozen=True, slots=True)
+class ConsensusParams:
+    round_timeout_ms: int = 1000
+    max_block_entries: int = 2000
+    checkpoint_interval_blocks: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Genesis:
+    chain_id: int
+    members: tuple[Member, ...]
+    exchange: exchange_config.Genesis  # assets, markets, fee account: matching/ owns these
+    consensus: ConsensusParams = field(default_factory=ConsensusParams)
+    settlement_contract: bytes | None = None  # None until the contract is deployed
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    # -- derived -----------------------------------------------------------------------
+
+    @property
+    def fault_tolerance(self) -> int:
+        """f: members that may fail (n ≥ 3f + 1)."""
+        return (len(self.members) - 1) // 3
+
+    @property
+    def quorum(self) -> int:
+        """Votes for a QC (and checkpoint signatures for the contract): n - f."""
+        return len(self.members) - self.fault_tolerance
+
+    def member(self, name: str) -> tuple[int, Member]:
+        for index, member in enumerate(self.members):
+            if member.name == name:
+                return index, member
+        raise ConfigError(f"no member named {name!r} in genesis")
+
+    def domain(self) -> Domain:
+        """The EIP-712 domain of trader intents; without a settlement contract yet, the
+        zero address stands in (a development committee only)."""
+        return Domain(self.chain_id, self.settlement_contract or ZERO_ADDRESS)
+
+    # -- encodings -----------------------------------------------------------------------
+
+    def genesis_hash(self) -> bytes:
+        """keccak256(msgpack({"format": GENESIS_FORMAT, **to_toml()})): independent of
+        how the file was written (order, spacing, comments), since it is re-encoded from
+        the parsed values."""
+        canonical = {"format": GENESIS_FORMAT, **self.to_toml()}
+        packed: bytes = msgpack.packb(canonical, use_bin_type=True)
+        return keccak256(packed)
+
+    def to_toml(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"chain_id": self.chain_id}
+        if self.settlement_contract is not None:
+            data["settlement_contract"] = format_address(self.settlement_contract)
+        data["consensus"] = dataclasses.asdict(self.consensus)
+        data["members"] = [
+            {
+                "name": m.name,
+                "ed25519_pubkey": m.ed25519_pubkey.hex(),
+                "settlement_address": format_address(m.settlement_address),
+                "host": m.host,
+                "consensus_port": m.consensus_port,
+                "api_port": m.api_port,
+            }
+            for m in self.members
+        ]
+        data["exchange"] = self.exchange.to_dict()
+        return data
+
+    def write(self, path: Path) -> None:
+        write_toml(path, self.to_toml())
+
+
+def _validate(genesis: Genesis) -> None:
+    """Cross-field rules; per-field types and ranges are checked by the parser."""
+    problems = [
+        ("duplicate member name", first_duplicate(m.name for m in genesis.members)),
+        ("duplicate ed25519_pubkey", first_duplicate(m.ed25519_pubkey for m in genesis.members)),
+        (
+            "duplicate settlement_address",
+            first_duplicate(m.settlement_address for m in genesis.members),
+        ),
+        (
+            "duplicate consensus endpoint",
+            first_duplicate(m.consensus_endpoint for m in genesis.members),
+        ),
+    ]
+    for what, duplicate in problems:
+        if duplicate is not None:
+            shown = duplicate.hex() if isinstance(duplicate, bytes) else duplicate
+            raise ConfigError(f"{what}: {shown}")
+    if not genesis.members:
+        raise ConfigError("members: at least one member is required")
+    if not 1 <= genesis.chain_id <= U64_MAX:
+        raise ConfigError("chain_id must be in 1..2**64-1")
+
+
+# ---------------------------------------------------------------------------------------
+# Parsing
+
+
+def _parse_member(t: Table) -> Member:
+    member = Member(
+        name=t.text("name", max_len=64),
+        ed25519_pubkey=t.hex_bytes("ed25519_pubkey", 32, prefix=False),
+        settlement_address=t.address("settlement_address"),
+        host=t.text("host", max_len=253),
+        consensus_port=t.integer("consensus_port", 1, 65535),
+        api_port=t.integer("api_port", 1, 65535),
+    )
+    t.done()
+    return member
+
+
+def _only_known_keys(raw: Any, allowed: type, where: str) -> None:
+    """matching/ ignores keys it does not know; a typo in genesis must be an error."""
+    if isinstance(raw, dict):
+        known = {f.name for f in dataclasses.fields(allowed)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ConfigError(f"{where}.{unknown[0]}: unknown key")
+
+
+def _parse_exchange(raw: Any) -> exchange_config.Genesis:
+    _only_known_keys(raw, exchange_config.Genesis, "exchange")
+    if isinstance(raw, dict):
+        for key, kind in (("assets", Asset), ("markets", Market)):
+            items = raw.get(key)
+            for i, item in enumerate(items if isinstance(items, list) else []):
+                _only_known_keys(item, kind, f"exchange.{key}[{i}]")
+    try:
+        return exchange_config.Genesis.from_dict(raw)
+    except exchange_config.ConfigError as error:
+        raise ConfigError(f"exchange: {error}") from None
+
+
+def _parse_consensus(t: Table) -> ConsensusParams:
+    params = ConsensusParams(
+        round_timeout_ms=t.integer("round_timeout_ms", 10, 600_000),
+        max_block_entries=t.integer("max_block_entries", 1, 100_000),
+        checkpoint_interval_blocks=t.integer("checkpoint_interval_blocks", 1, 1_000_000),
+    )
+    t.done()
+    return params
+
+
+def _parse_genesis(t: Table) -> Genesis:
+    genesis = Genesis(
+        chain_id=t.integer("chain_id", 1, U64_MAX),
+        settlement_contract=t.optional_address("settlement_contract"),
+        consensus=_parse_consensus(t.table("consensus")),
+        members=tuple(t.array("members", _parse_member, MAX_MEMBERS)),
+        exchange=_parse_exchange(t.raw("exchange")),
+    )
+    t.done()
+    return genesis
+
+
+def load_genesis(path: Path) -> Genesis:
+    return parse_file(path, _parse_genesis)
+
+
+# ---------------------------------------------------------------------------------------
+# A node's checked view: its config, genesis, place in the committee and keys
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSetup:
+    config: NodeConfig
+    genesis: Genesis
+    index: int  # position in genesis.members (leader rotation order)
+    member: Member
+    keys: NodeKeys
+
+
+def load_node_setup(config_path: Path) -> NodeSetup:
+    """Load a node's config, its genesis and its keys, and check that the keys are the
+    ones genesis lists for this member. Raises ConfigError or KeyFileError."""
+    config = load_node_config(config_path)
+    genesis = load_genesis(config.genesis)
+    index, member = genesis.member(config.name)
+    keys = load_node_keys(config.name, config.identity_key, config.settlement_key)
+    if keys.identity_public != member.ed25519_pubkey:
+        raise KeyFileError(
+            f"{config.identity_key}: public key {keys.identity_public.hex()} is not "
+            f"{member.name}'s ed25519_pubkey in {config.genesis}"
+        )
+    if keys.settlement_address != member.settlement_address:
+        raise KeyFileError(
+            f"{config.settlement_key}: address {format_address(keys.settlement_address)} is "
+            f"not {member.name}'s settlement_address in {config.genesis}"
+        )
+    return NodeSetup(config, genesis, index, member, keys)
+
+
+# ---------------------------------------------------------------------------------------
+# Defaults and `seqnet committee init`
+
+
+def _placeholder_token(symbol: str) -> bytes:
+    """A stand-in token address until real (or local mock) tokens are deployed."""
+    return keccak256(f"seqnet placeholder token {symbol}".encode())[12:]
+
+
+def default_exchange(fee_account: bytes) -> exchange_config.Genesis:
+    exchange = exchange_config.Genesis(default_assets(), default_markets(), fee_account)
+    exchange.check()
+    return exchange
+
+
+def default_assets() -> tuple[Asset, ...]:
+    return (
+        Asset(0, "ETH", ZERO_ADDRESS, 10**9),  # engine counts gwei
+        Asset(1, "USDC", _placeholder_token("USDC"), 1),  # 6 decimals: micro-USDC
+        Asset(2, "BTC", _placeholder_token("BTC"), 1),  # 8 decimals (WBTC): satoshi
+    )
+
+
+def default_markets() -> tuple[Market, ...]:
+    # ETH-USDC: lot 0.001 ETH; tick 0.01 USDC per ETH = 10 micro-USDC per lot.
+    # BTC-USDC: lot 0.0001 BTC; tick 0.1 USDC per BTC = 10 micro-USDC per lot.
+    return (
+        Market(0, "ETH-USDC", 0, 1, 10**6, 10, 2, 5),
+        Market(1, "BTC-USDC", 2, 1, 10**4, 10, 2, 5),
+    )
+
+
+def committee_init(
+    out: Path,
+    nodes: int,
+    *,
+    base_port: int = 7000,
+    chain_id: int = 31337,
+    host: str = "127.0.0.1",
+    settlement_contract: bytes | None = None,
+    fee_account: bytes | None = None,
+    consensus: ConsensusParams | None = None,
+) -> Genesis:
+    """Write OUT/genesis.toml and OUT/nodeI/{config.toml, keys/…} for `nodes` members.
+
+    Ports: consensus base+i, API base+1000+i, metrics base+2000+i."""
+    if not 1 <= nodes <= MAX_MEMBERS:
+        raise ConfigError(f"--nodes must be in 1..{MAX_MEMBERS}")
+    if base_port < 1 or base_port + 2000 + nodes > 65535:
+        raise ConfigError("--base-port leaves no room for the node ports")
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"{out} is not empty; refusing to overwrite a committee")
+    out.mkdir(parents=True, exist_ok=True)
+    members: list[Member] = []
+    configs: list[tuple[Path, NodeConfig]] = []
+    for i in range(nodes):
+        name = f"node{i}"
+        keys = NodeKeys.generate(name)
+        node_dir = out / name
+        paths = write_node_keys(keys, node_dir / "keys")
+        member = Member(
+            name=name,
+            ed25519_pubkey=keys.identity_public,
+            settlement_address=keys.settlement_address,
+            host=host,
+            consensus_port=base_port + i,
+            api_port=base_port + 1000 + i,
+        )
+        members.append(member)
+        config = NodeConfig(
+            name=name,
+            genesis=out / "genesis.toml",
+            data_dir=node_dir / "data",
+            identity_key=paths.identity,
+            settlement_key=paths.settlement,
+            consensus_listen=member.consensus_endpoint,
+            api_listen=member.api_endpoint,
+            metrics_listen=HostPort(host, base_port + 2000 + i),
+        )
+        configs.append((node_dir / "config.toml", config))
+    genesis = Genesis(
+        chain_id=chain_id,
+        settlement_contract=settlement_contract,
+        consensus=consensus or ConsensusParams(),
+        members=tuple(members),
+        exchange=default_exchange(fee_account or members[0].settlement_address),
+    )
+    genesis.write(out / "genesis.toml")
+    for path, config in configs:
+        config.write(path)
+    return genesis
+
+
+def _cli_address(options: Table, key: str) -> bytes | None:
+    return None if options.optional_text(key) is None else options.address(key)
+
+
+def main(argv: list[str], prog: str) -> int:
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Create a committee: keys, genesis.toml and one config per node."
+    )
+    parser.add_argument("--nodes", type=int, required=True, help="number of members")
+    parser.add_argument("--out", type=Path, required=True, help="output directory (new/empty)")
+    parser.add_argument("--base-port", type=int, default=7000, help="first consensus port")
+    parser.add_argument("--chain-id", type=int, default=31337)
+    parser.add_argument("--host", default="127.0.0.1", help="host every member listens on")
+    parser.add_argument("--settlement-contract", help="0x address, if already deployed")
+    parser.add_argument("--fee-account", help="0x address (default: node0's settlement address)")
+    args = parser.parse_args(argv)
+    try:
+        given = {"settlement_contract": args.settlement_contract, "fee_account": args.fee_account}
+        options = Table({k: v for k, v in given.items() if v is not None}, "")
+        genesis = committee_init(
+            args.out,
+            args.nodes,
+            base_port=args.base_port,
+            chain_id=args.chain_id,
+            host=args.host,
+            settlement_contract=_cli_address(options, "settlement_contract"),
+            fee_account=_cli_address(options, "fee_account"),
+        )
+    except (ConfigError, KeyFileError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    summary = {
+        "genesis": str(args.out / "genesis.toml"),
+        "genesis_hash": "0x" + genesis.genesis_hash().hex(),
+        "chain_id": genesis.chain_id,
+        "quorum": genesis.quorum,
+        "members": [
+            {
+                "name": m.name,
+                "config": str(args.out / m.name / "config.toml"),
+                "ed25519_pubkey": m.ed25519_pubkey.hex(),
+                "settlement_address": format_address(m.settlement_address),
+                "consensus": str(m.consensus_endpoint),
+                "api": str(m.api_endpoint),
+            }
+            for m in genesis.members
+        ],
+    }
+    print(json.dumps(summary, indent=2))
+    return 0

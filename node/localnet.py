@@ -1,0 +1,243 @@
+"""`seqnet localnet up|status|down`: a whole committee as separate processes on 127.0.0.1.
+
+`up` writes a committee (genesis, keys, one config per node) into a folder, starts one
+`seqnet node run` process per member (each in its own session, logging JSON lines to
+its folder), waits until every node has committed a block, and prints the endpoints.
+Without `--detach` it stays in the foreground showing status and stops the committee on
+Ctrl-C; with `--detach` it returns and `status` / `down` find the processes again from
+`localnet.json` in the folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from node.genesis import committee_init, load_genesis
+
+STATE_FILE = "localnet.json"
+DEFAULT_DIR = Path(".localnet")
+STOP_TIMEOUT_S = 10.0
+
+
+@dataclass
+class NodeProcess:
+    name: str
+    pid: int
+    config: str
+    api: str
+    log: str
+
+
+@dataclass
+class Localnet:
+    folder: str
+    nodes: list[NodeProcess]
+
+    def save(self) -> None:
+        path = Path(self.folder) / STATE_FILE
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+    @staticmethod
+    def load(folder: Path) -> Localnet:
+        path = folder / STATE_FILE
+        if not path.exists():
+            raise SystemExit(f"no localnet in {folder} (no {STATE_FILE}); start one with `up`")
+        raw = json.loads(path.read_text())
+        return Localnet(raw["folder"], [NodeProcess(**n) for n in raw["nodes"]])
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still answers kill(0); reap it if it is ours.
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return done == 0
+
+
+def start_node(config: Path, log: Path, extra_env: dict[str, str] | None = None) -> int:
+    """Start `seqnet node run --config CONFIG` detached, appending its output to LOG."""
+    env = dict(os.environ, ETH_HASH_BACKEND="pysha3", **(extra_env or {}))
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "node.cli", "node", "run", "--config", str(config)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=env,
+        )
+    return proc.pid
+
+
+def stop_pid(pid: int, timeout_s: float = STOP_TIMEOUT_S) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within the timeout."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not pid_alive(pid):
+            return
+        time.sleep(0.05)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+
+
+def node_status(api: str, timeout_s: float = 1.0) -> dict[str, Any] | None:
+    try:
+        response = httpx.get(f"{api}/v1/status", timeout=timeout_s)
+        if response.status_code == 200:
+            status: dict[str, Any] = response.json()
+            return status
+    except (httpx.HTTPError, ValueError):
+        pass
+    return None
+
+
+def wait_committed(net: Localnet, min_height: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    pending = {n.name for n in net.nodes}
+    while pending:
+        for node in net.nodes:
+            if node.name not in pending:
+                continue
+            if not pid_alive(node.pid):
+                tail = Path(node.log).read_text(errors="replace")[-2000:]
+                raise SystemExit(f"{node.name} exited during start-up; end of {node.log}:\n{tail}")
+            status = node_status(node.api)
+            if status and status.get("committed_height", 0) >= min_height:
+                pending.discard(node.name)
+        if pending and time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {sorted(pending)} to commit; see their logs")
+        time.sleep(0.1)
+
+
+def up(folder: Path, nodes: int, base_port: int, timeout_s: float) -> Localnet:
+    if (folder / STATE_FILE).exists():
+        old = Localnet.load(folder)
+        if any(pid_alive(n.pid) for n in old.nodes):
+            raise SystemExit(f"a localnet is already running in {folder}; `down` it first")
+    if not (folder / "genesis.toml").exists():
+        committee_init(folder, nodes, base_port=base_port)
+    genesis = load_genesis(folder / "genesis.toml")
+    net = Localnet(str(folder), [])
+    for member in genesis.members:
+        node_dir = folder / member.name
+        config = node_dir / "config.toml"
+        log = node_dir / "node.log"
+        pid = start_node(config, log)
+        api = f"http://{member.host}:{member.api_port}"
+        net.nodes.append(NodeProcess(member.name, pid, str(config), api, str(log)))
+    net.save()
+    try:
+        wait_committed(net, 1, timeout_s)
+    except BaseException:
+        down(net)
+        raise
+    return net
+
+
+def down(net: Localnet) -> None:
+    for node in net.nodes:
+        if pid_alive(node.pid):
+            os.kill(node.pid, signal.SIGTERM)
+    for node in net.nodes:
+        stop_pid(node.pid)
+
+
+def status_rows(net: Localnet) -> list[dict[str, Any]]:
+    rows = []
+    for node in net.nodes:
+        alive = pid_alive(node.pid)
+        status = node_status(node.api) if alive else None
+        rows.append(
+            {"name": node.name, "pid": node.pid, "alive": alive, "api": node.api, **(status or {})}
+        )
+    return rows
+
+
+def print_status(net: Localnet) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"localnet in {net.folder}")
+    for column in ("node", "pid", "api", "round", "committed", "leader", "peers", "mempool"):
+        table.add_column(column)
+    for row in status_rows(net):
+        table.add_row(
+            row["name"],
+            str(row["pid"]) + ("" if row["alive"] else " (dead)"),
+            row["api"],
+            *(
+                str(row.get(k, "-"))
+                for k in ("round", "committed_height", "leader", "peers", "mempool")
+            ),
+        )
+    Console().print(table)
+
+
+def main(argv: list[str], prog: str) -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p_up = sub.add_parser("up", help="start a local committee")
+    p_up.add_argument("--nodes", type=int, default=4)
+    p_up.add_argument("--dir", type=Path, default=DEFAULT_DIR)
+    p_up.add_argument("--base-port", type=int, default=7000)
+    p_up.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for commits")
+    p_up.add_argument("--detach", action="store_true", help="return once it commits")
+    p_up.add_argument("--fresh", action="store_true", help="delete the folder first")
+    for name in ("status", "down"):
+        p = sub.add_parser(name)
+        p.add_argument("--dir", type=Path, default=DEFAULT_DIR)
+    args = parser.parse_args(argv)
+    folder: Path = args.dir.resolve()
+    if args.cmd == "status":
+        print_status(Localnet.load(folder))
+        return 0
+    if args.cmd == "down":
+        down(Localnet.load(folder))
+        print(f"stopped the localnet in {folder}")
+        return 0
+    if args.fresh and folder.exists():
+        import shutil
+
+        if (folder / STATE_FILE).exists():
+            down(Localnet.load(folder))
+        shutil.rmtree(folder)
+    net = up(folder, args.nodes, args.base_port, args.timeout)
+    print_status(net)
+    if args.detach:
+        print(f"detached; `seqnet localnet status --dir {folder}` / `down --dir {folder}`")
+        return 0
+    print("committee running; Ctrl-C stops it")
+    try:
+        while True:
+            time.sleep(5)
+            print_status(net)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        down(net)
+        print("stopped")
+    return 0

@@ -1,0 +1,530 @@
+"""Signed intents: canonical bytes, EIP-712 digests cross-checked against eth-account, the
+PROTOCOL.md §4.6 vectors, and every way an intent can be malformed or badly signed."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("ETH_HASH_BACKEND", "pysha3")
+
+import msgpack
+import pytest
+from Crypto.Hash import keccak
+from eth_account import Account
+from eth_account.messages import encode_typed_data
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from node.intents import (
+    SECP256K1_N,
+    BadSignature,
+    Domain,
+    IntentError,
+    MalformedIntent,
+    SignedIntent,
+    action_hash,
+    address_of_private_key,
+    decode_action,
+    encode_action,
+    format_address,
+    intent_digest,
+    intent_from_json,
+    intent_from_wire,
+    intent_to_json,
+    intent_to_wire,
+    pack_intent,
+    parse_intent_json,
+    sign_intent,
+    struct_hash,
+    unpack_intent,
+    validate_action,
+    verify_intent,
+    verify_rate,
+)
+
+PROTOCOL = Path(__file__).resolve().parents[2] / "docs" / "PROTOCOL.md"
+KEY = bytes(31) + b"\x01"
+AGENT_KEY = bytes(31) + b"\x02"
+ACCOUNT = address_of_private_key(KEY)
+AGENT = address_of_private_key(AGENT_KEY)
+CONTRACT = bytes.fromhex("5fbdb2315678afecb367f032d93f642f64180aa3")
+DOMAIN = Domain(31337, CONTRACT)
+NONCE = 1_700_000_000_000
+
+ACTIONS: dict[str, dict[str, Any]] = {
+    "place": {
+        "type": "place",
+        "market": 0,
+        "side": "buy",
+        "kind": "limit",
+        "price": 3_000_000,
+        "size": 2_000_000,
+        "tif": "gtc",
+        "reduce_only": False,
+        "cloid": 7,
+        "expires_ms": None,
+    },
+    "cancel": {"type": "cancel", "market": 0, "oid": 12},
+    "cancel_cloid": {"type": "cancel_cloid", "market": 3, "cloid": 2**64 - 1},
+    "cancel_all": {"type": "cancel_all", "market": None},
+    "modify": {"type": "modify", "market": 0, "oid": 12, "price": 5, "size": 6},
+    "withdraw": {"type": "withdraw", "asset": 1, "amount": 2**64 - 1},
+    "approve_agent": {"type": "approve_agent", "agent": AGENT, "name": "bot ü"},
+}
+
+
+def _signed(action: dict[str, Any], key: bytes = KEY, nonce: int = NONCE) -> SignedIntent:
+    return sign_intent(key, ACCOUNT, nonce, action, DOMAIN)
+
+
+def _code(error: pytest.ExceptionInfo[IntentError]) -> str:
+    return error.value.code
+
+
+# ---------------------------------------------------------------------------------------
+# Cross-check against eth-account, with the typed data written out independently here
+
+
+def _typed_data(action: dict[str, Any], account: bytes, nonce: int) -> dict[str, Any]:
+    domain = {
+        "name": "seqnet",
+        "version": "1",
+        "chainId": 31337,
+        "verifyingContract": format_address(CONTRACT),
+    }
+    domain_type = [
+        {"name": "name", "type": "string"},
+        {"name": "version", "type": "string"},
+        {"name": "chainId", "type": "uint256"},
+        {"name": "verifyingContract", "type": "address"},
+    ]
+    if action["type"] == "withdraw":
+        primary = "Withdraw"
+        fields = [
+            {"name": "account", "type": "address"},
+            {"name": "asset", "type": "uint32"},
+            {"name": "amount", "type": "uint64"},
+            {"name": "nonce", "type": "uint64"},
+        ]
+        message: dict[str, Any] = {
+            "account": format_address(account),
+            "asset": action["asset"],
+            "amount": action["amount"],
+            "nonce": nonce,
+        }
+    elif action["type"] == "approve_agent":
+        primary = "ApproveAgent"
+        fields = [
+            {"name": "account", "type": "address"},
+            {"name": "agent", "type": "address"},
+            {"name": "name", "type": "string"},
+            {"name": "nonce", "type": "uint64"},
+        ]
+        message = {
+            "account": format_address(account),
+            "agent": format_address(action["agent"]),
+            "name": action["name"],
+            "nonce": nonce,
+        }
+    else:
+        primary = "Action"
+        fields = [{"name": "hash", "type": "bytes32"}]
+        # The opaque hash, rebuilt here from msgpack itself rather than encode_action.
+        packed = msgpack.packb(action, use_bin_type=True)
+        h = keccak.new(digest_bits=256, data=packed + nonce.to_bytes(8, "big") + account)
+        message = {"hash": h.digest()}
+    return {
+        "types": {"EIP712Domain": domain_type, primary: fields},
+        "primaryType": primary,
+        "domain": domain,
+        "message": message,
+    }
+
+
+@pytest.mark.parametrize("kind", sorted(ACTIONS))
+def test_digest_and_signature_match_eth_account(kind: str) -> None:
+    action = ACTIONS[kind]
+    intent = _signed(action)
+    typed = _typed_data(action, ACCOUNT, NONCE)
+    reference = Account.sign_typed_data(KEY, full_message=typed)
+    assert intent.digest(DOMAIN) == bytes(reference.message_hash)
+    assert intent.signature == bytes(reference.signature)
+    signable = encode_typed_data(full_message=typed)
+    assert Account.recover_message(signable, signature=intent.signature).lower() == (
+        format_address(ACCOUNT)
+    )
+    entry = verify_intent(intent, DOMAIN)
+    assert (entry.account, entry.signer, entry.nonce) == (ACCOUNT, ACCOUNT, NONCE)
+    assert entry.action == action
+    assert entry.intent_id == intent.digest(DOMAIN)
+    assert entry.to_dict() == {
+        "account": ACCOUNT,
+        "signer": ACCOUNT,
+        "nonce": NONCE,
+        "action": action,
+    }
+
+
+def test_agent_signs_for_account() -> None:
+    intent = _signed(ACTIONS["place"], key=AGENT_KEY)
+    entry = verify_intent(intent, DOMAIN)
+    assert entry.signer == AGENT and entry.account == ACCOUNT
+    assert verify_intent(intent, DOMAIN, is_agent=lambda a, s: (a, s) == (ACCOUNT, AGENT))
+    with pytest.raises(BadSignature) as error:
+        verify_intent(intent, DOMAIN, is_agent=lambda a, s: False)
+    assert _code(error) == "unauthorized_signer"
+
+
+@pytest.mark.parametrize("kind", ["withdraw", "approve_agent"])
+def test_agent_may_not_withdraw_or_approve(kind: str) -> None:
+    intent = _signed(ACTIONS[kind], key=AGENT_KEY)
+    with pytest.raises(BadSignature) as error:
+        verify_intent(intent, DOMAIN, is_agent=lambda a, s: True)
+    assert _code(error) == "signer_not_account"
+
+
+# ---------------------------------------------------------------------------------------
+# PROTOCOL.md §4.6 vectors
+
+
+def _doc_vectors() -> dict[str, Any]:
+    text = PROTOCOL.read_text()
+    match = re.search(
+        r"<!-- intent-vectors:begin -->\s*```json\n(.*?)```\s*<!-- intent-vectors:end -->",
+        text,
+        re.S,
+    )
+    assert match, "PROTOCOL.md lost its intent test vectors"
+    vectors: dict[str, Any] = json.loads(match.group(1))
+    return vectors
+
+
+DOC = _doc_vectors()
+
+
+def test_doc_domain() -> None:
+    domain = Domain(DOC["chain_id"], bytes.fromhex(DOC["verifying_contract"][2:]))
+    assert domain == DOMAIN
+    assert "0x" + domain.separator.hex() == DOC["domain_separator"]
+    assert len(DOC["vectors"]) >= 9
+
+
+@pytest.mark.parametrize("vector", DOC["vectors"], ids=lambda v: v["name"])
+def test_doc_vector(vector: dict[str, Any]) -> None:
+    intent = intent_from_json(vector["intent"])
+    assert intent_to_json(intent) == vector["intent"]
+    packed = bytes.fromhex(vector["action_msgpack"][2:])
+    assert encode_action(intent.action) == packed
+    assert decode_action(packed) == intent.action
+    if vector["action_hash"] is not None:
+        assert (
+            "0x" + action_hash(ACCOUNT, intent.nonce, intent.action).hex()
+            == (vector["action_hash"])
+        )
+    assert (
+        "0x" + struct_hash(intent.account, intent.nonce, intent.action).hex()
+        == (vector["struct_hash"])
+    )
+    digest = intent_digest(intent.account, intent.nonce, intent.action, DOMAIN)
+    assert "0x" + digest.hex() == vector["digest"]
+    key = bytes.fromhex(vector["private_key"][2:])
+    assert sign_intent(key, intent.account, intent.nonce, intent.action, DOMAIN) == intent
+    entry = verify_intent(intent, DOMAIN)
+    assert format_address(entry.signer) == vector["signer"]
+
+
+# ---------------------------------------------------------------------------------------
+# Wrong keys, domains, contents and signatures
+
+
+def test_forged_signature_recovers_someone_else() -> None:
+    intent = _signed(ACTIONS["place"])
+    stranger = sign_intent(bytes(31) + b"\x09", ACCOUNT, NONCE, ACTIONS["place"], DOMAIN)
+    assert verify_intent(stranger, DOMAIN).signer != ACCOUNT
+    with pytest.raises(BadSignature) as error:
+        verify_intent(stranger, DOMAIN, is_agent=lambda a, s: False)
+    assert _code(error) == "unauthorized_signer"
+    assert verify_intent(intent, DOMAIN).signer == ACCOUNT
+
+
+@pytest.mark.parametrize(
+    "domain",
+    [Domain(1, CONTRACT), Domain(31337, bytes(20)), Domain(31337, CONTRACT, version="2")],
+    ids=["chain_id", "contract", "version"],
+)
+def test_wrong_domain(domain: Domain) -> None:
+    intent = _signed(ACTIONS["cancel"])
+    assert verify_intent(intent, domain).signer != ACCOUNT
+    with pytest.raises(BadSignature) as error:
+        verify_intent(intent, domain, is_agent=lambda a, s: False)
+    assert _code(error) == "unauthorized_signer"
+    withdraw = _signed(ACTIONS["withdraw"])
+    with pytest.raises(BadSignature) as error:
+        verify_intent(withdraw, domain)
+    assert _code(error) == "signer_not_account"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"price": 3_000_010}, {"side": "sell"}, {"cloid": None}, {"reduce_only": True}],
+)
+def test_tampered_action(change: dict[str, Any]) -> None:
+    intent = _signed(ACTIONS["place"])
+    tampered = SignedIntent(
+        intent.account, intent.nonce, {**intent.action, **change}, intent.signature
+    )
+    assert verify_intent(tampered, DOMAIN).signer != ACCOUNT
+
+
+def test_tampered_nonce_and_account() -> None:
+    intent = _signed(ACTIONS["withdraw"])
+    for other in (
+        SignedIntent(intent.account, intent.nonce + 1, intent.action, intent.signature),
+        SignedIntent(AGENT, intent.nonce, intent.action, intent.signature),
+    ):
+        with pytest.raises(BadSignature) as error:
+            verify_intent(other, DOMAIN)
+        assert _code(error) == "signer_not_account"
+
+
+def _with_signature(intent: SignedIntent, r: int, s: int, v: int) -> SignedIntent:
+    signature = r.to_bytes(32, "big") + s.to_bytes(32, "big") + bytes([v])
+    return SignedIntent(intent.account, intent.nonce, intent.action, signature)
+
+
+def test_high_s_is_refused() -> None:
+    intent = _signed(ACTIONS["cancel"])
+    r = int.from_bytes(intent.signature[:32], "big")
+    s = int.from_bytes(intent.signature[32:64], "big")
+    v = intent.signature[64]
+    # (r, n - s, flipped v) is the malleated twin: valid ECDSA, refused here.
+    twin = _with_signature(intent, r, SECP256K1_N - s, 55 - v)
+    with pytest.raises(BadSignature) as error:
+        verify_intent(twin, DOMAIN)
+    assert _code(error) == "high_s"
+
+
+def test_v_forms() -> None:
+    intent = _signed(ACTIONS["cancel"])
+    r = int.from_bytes(intent.signature[:32], "big")
+    s = int.from_bytes(intent.signature[32:64], "big")
+    v = intent.signature[64]
+    assert verify_intent(_with_signature(intent, r, s, v - 27), DOMAIN).signer == ACCOUNT
+    for bad in (2, 26, 29, 35, 255):
+        with pytest.raises(BadSignature) as error:
+            verify_intent(_with_signature(intent, r, s, bad), DOMAIN)
+        assert _code(error) == "bad_v"
+
+
+@pytest.mark.parametrize("r_s", [(0, 1), (1, 0), (SECP256K1_N, 1), (2**256 - 1, 1)])
+def test_r_s_out_of_range(r_s: tuple[int, int]) -> None:
+    intent = _with_signature(_signed(ACTIONS["cancel"]), r_s[0], r_s[1], 27)
+    with pytest.raises(BadSignature) as error:
+        verify_intent(intent, DOMAIN)
+    assert _code(error) == "invalid_signature"
+
+
+def test_unrecoverable_signature() -> None:
+    # r = 5 has no point on secp256k1 with that x coordinate: recovery fails.
+    intent = _with_signature(_signed(ACTIONS["cancel"]), 5, 1, 27)
+    with pytest.raises(BadSignature) as error:
+        verify_intent(intent, DOMAIN)
+    assert _code(error) == "invalid_signature"
+
+
+# ---------------------------------------------------------------------------------------
+# Malformed fields and inputs
+
+
+def _json_intent(**changes: Any) -> dict[str, Any]:
+    base = intent_to_json(_signed(ACTIONS["place"]))
+    action = changes.pop("action", None)
+    if action is not None:
+        base["action"] = {**base["action"], **action}
+    return {**base, **changes}
+
+
+MALFORMED: list[tuple[str, dict[str, Any], str]] = [
+    ("price_str", {"action": {"price": "1"}}, "bad_type"),
+    ("price_float", {"action": {"price": 1.0}}, "bad_type"),
+    ("price_bool", {"action": {"price": True}}, "bad_type"),
+    ("price_negative", {"action": {"price": -1}}, "out_of_range"),
+    ("size_u64_overflow", {"action": {"size": 2**64}}, "out_of_range"),
+    ("market_u32_overflow", {"action": {"market": 2**32}}, "out_of_range"),
+    ("reduce_only_int", {"action": {"reduce_only": 0}}, "bad_type"),
+    ("side_enum", {"action": {"side": "BUY"}}, "bad_value"),
+    ("tif_enum", {"action": {"tif": "day"}}, "bad_value"),
+    ("market_gtc", {"action": {"kind": "market"}}, "bad_value"),
+    ("unknown_type", {"action": {"type": "deposit"}}, "unknown_action"),
+    ("unknown_field", {"action": {"leverage": 10}}, "unknown_field"),
+    ("nonce_negative", {"nonce": -1}, "out_of_range"),
+    ("nonce_overflow", {"nonce": 2**64}, "out_of_range"),
+    ("nonce_str", {"nonce": "1"}, "bad_type"),
+    ("account_short", {"account": "0x" + "11" * 19}, "bad_address"),
+    ("account_no_prefix", {"account": "11" * 21}, "bad_address"),
+    ("account_not_hex", {"account": "0x" + "zz" * 20}, "bad_address"),
+    ("account_spaces", {"account": "0x" + "11 " * 13 + "1"}, "bad_address"),
+    ("signature_short", {"signature": "0x" + "11" * 64}, "bad_signature_length"),
+    ("signature_not_hex", {"signature": "0x" + "zz" * 65}, "bad_encoding"),
+    ("signature_spaces", {"signature": "0x" + "11 " * 42 + "1111"}, "bad_signature_length"),
+    ("extra_key", {"chain_id": 1}, "unknown_field"),
+]
+
+
+@pytest.mark.parametrize(
+    ("changes", "code"), [(c, k) for _, c, k in MALFORMED], ids=[n for n, _, _ in MALFORMED]
+)
+def test_malformed_json(changes: dict[str, Any], code: str) -> None:
+    with pytest.raises(MalformedIntent) as error:
+        intent_from_json(_json_intent(**changes))
+    assert _code(error) == code
+    assert error.value.message
+
+
+def test_missing_fields() -> None:
+    obj = _json_intent()
+    del obj["action"]["cloid"]
+    with pytest.raises(MalformedIntent) as error:
+        intent_from_json(obj)
+    assert (_code(error), error.value.field) == ("missing_field", "cloid")
+    obj = _json_intent()
+    del obj["nonce"]
+    with pytest.raises(MalformedIntent) as error:
+        intent_from_json(obj)
+    assert (_code(error), error.value.field) == ("missing_field", "nonce")
+    with pytest.raises(MalformedIntent) as error:
+        intent_from_json([obj])
+    assert _code(error) == "bad_type"
+
+
+def test_agent_name_and_address() -> None:
+    approve = intent_to_json(_signed(ACTIONS["approve_agent"]))
+    assert intent_from_json(approve).action["agent"] == AGENT
+    for name, code in (("x" * 33, "out_of_range"), ("é" * 17, "out_of_range"), (3, "bad_type")):
+        with pytest.raises(MalformedIntent) as error:
+            intent_from_json({**approve, "action": {**approve["action"], "name": name}})
+        assert _code(error) == code
+    with pytest.raises(MalformedIntent) as error:
+        validate_action({**ACTIONS["approve_agent"], "agent": b"\x01" * 19})
+    assert _code(error) == "bad_address"
+
+
+def test_json_text_limits() -> None:
+    text = json.dumps(_json_intent())
+    assert parse_intent_json(text) == parse_intent_json(text.encode())
+    with pytest.raises(MalformedIntent) as error:
+        parse_intent_json(text[:-1] + " " * 3000 + "}")
+    assert _code(error) == "too_large"
+    for bad in (text[:50], "nan", b"\xff\xfe", "[" * 1000 + "]" * 1000):
+        with pytest.raises(MalformedIntent) as error:
+            parse_intent_json(bad)
+        assert _code(error) in ("bad_encoding", "bad_type")
+    duplicated = text[:-1] + ', "nonce": 5}'
+    with pytest.raises(MalformedIntent) as error:
+        parse_intent_json(duplicated)
+    assert _code(error) == "duplicate_key"
+    with pytest.raises(MalformedIntent) as error:
+        parse_intent_json(text.replace(f'"nonce": {NONCE}', f'"nonce": {NONCE}.0'))
+    assert _code(error) == "bad_type"
+
+
+def test_msgpack_wire_limits() -> None:
+    intent = _signed(ACTIONS["approve_agent"])
+    raw = pack_intent(intent)
+    assert unpack_intent(raw) == intent
+    assert intent_from_wire(msgpack.unpackb(raw)) == intent
+    cases = [
+        (raw + b"\x00" * 1024, "too_large"),
+        (raw[:-3], "bad_encoding"),
+        (b"\xc1", "bad_encoding"),
+        (msgpack.packb([1, 2]), "bad_type"),
+        (msgpack.packb({**intent_to_wire(intent), "account": "0x" + ACCOUNT.hex()}), "bad_address"),
+        (
+            msgpack.packb({**intent_to_wire(intent), "signature": b"\x00" * 64}),
+            "bad_signature_length",
+        ),
+        (msgpack.packb({**intent_to_wire(intent), "nonce": 1.5}), "bad_type"),
+        (msgpack.packb({1: 2}), "bad_encoding"),  # int map keys: refused by strict_map_key
+        (msgpack.packb(msgpack.ExtType(1, b"x")), "bad_encoding"),
+    ]
+    for data, code in cases:
+        with pytest.raises(MalformedIntent) as error:
+            unpack_intent(data)
+        assert _code(error) == code, data
+
+
+def test_decode_action_requires_canonical_bytes() -> None:
+    action = ACTIONS["cancel"]
+    canonical = encode_action(action)
+    reordered = msgpack.packb({"market": 0, "type": "cancel", "oid": 12})
+    wide_int = canonical[:-1] + b"\xcf" + (12).to_bytes(8, "big")
+    for data in (reordered, wide_int):
+        assert msgpack.unpackb(data) == action
+        with pytest.raises(MalformedIntent) as error:
+            decode_action(data)
+        assert _code(error) == "not_canonical"
+    # An envelope in another key order still verifies: the hash input is re-encoded.
+    intent = _signed(action)
+    wire = intent_to_wire(intent)
+    shuffled = {"signature": wire["signature"], "nonce": wire["nonce"]}
+    shuffled |= {"account": wire["account"], "action": {"oid": 12, "market": 0, "type": "cancel"}}
+    assert verify_intent(unpack_intent(msgpack.packb(shuffled)), DOMAIN).signer == ACCOUNT
+
+
+# ---------------------------------------------------------------------------------------
+# Properties
+
+
+u64 = st.integers(0, 2**64 - 1)
+u32 = st.integers(0, 2**32 - 1)
+places = st.fixed_dictionaries(
+    {
+        "type": st.just("place"),
+        "market": u32,
+        "side": st.sampled_from(["buy", "sell"]),
+        "kind": st.just("limit"),
+        "price": u64,
+        "size": u64,
+        "tif": st.sampled_from(["gtc", "ioc", "fok", "post"]),
+        "reduce_only": st.booleans(),
+        "cloid": st.none() | u64,
+        "expires_ms": st.none() | u64,
+    }
+)
+any_action = st.one_of(
+    places,
+    st.fixed_dictionaries({"type": st.just("cancel"), "market": u32, "oid": u64}),
+    st.fixed_dictionaries({"type": st.just("cancel_all"), "market": st.none() | u32}),
+    st.fixed_dictionaries(
+        {"type": st.just("withdraw"), "asset": u32, "amount": u64},
+    ),
+    st.fixed_dictionaries(
+        {
+            "type": st.just("approve_agent"),
+            "agent": st.binary(min_size=20, max_size=20),
+            "name": st.text(max_size=8),
+        }
+    ),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(action=any_action, nonce=u64)
+def test_round_trips_and_eth_account(action: dict[str, Any], nonce: int) -> None:
+    intent = sign_intent(KEY, ACCOUNT, nonce, action, DOMAIN)
+    assert decode_action(encode_action(action)) == action
+    assert unpack_intent(pack_intent(intent)) == intent
+    assert parse_intent_json(json.dumps(intent_to_json(intent))) == intent
+    assert verify_intent(intent, DOMAIN).signer == ACCOUNT
+    # hypothesis may build the dict in any key order; the reference packs it as given.
+    canonical = {k: action[k] for k in ACTIONS[action["type"]]}
+    reference = Account.sign_typed_data(KEY, full_message=_typed_data(canonical, ACCOUNT, nonce))
+    assert intent.signature == bytes(reference.signature)
+
+
+def test_verify_rate_is_positive() -> None:
+    assert verify_rate(50) > 0
