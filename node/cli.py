@@ -18,6 +18,8 @@ os.environ.setdefault("ETH_HASH_BACKEND", "pysha3")
 COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("demo",): ("node.demo", "run the matching engine on a sample stream; print book and fills"),
     ("replay",): ("node.replay", "re-execute a JSONL block log; print events and state root"),
+    ("node",): ("node.node_cli", "run a committee member (`node run --config`), `node status`"),
+    ("localnet",): ("node.localnet", "local committee on 127.0.0.1: `up`, `status`, `down`"),
     ("sim",): ("node.sim.cli", "deterministic consensus cluster simulator"),
     ("bench", "matching"): ("node.bench.matching", "matching engine throughput vs pyorderbook"),
     ("bench", "consensus"): ("node.bench.consensus", "consensus protocol cost vs Ed25519 verify"),

@@ -1,0 +1,765 @@
+"""One committee member at run time: the trio shell around the two pure cores.
+
+Tasks (one nursery, see `Node.run`):
+- transport: authenticated links to the other members (node/transport.py);
+- dispatcher: reads peer messages, verifies them at the boundary (consensus signatures
+  by `consensus.Verifier`, trader signatures of every payload entry by coincurve in a
+  worker thread) and queues the verified ones for the consensus task;
+- consensus: the only task that touches `Core`; it feeds events in and carries the
+  actions out in order, persisting the safety record and new blocks (fsync) before any
+  vote or timeout that follows them leaves the node;
+- timer: one deadline, replaced by each `ScheduleTimeout`;
+- proposer: answers `NeedPayload` with a batch from the mempool (cancels first);
+- sync: when a proposal shows that we are far behind, fetches committed blocks from a
+  peer, checks them by their QCs, executes them and restarts the core above them.
+
+Execution: committed blocks go through the matching engine in order, exactly once each
+(heights at or below `exec_height` are skipped, which makes a replayed `Commit` after a
+crash harmless), are appended to the committed log, and wake clients waiting for them.
+
+Peer messages are msgpack lists `[kind, …]`: `c` consensus message bytes, `i` forwarded
+signed intents, `sr`/`sp` committed-log sync request/response (docs/PROTOCOL.md §6).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+import structlog
+import trio
+
+from consensus.actions import (
+    Action,
+    Broadcast,
+    Commit,
+    Misbehavior,
+    NeedPayload,
+    PersistBlock,
+    PersistSafety,
+    ScheduleTimeout,
+    Send,
+)
+from consensus.committee import Committee
+from consensus.core import Core, CoreConfig, Recovery
+from consensus.crypto import Ed25519Scheme, Ed25519Signer
+from consensus.errors import InvalidMessage as ConsensusError
+from consensus.events import Event, MessageReceived, PayloadReady, Start, TimerFired
+from consensus.leader_election import RoundRobin
+from consensus.safety_data import SafetyData
+from consensus.types import Block, Proposal, QuorumCert, encode_message, genesis_block, genesis_qc
+from consensus.verifier import Verified, Verifier
+from matching.engine import Engine
+from matching.events import Rejected
+from node.api_facade import SubmitResult
+from node.genesis import NodeSetup
+from node.intents import Entry, IntentError, SignedIntent, pack_intent, unpack_intent, verify_intent
+from node.mempool import AddResult, Mempool, PoolItem
+from node.payload import BadEntry, decode_committed, decode_entry, encode_committed, intent_entry
+from node.storage import SqliteStorage
+from node.transport import Peer, Transport, TransportConfig
+
+log = structlog.get_logger("seqnet.node")
+
+CANCEL_TYPES = frozenset(("cancel", "cancel_cloid", "cancel_all"))
+
+
+@dataclass(frozen=True, slots=True)
+class NodeOptions:
+    idle_block_interval_ms: int = 250  # leader waits this long for entries when idle
+    batch_wait_ms: int = 0  # extra wait to fill a block when entries are few
+    max_block_bytes: int = 3 << 20
+    snapshot_interval_blocks: int = 1000
+    sync_gap_blocks: int = 8  # a proposal this far ahead of us starts a log sync
+    sync_batch_bytes: int = 2 << 20
+    sync_timeout_s: float = 3.0
+    verified_cache: int = 400_000
+    result_cache: int = 200_000
+    max_forward_batch: int = 512
+    inbox: int = 4096
+    clock_skew_ms: int = 0  # test-only: pretend our clock is off by this much
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Node:
+    def __init__(
+        self, setup: NodeSetup, storage: SqliteStorage, options: NodeOptions | None = None
+    ) -> None:
+        self.setup = setup
+        self.options = options or NodeOptions()
+        genesis = setup.genesis
+        self.genesis = genesis
+        self.domain = genesis.domain()
+        self.genesis_hash = genesis.genesis_hash()
+        self.me = setup.index
+        self.n = len(genesis.members)
+        self.committee = Committee(
+            tuple(m.ed25519_pubkey for m in genesis.members), self.genesis_hash
+        )
+        self.election = RoundRobin(self.n)
+        self.verifier = Verifier(self.committee, Ed25519Scheme(), self.election)
+        self.signer = Ed25519Signer(bytes(setup.keys.identity))
+        self.core_config = CoreConfig(base_timeout_ms=genesis.consensus.round_timeout_ms)
+        self.storage = storage
+        self.mempool = Mempool()
+        self.engine, self.exec_height = self._restore_engine()
+        self.core = self._build_core()
+        self.transport = Transport(
+            me=self.me,
+            signing_key=setup.keys.identity,
+            peers={
+                i: Peer(m.host, m.consensus_port, m.ed25519_pubkey)
+                for i, m in enumerate(genesis.members)
+            },
+            genesis_hash=self.genesis_hash,
+            config=TransportConfig(),
+        )
+        self._inbox_send, self._inbox = trio.open_memory_channel[Event](self.options.inbox)
+        # packed payload entry -> verified entry map (the engine's input), bounded LRU
+        self._verified: OrderedDict[bytes, Entry] = OrderedDict()
+        # intent ids carried by blocks that are not committed yet: block id -> (parent id, ids)
+        self._inflight: dict[bytes, tuple[bytes, frozenset[bytes]]] = {}
+        # recent blocks: id -> (parent id, carried entries), for the proposer's pacing
+        self._recent: OrderedDict[bytes, tuple[bytes, bool]] = OrderedDict()
+        self._storage_lock = trio.Lock()  # FIFO: committed-log writes in execution order
+        self._results: OrderedDict[bytes, SubmitResult] = OrderedDict()
+        self._waiters: dict[bytes, trio.Event] = {}
+        self._mempool_nonempty = trio.Event()
+        self._timer: tuple[int, int] | None = None  # (round, at_ms)
+        self._timer_changed = trio.Event()
+        self._proposing: int | None = None
+        self._syncing = False
+        self._sync_replies: trio.MemorySendChannel[tuple[int, Any]] | None = None
+        self._highest_seen_height = self.exec_height
+        self._nursery: trio.Nursery | None = None
+        self._ready = False
+        self.started_ms = wall_ms()
+        self.counters: dict[str, int] = {
+            "blocks_committed": 0,
+            "entries_committed": 0,
+            "proposals_rejected": 0,
+            "peer_messages_rejected": 0,
+            "intents_admitted": 0,
+            "syncs": 0,
+        }
+
+    # ------------------------------------------------------------ recovery
+
+    def _restore_engine(self) -> tuple[Engine, int]:
+        snap = self.storage.latest_snapshot()
+        if snap is None:
+            engine, height = Engine(self.genesis.exchange), 0
+        else:
+            height, data = snap
+            engine = Engine.restore(data)
+        replayed = 0
+        for h, record in self.storage.iter_committed(height + 1):
+            block, signers = decode_committed(record)
+            assert block.height == h, f"committed log height {h} holds block height {block.height}"
+            entries = [
+                _entry_dict(decode_entry(e), s) for e, s in zip(block.payload, signers, strict=True)
+            ]
+            engine.apply_block(block.timestamp_ms, entries)
+            height = h
+            replayed += 1
+        log.info(
+            "engine restored", height=height, from_snapshot=snap is not None, replayed=replayed
+        )
+        return engine, height
+
+    def _build_core(self, root: tuple[Block, QuorumCert] | None = None) -> Core:
+        safety_raw = self.storage.load_safety()
+        safety = SafetyData() if safety_raw is None else SafetyData.decode(safety_raw)
+        if root is None:
+            raw = self.storage.load_meta("root")
+            if raw is None:
+                genesis = genesis_block(self.committee.chain_id)
+                root = (genesis, genesis_qc(genesis))
+            else:
+                block_wire, qc_wire = msgpack.unpackb(raw, raw=False)
+                root = (Block.from_wire(block_wire), QuorumCert.from_wire(qc_wire))
+        block, qc = root
+        blocks = tuple(
+            Block.from_wire(msgpack.unpackb(b, raw=False))
+            for b in self.storage.load_blocks(block.round + 1)
+        )
+        recovery = Recovery(safety, block, blocks, qc)
+        return Core(self.committee, self.me, self.signer, self.core_config, self.election, recovery)
+
+    # ------------------------------------------------------------ run
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            await nursery.start(self.transport.run)
+            nursery.start_soon(self._dispatcher)
+            nursery.start_soon(self._timer_task)
+            nursery.start_soon(self._consensus_task)
+            await self._inbox_send.send(Start())
+            task_status.started()
+
+    def now_ms(self) -> int:
+        return wall_ms() + self.options.clock_skew_ms
+
+    async def _consensus_task(self) -> None:
+        async for event in self._inbox:
+            actions = self.core.handle(event, self.now_ms())
+            await self._execute(actions)
+
+    async def _execute(self, actions: Sequence[Action]) -> None:
+        blocks: list[tuple[bytes, int, bytes]] = []
+        safety: SafetyData | None = None
+        for action in actions:
+            if isinstance(action, PersistSafety):
+                safety = action.data
+            elif isinstance(action, PersistBlock):
+                b = action.block
+                blocks.append((b.id, b.round, msgpack.packb(b.to_wire(), use_bin_type=True)))
+                self._track_inflight(b)
+            else:
+                if safety is not None or blocks:
+                    await self._persist(safety, blocks)
+                    safety, blocks = None, []
+                await self._act(action)
+        if safety is not None or blocks:
+            await self._persist(safety, blocks)
+
+    async def _persist(
+        self, safety: SafetyData | None, blocks: list[tuple[bytes, int, bytes]]
+    ) -> None:
+        def write() -> None:
+            if blocks:
+                self.storage.save_blocks(blocks)
+            if safety is not None:
+                self.storage.save_safety(safety.encode())
+
+        async with self._storage_lock:
+            await trio.to_thread.run_sync(write)
+
+    async def _act(self, action: Action) -> None:
+        if isinstance(action, Send):
+            if action.to == self.me:
+                await self._inbox_send.send(MessageReceived(Verified(self.me, action.msg)))
+            else:
+                self.transport.send(action.to, ["c", encode_message(action.msg)])
+        elif isinstance(action, Broadcast):
+            self.transport.broadcast(["c", encode_message(action.msg)])
+        elif isinstance(action, Commit):
+            await self._commit(action.blocks, action.proof)
+        elif isinstance(action, ScheduleTimeout):
+            self._timer = (action.round, action.at_ms)
+            self._timer_changed.set()
+        elif isinstance(action, NeedPayload):
+            if self._proposing != action.round:
+                self._proposing = action.round
+                assert self._nursery is not None
+                self._nursery.start_soon(self._propose, action.round, action.parent_id)
+        elif isinstance(action, Misbehavior):
+            log.warning("peer misbehaviour", author=action.author, what=action.what)
+
+    async def _timer_task(self) -> None:
+        while True:
+            self._timer_changed = trio.Event()
+            timer = self._timer
+            if timer is None:
+                await self._timer_changed.wait()
+                continue
+            round_, at_ms = timer
+            delay_s = max(0.0, (at_ms - self.now_ms()) / 1000)
+            with trio.move_on_after(delay_s):
+                await self._timer_changed.wait()
+                continue
+            if self._timer == timer:
+                self._timer = None
+                await self._inbox_send.send(TimerFired(round_))
+
+    # ------------------------------------------------------------ proposing
+
+    def _track_inflight(self, block: Block) -> None:
+        parent = block.qc.vote_data.block_id
+        self._inflight[block.id] = (
+            parent,
+            frozenset(self._intent_id(raw) for raw in block.payload),
+        )
+        self._recent[block.id] = (parent, bool(block.payload))
+        if len(self._recent) > 10_000:
+            self._recent.popitem(last=False)
+
+    def _intent_id(self, raw: bytes) -> bytes:
+        entry = self._verified.get(raw)
+        if entry is not None:
+            return entry.intent_id
+        try:
+            return decode_entry(raw).digest(self.domain)
+        except BadEntry:
+            return raw
+
+    def _pending_entries(self, parent_id: bytes) -> set[bytes]:
+        """Intent ids carried by the uncommitted ancestors of a block we would extend."""
+        pending: set[bytes] = set()
+        for _ in range(1000):
+            link = self._inflight.get(parent_id)
+            if link is None:
+                break
+            parent_id, ids = link
+            pending |= ids
+        return pending
+
+    def _recent_activity(self, parent_id: bytes, depth: int = 3) -> bool:
+        """Whether one of the last `depth` blocks carried entries: then the next rounds
+        must follow at once, to certify and commit it and to tell everyone it committed."""
+        for _ in range(depth):
+            link = self._recent.get(parent_id)
+            if link is None:
+                return False
+            parent_id, nonempty = link
+            if nonempty:
+                return True
+        return False
+
+    async def _propose(self, round_: int, parent_id: bytes) -> None:
+        """Fill our block: at once when there is work (entries waiting, or uncommitted
+        entries above the root that need the next rounds to commit), else after an idle
+        interval, so that an idle committee does not spin."""
+        if not len(self.mempool) and not self._recent_activity(parent_id):
+            with trio.move_on_after(self.options.idle_block_interval_ms / 1000):
+                await self._mempool_nonempty.wait()
+        elif self.options.batch_wait_ms:
+            await trio.sleep(self.options.batch_wait_ms / 1000)
+        exclude = self._pending_entries(parent_id)
+        items = self.mempool.take_batch(
+            self.genesis.consensus.max_block_entries,
+            self.options.max_block_bytes,
+            exclude={*exclude},
+        )
+        if not len(self.mempool):
+            self._mempool_nonempty = trio.Event()
+        payload = tuple(i.entry for i in items)
+        await self._inbox_send.send(PayloadReady(round_, payload))
+
+    # ------------------------------------------------------------ peer messages
+
+    async def _dispatcher(self) -> None:
+        async for peer, message in self.transport.inbound:
+            try:
+                kind = message[0]
+                if kind == "c":
+                    await self._on_consensus(peer, message[1])
+                elif kind == "i":
+                    await self._admit(
+                        [
+                            unpack_intent(raw)
+                            for raw in message[1][: self.options.max_forward_batch]
+                        ],
+                        forward=False,
+                    )
+                elif kind == "sr":
+                    await self._serve_sync(peer, int(message[1]), int(message[2]))
+                elif kind == "sp" and self._sync_replies is not None:
+                    self._sync_replies.send_nowait((peer, message))
+                else:
+                    raise ValueError(f"unknown message kind {kind!r}")
+            except (
+                ConsensusError,
+                IntentError,
+                BadEntry,
+                ValueError,
+                TypeError,
+                IndexError,
+                KeyError,
+                trio.WouldBlock,
+            ) as exc:
+                self.counters["peer_messages_rejected"] += 1
+                log.warning(
+                    "peer message rejected", peer=peer, error=f"{type(exc).__name__}: {exc}"
+                )
+
+    async def _on_consensus(self, peer: int, data: bytes) -> None:
+        verified = self.verifier.decode(peer, data)
+        if isinstance(verified.msg, Proposal):
+            block = verified.msg.block
+            self._highest_seen_height = max(self._highest_seen_height, block.height)
+            if block.height > self.exec_height + self.options.sync_gap_blocks:
+                self._start_sync(peer)
+            if not await self._check_payload(block.payload):
+                self.counters["proposals_rejected"] += 1
+                log.warning(
+                    "proposal with invalid payload dropped", author=block.author, round=block.round
+                )
+                return
+        await self._inbox_send.send(MessageReceived(verified))
+
+    async def _check_payload(self, payload: tuple[bytes, ...]) -> bool:
+        """Every entry decodes and carries a valid trader signature (cached by bytes)."""
+        todo = [e for e in payload if e not in self._verified]
+        if not todo:
+            return True
+        try:
+            decoded = [(e, decode_entry(e)) for e in todo]
+        except BadEntry as exc:
+            log.warning("bad payload entry", error=str(exc))
+            return False
+        results = await self._verify([si for _, si in decoded])
+        ok = True
+        for (raw, _), result in zip(decoded, results, strict=True):
+            if isinstance(result, IntentError):
+                log.warning(
+                    "payload entry with bad signature", code=result.code, message=result.message
+                )
+                ok = False
+            else:
+                self._remember(raw, result)
+        return ok
+
+    async def _verify(self, intents: list[SignedIntent]) -> list[Entry | IntentError]:
+        domain = self.domain
+
+        def verify_all(batch: list[SignedIntent]) -> list[Entry | IntentError]:
+            out: list[Entry | IntentError] = []
+            for si in batch:
+                try:
+                    out.append(verify_intent(si, domain))
+                except IntentError as exc:
+                    out.append(exc)
+            return out
+
+        if len(intents) < 64:
+            return verify_all(intents)
+        # coincurve releases the GIL: two threads use both cores.
+        half = len(intents) // 2
+        results: list[list[Entry | IntentError]] = [[], []]
+
+        async def part(i: int, batch: list[SignedIntent]) -> None:
+            results[i] = await trio.to_thread.run_sync(verify_all, batch)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(part, 0, intents[:half])
+            nursery.start_soon(part, 1, intents[half:])
+        return results[0] + results[1]
+
+    def _remember(self, raw: bytes, entry: Entry) -> None:
+        self._verified[raw] = entry
+        if len(self._verified) > self.options.verified_cache:
+            self._verified.popitem(last=False)
+
+    # ------------------------------------------------------------ intake (NodeFacade)
+
+    async def submit(
+        self, intents: list[SignedIntent], wait: bool, timeout_s: float
+    ) -> list[SubmitResult]:
+        results = await self._admit(intents, forward=True)
+        if wait:
+            with trio.move_on_after(timeout_s):
+                for i, result in enumerate(results):
+                    if result.status == "accepted":
+                        results[i] = await self._wait_committed(result.intent_id)
+            results = [
+                SubmitResult(r.intent_id, "timeout", None, "not committed in time", None)
+                if r.status == "accepted"
+                else r
+                for r in results
+            ]
+        return results
+
+    async def _admit(self, intents: list[SignedIntent], forward: bool) -> list[SubmitResult]:
+        results: list[SubmitResult | None] = [None] * len(intents)
+        fresh: list[tuple[int, SignedIntent, bytes]] = []
+        for i, si in enumerate(intents):
+            packed = pack_intent(si)
+            raw = intent_entry(packed)
+            known = self._verified.get(raw)
+            if known is not None and known.intent_id in self._results:
+                results[i] = self._results[known.intent_id]
+            elif known is not None and known.intent_id in self.mempool:
+                results[i] = SubmitResult(known.intent_id, "accepted", None, None, None)
+            else:
+                fresh.append((i, si, raw))
+        verified = await self._verify([si for _, si, _ in fresh])
+        admitted: list[bytes] = []
+        for (i, si, raw), entry in zip(fresh, verified, strict=True):
+            if isinstance(entry, IntentError):
+                results[i] = SubmitResult(
+                    si.digest(self.domain), "rejected", entry.code, entry.message, None
+                )
+                continue
+            self._remember(raw, entry)
+            item = PoolItem(
+                entry.intent_id,
+                entry.account,
+                entry.signer,
+                entry.nonce,
+                entry.action["type"] in CANCEL_TYPES,
+                raw,
+            )
+            added = self.mempool.add(item)
+            if added is AddResult.ADDED or added is AddResult.DUPLICATE:
+                results[i] = SubmitResult(entry.intent_id, "accepted", None, None, None)
+                if added is AddResult.ADDED:
+                    admitted.append(raw[1:])
+            else:
+                results[i] = SubmitResult(
+                    entry.intent_id, "rejected", added.value, _FULL_MESSAGES[added], None
+                )
+        if admitted:
+            self.counters["intents_admitted"] += len(admitted)
+            self._mempool_nonempty.set()
+            if forward:
+                step = self.options.max_forward_batch
+                for start in range(0, len(admitted), step):
+                    self.transport.broadcast(["i", admitted[start : start + step]])
+        return [r for r in results if r is not None]
+
+    async def _wait_committed(self, intent_id: bytes) -> SubmitResult:
+        result = self._results.get(intent_id)
+        if result is not None:
+            return result
+        event = self._waiters.get(intent_id)
+        if event is None:
+            event = self._waiters[intent_id] = trio.Event()
+        await event.wait()
+        return self._results.get(intent_id) or SubmitResult(intent_id, "accepted", None, None, None)
+
+    def is_ready(self) -> bool:
+        return self._ready
+
+    def status(self) -> dict[str, Any]:
+        s = self.core.status()
+        return {
+            "node": self.setup.member.name,
+            "index": self.me,
+            "round": s.round,
+            "leader": s.leader,
+            "high_qc_round": s.high_qc_round,
+            "committed_height": self.exec_height,
+            "consensus_committed_height": s.committed_height,
+            "highest_seen_height": self._highest_seen_height,
+            "lag": max(0, self._highest_seen_height - self.exec_height),
+            "peers": len(self.transport.connected_peers()),
+            "mempool": len(self.mempool),
+            "syncing": self._syncing,
+            "state_digest": None,
+            **self.counters,
+        }
+
+    # ------------------------------------------------------------ execution
+
+    async def _commit(self, blocks: Sequence[Block], proof: QuorumCert) -> None:
+        fresh = [b for b in blocks if b.height > self.exec_height]
+        for block in blocks:
+            self._inflight.pop(block.id, None)
+        if not fresh:
+            return
+        records: list[tuple[int, bytes]] = []
+        for block in fresh:
+            assert block.height == self.exec_height + 1, (
+                f"gap: executed {self.exec_height}, got {block.height}"
+            )
+            entries = [self._entry_of(raw) for raw in block.payload]
+            records.append((block.height, encode_committed(block, [e.signer for e in entries])))
+            self._apply(block, entries)
+        root = msgpack.packb([fresh[-1].to_wire(), proof.to_wire()], use_bin_type=True)
+        snapshot = self._maybe_snapshot()
+
+        def write() -> None:
+            self.storage.append_committed(records)
+            self.storage.save_meta("root", root)
+            if snapshot is not None:
+                self.storage.save_snapshot(*snapshot)
+
+        async with self._storage_lock:
+            await trio.to_thread.run_sync(write)
+        self._ready = True
+
+    def _entry_of(self, raw: bytes) -> Entry:
+        entry = self._verified.get(raw)
+        if entry is None:
+            # Not seen before (e.g. recovered from storage): we voted for it, so it verified.
+            si = decode_entry(raw)
+            entry = verify_intent(si, self.domain)
+        return entry
+
+    def _apply(self, block: Block, entries: list[Entry]) -> None:
+        result = self.engine.apply_block(block.timestamp_ms, [e.to_dict() for e in entries])
+        self.exec_height = block.height
+        self.counters["blocks_committed"] += 1
+        self.counters["entries_committed"] += len(entries)
+        self.mempool.remove(e.intent_id for e in entries)
+        for entry, raw, events in zip(entries, block.payload, result.events, strict=True):
+            self._verified.pop(raw, None)
+            rejected = next((ev for ev in events if isinstance(ev, Rejected)), None)
+            # Committed either way; an entry the engine refused (no funds, replayed nonce…)
+            # is reported as rejected, with the height at which that was decided.
+            outcome = (
+                SubmitResult(entry.intent_id, "committed", None, None, block.height)
+                if rejected is None
+                else SubmitResult(
+                    entry.intent_id, "rejected", rejected.code, rejected.message, block.height
+                )
+            )
+            self._results[entry.intent_id] = outcome
+            waiter = self._waiters.pop(entry.intent_id, None)
+            if waiter is not None:
+                waiter.set()
+        while len(self._results) > self.options.result_cache:
+            self._results.popitem(last=False)
+
+    def _maybe_snapshot(self) -> tuple[int, bytes] | None:
+        if self.exec_height % self.options.snapshot_interval_blocks:
+            return None
+        return self.exec_height, self.engine.snapshot()
+
+    # ------------------------------------------------------------ log sync
+
+    def _start_sync(self, peer: int) -> None:
+        if self._syncing or self._nursery is None:
+            return
+        self._syncing = True
+        self._nursery.start_soon(self._sync, peer)
+
+    async def _serve_sync(self, peer: int, from_height: int, limit: int) -> None:
+        limit = max(1, min(limit, 256))
+        raw_root = self.storage.load_meta("root")
+        if raw_root is None:
+            self.transport.send(peer, ["sp", from_height, [], None])
+            return
+        root_wire, proof_wire = msgpack.unpackb(raw_root, raw=False)
+        root_height = Block.from_wire(root_wire).height
+        rows = await trio.to_thread.run_sync(
+            self.storage.load_committed,
+            from_height,
+            min(limit, max(0, root_height - from_height + 1)),
+        )
+        records: list[bytes] = []
+        size = 0
+        for _, data in rows:
+            if records and size + len(data) > self.options.sync_batch_bytes:
+                break
+            records.append(data)
+            size += len(data)
+        tip = bool(records) and from_height + len(records) - 1 == root_height
+        self.transport.send(peer, ["sp", from_height, records, proof_wire if tip else None])
+
+    async def _sync(self, first_peer: int) -> None:
+        """Fetch committed blocks above exec_height, check each batch by its QCs (a block
+        is taken only once a certified child in the next round proves it committed), and
+        execute them; then rebuild the core above the new root."""
+        self.counters["syncs"] += 1
+        send, receive = trio.open_memory_channel[tuple[int, Any]](4)
+        self._sync_replies = send
+        peer = first_peer
+        root: tuple[Block, QuorumCert] | None = None
+        log.info("log sync started", peer=peer, from_height=self.exec_height + 1)
+        try:
+            while True:
+                self.transport.send(peer, ["sr", self.exec_height + 1, 256])
+                reply = None
+                with trio.move_on_after(self.options.sync_timeout_s):
+                    while True:
+                        sender, message = await receive.receive()
+                        if sender == peer and message[1] == self.exec_height + 1:
+                            reply = message
+                            break
+                if reply is None:
+                    peer = (peer + 1) % self.n
+                    if peer == self.me:
+                        peer = (peer + 1) % self.n
+                    continue
+                records = [decode_committed(r) for r in reply[2]]
+                proof = None if reply[3] is None else QuorumCert.from_wire(reply[3])
+                taken = self._committed_prefix(records, proof)
+                if taken:
+                    await self._commit_synced(records[:taken])
+                if proof is not None and taken == len(records):
+                    if records:
+                        root = (records[-1][0], proof)
+                    break
+                if not taken:
+                    break
+        except (ConsensusError, ValueError, TypeError, IndexError, KeyError) as exc:
+            log.warning("log sync failed", peer=peer, error=f"{type(exc).__name__}: {exc}")
+        finally:
+            self._sync_replies = None
+            self._syncing = False
+        if root is not None and root[0].height > self.core.status().committed_height:
+            self.core = self._build_core(root)
+            await self._inbox_send.send(Start())
+        log.info("log sync done", height=self.exec_height)
+
+    def _committed_prefix(
+        self, records: list[tuple[Block, list[bytes]]], proof: QuorumCert | None
+    ) -> int:
+        """How many leading records are proven committed. They must chain from our last
+        executed block (ids are content hashes, so the chain fixes every payload). A block
+        is committed directly when its child in the very next round is certified (the
+        2-chain rule), and with it all its ancestors: find the last such block, checking
+        the certifying QC's signatures. `proof` (sent with the peer's tip) is the QC that
+        committed the last record."""
+        if not records:
+            return 0
+        prev_id = self._exec_tip_id()
+        for block, _ in records:
+            if block.qc.vote_data.block_id != prev_id:
+                raise ValueError(f"sync: block at height {block.height} does not extend our chain")
+            prev_id = block.id
+        blocks = [b for b, _ in records]
+        vote = None if proof is None else proof.vote_data
+        if (
+            vote is not None
+            and vote.parent_id == blocks[-1].id
+            and vote.round == vote.parent_round + 1
+        ):
+            self.verifier.verify_qc(proof)  # type: ignore[arg-type]
+            return len(blocks)
+        for i in range(len(blocks) - 3, -1, -1):
+            if blocks[i + 1].round == blocks[i].round + 1:
+                self.verifier.verify_qc(blocks[i + 2].qc)
+                return i + 1
+        return 0
+
+    def _exec_tip_id(self) -> bytes:
+        if self.exec_height == 0:
+            return genesis_block(self.committee.chain_id).id
+        rows = self.storage.load_committed(self.exec_height, 1)
+        assert rows, f"committed log lacks executed height {self.exec_height}"
+        return decode_committed(rows[0][1])[0].id
+
+    async def _commit_synced(self, records: list[tuple[Block, list[bytes]]]) -> None:
+        """Execute blocks proven committed. The signer lists came from a peer and are not
+        covered by the block ids, so signers are recovered here, not taken on trust."""
+        for block, _ in records:
+            if block.height != self.exec_height + 1:
+                continue
+            missing = [raw for raw in block.payload if raw not in self._verified]
+            decoded = [decode_entry(raw) for raw in missing]
+            for raw, result in zip(missing, await self._verify(decoded), strict=True):
+                if isinstance(result, IntentError):
+                    raise ValueError(
+                        f"committed block {block.height} has a bad signature: {result}"
+                    )
+                self._remember(raw, result)
+            if block.height != self.exec_height + 1:
+                continue
+            entries = [self._entry_of(raw) for raw in block.payload]
+            record = encode_committed(block, [e.signer for e in entries])
+            self._apply(block, entries)
+            async with self._storage_lock:
+                await trio.to_thread.run_sync(
+                    self.storage.append_committed, [(block.height, record)]
+                )
+
+
+def _entry_dict(si: SignedIntent, signer: bytes) -> dict[str, Any]:
+    return {"account": si.account, "signer": signer, "nonce": si.nonce, "action": si.action}
+
+
+_FULL_MESSAGES = {
+    AddResult.ACCOUNT_FULL: "too many pending intents for this account; retry later",
+    AddResult.POOL_FULL: "the node's mempool is full; retry later",
+}

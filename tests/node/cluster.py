@@ -1,0 +1,55 @@
+"""Helpers for tests that run committee members: free ports, signed sample intents."""
+
+from __future__ import annotations
+
+import socket
+from itertools import count
+from typing import Any
+
+from node.intents import Domain, SignedIntent, address_of_private_key, sign_intent
+
+_nonces = count(1_800_000_000_000)
+
+
+def free_base_port(nodes: int) -> int:
+    """A base port P with P+i, P+1000+i and P+2000+i free on 127.0.0.1 for every node."""
+    for _ in range(200):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = probe.getsockname()[1]
+        if base + 2000 + nodes >= 65000:
+            continue
+        ports = [base + off + i for off in (0, 1000, 2000) for i in range(nodes)]
+        if all(_free(p) for p in ports):
+            return base
+    raise RuntimeError("no free port range")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def trader_key(i: int) -> bytes:
+    return (0x1000 + i).to_bytes(32, "big")
+
+
+def place(key: bytes, domain: Domain, price: int = 3_000_000, size: int = 10**6, side: str = "buy", nonce: int | None = None) -> SignedIntent:
+    action: dict[str, Any] = {
+        "type": "place",
+        "market": 0,
+        "side": side,
+        "kind": "limit",
+        "price": price,
+        "size": size,
+        "tif": "gtc",
+        "reduce_only": False,
+        "cloid": None,
+        "expires_ms": None,
+    }
+    account = address_of_private_key(key)
+    return sign_intent(key, account, next(_nonces) if nonce is None else nonce, action, domain)
