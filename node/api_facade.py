@@ -25,9 +25,10 @@ class SubmitResult:
     - `accepted`: verified and in the mempool (or already there: resubmitting is
       idempotent). `height` is None.
     - `committed`: in a committed block at `height`.
-    - `rejected`: refused; `code` says why. With a `height`, it was ordered in that block
-      and the matching engine refused it there (insufficient_balance, replayed nonce…). (an IntentError code of PROTOCOL.md §4.5, or a
-      node code such as `duplicate_nonce`, `mempool_full`, `account_full`, `not_ready`).
+    - `rejected`: refused; `code` says why (an IntentError code of PROTOCOL.md §4.5, or a
+      node code such as `mempool_full`, `account_full`, `not_ready`). With a `height`, it
+      was ordered in that block and the matching engine refused it there
+      (insufficient_balance, replayed nonce…).
     - `timeout`: accepted, but not committed before the wait ran out.
     """
 

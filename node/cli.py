@@ -23,6 +23,18 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("sim",): ("node.sim.cli", "deterministic consensus cluster simulator"),
     ("bench", "matching"): ("node.bench.matching", "matching engine throughput vs pyorderbook"),
     ("bench", "consensus"): ("node.bench.consensus", "consensus protocol cost vs Ed25519 verify"),
+    ("bench", "transport"): (
+        "node.bench.transport",
+        "peer transport frames/s, batched vs 1 per send",
+    ),
+    ("contracts", "build"): (
+        "contracts.artifacts",
+        "recompile contracts/src into contracts/build (--check: verify only)",
+    ),
+    ("bench", "settlement"): (
+        "node.bench.settlement",
+        "settlement contract gas: checkpoints, claim, deposit, exit",
+    ),
     ("keys", "generate"): ("node.keys", "generate a node's Ed25519 identity and settlement keys"),
     ("committee", "init"): ("node.genesis", "create keys, genesis.toml and node configs"),
 }

@@ -38,7 +38,14 @@ def trader_key(i: int) -> bytes:
     return (0x1000 + i).to_bytes(32, "big")
 
 
-def place(key: bytes, domain: Domain, price: int = 3_000_000, size: int = 10**6, side: str = "buy", nonce: int | None = None) -> SignedIntent:
+def place(
+    key: bytes,
+    domain: Domain,
+    price: int = 3_000_000,
+    size: int = 10**6,
+    side: str = "buy",
+    nonce: int | None = None,
+) -> SignedIntent:
     action: dict[str, Any] = {
         "type": "place",
         "market": 0,
