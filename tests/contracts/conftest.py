@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from settlement_world import World, make_world
+from tests.contracts.settlement_world import World, make_world
 
 from contracts.chain import Chain, local_chain
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from settlement_world import ESCAPE_DELAY_S, THRESHOLD, TOKEN_UNIT, World, member_keys, reverts
+from tests.contracts.settlement_world import ESCAPE_DELAY_S, THRESHOLD, TOKEN_UNIT, World, member_keys, reverts
 
 from contracts.settlement import ETH, Erc20, Settlement, TokenConfig
 from contracts.signing import Checkpoint, Signature, address_of, checkpoint_digest, sign

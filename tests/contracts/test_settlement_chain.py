@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from settlement_world import World
+from tests.contracts.settlement_world import World
 
 from contracts.signing import address_of
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from settlement_world import ESCAPE_DELAY_S, THRESHOLD, World, member_keys, reverts
+from tests.contracts.settlement_world import ESCAPE_DELAY_S, THRESHOLD, World, member_keys, reverts
 
 from contracts.settlement import ETH, Erc20
 from contracts.signing import Checkpoint, address_of, committee_hash
