@@ -53,6 +53,7 @@ from consensus.leader_election import RoundRobin
 from consensus.safety_data import SafetyData
 from consensus.types import Block, Proposal, QuorumCert, encode_message, genesis_block, genesis_qc
 from consensus.verifier import Verified, Verifier
+from matching.accounts import NONCE_FUTURE_MS, NONCE_PAST_MS
 from matching.engine import Engine
 from matching.events import Rejected
 from node.api_facade import SubmitResult
@@ -487,6 +488,13 @@ class Node:
             if isinstance(entry, IntentError):
                 results[i] = SubmitResult(
                     si.digest(self.domain), "rejected", entry.code, entry.message, None
+                )
+                continue
+            now = self.now_ms()
+            if not now - NONCE_PAST_MS <= entry.nonce <= now + NONCE_FUTURE_MS:
+                message = f"nonce {entry.nonce} is not a millisecond time within the replay window"
+                results[i] = SubmitResult(
+                    entry.intent_id, "rejected", "nonce_out_of_window", message, None
                 )
                 continue
             self._remember(raw, entry)

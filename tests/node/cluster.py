@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import socket
+import time
 from itertools import count
 from typing import Any
 
 from node.intents import Domain, SignedIntent, address_of_private_key, sign_intent
 
-_nonces = count(1_800_000_000_000)
+_nonces = count(time.time_ns() // 1_000_000)
 
 
 def free_base_port(nodes: int) -> int:
