@@ -37,6 +37,10 @@ class SubmitResult:
     code: str | None = None
     message: str | None = None
     height: int | None = None
+    # True when this intent was already known (pending or done) before this call: an
+    # idempotent resubmit. Anyone can replay someone's intent, so the API does not charge
+    # the account's rate limit for it.
+    duplicate: bool = False
 
     def __post_init__(self) -> None:
         assert self.status in SUBMIT_STATUSES, self.status

@@ -23,6 +23,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("sim",): ("node.sim.cli", "deterministic consensus cluster simulator"),
     ("bench", "matching"): ("node.bench.matching", "matching engine throughput vs pyorderbook"),
     ("bench", "consensus"): ("node.bench.consensus", "consensus protocol cost vs Ed25519 verify"),
+    ("bench", "api"): ("node.bench.api", "client API intake rate and latency vs signature checks"),
     ("bench", "transport"): (
         "node.bench.transport",
         "peer transport frames/s, batched vs 1 per send",
@@ -35,6 +36,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
         "node.bench.settlement",
         "settlement contract gas: checkpoints, claim, deposit, exit",
     ),
+    ("bench", "cluster"): ("node.bench.cluster", "local committee of processes under signed load"),
     ("keys", "generate"): ("node.keys", "generate a node's Ed25519 identity and settlement keys"),
     ("committee", "init"): ("node.genesis", "create keys, genesis.toml and node configs"),
 }

@@ -26,7 +26,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import msgpack
@@ -477,9 +477,9 @@ class Node:
             raw = intent_entry(packed)
             known = self._verified.get(raw)
             if known is not None and known.intent_id in self._results:
-                results[i] = self._results[known.intent_id]
+                results[i] = replace(self._results[known.intent_id], duplicate=True)
             elif known is not None and known.intent_id in self.mempool:
-                results[i] = SubmitResult(known.intent_id, "accepted", None, None, None)
+                results[i] = SubmitResult(known.intent_id, "accepted", duplicate=True)
             else:
                 fresh.append((i, si, raw))
         verified = await self._verify([si for _, si, _ in fresh])
@@ -508,7 +508,9 @@ class Node:
             )
             added = self.mempool.add(item)
             if added is AddResult.ADDED or added is AddResult.DUPLICATE:
-                results[i] = SubmitResult(entry.intent_id, "accepted", None, None, None)
+                results[i] = SubmitResult(
+                    entry.intent_id, "accepted", duplicate=added is AddResult.DUPLICATE
+                )
                 if added is AddResult.ADDED:
                     admitted.append(raw[1:])
             else:

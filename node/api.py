@@ -1,0 +1,296 @@
+"""The node's client API: HTTP and WebSocket intake of signed intents (docs/API.md).
+
+An ASGI app (FastAPI, so the OpenAPI document is generated from the real routes) served
+by hypercorn's trio worker inside the node process. The app knows the node only through
+`NodeFacade` (node/api_facade.py), which node/runtime.py implements; decoding, rate
+limits and per-intent answers live in node/api_intake.py, the WebSocket session in
+node/api_ws.py, the documented shapes in node/api_schema.py.
+
+Errors are {"error": {"code", "message", ...}} on every route, FastAPI's own included.
+Bad input is a 4xx with a machine-readable code, never a 5xx: the boundary catches
+everything, and only a failure of the node itself answers 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Final, Literal, cast
+
+import structlog
+import trio
+from fastapi import FastAPI, Query, Request, WebSocket
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from hypercorn.config import Config
+from hypercorn.trio import serve
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from node.api_facade import ApiLimits, NodeFacade, SubmitResult, SubmitStatus
+from node.api_intake import (
+    ApiError,
+    Intake,
+    client_key,
+    decode_http_body,
+    dumps_json,
+    wait_and_timeout,
+)
+from node.api_schema import (
+    HealthResponse,
+    ReadyResponse,
+    SubmitResponse,
+    error_responses,
+    submit_body_schema,
+)
+from node.api_ws import CLOSE_TRY_AGAIN_LATER, ConnectionCounter, IntakeSession
+from node.ratelimit import retry_after_header
+
+__all__ = [
+    "ApiError",
+    "ApiLimits",
+    "NodeFacade",
+    "SubmitResult",
+    "SubmitStatus",
+    "create_app",
+    "serve_api",
+]
+
+log = structlog.get_logger("seqnet.api")
+
+JSON: Final = "application/json"
+_HTTP_CODES: Final = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    408: "timeout",
+    413: "too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+    503: "unavailable",
+}
+
+
+def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(dumps_json(body), status_code=status, media_type=JSON, headers=headers)
+
+
+def _error(error: ApiError) -> Response:
+    headers = None
+    if error.retry_after_s is not None:
+        headers = {"Retry-After": retry_after_header(error.retry_after_s)}
+    return _json(error.status, error.body(), headers)
+
+
+def create_app(facade: NodeFacade, limits: ApiLimits | None = None) -> FastAPI:
+    limits = limits or ApiLimits()
+    app = FastAPI(
+        title="seqnet node API",
+        version="1",
+        description="Signed-intent intake of a seqnet committee node (docs/API.md).",
+        openapi_url="/v1/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+    )
+    intake = Intake(facade, limits)
+    connections = ConnectionCounter(limits.ws_max_connections, limits.ws_max_connections_per_ip)
+    app.state.limits = limits
+    _install_error_handlers(app)
+
+    @app.post(
+        "/v1/intents",
+        response_model=SubmitResponse,
+        responses=error_responses(400, 408, 413, 415, 429, 500),
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {JSON: {"schema": submit_body_schema(limits.max_batch_intents)}},
+            }
+        },
+        summary="Submit one signed intent or a batch",
+    )
+    async def submit_intents(
+        request: Request,
+        wait: Literal["committed"] | None = Query(None, description="wait until committed"),
+        timeout_ms: int | None = Query(None, ge=1, le=limits.max_wait_timeout_ms),
+    ) -> Response:
+        """One result per intent, in order. A batch with rejected intents is still 200."""
+        try:
+            client = client_key(request.scope)
+            intake.charge_request(client)
+            _check_content_type(request)
+            wait_committed, timeout_s = wait_and_timeout(wait, timeout_ms, limits)
+            items = decode_http_body(await _read_body(request, limits), limits)
+            results = await intake.submit(client, items, wait_committed, timeout_s)
+            return _json(200, {"results": results})
+        except ApiError as error:
+            return _error(error)
+        except Exception:
+            log.exception("intake failed")
+            return _error(ApiError(500, "internal", "internal error"))
+
+    @app.get("/v1/status", responses=error_responses(429, 500), summary="Node status")
+    async def status(request: Request) -> Response:
+        try:
+            intake.charge_request(client_key(request.scope))
+            return _json(200, facade.status())
+        except ApiError as error:
+            return _error(error)
+
+    @app.get("/healthz", response_model=HealthResponse, summary="Process alive")
+    async def healthz() -> Response:
+        return _json(200, {"status": "ok"})
+
+    @app.get(
+        "/readyz",
+        response_model=ReadyResponse,
+        responses=error_responses(503),
+        summary="Joined the committee and caught up",
+    )
+    async def readyz() -> Response:
+        if facade.is_ready():
+            return _json(200, {"ready": True})
+        return _error(ApiError(503, "not_ready", "the node is not ready"))
+
+    @app.websocket("/v1/ws")
+    async def websocket_intake(websocket: WebSocket) -> None:
+        client = client_key(websocket.scope)
+        if not connections.open(client):
+            await websocket.close(CLOSE_TRY_AGAIN_LATER, "too many connections")
+            return
+        try:
+            await websocket.accept()
+            await IntakeSession(websocket, intake, client).run()
+        finally:
+            connections.close(client)
+
+    _trim_openapi(app)
+    return app
+
+
+def _check_content_type(request: Request) -> None:
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != JSON:
+        raise ApiError(415, "unsupported_media_type", "Content-Type must be application/json")
+
+
+async def _read_body(request: Request, limits: ApiLimits) -> bytes:
+    """The body, refused with 413 as soon as it is known to exceed the limit (from the
+    Content-Length header, or while streaming a chunked body), 408 if it dawdles."""
+    length = request.headers.get("content-length")
+    if length is not None:
+        if not length.isdigit():
+            raise ApiError(400, "bad_request", "Content-Length is not a number")
+        if len(length) > 12 or int(length) > limits.max_body_bytes:
+            raise ApiError(413, "too_large", f"body larger than {limits.max_body_bytes} bytes")
+    body = bytearray()
+    with trio.move_on_after(limits.body_read_timeout_s) as scope:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limits.max_body_bytes:
+                raise ApiError(413, "too_large", f"body larger than {limits.max_body_bytes} bytes")
+    if scope.cancelled_caught:
+        raise ApiError(408, "timeout", "the body took too long to arrive")
+    return bytes(body)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def http_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        body = {"error": {"code": code, "message": str(exc.detail)}}
+        return _json(exc.status_code, body, dict(exc.headers or {}))
+
+    async def validation_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        errors = exc.errors()
+        first = errors[0] if errors else {}
+        where = ".".join(str(part) for part in first.get("loc", ()))
+        message = f"{where}: {first.get('msg', 'invalid request')}"
+        field = str(first["loc"][-1]) if first.get("loc") else None
+        return _error(ApiError(400, "bad_request", message, field=field))
+
+    async def api_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiError)
+        return _error(exc)
+
+    async def internal_error(_: Request, exc: Exception) -> Response:
+        log.error("unhandled error", error=repr(exc))
+        return _error(ApiError(500, "internal", "internal error"))
+
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(Exception, internal_error)
+
+
+def _trim_openapi(app: FastAPI) -> None:
+    """FastAPI documents a 422 for every route with parameters; this API answers 400
+    (with the common error body) instead, so say that."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            for path in schema.get("paths", {}).values():
+                for operation in path.values():
+                    operation.get("responses", {}).pop("422", None)
+            components = schema.get("components", {}).get("schemas", {})
+            components.pop("HTTPValidationError", None)
+            components.pop("ValidationError", None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+# ---------------------------------------------------------------------------------------
+# Serving
+
+
+def hypercorn_config(host: str, port: int, limits: ApiLimits, graceful_timeout_s: float) -> Config:
+    config = Config()
+    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")
+    config.graceful_timeout = graceful_timeout_s
+    # A WebSocket message is bounded like an HTTP body; hypercorn closes with 1009 above.
+    config.websocket_max_message_size = limits.max_body_bytes
+    return config
+
+
+async def serve_api(
+    app: FastAPI,
+    host: str,
+    port: int,
+    *,
+    graceful_timeout_s: float = 3.0,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until cancelled; `task_status.started(port)` with the bound port (useful
+    with port 0). On cancellation, stop accepting and give open requests
+    `graceful_timeout_s` to finish."""
+    limits: ApiLimits = app.state.limits
+    config = hypercorn_config(host, port, limits, graceful_timeout_s)
+    shutdown = trio.Event()
+    # Shielded so that an outer cancel becomes a graceful shutdown, with a hard deadline.
+    server_scope = trio.CancelScope(shield=True)
+
+    async def run_server(task_status: trio.TaskStatus[list[str]]) -> None:
+        with server_scope:
+            # hypercorn's ASGI types are narrower than Starlette's; the app is plain ASGI.
+            await serve(
+                cast(Any, app),
+                config,
+                shutdown_trigger=shutdown.wait,
+                task_status=task_status,
+            )
+
+    async with trio.open_nursery() as nursery:
+        binds: list[str] = await nursery.start(run_server)
+        bound_port = int(binds[0].rsplit(":", 1)[1])
+        log.info("api listening", host=host, port=bound_port)
+        task_status.started(bound_port)
+        try:
+            await trio.sleep_forever()
+        finally:
+            shutdown.set()
+            server_scope.deadline = trio.current_time() + graceful_timeout_s + 1.0

@@ -1,0 +1,207 @@
+"""`seqnet bench cluster`: a local committee of real processes under signed-intent load.
+
+Starts `--nodes N` members with `seqnet localnet` in a temporary folder; this process is
+the load generator. Intents are signed before the clock starts (the load process must
+not be the bottleneck it measures), then sent over HTTP with `wait=committed`, so the
+latency is submission to commit as the submitting client sees it. Two phases:
+
+- saturation: `--clients` concurrent clients, each sending batches of `--batch` intents
+  to the nodes in turn, for `--duration` seconds: committed intents/s, latency p50/p99;
+- light load: single intents at 200/s for `--light-duration` seconds: latency p50/p99.
+
+The same run measures secp256k1 recoveries/s on one core; every node checks every
+signature, so the committee cannot exceed cores × recoveries/s ÷ N, and the report gives
+the ratio of the measured throughput to that limit.
+
+Caveat recorded in docs/BENCHMARKS.md: accounts are not funded (deposits come with the
+settlement loop), so the engine rejects the orders for lack of balance after ordering
+them; ordering, signatures, storage and execution of the entry all happen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import trio
+
+from node.genesis import load_genesis
+from node.intents import Domain, address_of_private_key, intent_to_json, sign_intent, verify_rate
+from node.localnet import down, up
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _sign_many(domain: Domain, count: int, accounts: int = 500) -> list[bytes]:
+    """Pre-signed intents as JSON bytes, unique (signer, nonce) pairs, nonces near now."""
+    keys = [(0x5EED0000 + i).to_bytes(32, "big") for i in range(accounts)]
+    addresses = [address_of_private_key(k) for k in keys]
+    base = time.time_ns() // 1_000_000
+    out = []
+    for i in range(count):
+        k = i % accounts
+        action = {
+            "type": "place",
+            "market": 0,
+            "side": "buy" if i % 2 else "sell",
+            "kind": "limit",
+            "price": 3_000_000 + 10 * (i % 50),
+            "size": 10**6,
+            "tif": "gtc",
+            "reduce_only": False,
+            "cloid": None,
+            "expires_ms": None,
+        }
+        si = sign_intent(keys[k], addresses[k], base + i // accounts, action, domain)
+        out.append(orjson.dumps(intent_to_json(si)))
+    return out
+
+
+async def _post_batch(client: Any, url: str, intents: list[bytes]) -> tuple[int, float]:
+    body = b'{"intents":[' + b",".join(intents) + b"]}"
+    start = time.perf_counter()
+    response = await client.post(
+        f"{url}/v1/intents?wait=committed&timeout_ms=30000",
+        content=body,
+        headers={"content-type": "application/json"},
+    )
+    elapsed = time.perf_counter() - start
+    results = response.json().get("results", []) if response.status_code == 200 else []
+    committed = sum(1 for r in results if r.get("height") is not None)
+    return committed, elapsed
+
+
+async def _saturation(
+    apis: list[str], intents: list[bytes], clients: int, batch: int, duration_s: float
+) -> dict[str, Any]:
+    import httpx
+
+    latencies: list[float] = []
+    committed = 0
+    cursor = 0
+    deadline = time.perf_counter() + duration_s
+
+    async def client_loop(index: int) -> None:
+        nonlocal committed, cursor
+        async with httpx.AsyncClient(timeout=60) as client:
+            while time.perf_counter() < deadline and cursor < len(intents):
+                chunk = intents[cursor : cursor + batch]
+                cursor += batch
+                done, elapsed = await _post_batch(
+                    client, apis[(index + cursor // batch) % len(apis)], chunk
+                )
+                committed += done
+                latencies.extend([elapsed] * done)
+
+    start = time.perf_counter()
+    async with trio.open_nursery() as nursery:
+        for i in range(clients):
+            nursery.start_soon(client_loop, i)
+    elapsed = time.perf_counter() - start
+    return {
+        "committed": committed,
+        "elapsed_s": elapsed,
+        "committed_per_s": committed / elapsed,
+        "latency_ms_p50": 1000 * _percentile(latencies, 0.5),
+        "latency_ms_p99": 1000 * _percentile(latencies, 0.99),
+    }
+
+
+async def _light(apis: list[str], intents: list[bytes], rate_per_s: float) -> dict[str, Any]:
+    import httpx
+
+    latencies: list[float] = []
+
+    async def one(client: Any, i: int, intent: bytes) -> None:
+        done, elapsed = await _post_batch(client, apis[i % len(apis)], [intent])
+        if done:
+            latencies.append(elapsed)
+
+    limits = httpx.Limits(max_connections=200)
+    async with (
+        httpx.AsyncClient(timeout=60, limits=limits) as client,
+        trio.open_nursery() as nursery,
+    ):
+        start = trio.current_time()
+        for i, intent in enumerate(intents):
+            await trio.sleep_until(start + i / rate_per_s)
+            nursery.start_soon(one, client, i, intent)
+    return {
+        "light_committed": len(latencies),
+        "light_latency_ms_p50": 1000 * _percentile(latencies, 0.5),
+        "light_latency_ms_p99": 1000 * _percentile(latencies, 0.99),
+        "light_latency_ms_mean": 1000 * statistics.fmean(latencies) if latencies else float("nan"),
+    }
+
+
+def run(
+    nodes: int, duration_s: float, light_s: float, clients: int, batch: int, base_port: int
+) -> dict[str, Any]:
+    recover_per_s = verify_rate(4000)
+    cores = os.cpu_count() or 1
+    sig_limit = cores * recover_per_s / nodes
+    with tempfile.TemporaryDirectory(prefix="seqnet-bench-") as tmp:
+        net = up(Path(tmp) / "net", nodes, base_port, timeout_s=60)
+        try:
+            domain = load_genesis(Path(net.folder) / "genesis.toml").domain()
+            apis = [n.api for n in net.nodes]
+            expected = int(max(sig_limit, 1000) * duration_s * 1.2)
+            saturation_intents = _sign_many(domain, expected)
+            light_intents = _sign_many(domain, int(200 * light_s), accounts=200)
+            sat = trio.run(_saturation, apis, saturation_intents, clients, batch, duration_s)
+            time.sleep(1.0)  # let the committee drain before the light phase
+            light = trio.run(_light, apis, light_intents, 200.0)
+        finally:
+            down(net)
+    return {
+        "nodes": nodes,
+        "cores": cores,
+        "duration_s": duration_s,
+        "clients": clients,
+        "batch": batch,
+        **sat,
+        **light,
+        "recover_per_s": recover_per_s,
+        "sig_limit_per_s": sig_limit,
+        "ratio_vs_sig_limit": sat["committed_per_s"] / sig_limit,
+    }
+
+
+def main(argv: list[str], prog: str) -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
+    parser.add_argument("--nodes", type=int, default=4)
+    parser.add_argument("--duration", type=float, default=10.0, help="saturation seconds")
+    parser.add_argument("--light-duration", type=float, default=10.0, help="light-load seconds")
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=200)
+    parser.add_argument("--base-port", type=int, default=27000)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    result = run(
+        args.nodes, args.duration, args.light_duration, args.clients, args.batch, args.base_port
+    )
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"seqnet bench cluster --nodes {args.nodes}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in result.items():
+        table.add_row(key, f"{value:,.2f}" if isinstance(value, float) else str(value))
+    Console().print(table)
+    return 0
