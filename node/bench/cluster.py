@@ -161,7 +161,7 @@ def run(
             saturation_intents = _sign_many(domain, expected)
             light_intents = _sign_many(domain, int(200 * light_s), accounts=200)
             sat = trio.run(_saturation, apis, saturation_intents, clients, batch, duration_s)
-            time.sleep(1.0)  # let the committee drain before the light phase
+            _drain(apis)  # the light phase must not queue behind the saturation backlog
             light = trio.run(_light, apis, light_intents, 200.0)
         finally:
             down(net)

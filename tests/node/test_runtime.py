@@ -48,7 +48,7 @@ async def test_four_nodes_order_intents_sent_to_different_nodes(tmp_path: Path) 
         assert done[0].height is not None
         await wait_height(nodes, max(n.exec_height for n in nodes))
         nursery.cancel_scope.cancel()
-    common = min(n.exec_height for n in nodes)
+    common = min(n.storage.committed_height() for n in nodes)
     logs = {tuple(n.storage.load_committed(1, common)) for n in nodes}
     assert len(logs) == 1, "honest nodes disagree on the committed log"
     assert all(n.counters["entries_committed"] == 40 for n in nodes)
@@ -96,6 +96,6 @@ async def test_restarted_node_catches_up_from_peers_and_votes_again(tmp_path: Pa
         assert result[0].height is not None, result
         await wait_height(live, result[0].height)
         nursery.cancel_scope.cancel()
-    common = min(n.exec_height for n in nodes)
+    common = min(n.storage.committed_height() for n in nodes)
     logs = {tuple(n.storage.load_committed(1, common)) for n in nodes}
     assert len(logs) == 1
