@@ -11,7 +11,7 @@ from __future__ import annotations
 import os.path
 import tomllib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
@@ -115,6 +115,9 @@ class Table:
         """The value as parsed, for a table another room validates."""
         return self._take(key, _REQUIRED)
 
+    def optional_raw(self, key: str, default: Any) -> Any:
+        return self._take(key, default)
+
     def table(self, key: str, default_empty: bool = False) -> Table:
         value = self._take(key, {} if default_empty else _REQUIRED)
         return Table(value, self._label(key))
@@ -195,6 +198,10 @@ class NodeConfig:
     api_listen: HostPort
     metrics_listen: HostPort | None = None
     log_level: str = "info"
+    # Where to dial a member instead of its genesis address (member name -> host:port):
+    # a fault-injecting proxy in tests, or a NAT/tunnel in production. Identities are
+    # still checked against genesis keys, so this cannot redirect trust, only packets.
+    peer_addresses: dict[str, HostPort] = field(default_factory=dict)
 
     def to_toml(self, relative_to: Path | None = None) -> dict[str, Any]:
         """TOML-ready dict; paths are written relative to `relative_to` when given."""
@@ -210,6 +217,9 @@ class NodeConfig:
         }
         if self.metrics_listen is not None:
             listen["metrics"] = str(self.metrics_listen)
+        extra: dict[str, Any] = {}
+        if self.peer_addresses:
+            extra["peer_addresses"] = {k: str(v) for k, v in self.peer_addresses.items()}
         return {
             "name": self.name,
             "genesis": rel(self.genesis),
@@ -218,6 +228,7 @@ class NodeConfig:
             "settlement_key": rel(self.settlement_key),
             "log_level": self.log_level,
             "listen": listen,
+            **extra,
         }
 
     def write(self, path: Path) -> None:
@@ -233,6 +244,13 @@ def _parse_node_config(table: Table, base: Path) -> NodeConfig:
         return (base / table.text(key, max_len=4096)).resolve()
 
     listen = table.table("listen")
+    peers_raw = table.optional_raw("peer_addresses", {})
+    if not isinstance(peers_raw, dict) or len(peers_raw) > 256:
+        raise table.error("peer_addresses", 'must be a table of member name = "host:port"')
+    try:
+        peers = {str(k): HostPort.parse(str(v)) for k, v in peers_raw.items()}
+    except (ConfigError, ValueError) as exc:
+        raise table.error("peer_addresses", str(exc)) from None
     config = NodeConfig(
         name=table.text("name", max_len=64),
         genesis=path("genesis"),
@@ -243,6 +261,7 @@ def _parse_node_config(table: Table, base: Path) -> NodeConfig:
         api_listen=_host_port(listen, "api"),
         metrics_listen=_optional_host_port(listen, "metrics"),
         log_level=table.choice("log_level", LOG_LEVELS, "info"),
+        peer_addresses=peers,
     )
     listen.done()
     table.done()

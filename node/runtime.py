@@ -151,6 +151,15 @@ class Node:
             "syncs": 0,
         }
 
+    def _peers(self) -> dict[int, Peer]:
+        overrides = self.setup.config.peer_addresses
+        peers = {}
+        for i, m in enumerate(self.genesis.members):
+            where = overrides.get(m.name)
+            host, port = (m.host, m.consensus_port) if where is None else (where.host, where.port)
+            peers[i] = Peer(host, port, m.ed25519_pubkey)
+        return peers
+
     # ------------------------------------------------------------ recovery
 
     def _restore_engine(self) -> tuple[Engine, int]:

@@ -284,3 +284,19 @@ def test_setup_refuses_keys_that_genesis_does_not_list(
     write_toml(unknown, data)
     with pytest.raises(ConfigError, match="no member named 'node9'"):
         load_node_setup(unknown)
+
+
+def test_peer_address_overrides_roundtrip_and_validation(tmp_path: Path) -> None:
+    from node.config import ConfigError, HostPort, load_node_config
+
+    committee_init(tmp_path / "c", 2)
+    path = tmp_path / "c" / "node0" / "config.toml"
+    config = load_node_config(path)
+    assert config.peer_addresses == {}
+    from dataclasses import replace
+
+    replace(config, peer_addresses={"node1": HostPort("127.0.0.1", 9999)}).write(path)
+    assert load_node_config(path).peer_addresses == {"node1": HostPort("127.0.0.1", 9999)}
+    path.write_text(path.read_text().replace("127.0.0.1:9999", "nonsense"))
+    with pytest.raises(ConfigError, match="peer_addresses"):
+        load_node_config(path)
