@@ -363,13 +363,9 @@ class Node:
                 if kind == "c":
                     await self._on_consensus(peer, message[1])
                 elif kind == "i":
-                    await self._admit(
-                        [
-                            unpack_intent(raw)
-                            for raw in message[1][: self.options.max_forward_batch]
-                        ],
-                        forward=False,
-                    )
+                    packed = message[1][: self.options.max_forward_batch]
+                    intents = [unpack_intent(raw) for raw in packed]
+                    await self._admit(intents, False, [intent_entry(raw) for raw in packed])
                 elif kind == "sr":
                     await self._serve_sync(peer, int(message[1]), int(message[2]))
                 elif kind == "sp" and self._sync_replies is not None:
@@ -478,53 +474,57 @@ class Node:
             ]
         return results
 
-    async def _admit(self, intents: list[SignedIntent], forward: bool) -> list[SubmitResult]:
+    async def _admit(
+        self, intents: list[SignedIntent], forward: bool, raws: list[bytes] | None = None
+    ) -> list[SubmitResult]:
+        """Verify (once per node: cached by entry bytes), check the replay window, admit
+        to the mempool, and forward what is new to the other members."""
+        if raws is None:
+            raws = [intent_entry(pack_intent(si)) for si in intents]
         results: list[SubmitResult | None] = [None] * len(intents)
+        entries: list[tuple[int, Entry, bytes]] = []
         fresh: list[tuple[int, SignedIntent, bytes]] = []
-        for i, si in enumerate(intents):
-            packed = pack_intent(si)
-            raw = intent_entry(packed)
+        for i, (si, raw) in enumerate(zip(intents, raws, strict=True)):
             known = self._verified.get(raw)
-            if known is not None and known.intent_id in self._results:
-                results[i] = replace(self._results[known.intent_id], duplicate=True)
-            elif known is not None and known.intent_id in self.mempool:
-                results[i] = SubmitResult(known.intent_id, "accepted", duplicate=True)
+            intent_id = known.intent_id if known is not None else si.digest(self.domain)
+            if intent_id in self._results:
+                results[i] = replace(self._results[intent_id], duplicate=True)
+            elif intent_id in self.mempool:
+                results[i] = SubmitResult(intent_id, "accepted", duplicate=True)
+            elif known is not None:
+                entries.append((i, known, raw))
             else:
                 fresh.append((i, si, raw))
         verified = await self._verify([si for _, si, _ in fresh])
-        admitted: list[bytes] = []
         for (i, si, raw), entry in zip(fresh, verified, strict=True):
             if isinstance(entry, IntentError):
                 results[i] = SubmitResult(
                     si.digest(self.domain), "rejected", entry.code, entry.message, None
                 )
-                continue
-            now = self.now_ms()
+            else:
+                self._remember(raw, entry)
+                entries.append((i, entry, raw))
+        admitted: list[bytes] = []
+        now = self.now_ms()
+        for i, entry, raw in entries:
             if not now - NONCE_PAST_MS <= entry.nonce <= now + NONCE_FUTURE_MS:
                 message = f"nonce {entry.nonce} is not a millisecond time within the replay window"
                 results[i] = SubmitResult(
-                    entry.intent_id, "rejected", "nonce_out_of_window", message, None
+                    entry.intent_id, "rejected", "nonce_out_of_window", message
                 )
                 continue
-            self._remember(raw, entry)
-            item = PoolItem(
-                entry.intent_id,
-                entry.account,
-                entry.signer,
-                entry.nonce,
-                entry.action["type"] in CANCEL_TYPES,
-                raw,
+            is_cancel = entry.action["type"] in CANCEL_TYPES
+            added = self.mempool.add(
+                PoolItem(entry.intent_id, entry.account, entry.signer, entry.nonce, is_cancel, raw)
             )
-            added = self.mempool.add(item)
-            if added is AddResult.ADDED or added is AddResult.DUPLICATE:
-                results[i] = SubmitResult(
-                    entry.intent_id, "accepted", duplicate=added is AddResult.DUPLICATE
-                )
-                if added is AddResult.ADDED:
-                    admitted.append(raw[1:])
+            if added is AddResult.ADDED:
+                results[i] = SubmitResult(entry.intent_id, "accepted")
+                admitted.append(raw[1:])
+            elif added is AddResult.DUPLICATE:
+                results[i] = SubmitResult(entry.intent_id, "accepted", duplicate=True)
             else:
                 results[i] = SubmitResult(
-                    entry.intent_id, "rejected", added.value, _FULL_MESSAGES[added], None
+                    entry.intent_id, "rejected", added.value, _FULL_MESSAGES[added]
                 )
         if admitted:
             self.counters["intents_admitted"] += len(admitted)
