@@ -61,7 +61,7 @@ from node.genesis import NodeSetup
 from node.intents import Entry, IntentError, SignedIntent, pack_intent, unpack_intent, verify_intent
 from node.mempool import AddResult, Mempool, PoolItem
 from node.payload import BadEntry, decode_committed, decode_entry, encode_committed, intent_entry
-from node.storage import SqliteStorage
+from node.storage import SqliteStorage, WriteBatch
 from node.transport import Peer, Transport, TransportConfig
 
 log = structlog.get_logger("seqnet.node")
@@ -244,14 +244,13 @@ class Node:
     async def _persist(
         self, safety: SafetyData | None, blocks: list[tuple[bytes, int, bytes]]
     ) -> None:
-        def write() -> None:
-            if blocks:
-                self.storage.save_blocks(blocks)
-            if safety is not None:
-                self.storage.save_safety(safety.encode())
-
+        # One transaction (one fsync), inline rather than in a worker thread: this is on
+        # the critical path of every round, and a thread hand-off costs more than the
+        # WAL append itself (docs/BENCHMARKS.md, cluster latency).
         async with self._storage_lock:
-            await trio.to_thread.run_sync(write)
+            self.storage.write(
+                WriteBatch(safety=None if safety is None else safety.encode(), blocks=blocks)
+            )
 
     async def _act(self, action: Action) -> None:
         if isinstance(action, Send):
@@ -586,14 +585,9 @@ class Node:
         root = msgpack.packb([fresh[-1].to_wire(), proof.to_wire()], use_bin_type=True)
         snapshot = self._maybe_snapshot()
 
-        def write() -> None:
-            self.storage.append_committed(records)
-            self.storage.save_meta("root", root)
-            if snapshot is not None:
-                self.storage.save_snapshot(*snapshot)
-
+        batch = WriteBatch(committed=records, meta={"root": root}, snapshot=snapshot)
         async with self._storage_lock:
-            await trio.to_thread.run_sync(write)
+            self.storage.write(batch)
         self._ready = True
 
     def _entry_of(self, raw: bytes) -> Entry:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -54,7 +55,24 @@ class Storage(Protocol):
     def save_snapshot(self, height: int, snapshot: bytes, keep: int = 2) -> None: ...
     def latest_snapshot(self) -> tuple[int, bytes] | None: ...
 
+    def write(self, batch: WriteBatch) -> None:
+        """Everything in `batch` in one transaction: one fsync on the critical path."""
+
     def close(self) -> None: ...
+
+
+@dataclass
+class WriteBatch:
+    safety: bytes | None = None
+    blocks: list[tuple[bytes, int, bytes]] = field(default_factory=list)
+    committed: list[tuple[int, bytes]] = field(default_factory=list)
+    meta: dict[str, bytes] = field(default_factory=dict)
+    snapshot: tuple[int, bytes] | None = None
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.safety is not None or self.blocks or self.committed or self.meta or self.snapshot
+        )
 
 
 def _seal(value: bytes) -> bytes:
@@ -121,6 +139,22 @@ class MemoryStorage:
 
     def latest_snapshot(self) -> tuple[int, bytes] | None:
         return self._snapshots[-1] if self._snapshots else None
+
+    def write(self, batch: WriteBatch) -> None:
+        if batch.committed:
+            last = self.committed_height()
+            for height, _ in batch.committed:
+                _check_next_height(last, height)
+                last = height
+        if batch.blocks:
+            self.save_blocks(batch.blocks)
+        self.append_committed(batch.committed)
+        for key, value in batch.meta.items():
+            self.save_meta(key, value)
+        if batch.snapshot is not None:
+            self.save_snapshot(*batch.snapshot)
+        if batch.safety is not None:
+            self.save_safety(batch.safety)
 
     def close(self) -> None:
         pass
@@ -232,6 +266,36 @@ class SqliteStorage:
             "SELECT height, data FROM snapshots ORDER BY height DESC LIMIT 1"
         ).fetchone()
         return None if row is None else (row[0], _open(row[1], f"snapshot {row[0]}"))
+
+    def write(self, batch: WriteBatch) -> None:
+        if batch.committed:
+            last = self.committed_height()
+            for height, _ in batch.committed:
+                _check_next_height(last, height)
+                last = height
+        db = self._db
+        with self._transaction():
+            if batch.blocks:
+                db.executemany(
+                    "INSERT OR IGNORE INTO blocks VALUES (?, ?, ?)",
+                    [(i, r, _seal(d)) for i, r, d in batch.blocks],
+                )
+            if batch.committed:
+                db.executemany(
+                    "INSERT INTO committed VALUES (?, ?)",
+                    [(h, _seal(d)) for h, d in batch.committed],
+                )
+            for key, value in batch.meta.items():
+                db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, _seal(value)))
+            if batch.snapshot is not None:
+                height, data = batch.snapshot
+                db.execute("INSERT OR REPLACE INTO snapshots VALUES (?, ?)", (height, _seal(data)))
+                db.execute(
+                    "DELETE FROM snapshots WHERE height NOT IN "
+                    "(SELECT height FROM snapshots ORDER BY height DESC LIMIT 2)"
+                )
+            if batch.safety is not None:
+                db.execute("INSERT OR REPLACE INTO safety VALUES (0, ?)", (_seal(batch.safety),))
 
     def check(self) -> None:
         """Full verification at startup: SQLite's integrity check, then every checksum."""
