@@ -34,6 +34,7 @@ from node.api_intake import (
     dumps_json,
     wait_and_timeout,
 )
+from node.api_query import QueryFacade, install_query_routes
 from node.api_schema import (
     HealthResponse,
     ReadyResponse,
@@ -134,6 +135,15 @@ def create_app(facade: NodeFacade, limits: ApiLimits | None = None) -> FastAPI:
             return _json(200, facade.status())
         except ApiError as error:
             return _error(error)
+
+    if isinstance(facade, QueryFacade):
+        install_query_routes(
+            app,
+            facade,
+            lambda request: intake.charge_request(client_key(request.scope)),
+            _json,
+            _error,
+        )
 
     @app.get("/healthz", response_model=HealthResponse, summary="Process alive")
     async def healthz() -> Response:

@@ -21,6 +21,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("node",): ("node.node_cli", "run a committee member (`node run --config`), `node status`"),
     ("localnet",): ("node.localnet", "local committee on 127.0.0.1: `up`, `status`, `down`"),
     ("sim",): ("node.sim.cli", "deterministic consensus cluster simulator"),
+    ("chaos",): ("node.chaos.cli", "fault scenarios on real node processes (--scenario/--all)"),
     ("bench", "matching"): ("node.bench.matching", "matching engine throughput vs pyorderbook"),
     ("bench", "consensus"): ("node.bench.consensus", "consensus protocol cost vs Ed25519 verify"),
     ("bench", "api"): ("node.bench.api", "client API intake rate and latency vs signature checks"),

@@ -188,6 +188,41 @@ def _optional_host_port(table: Table, key: str) -> HostPort | None:
 
 
 @dataclass(frozen=True, slots=True)
+class ChainSettings:
+    """How this node reaches the settlement chain (`[chain]` in its config)."""
+
+    url: str
+    confirmations: int = 3
+    start_block: int = 0  # the contract's deployment block: where the watcher starts
+    poll_interval_s: float = 1.0
+    takeover_s: float = 10.0  # checkpoint submission: the next member's turn after this
+
+    def to_toml(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "confirmations": self.confirmations,
+            "start_block": self.start_block,
+            "poll_interval_ms": int(self.poll_interval_s * 1000),
+            "takeover_ms": int(self.takeover_s * 1000),
+        }
+
+
+def _parse_chain(table: Table) -> ChainSettings:
+    url = table.text("url", max_len=1024)
+    if not url.startswith(("http://", "https://")):
+        raise table.error("url", "must be an http(s) JSON-RPC URL")
+    chain = ChainSettings(
+        url=url,
+        confirmations=table.integer("confirmations", 1, 1000, 3),
+        start_block=table.integer("start_block", 0, 2**63, 0),
+        poll_interval_s=table.integer("poll_interval_ms", 10, 600_000, 1000) / 1000,
+        takeover_s=table.integer("takeover_ms", 100, 3_600_000, 10_000) / 1000,
+    )
+    table.done()
+    return chain
+
+
+@dataclass(frozen=True, slots=True)
 class NodeConfig:
     name: str  # this node's member name in genesis
     genesis: Path
@@ -202,6 +237,7 @@ class NodeConfig:
     # a fault-injecting proxy in tests, or a NAT/tunnel in production. Identities are
     # still checked against genesis keys, so this cannot redirect trust, only packets.
     peer_addresses: dict[str, HostPort] = field(default_factory=dict)
+    chain: ChainSettings | None = None  # None: no settlement loop (no deposits, checkpoints)
 
     def to_toml(self, relative_to: Path | None = None) -> dict[str, Any]:
         """TOML-ready dict; paths are written relative to `relative_to` when given."""
@@ -220,6 +256,8 @@ class NodeConfig:
         extra: dict[str, Any] = {}
         if self.peer_addresses:
             extra["peer_addresses"] = {k: str(v) for k, v in self.peer_addresses.items()}
+        if self.chain is not None:
+            extra["chain"] = self.chain.to_toml()
         return {
             "name": self.name,
             "genesis": rel(self.genesis),
@@ -262,6 +300,9 @@ def _parse_node_config(table: Table, base: Path) -> NodeConfig:
         metrics_listen=_optional_host_port(listen, "metrics"),
         log_level=table.choice("log_level", LOG_LEVELS, "info"),
         peer_addresses=peers,
+        chain=None
+        if table.optional_raw("chain", None) is None
+        else _parse_chain(table.table("chain")),
     )
     listen.done()
     table.done()

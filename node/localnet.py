@@ -23,9 +23,10 @@ from typing import Any
 
 import httpx
 
-from node.genesis import committee_init, load_genesis
+from node.genesis import ConsensusParams, committee_init, load_genesis
 
 STATE_FILE = "localnet.json"
+CHAIN_FILE = "chain.json"
 DEFAULT_DIR = Path(".localnet")
 STOP_TIMEOUT_S = 10.0
 
@@ -133,13 +134,48 @@ def wait_committed(net: Localnet, min_height: int, timeout_s: float) -> None:
         time.sleep(0.1)
 
 
-def up(folder: Path, nodes: int, base_port: int, timeout_s: float) -> Localnet:
+def _wire_chain(folder: Path, chain_url: str | None, deployer_key: bytes | None) -> None:
+    """Start anvil (or use an external chain), deploy the contracts, rewrite genesis
+    with their addresses (this changes the genesis hash: before any node starts) and
+    point every node's config at the chain."""
+    from dataclasses import replace
+
+    from node.config import ChainSettings, load_node_config
+    from node.localchain import up as chain_up
+
+    setup = chain_up(
+        folder, folder / "genesis.toml", chain_url=chain_url, deployer_key=deployer_key
+    )
+    settings = ChainSettings(
+        url=setup.url, confirmations=2, start_block=setup.deploy_block, poll_interval_s=0.5
+    )
+    for member in load_genesis(folder / "genesis.toml").members:
+        path = folder / member.name / "config.toml"
+        replace(load_node_config(path), chain=settings).write(path)
+    print(setup.summary())
+
+
+def up(
+    folder: Path,
+    nodes: int,
+    base_port: int,
+    timeout_s: float,
+    *,
+    chain: bool = False,
+    chain_url: str | None = None,
+    deployer_key: bytes | None = None,
+    consensus: ConsensusParams | None = None,
+) -> Localnet:
     if (folder / STATE_FILE).exists():
         old = Localnet.load(folder)
         if any(pid_alive(n.pid) for n in old.nodes):
             raise SystemExit(f"a localnet is already running in {folder}; `down` it first")
     if not (folder / "genesis.toml").exists():
-        committee_init(folder, nodes, base_port=base_port)
+        committee_init(folder, nodes, base_port=base_port, consensus=consensus)
+        if chain or chain_url:
+            _wire_chain(folder, chain_url, deployer_key)
+    elif (folder / CHAIN_FILE).exists():
+        _restart_anvil(folder)
     genesis = load_genesis(folder / "genesis.toml")
     net = Localnet(str(folder), [])
     for member in genesis.members:
@@ -164,6 +200,25 @@ def down(net: Localnet) -> None:
             os.kill(node.pid, signal.SIGTERM)
     for node in net.nodes:
         stop_pid(node.pid)
+    folder = Path(net.folder)
+    if (folder / CHAIN_FILE).exists():
+        from node.localchain import ChainSetup
+
+        anvil = ChainSetup.load(folder).anvil_pid
+        if anvil is not None and pid_alive(anvil):
+            stop_pid(anvil)
+
+
+def _restart_anvil(folder: Path) -> None:
+    """A stopped localnet keeps its committee but anvil's chain lived in memory: a
+    restart needs a fresh committee. Say so rather than start nodes against nothing."""
+    from node.localchain import ChainSetup
+
+    anvil = ChainSetup.load(folder).anvil_pid
+    if anvil is None or not pid_alive(anvil):
+        raise SystemExit(
+            f"{folder} was wired to an anvil chain that is gone; start afresh with --fresh"
+        )
 
 
 def status_rows(net: Localnet) -> list[dict[str, Any]]:
@@ -207,6 +262,15 @@ def main(argv: list[str], prog: str) -> int:
     p_up.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for commits")
     p_up.add_argument("--detach", action="store_true", help="return once it commits")
     p_up.add_argument("--fresh", action="store_true", help="delete the folder first")
+    p_up.add_argument(
+        "--no-chain",
+        action="store_true",
+        help="no anvil, no contracts: consensus and matching only",
+    )
+    p_up.add_argument(
+        "--chain", metavar="URL", help="deploy to this external chain instead of anvil"
+    )
+    p_up.add_argument("--deployer-key", help="0x-hex private key paying for --chain deployment")
     for name in ("status", "down"):
         p = sub.add_parser(name)
         p.add_argument("--dir", type=Path, default=DEFAULT_DIR)
@@ -225,7 +289,16 @@ def main(argv: list[str], prog: str) -> int:
         if (folder / STATE_FILE).exists():
             down(Localnet.load(folder))
         shutil.rmtree(folder)
-    net = up(folder, args.nodes, args.base_port, args.timeout)
+    deployer = bytes.fromhex(args.deployer_key.removeprefix("0x")) if args.deployer_key else None
+    net = up(
+        folder,
+        args.nodes,
+        args.base_port,
+        args.timeout,
+        chain=not args.no_chain,
+        chain_url=args.chain,
+        deployer_key=deployer,
+    )
     print_status(net)
     if args.detach:
         print(f"detached; `seqnet localnet status --dir {folder}` / `down --dir {folder}`")

@@ -54,13 +54,26 @@ from consensus.safety_data import SafetyData
 from consensus.types import Block, Proposal, QuorumCert, encode_message, genesis_block, genesis_qc
 from consensus.verifier import Verified, Verifier
 from matching.accounts import NONCE_FUTURE_MS, NONCE_PAST_MS
-from matching.engine import Engine
+from matching.engine import BlockResult, Engine
 from matching.events import Rejected
 from node.api_facade import SubmitResult
+from node.chain_watcher import ChainWatcher, WatcherOptions
+from node.checkpointer import Checkpointer, CheckpointerOptions, SignatureResult
 from node.genesis import NodeSetup
 from node.intents import Entry, IntentError, SignedIntent, pack_intent, unpack_intent, verify_intent
 from node.mempool import AddResult, Mempool, PoolItem
-from node.payload import BadEntry, decode_committed, decode_entry, encode_committed, intent_entry
+from node.payload import (
+    TAG_DEPOSIT,
+    TAG_INTENT,
+    BadEntry,
+    decode_committed,
+    decode_deposit,
+    decode_entry,
+    deposit_engine_entry,
+    deposit_entry,
+    encode_committed,
+    intent_entry,
+)
 from node.storage import SqliteStorage, WriteBatch
 from node.transport import Peer, Transport, TransportConfig
 
@@ -110,23 +123,24 @@ class Node:
         self.core_config = CoreConfig(base_timeout_ms=genesis.consensus.round_timeout_ms)
         self.storage = storage
         self.mempool = Mempool()
+        self.watcher: ChainWatcher | None = None
+        self.checkpointer: Checkpointer | None = None
+        self._nursery: trio.Nursery | None = None
         self.engine, self.exec_height = self._restore_engine()
         self.core = self._build_core()
         self.transport = Transport(
             me=self.me,
             signing_key=setup.keys.identity,
-            peers={
-                i: Peer(m.host, m.consensus_port, m.ed25519_pubkey)
-                for i, m in enumerate(genesis.members)
-            },
+            peers=self._peers(),
             genesis_hash=self.genesis_hash,
             config=TransportConfig(),
         )
+        self.watcher, self.checkpointer = self._settlement()
         self._inbox_send, self._inbox = trio.open_memory_channel[Event](self.options.inbox)
         # packed payload entry -> verified entry map (the engine's input), bounded LRU
         self._verified: OrderedDict[bytes, Entry] = OrderedDict()
-        # intent ids carried by blocks that are not committed yet: block id -> (parent id, ids)
-        self._inflight: dict[bytes, tuple[bytes, frozenset[bytes]]] = {}
+        # blocks not committed yet: block id -> (parent id, intent ids, last deposit id or 0)
+        self._inflight: dict[bytes, tuple[bytes, frozenset[bytes], int]] = {}
         # recent blocks: id -> (parent id, carried entries), for the proposer's pacing
         self._recent: OrderedDict[bytes, tuple[bytes, bool]] = OrderedDict()
         self._storage_lock = trio.Lock()  # FIFO: committed-log writes in execution order
@@ -139,7 +153,6 @@ class Node:
         self._syncing = False
         self._sync_replies: trio.MemorySendChannel[tuple[int, Any]] | None = None
         self._highest_seen_height = self.exec_height
-        self._nursery: trio.Nursery | None = None
         self._ready = False
         self.started_ms = wall_ms()
         self.counters: dict[str, int] = {
@@ -150,6 +163,40 @@ class Node:
             "intents_admitted": 0,
             "syncs": 0,
         }
+
+    def _settlement(self) -> tuple[ChainWatcher | None, Checkpointer | None]:
+        """The chain watcher and checkpointer, when this node is wired to a chain."""
+        chain = self.setup.config.chain
+        contract = self.genesis.settlement_contract
+        if chain is None or contract is None:
+            return None, None
+        from web3 import HTTPProvider, Web3
+
+        from contracts.settlement import Settlement
+
+        def settlement() -> Settlement:
+            return Settlement(
+                Web3(HTTPProvider(chain.url, request_kwargs={"timeout": 10})), contract
+            )
+
+        watcher = ChainWatcher(
+            settlement(),
+            self.genesis.exchange.assets,
+            WatcherOptions(
+                confirmations=chain.confirmations,
+                poll_interval_s=chain.poll_interval_s,
+                start_block=chain.start_block,
+            ),
+        )
+        checkpointer = Checkpointer.from_genesis(
+            self.genesis,
+            self.me,
+            self.setup.keys.settlement.secret,
+            settlement(),
+            self.transport.broadcast,
+            CheckpointerOptions(takeover_s=chain.takeover_s, poll_interval_s=chain.poll_interval_s),
+        )
+        return watcher, checkpointer
 
     def _peers(self) -> dict[int, Peer]:
         overrides = self.setup.config.peer_addresses
@@ -173,10 +220,8 @@ class Node:
         for h, record in self.storage.iter_committed(height + 1):
             block, signers = decode_committed(record)
             assert block.height == h, f"committed log height {h} holds block height {block.height}"
-            entries = [
-                _entry_dict(decode_entry(e), s) for e, s in zip(block.payload, signers, strict=True)
-            ]
-            engine.apply_block(block.timestamp_ms, entries)
+            entries = [_recorded_entry(e, s) for e, s in zip(block.payload, signers, strict=True)]
+            self._run_block(engine, block, entries)
             height = h
             replayed += 1
         log.info(
@@ -212,6 +257,13 @@ class Node:
             nursery.start_soon(self._dispatcher)
             nursery.start_soon(self._timer_task)
             nursery.start_soon(self._consensus_task)
+            if self.watcher is not None:
+                self.watcher.applied(self.engine.last_deposit_id)
+                nursery.start_soon(self.watcher.run)
+            if self.checkpointer is not None:
+                for cp in self.engine.withdrawal_trees.checkpoints():
+                    self.checkpointer.on_checkpoint(cp)
+                nursery.start_soon(self.checkpointer.run)
             await self._inbox_send.send(Start())
             task_status.started()
 
@@ -293,9 +345,12 @@ class Node:
 
     def _track_inflight(self, block: Block) -> None:
         parent = block.qc.vote_data.block_id
+        deposits = [e for e in block.payload if e[:1] == _TAG_DEPOSIT_BYTE]
+        last_deposit = decode_deposit(deposits[-1]).deposit_id if deposits else 0
         self._inflight[block.id] = (
             parent,
             frozenset(self._intent_id(raw) for raw in block.payload),
+            last_deposit,
         )
         self._recent[block.id] = (parent, bool(block.payload))
         if len(self._recent) > 10_000:
@@ -317,7 +372,7 @@ class Node:
             link = self._inflight.get(parent_id)
             if link is None:
                 break
-            parent_id, ids = link
+            parent_id, ids, _ = link
             pending |= ids
         return pending
 
@@ -343,14 +398,23 @@ class Node:
         elif self.options.batch_wait_ms:
             await trio.sleep(self.options.batch_wait_ms / 1000)
         exclude = self._pending_entries(parent_id)
+        limit = self.genesis.consensus.max_block_entries
+        deposits: list[bytes] = []
+        if self.watcher is not None:
+            # Deposits first, and only ones old enough that the other members' watchers
+            # have probably seen them too (a replica votes only for deposits it saw).
+            after = self._deposit_tip(parent_id)
+            min_age_s = (
+                2 * self.setup.config.chain.poll_interval_s if self.setup.config.chain else 0
+            )
+            records = self.watcher.next_deposits(after, max(1, limit // 10), min_age_s)
+            deposits = [deposit_entry(r) for r in records]
         items = self.mempool.take_batch(
-            self.genesis.consensus.max_block_entries,
-            self.options.max_block_bytes,
-            exclude={*exclude},
+            limit - len(deposits), self.options.max_block_bytes, exclude={*exclude}
         )
         if not len(self.mempool):
             self._mempool_nonempty = trio.Event()
-        payload = tuple(i.entry for i in items)
+        payload = (*deposits, *(i.entry for i in items))
         await self._inbox_send.send(PayloadReady(round_, payload))
 
     # ------------------------------------------------------------ peer messages
@@ -365,6 +429,10 @@ class Node:
                     packed = message[1][: self.options.max_forward_batch]
                     intents = [unpack_intent(raw) for raw in packed]
                     await self._admit(intents, False, [intent_entry(raw) for raw in packed])
+                elif kind == "cps" and self.checkpointer is not None:
+                    result = self.checkpointer.on_peer_signature(peer, message)
+                    if result in (SignatureResult.BAD_SIGNATURE, SignatureResult.MALFORMED):
+                        raise ValueError(f"checkpoint signature: {result.value}")
                 elif kind == "sr":
                     await self._serve_sync(peer, int(message[1]), int(message[2]))
                 elif kind == "sp" and self._sync_replies is not None:
@@ -393,6 +461,14 @@ class Node:
             self._highest_seen_height = max(self._highest_seen_height, block.height)
             if block.height > self.exec_height + self.options.sync_gap_blocks:
                 self._start_sync(peer)
+            try:
+                deposits_ok = self._check_deposits(block)
+            except BadEntry:
+                deposits_ok = False
+            if not deposits_ok:
+                # Perhaps our watcher is behind, perhaps the leader lies: either way no vote.
+                log.info("proposal with deposits we have not seen", round=block.round)
+                return
             if not await self._check_payload(block.payload):
                 self.counters["proposals_rejected"] += 1
                 log.warning(
@@ -401,9 +477,39 @@ class Node:
                 return
         await self._inbox_send.send(MessageReceived(verified))
 
+    def _deposit_tip(self, block_id: bytes) -> int:
+        """The last deposit id applied once `block_id` and its uncommitted ancestors are."""
+        for _ in range(1000):
+            link = self._inflight.get(block_id)
+            if link is None:
+                break
+            block_id, _, last_deposit = link
+            if last_deposit:
+                return last_deposit
+        return self.engine.last_deposit_id
+
+    def _check_deposits(self, block: Block) -> bool:
+        """Deposit entries come first, continue the parent chain's deposit ids without a
+        gap, and each is exactly what our own watcher saw with enough confirmations."""
+        deposits = [e for e in block.payload if e[:1] == _TAG_DEPOSIT_BYTE]
+        if not deposits:
+            return True
+        if self.watcher is None or any(
+            e[:1] == _TAG_DEPOSIT_BYTE for e in block.payload[len(deposits) :]
+        ):
+            return False
+        expected = self._deposit_tip(block.qc.vote_data.block_id) + 1
+        for raw in deposits:
+            record = decode_deposit(raw)
+            if record.deposit_id != expected or self.watcher.seen(record.deposit_id) != record:
+                return False
+            expected += 1
+        return True
+
     async def _check_payload(self, payload: tuple[bytes, ...]) -> bool:
-        """Every entry decodes and carries a valid trader signature (cached by bytes)."""
-        todo = [e for e in payload if e not in self._verified]
+        """Every intent entry decodes and carries a valid trader signature (cached by
+        bytes); deposit entries are checked by `_check_deposits`."""
+        todo = [e for e in payload if e not in self._verified and e[:1] != _TAG_DEPOSIT_BYTE]
         if not todo:
             return True
         try:
@@ -562,8 +668,92 @@ class Node:
             "peers": len(self.transport.connected_peers()),
             "mempool": len(self.mempool),
             "syncing": self._syncing,
-            "state_digest": None,
+            "last_deposit_id": self.engine.last_deposit_id,
+            "checkpoint_sequence": self.engine.sequence,
+            "chain": None if self.watcher is None else _jsonable(self.watcher.status()),
+            "checkpointer": None
+            if self.checkpointer is None
+            else _jsonable(self.checkpointer.status()),
             **self.counters,
+        }
+
+    # ------------------------------------------------------------ queries (QueryFacade)
+
+    def account(self, address: bytes) -> dict[str, Any]:
+        engine = self.engine
+        balances = {}
+        for asset in self.genesis.exchange.assets:
+            available, locked = engine.balance(address, asset.id)
+            balances[asset.symbol] = {"asset": asset.id, "available": available, "locked": locked}
+        orders = [
+            {
+                "oid": o.oid,
+                "market": o.book.id,
+                "side": "buy" if o.is_buy else "sell",
+                "price": o.price,
+                "size": o.size,
+                "cloid": o.cloid,
+                "expires_ms": o.expires_ms,
+            }
+            for o in engine.open_orders(address)
+        ]
+        return {
+            "address": _hex(address),
+            "height": self.exec_height,
+            "balances": balances,
+            "open_orders": orders,
+        }
+
+    def checkpoints(self) -> list[dict[str, Any]]:
+        if self.checkpointer is not None:
+            return [_jsonable(c) for c in self.checkpointer.checkpoints()]
+        return [
+            {
+                "sequence": c.sequence,
+                "state_root": _hex(c.state_root),
+                "withdrawals_root": _hex(c.withdrawals_root),
+                "last_deposit_id": c.last_deposit_id,
+                "withdrawals": len(c.withdrawals),
+            }
+            for c in self.engine.withdrawal_trees.checkpoints()
+        ]
+
+    def withdrawal_proof(self, sequence: int, withdrawal_id: int) -> dict[str, Any] | None:
+        found = self.engine.withdrawal_proof(sequence, withdrawal_id)
+        if found is None:
+            return None
+        leaf, proof = found
+        checkpoint = next(
+            c for c in self.engine.withdrawal_trees.checkpoints() if c.sequence == sequence
+        )
+        w = next(w for w in checkpoint.withdrawals if w.withdrawal_id == withdrawal_id)
+        return {
+            "sequence": sequence,
+            "withdrawal_id": withdrawal_id,
+            "account": _hex(w.account),
+            "token": _hex(w.token),
+            "amount": str(w.amount),  # token base units; may exceed 2**53
+            "leaf": _hex(leaf),
+            "proof": [_hex(p) for p in proof],
+            "withdrawals_root": _hex(checkpoint.withdrawals_root),
+        }
+
+    def balance_proof(self, address: bytes, asset_id: int) -> dict[str, Any] | None:
+        engine = self.engine
+        found = engine.balance_proof(address, asset_id)
+        account = engine.accounts.get(address)
+        if found is None or account is None:
+            return None
+        leaf, proof = found
+        index = account.leaf[engine.asset_index[asset_id]]
+        asset = engine.assets[engine.asset_index[asset_id]]
+        return {
+            "account": _hex(address),
+            "token": _hex(asset.token),
+            "balance": str(engine.state.totals[index] * asset.unit),  # as of the checkpoint
+            "sequence": engine.sequence,
+            "leaf": _hex(leaf),
+            "proof": [_hex(p) for p in proof],
         }
 
     # ------------------------------------------------------------ execution
@@ -579,33 +769,49 @@ class Node:
             assert block.height == self.exec_height + 1, (
                 f"gap: executed {self.exec_height}, got {block.height}"
             )
-            entries = [self._entry_of(raw) for raw in block.payload]
+            entries = [self._executable(raw) for raw in block.payload]
             records.append((block.height, encode_committed(block, [e.signer for e in entries])))
             self._apply(block, entries)
         root = msgpack.packb([fresh[-1].to_wire(), proof.to_wire()], use_bin_type=True)
         snapshot = self._maybe_snapshot()
-
         batch = WriteBatch(committed=records, meta={"root": root}, snapshot=snapshot)
         async with self._storage_lock:
             self.storage.write(batch)
         self._ready = True
 
-    def _entry_of(self, raw: bytes) -> Entry:
+    def _executable(self, raw: bytes) -> Executable:
+        if raw[:1] == _TAG_DEPOSIT_BYTE:
+            return Executable(deposit_engine_entry(decode_deposit(raw)), NO_SIGNER, None)
         entry = self._verified.get(raw)
         if entry is None:
             # Not seen before (e.g. recovered from storage): we voted for it, so it verified.
-            si = decode_entry(raw)
-            entry = verify_intent(si, self.domain)
-        return entry
+            entry = verify_intent(decode_entry(raw), self.domain)
+        return Executable(entry.to_dict(), entry.signer, entry.intent_id)
 
-    def _apply(self, block: Block, entries: list[Entry]) -> None:
-        result = self.engine.apply_block(block.timestamp_ms, [e.to_dict() for e in entries])
+    def _run_block(
+        self, engine: Engine, block: Block, entries: list[dict[str, Any]]
+    ) -> BlockResult:
+        """The deterministic step every path shares (commit, replay, sync): apply the
+        block, then seal a checkpoint at every checkpoint-interval height."""
+        result = engine.apply_block(block.timestamp_ms, entries)
+        if block.height % self.genesis.consensus.checkpoint_interval_blocks == 0:
+            checkpoint = engine.checkpoint()
+            if engine is self.engine and self.checkpointer is not None and self._nursery:
+                self.checkpointer.on_checkpoint(checkpoint)
+        return result
+
+    def _apply(self, block: Block, entries: list[Executable]) -> None:
+        result = self._run_block(self.engine, block, [e.engine_entry for e in entries])
         self.exec_height = block.height
         self.counters["blocks_committed"] += 1
         self.counters["entries_committed"] += len(entries)
-        self.mempool.remove(e.intent_id for e in entries)
+        if self.watcher is not None:
+            self.watcher.applied(self.engine.last_deposit_id)
+        self.mempool.remove(e.intent_id for e in entries if e.intent_id is not None)
         for entry, raw, events in zip(entries, block.payload, result.events, strict=True):
             self._verified.pop(raw, None)
+            if entry.intent_id is None:
+                continue
             rejected = next((ev for ev in events if isinstance(ev, Rejected)), None)
             # Committed either way; an entry the engine refused (no funds, replayed nonce…)
             # is reported as rejected, with the height at which that was decided.
@@ -749,7 +955,11 @@ class Node:
         for block, _ in records:
             if block.height != self.exec_height + 1:
                 continue
-            missing = [raw for raw in block.payload if raw not in self._verified]
+            missing = [
+                raw
+                for raw in block.payload
+                if raw not in self._verified and raw[:1] != _TAG_DEPOSIT_BYTE
+            ]
             decoded = [decode_entry(raw) for raw in missing]
             for raw, result in zip(missing, await self._verify(decoded), strict=True):
                 if isinstance(result, IntentError):
@@ -759,7 +969,7 @@ class Node:
                 self._remember(raw, result)
             if block.height != self.exec_height + 1:
                 continue
-            entries = [self._entry_of(raw) for raw in block.payload]
+            entries = [self._executable(raw) for raw in block.payload]
             record = encode_committed(block, [e.signer for e in entries])
             self._apply(block, entries)
             async with self._storage_lock:
@@ -768,7 +978,39 @@ class Node:
                 )
 
 
-def _entry_dict(si: SignedIntent, signer: bytes) -> dict[str, Any]:
+def _hex(data: bytes) -> str:
+    return "0x" + data.hex()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return _hex(value)
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+NO_SIGNER = bytes(20)  # the recorded signer of an entry no trader signed (a deposit)
+_TAG_DEPOSIT_BYTE = bytes((TAG_DEPOSIT,))
+assert TAG_INTENT != TAG_DEPOSIT
+
+
+@dataclass(frozen=True, slots=True)
+class Executable:
+    """A payload entry ready for the engine, with what the node keeps about it."""
+
+    engine_entry: dict[str, Any]
+    signer: bytes
+    intent_id: bytes | None  # None for entries no client waits on (deposits)
+
+
+def _recorded_entry(raw: bytes, signer: bytes) -> dict[str, Any]:
+    """The engine entry of a committed-log entry: the recorded signer, no recovery."""
+    if raw[:1] == _TAG_DEPOSIT_BYTE:
+        return deposit_engine_entry(decode_deposit(raw))
+    si = decode_entry(raw)
     return {"account": si.account, "signer": signer, "nonce": si.nonce, "action": si.action}
 
 

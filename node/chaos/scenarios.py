@@ -1,0 +1,349 @@
+"""The chaos catalogue: what each scenario injects, and the run of one scenario.
+
+A scenario is an `inject` step and a `heal` step on the common timeline
+(harness.run_timeline). The seed picks the victims and every random choice of the proxy,
+so a failing run is reproduced by `seqnet chaos --scenario NAME --seed S`.
+Scenarios that need a hook the node does not have yet are listed with the reason they
+are skipped (docs/RELIABILITY.md).
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import trio
+
+from node.chaos.checker import check, read_node
+from node.chaos.harness import (
+    Cluster,
+    RunResult,
+    Step,
+    last_error_line,
+    make_run_folder,
+    run_timeline,
+)
+from node.chaos.proxy import LinkFaults
+
+NODES = 4
+WAL_TRUNCATE_BYTES = 100
+DISK_LIMIT_HEADROOM_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    injects: str  # one line for the catalogue
+    inject: Step
+    heal: Step
+    expect_progress: bool = True  # at most f faulty: commits must continue during the fault
+    skip: str | None = None
+
+
+async def _nothing(cluster: Cluster, client: httpx.AsyncClient) -> None:
+    pass
+
+
+async def _follower(cluster: Cluster, client: httpx.AsyncClient) -> int:
+    leader = await cluster.leader(client)
+    others = [i for i in range(cluster.n) if i != leader]
+    return cluster.rng.choice(others)
+
+
+# ---------------------------------------------------------------- process faults
+
+
+def _kill(pick_leader: bool) -> Step:
+    async def inject(cluster: Cluster, client: httpx.AsyncClient) -> None:
+        victim = await cluster.leader(client) if pick_leader else await _follower(cluster, client)
+        cluster.faulty.add(victim)
+        await cluster.kill_member(victim)
+        role = "leader" if pick_leader else "follower"
+        cluster.record_fault(f"kill -9 node{victim} ({role})")
+
+    return inject
+
+
+async def _restart_dead(cluster: Cluster, client: httpx.AsyncClient) -> None:
+    for i in sorted(cluster.faulty):
+        if not cluster.alive(i):
+            cluster.start_member(i)
+            cluster.record_fault(f"restart node{i} with its data")
+
+
+async def _pause(cluster: Cluster, client: httpx.AsyncClient) -> None:
+    victim = cluster.rng.randrange(cluster.n)
+    cluster.faulty.add(victim)
+    cluster.signal_member(victim, signal.SIGSTOP)
+    cluster.record_fault(f"SIGSTOP node{victim}")
+
+
+async def _resume(cluster: Cluster, client: httpx.AsyncClient) -> None:
+    for i in sorted(cluster.faulty):
+        cluster.signal_member(i, signal.SIGCONT)
+        cluster.record_fault(f"SIGCONT node{i}")
+
+
+async def _wipe(cluster: Cluster, client: httpx.AsyncClient) -> None:
+    victim = await _follower(cluster, client)
+    cluster.faulty.add(victim)
+    await cluster.kill_member(victim)
+    shutil.rmtree(cluster.members[victim].data_dir, ignore_errors=True)
+    cluster.start_member(victim)
+    cluster.record_fault(f"kill -9 node{victim}, wipe its data dir, restart (must resync)")
+
+
+async def _truncate(cluster: Cluster, client: httpx.AsyncClient) -> None:
+    victim = await _follower(cluster, client)
+    cluster.faulty.add(victim)
+    await cluster.kill_member(victim)
+    data = cluster.members[victim].data_dir
+    wal = data / "node.sqlite-wal"
+    target = (
+        wal if wal.exists() and wal.stat().st_size > WAL_TRUNCATE_BYTES else data / "node.sqlite"
+    )
+    size = target.stat().st_size
+    with target.open("r+b") as f:
+        f.truncate(size - WAL_TRUNCATE_BYTES)
+    cluster.record_fault(
+        f"kill -9 node{victim}, cut the last {WAL_TRUNCATE_BYTES} B of {target.name} ({size} B)"
+    )
+
+
+async def _restart_truncated(cluster: Cluster, client: httpx.AsyncClient) -> None:
+    for i in sorted(cluster.faulty):
+        cluster.start_member(i)
+        cluster.record_fault(f"restart node{i} on the truncated storage")
+        await trio.sleep(3)
+        if not cluster.alive(i):
+            cluster.notes.append(
+                f"node{i} refused to start: {last_error_line(cluster.members[i].log)}"
+            )
+            cluster.members[i].pid = None
+
+
+async def _disk_full(cluster: Cluster, client: httpx.AsyncClient) -> None:
+    victim = await _follower(cluster, client)
+    cluster.faulty.add(victim)
+    await cluster.kill_member(victim)
+    m = cluster.members[victim]
+    sizes = [p.stat().st_size for p in m.data_dir.glob("node.sqlite*")] + [m.log.stat().st_size]
+    limit = max(sizes) + DISK_LIMIT_HEADROOM_BYTES
+    cluster.start_member(victim, fsize_limit_bytes=limit)
+    cluster.record_fault(f"restart node{victim} with a {limit} B file size limit (full disk)")
+
+
+async def _disk_freed(cluster: Cluster, client: httpx.AsyncClient) -> None:
+    for i in sorted(cluster.faulty):
+        m = cluster.members[i]
+        text = m.log.read_text(errors="replace")
+        why = [ln for ln in text.splitlines() if "full" in ln.lower() or "errno 27" in ln.lower()]
+        state = "running" if cluster.alive(i) else "exited"
+        cluster.notes.append(
+            f"node{i} under the limit: {state}; says why: {why[-1][:200] if why else 'nothing'}"
+        )
+        await cluster.kill_member(i)
+        cluster.start_member(i)
+        cluster.record_fault(f"restart node{i} with space again")
+
+
+# ---------------------------------------------------------------- network faults
+
+
+def _isolate(pick_leader: bool) -> Step:
+    async def inject(cluster: Cluster, client: httpx.AsyncClient) -> None:
+        victim = await cluster.leader(client) if pick_leader else await _follower(cluster, client)
+        cluster.faulty.add(victim)
+        rest = set(range(cluster.n)) - {victim}
+        cluster.net.partition({victim}, rest)
+        role = "leader" if pick_leader else "follower"
+        cluster.record_fault(f"partition {{node{victim}}} ({role}) | {sorted(rest)}")
+
+    return inject
+
+
+async def _halves(cluster: Cluster, client: httpx.AsyncClient) -> None:
+    members = list(range(cluster.n))
+    cluster.rng.shuffle(members)
+    a, b = set(members[: cluster.n // 2]), set(members[cluster.n // 2 :])
+    cluster.net.partition(a, b)
+    cluster.record_fault(f"partition {sorted(a)} | {sorted(b)} (no side has a quorum)")
+
+
+async def _one_way(cluster: Cluster, client: httpx.AsyncClient) -> None:
+    victim = await cluster.leader(client)
+    cluster.faulty.add(victim)
+    for j in range(cluster.n):
+        if j != victim:
+            cluster.net.set_faults(victim, j, LinkFaults(drop=True))
+    cluster.record_fault(f"one-way loss: everything node{victim} (leader) sends is lost")
+
+
+def _links(faults: LinkFaults, one_node: bool) -> Step:
+    async def inject(cluster: Cluster, client: httpx.AsyncClient) -> None:
+        if one_node:
+            victim = await cluster.leader(client)
+            cluster.net.set_all(faults, {victim})
+            cluster.record_fault(f"links of node{victim} (leader): {faults.describe()}")
+        else:
+            cluster.net.set_all(faults)
+            cluster.record_fault(f"all links: {faults.describe()}")
+
+    return inject
+
+
+async def _heal_net(cluster: Cluster, client: httpx.AsyncClient) -> None:
+    cluster.net.heal()
+
+
+async def _unsupported(cluster: Cluster, client: httpx.AsyncClient) -> None:
+    raise AssertionError("skipped scenarios are not run")
+
+
+CATALOGUE: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario(
+            "kill-follower",
+            "kill -9 a follower; restart it with its data",
+            _kill(False),
+            _restart_dead,
+        ),
+        Scenario(
+            "kill-leader",
+            "kill -9 the leader; restart it with its data",
+            _kill(True),
+            _restart_dead,
+        ),
+        Scenario("pause", "SIGSTOP a random member, SIGCONT at heal", _pause, _resume),
+        Scenario(
+            "wipe-restart",
+            "kill -9 a follower, delete its data dir, restart: it must resync, never equivocate",
+            _wipe,
+            _nothing,
+        ),
+        Scenario(
+            "partition-follower",
+            "cut a follower off from everyone (both directions)",
+            _isolate(False),
+            _heal_net,
+        ),
+        Scenario(
+            "partition-leader",
+            "cut the leader off (minority-side leader)",
+            _isolate(True),
+            _heal_net,
+        ),
+        Scenario(
+            "partition-halves",
+            "2 | 2 split: no quorum anywhere; commits resume after heal",
+            _halves,
+            _heal_net,
+            expect_progress=False,
+        ),
+        Scenario(
+            "one-way-loss",
+            "everything the leader sends is lost; it still receives",
+            _one_way,
+            _heal_net,
+        ),
+        Scenario(
+            "delay-jitter",
+            "every link 60 ± 40 ms",
+            _links(LinkFaults(delay_ms=60, jitter_ms=40), one_node=False),
+            _heal_net,
+        ),
+        Scenario(
+            "slow-link",
+            "the leader's links capped at 32 KB/s each way",
+            _links(LinkFaults(bandwidth_bytes_per_s=32_000), one_node=True),
+            _heal_net,
+        ),
+        Scenario(
+            "reorder",
+            "every link: 20% of chunks held up to 150 ms (head-of-line), links diverge",
+            _links(LinkFaults(reorder_rate=0.2, reorder_window_ms=150), one_node=False),
+            _heal_net,
+        ),
+        Scenario(
+            "truncated-storage",
+            "kill -9 a follower, cut the tail of its WAL; restart",
+            _truncate,
+            _restart_truncated,
+        ),
+        Scenario(
+            "disk-full",
+            "a follower runs with a file size limit (EFBIG = full disk); then space returns",
+            _disk_full,
+            _disk_freed,
+        ),
+        Scenario(
+            "clock-skew",
+            "one member's clock off by more than the timestamp bound",
+            _unsupported,
+            _unsupported,
+            skip="needs NodeOptions.clock_skew_ms settable per process (config or env)",
+        ),
+        Scenario(
+            "byzantine",
+            "an equivocating leader and a double-voter as real processes",
+            _unsupported,
+            _unsupported,
+            skip="needs a test-only misbehaviour switch in the node runtime",
+        ),
+    )
+}
+
+SHORT_CATALOGUE = ("kill-leader", "partition-leader", "pause", "delay-jitter")
+
+
+async def run_scenario(
+    scenario: Scenario, seed: int, duration_s: float, base: Path | None = None
+) -> RunResult:
+    result = RunResult(scenario.name, seed, duration_s)
+    if scenario.skip is not None:
+        result.skipped = scenario.skip
+        return result
+    folder = make_run_folder(base, scenario.name, seed)
+    result.folder = str(folder)
+    cluster = Cluster(folder, NODES, seed)
+    try:
+        async with trio.open_nursery() as nursery:
+            try:
+                await cluster.start(nursery)
+                await run_timeline(
+                    cluster, result, scenario.inject, scenario.heal, scenario.expect_progress
+                )
+            finally:
+                await cluster.close()
+                nursery.cancel_scope.cancel()
+    except RuntimeError as exc:
+        result.violations.append(f"harness: {exc}")
+    result.faults = cluster.faults
+    st = cluster.net.stats
+    cluster.notes.append(
+        f"proxy: {st.connections} connections, {st.bytes_forwarded} B forwarded, "
+        f"{st.bytes_dropped} B dropped, {st.chunks_reordered} chunks held, "
+        f"{st.connections_cut} cut"
+    )
+    result.notes += cluster.notes
+    cluster.save_history()
+    genesis_hash = cluster.genesis.genesis_hash()
+    logs = [
+        read_node(m.name, m.data_dir, m.log, genesis_hash, cluster.domain) for m in cluster.members
+    ]
+    refused = {f"node{i}" for i in cluster.faulty if _refused(result, i)}
+    honest = {m.name for m in cluster.members} - refused
+    verdict = check(logs, cluster.history, honest, NODES)
+    result.violations += verdict.violations
+    result.intents_submitted = sum(1 for a in cluster.history if not a.probe)
+    result.intents_acknowledged = verdict.acknowledged
+    result.intents_lost = verdict.lost
+    return result
+
+
+def _refused(result: RunResult, i: int) -> bool:
+    return any(note.startswith(f"node{i} refused") for note in result.notes)

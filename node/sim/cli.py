@@ -1,0 +1,89 @@
+"""`seqnet sim`: run the deterministic consensus simulator over one or many seeds.
+
+    seqnet sim --seeds 300               # seeds 0..299, n alternating 4 and 7
+    seqnet sim --seed 1234 --nodes 7     # one seed, as printed by a failure
+    seqnet sim --seeds 100000 --jobs 2   # the soak
+Exit status 1 on any violation; each failure prints its seed and repro command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+
+from node.sim.cluster import Knobs
+from node.sim.runner import run_seeds
+
+
+def main(argv: list[str], prog: str = "seqnet sim") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
+    parser.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
+    parser.add_argument("--seeds", type=int, default=1, help="number of seeds (default 1)")
+    parser.add_argument("--nodes", type=int, default=None, help="committee size (default 4/7)")
+    parser.add_argument("--crypto", choices=("fast", "ed25519"), default="fast")
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes for a sweep")
+    parser.add_argument("--safety-ms", type=int, default=None, help="faulty phase length")
+    parser.add_argument(
+        "--json", action="store_true", help="one JSON object: the run, or a sweep summary"
+    )
+    parser.add_argument("--verbose", "-v", action="store_true", help="a line per seed")
+    parser.add_argument("--keep-going", action="store_true", help="do not stop at a failure")
+    parser.add_argument("--unsafe-skip-vote-rules", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--unsafe-one-chain-commit", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--unsafe-amnesia", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.seeds < 1 or (args.nodes is not None and args.nodes < 1):
+        parser.error("--seeds and --nodes must be positive")
+    knobs = Knobs(
+        args.crypto,
+        args.unsafe_skip_vote_rules,
+        args.unsafe_one_chain_commit,
+        args.unsafe_amnesia,
+    )
+    started = time.perf_counter()
+    failures = 0
+    runs = 0
+    failed: list[dict[str, object]] = []
+    sweep_digest = hashlib.sha256()
+    for result in run_seeds(args.seed, args.seeds, args.nodes, knobs, args.safety_ms, args.jobs):
+        runs += 1
+        sweep_digest.update(bytes.fromhex(result.digest))
+        if args.json:
+            if args.seeds == 1:
+                print(json.dumps(result.to_json(), sort_keys=True))
+            elif not result.ok:
+                failed.append(result.to_json())
+        elif args.verbose or not result.ok or args.seeds == 1:
+            verdict = "ok  " if result.ok else "FAIL"
+            stats = result.stats
+            print(
+                f"{verdict} seed={result.seed} n={result.n} height={stats.min_honest_height} "
+                f"rounds={stats.max_round} crashes={stats.crashes} "
+                f"liveness_rounds={stats.liveness_rounds} digest={result.digest[:16]} "
+                f"({result.wall_s:.2f}s)",
+                flush=True,
+            )
+        if not result.ok:
+            failures += 1
+            print(f"FAIL seed={result.seed}: {result.violation}", file=sys.stderr)
+            print(f"  plan: {result.plan}", file=sys.stderr)
+            print(f"  reproduce: {result.repro}", file=sys.stderr, flush=True)
+            if not args.keep_going:
+                break
+    elapsed = time.perf_counter() - started
+    if not args.json:
+        print(f"{runs} seeds, {failures} failed, {elapsed:.1f}s")
+    elif args.seeds > 1:
+        summary = {
+            "first_seed": args.seed,
+            "seeds": runs,
+            "failed": failures,
+            "failures": failed,
+            "sweep_digest": sweep_digest.hexdigest(),
+            "elapsed_s": round(elapsed, 1),
+        }
+        print(json.dumps(summary, sort_keys=True))
+    return 1 if failures else 0
