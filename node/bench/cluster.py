@@ -146,6 +146,18 @@ async def _light(apis: list[str], intents: list[bytes], rate_per_s: float) -> di
     }
 
 
+def _drain(apis: list[str], timeout_s: float = 60.0) -> None:
+    """Wait until every node's mempool is empty."""
+    from node.localnet import node_status
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        statuses = [node_status(api) for api in apis]
+        if all(s is not None and s.get("mempool") == 0 for s in statuses):
+            return
+        time.sleep(0.2)
+
+
 def run(
     nodes: int, duration_s: float, light_s: float, clients: int, batch: int, base_port: int
 ) -> dict[str, Any]:

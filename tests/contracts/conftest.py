@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from tests.contracts.settlement_world import World, make_world
 
 from contracts.chain import Chain, local_chain
+from tests.contracts.settlement_world import World, make_world
 
 
 @pytest.fixture(scope="session", params=["py-evm", "anvil"])

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import pytest
-from tests.contracts.settlement_world import ESCAPE_DELAY_S, THRESHOLD, TOKEN_UNIT, World, member_keys, reverts
 
 from contracts.settlement import ETH, Erc20, Settlement, TokenConfig
 from contracts.signing import Checkpoint, Signature, address_of, checkpoint_digest, sign
 from matching.merkle import EMPTY_ROOT, MerkleTree, balance_leaf, keccak, withdrawal_leaf
+from tests.contracts.settlement_world import (
+    ESCAPE_DELAY_S,
+    THRESHOLD,
+    TOKEN_UNIT,
+    World,
+    member_keys,
+    reverts,
+)
 
 ETHER = 10**18
 _N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141

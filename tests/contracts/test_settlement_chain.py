@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from tests.contracts.settlement_world import World
-
 from contracts.signing import address_of
+from tests.contracts.settlement_world import World
 
 
 def test_advance_time_and_snapshot(world: World) -> None:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from tests.contracts.settlement_world import ESCAPE_DELAY_S, THRESHOLD, World, member_keys, reverts
-
 from contracts.settlement import ETH, Erc20
 from contracts.signing import Checkpoint, address_of, committee_hash
 from matching.merkle import EMPTY_ROOT, MerkleTree, balance_leaf, keccak, withdrawal_leaf
+from tests.contracts.settlement_world import ESCAPE_DELAY_S, THRESHOLD, World, member_keys, reverts
 
 ETHER = 10**18
 

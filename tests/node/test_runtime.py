@@ -9,10 +9,10 @@ import trio
 
 from node.genesis import ConsensusParams, committee_init, load_node_setup
 from node.runtime import Node, NodeOptions
-
-FAST = NodeOptions(idle_block_interval_ms=40)
 from node.storage import open_storage
 from tests.node.cluster import free_base_port, place, trader_key
+
+FAST = NodeOptions(idle_block_interval_ms=40)
 
 
 def make_nodes(tmp_path: Path, n: int) -> list[Node]:
@@ -21,7 +21,9 @@ def make_nodes(tmp_path: Path, n: int) -> list[Node]:
     nodes = []
     for i in range(n):
         setup = load_node_setup(tmp_path / f"node{i}" / "config.toml")
-        nodes.append(Node(setup, open_storage(setup.config.data_dir, setup.genesis.genesis_hash()), FAST))
+        nodes.append(
+            Node(setup, open_storage(setup.config.data_dir, setup.genesis.genesis_hash()), FAST)
+        )
     return nodes
 
 
