@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -143,6 +143,7 @@ class Node:
         self._inflight: dict[bytes, tuple[bytes, frozenset[bytes], int]] = {}
         # recent blocks: id -> (parent id, carried entries), for the proposer's pacing
         self._recent: OrderedDict[bytes, tuple[bytes, bool]] = OrderedDict()
+        self._block_listeners: list[Callable[[ExecutedBlock], None]] = []
         self._storage_lock = trio.Lock()  # FIFO: committed-log writes in execution order
         self._results: OrderedDict[bytes, SubmitResult] = OrderedDict()
         self._waiters: dict[bytes, trio.Event] = {}
@@ -800,6 +801,12 @@ class Node:
                 self.checkpointer.on_checkpoint(checkpoint)
         return result
 
+    def add_block_listener(self, listener: Callable[[ExecutedBlock], None]) -> None:
+        """Call `listener` after each block is executed (on the event loop, in height
+        order): the hook for indexes, streams and metrics. It must be quick and must not
+        raise; it gets the engine's events, so it never needs to re-derive them."""
+        self._block_listeners.append(listener)
+
     def _apply(self, block: Block, entries: list[Executable]) -> None:
         result = self._run_block(self.engine, block, [e.engine_entry for e in entries])
         self.exec_height = block.height
@@ -828,6 +835,10 @@ class Node:
                 waiter.set()
         while len(self._results) > self.options.result_cache:
             self._results.popitem(last=False)
+        if self._block_listeners:
+            executed = ExecutedBlock(block.height, block.timestamp_ms, tuple(entries), result)
+            for listener in self._block_listeners:
+                listener(executed)
 
     def _maybe_snapshot(self) -> tuple[int, bytes] | None:
         if self.exec_height % self.options.snapshot_interval_blocks:
@@ -1004,6 +1015,16 @@ class Executable:
     engine_entry: dict[str, Any]
     signer: bytes
     intent_id: bytes | None  # None for entries no client waits on (deposits)
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutedBlock:
+    """What a block listener gets: `result.events[i]` belongs to `entries[i]`."""
+
+    height: int
+    timestamp_ms: int
+    entries: tuple[Executable, ...]
+    result: BlockResult
 
 
 def _recorded_entry(raw: bytes, signer: bytes) -> dict[str, Any]:
