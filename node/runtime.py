@@ -222,7 +222,7 @@ class Node:
             block, signers = decode_committed(record)
             assert block.height == h, f"committed log height {h} holds block height {block.height}"
             entries = [_recorded_entry(e, s) for e, s in zip(block.payload, signers, strict=True)]
-            self._run_block(engine, block, entries)
+            self._run_block(engine, block, entries, live=False)
             height = h
             replayed += 1
         log.info(
@@ -790,14 +790,16 @@ class Node:
         return Executable(entry.to_dict(), entry.signer, entry.intent_id)
 
     def _run_block(
-        self, engine: Engine, block: Block, entries: list[dict[str, Any]]
+        self, engine: Engine, block: Block, entries: list[dict[str, Any]], live: bool
     ) -> BlockResult:
         """The deterministic step every path shares (commit, replay, sync): apply the
-        block, then seal a checkpoint at every checkpoint-interval height."""
+        block, then seal a checkpoint at every checkpoint-interval height. `live`: a
+        block executed while running (not replayed at start-up), whose checkpoint is
+        signed now; replayed checkpoints are re-signed by `run` once the loop runs."""
         result = engine.apply_block(block.timestamp_ms, entries)
         if block.height % self.genesis.consensus.checkpoint_interval_blocks == 0:
             checkpoint = engine.checkpoint()
-            if engine is self.engine and self.checkpointer is not None and self._nursery:
+            if live and self.checkpointer is not None:
                 self.checkpointer.on_checkpoint(checkpoint)
         return result
 
@@ -808,7 +810,7 @@ class Node:
         self._block_listeners.append(listener)
 
     def _apply(self, block: Block, entries: list[Executable]) -> None:
-        result = self._run_block(self.engine, block, [e.engine_entry for e in entries])
+        result = self._run_block(self.engine, block, [e.engine_entry for e in entries], live=True)
         self.exec_height = block.height
         self.counters["blocks_committed"] += 1
         self.counters["entries_committed"] += len(entries)

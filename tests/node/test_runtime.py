@@ -17,7 +17,12 @@ FAST = NodeOptions(idle_block_interval_ms=40)
 
 def make_nodes(tmp_path: Path, n: int) -> list[Node]:
     base = free_base_port(n)
-    committee_init(tmp_path, n, base_port=base, consensus=ConsensusParams(round_timeout_ms=300))
+    committee_init(
+        tmp_path,
+        n,
+        base_port=base,
+        consensus=ConsensusParams(round_timeout_ms=300, checkpoint_interval_blocks=5),
+    )
     nodes = []
     for i in range(n):
         setup = load_node_setup(tmp_path / f"node{i}" / "config.toml")
