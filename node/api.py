@@ -1,10 +1,13 @@
-"""The node's client API: HTTP and WebSocket intake of signed intents (docs/API.md).
+"""The node's client API: intake of signed intents, queries, streams, metrics (docs/API.md).
 
 An ASGI app (FastAPI, so the OpenAPI document is generated from the real routes) served
 by hypercorn's trio worker inside the node process. The app knows the node only through
 `NodeFacade` (node/api_facade.py), which node/runtime.py implements; decoding, rate
-limits and per-intent answers live in node/api_intake.py, the WebSocket session in
-node/api_ws.py, the documented shapes in node/api_schema.py.
+limits and per-intent answers live in node/api_intake.py, the WebSocket intake in
+node/api_ws.py, the documented shapes in node/api_schema.py. When the facade is a whole
+node (`IndexedNode`: it has an engine and block listeners), the app also indexes blocks
+(node/indexer.py) for the market queries (node/api_query.py) and the streams at
+/v1/stream (node/api_streams.py); /metrics (node/metrics.py) is always served.
 
 Errors are {"error": {"code", "message", ...}} on every route, FastAPI's own included.
 Bad input is a 4xx with a machine-readable code, never a 5xx: the boundary catches
@@ -34,15 +37,19 @@ from node.api_intake import (
     dumps_json,
     wait_and_timeout,
 )
-from node.api_query import QueryFacade, install_query_routes
+from node.api_query import QueryFacade, install_market_routes, install_query_routes
 from node.api_schema import (
+    DomainResponse,
     HealthResponse,
     ReadyResponse,
     SubmitResponse,
     error_responses,
     submit_body_schema,
 )
+from node.api_streams import StreamHub, StreamLimits, StreamSession
 from node.api_ws import CLOSE_TRY_AGAIN_LATER, ConnectionCounter, IntakeSession
+from node.indexer import IndexedNode, Indexer, IndexLimits
+from node.metrics import CONTENT_TYPE, CountingFacade, NodeMetrics, RequestMetricsMiddleware
 from node.ratelimit import retry_after_header
 
 __all__ = [
@@ -81,19 +88,38 @@ def _error(error: ApiError) -> Response:
     return _json(error.status, error.body(), headers)
 
 
-def create_app(facade: NodeFacade, limits: ApiLimits | None = None) -> FastAPI:
+def create_app(
+    facade: NodeFacade,
+    limits: ApiLimits | None = None,
+    *,
+    stream_limits: StreamLimits | None = None,
+    index_limits: IndexLimits | None = None,
+) -> FastAPI:
     limits = limits or ApiLimits()
+    stream_limits = stream_limits or StreamLimits()
     app = FastAPI(
         title="seqnet node API",
         version="1",
-        description="Signed-intent intake of a seqnet committee node (docs/API.md).",
+        description="Client API of a seqnet committee node: signed-intent intake, "
+        "market and account queries, streams, checkpoints and proofs (docs/API.md).",
         openapi_url="/v1/openapi.json",
         docs_url=None,
         redoc_url=None,
     )
-    intake = Intake(facade, limits)
+    node = facade if isinstance(facade, IndexedNode) else None
+    hub = StreamHub()
+    metrics = NodeMetrics(node, hub)
+    indexer = None
+    if node is not None:
+        indexer = Indexer.attach(node, index_limits, hub)
+        node.add_block_listener(metrics.on_block)
+    intake = Intake(CountingFacade(facade, metrics), limits)
     connections = ConnectionCounter(limits.ws_max_connections, limits.ws_max_connections_per_ip)
     app.state.limits = limits
+    app.state.metrics = metrics
+    app.state.hub = hub
+    app.state.indexer = indexer
+    app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
     _install_error_handlers(app)
 
     @app.post(
@@ -121,6 +147,8 @@ def create_app(facade: NodeFacade, limits: ApiLimits | None = None) -> FastAPI:
             wait_committed, timeout_s = wait_and_timeout(wait, timeout_ms, limits)
             items = decode_http_body(await _read_body(request, limits), limits)
             results = await intake.submit(client, items, wait_committed, timeout_s)
+            if indexer is not None:
+                _add_order_ids(results, indexer)
             return _json(200, {"results": results})
         except ApiError as error:
             return _error(error)
@@ -136,6 +164,26 @@ def create_app(facade: NodeFacade, limits: ApiLimits | None = None) -> FastAPI:
         except ApiError as error:
             return _error(error)
 
+    @app.get(
+        "/v1/domain",
+        response_model=DomainResponse,
+        responses=error_responses(429),
+        summary="The EIP-712 domain intents are signed under (PROTOCOL.md §4.2)",
+    )
+    async def domain(request: Request) -> Response:
+        try:
+            intake.charge_request(client_key(request.scope))
+        except ApiError as error:
+            return _error(error)
+        d = facade.domain
+        body = {
+            "name": d.name,
+            "version": d.version,
+            "chain_id": d.chain_id,
+            "verifying_contract": "0x" + d.verifying_contract.hex(),
+        }
+        return _json(200, body)
+
     if isinstance(facade, QueryFacade):
         install_query_routes(
             app,
@@ -144,6 +192,43 @@ def create_app(facade: NodeFacade, limits: ApiLimits | None = None) -> FastAPI:
             _json,
             _error,
         )
+
+    if indexer is not None:
+        install_market_routes(
+            app,
+            indexer,
+            lambda request: intake.charge_request(client_key(request.scope)),
+            _json,
+            _error,
+        )
+        checkpoints = facade.checkpoints if isinstance(facade, QueryFacade) else None
+        stream_connections = ConnectionCounter(
+            limits.ws_max_connections, limits.ws_max_connections_per_ip
+        )
+
+        @app.websocket("/v1/stream")
+        async def stream(websocket: WebSocket) -> None:
+            assert indexer is not None
+            client = client_key(websocket.scope)
+            if not stream_connections.open(client):
+                await websocket.close(CLOSE_TRY_AGAIN_LATER, "too many connections")
+                return
+            try:
+                await websocket.accept()
+                session = StreamSession(
+                    websocket, hub, indexer, intake, client, stream_limits, checkpoints
+                )
+                await session.run()
+            finally:
+                stream_connections.close(client)
+
+    @app.get(
+        "/metrics",
+        summary="Prometheus metrics (text exposition format)",
+        responses={200: {"content": {CONTENT_TYPE.split(";")[0]: {"schema": {"type": "string"}}}}},
+    )
+    async def prometheus_metrics() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     @app.get("/healthz", response_model=HealthResponse, summary="Process alive")
     async def healthz() -> Response:
@@ -174,6 +259,15 @@ def create_app(facade: NodeFacade, limits: ApiLimits | None = None) -> FastAPI:
 
     _trim_openapi(app)
     return app
+
+
+def _add_order_ids(results: list[dict[str, Any]], indexer: Indexer) -> None:
+    """A committed `place` gets the id of the order it created (HTTP answers only)."""
+    for result in results:
+        if result["status"] == "committed" and isinstance(result["id"], bytes):
+            oid = indexer.oid_of_intent(result["id"])
+            if oid is not None:
+                result["oid"] = oid
 
 
 def _check_content_type(request: Request) -> None:

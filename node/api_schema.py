@@ -116,6 +116,14 @@ class IntentResult(_Model):
     field: str | None = None
     height: int | None = None
     retry_after_ms: int | None = None
+    oid: int | None = None  # HTTP: the order a committed `place` created
+
+
+class DomainResponse(_Model):
+    name: str
+    version: str
+    chain_id: int
+    verifying_contract: str
 
 
 class SubmitResponse(_Model):

@@ -17,6 +17,7 @@ eth_account is used only by the tests, as a cross-check.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -562,10 +563,34 @@ def _no_floats(text: str) -> Any:
     raise MalformedIntent("bad_type", f"numbers must be integers, got {text}")
 
 
+MAX_JSON_DEPTH = 32
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
+
+
+def check_json_depth(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> None:
+    """Refuse nesting deeper than `max_depth` before the parser sees it: CPython's C
+    JSON scanner recurses, and a deep enough document overflows the C stack (a crash,
+    not an exception) when the recursion limit was raised. Strings are cut out, then
+    innermost bracket pairs removed `max_depth` times; anything left is too deep (or
+    unbalanced). All steps run at C speed."""
+    skeleton = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    for _ in range(max_depth):
+        if not skeleton:
+            return
+        skeleton = skeleton.replace(b"[]", b"").replace(b"{}", b"")
+    if skeleton:
+        raise MalformedIntent(
+            "too_deep", f"JSON nested deeper than {max_depth} levels (or unbalanced)"
+        )
+
+
 def parse_json_bounded(raw: bytes | str, limit: int) -> Any:
-    """JSON text -> object, refusing oversized input, duplicate keys, floats and NaN."""
+    """JSON text -> object, refusing oversized input, deep nesting, duplicate keys,
+    floats and NaN."""
     if len(raw) > limit:
         raise MalformedIntent("too_large", f"input larger than {limit} bytes")
+    check_json_depth(raw.encode() if isinstance(raw, str) else raw)
     try:
         return json.loads(
             raw,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ from node import log as node_log
 from node.config import ConfigError
 from node.genesis import load_node_setup
 from node.keys import KeyFileError
+from node.runtime import Node, NodeOptions
 from node.storage import CorruptStorage, open_storage
 
 log = structlog.get_logger("seqnet.node")
@@ -28,13 +30,12 @@ log = structlog.get_logger("seqnet.node")
 
 async def _run(config: Path) -> int:
     from node.api import create_app, serve_api
-    from node.runtime import Node
 
     setup = load_node_setup(config)
     node_log.configure(setup.config.log_level, node=setup.member.name)
     storage = open_storage(setup.config.data_dir, setup.genesis.genesis_hash())
     try:
-        node = Node(setup, storage)
+        node = Node(setup, storage, _options_from_env())
         app = create_app(node)
         async with trio.open_nursery() as nursery:
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
@@ -55,6 +56,15 @@ async def _run(config: Path) -> int:
         storage.close()
         log.info("stopped")
     return 0
+
+
+def _options_from_env() -> NodeOptions:
+    """Test-only switches for the fault suite (refused off the dev chain by Node)."""
+    skew = os.environ.get("SEQNET_TEST_CLOCK_SKEW_MS")
+    byzantine = os.environ.get("SEQNET_TEST_BYZANTINE") or None
+    if byzantine not in (None, "equivocate", "double-vote"):
+        raise ConfigError(f"SEQNET_TEST_BYZANTINE={byzantine!r}: use equivocate or double-vote")
+    return NodeOptions(clock_skew_ms=int(skew) if skew else 0, byzantine=byzantine)
 
 
 def _status(api: str) -> int:
@@ -87,6 +97,6 @@ def main(argv: list[str], prog: str) -> int:
             listen = setup.config.api_listen
             return _status(f"http://{listen.host}:{listen.port}")
         return trio.run(_run, args.config)
-    except (ConfigError, KeyFileError, CorruptStorage) as exc:
+    except (ConfigError, KeyFileError, CorruptStorage, ValueError) as exc:
         print(f"seqnet node: {exc}", file=sys.stderr)
         return 2

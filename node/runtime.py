@@ -23,6 +23,7 @@ signed intents, `sr`/`sp` committed-log sync request/response (docs/PROTOCOL.md 
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -46,12 +47,23 @@ from consensus.actions import (
 )
 from consensus.committee import Committee
 from consensus.core import Core, CoreConfig, Recovery
-from consensus.crypto import Ed25519Scheme, Ed25519Signer
+from consensus.crypto import Ed25519Scheme, Ed25519Signer, sha256
 from consensus.errors import InvalidMessage as ConsensusError
 from consensus.events import Event, MessageReceived, PayloadReady, Start, TimerFired
 from consensus.leader_election import RoundRobin
 from consensus.safety_data import SafetyData
-from consensus.types import Block, Proposal, QuorumCert, encode_message, genesis_block, genesis_qc
+from consensus.types import (
+    Block,
+    Proposal,
+    QuorumCert,
+    TimeoutMsg,
+    Vote,
+    VoteData,
+    block_signing_bytes,
+    encode_message,
+    genesis_block,
+    genesis_qc,
+)
 from consensus.verifier import Verified, Verifier
 from matching.accounts import NONCE_FUTURE_MS, NONCE_PAST_MS
 from matching.engine import BlockResult, Engine
@@ -96,6 +108,9 @@ class NodeOptions:
     max_forward_batch: int = 512
     inbox: int = 4096
     clock_skew_ms: int = 0  # test-only: pretend our clock is off by this much
+    # test-only misbehaviour on dev chains (fault suite): "equivocate" (as leader, also
+    # send a conflicting block to half the peers) or "double-vote" (vote twice a round)
+    byzantine: str | None = None
 
 
 def wall_ms() -> int:
@@ -144,6 +159,12 @@ class Node:
         # recent blocks: id -> (parent id, carried entries), for the proposer's pacing
         self._recent: OrderedDict[bytes, tuple[bytes, bool]] = OrderedDict()
         self._block_listeners: list[Callable[[ExecutedBlock], None]] = []
+        self.halted: str | None = None
+        self._max_peer_round = 0
+        # None: no guard; -1: observing peers' rounds; R: withhold our signatures <= R
+        self._guard_round: int | None = -1 if storage.load_safety() is None else None
+        if self.options.byzantine is not None and genesis.chain_id != DEV_CHAIN_ID:
+            raise ValueError("byzantine test modes run only on the dev chain id")
         self._storage_lock = trio.Lock()  # FIFO: committed-log writes in execution order
         self._results: OrderedDict[bytes, SubmitResult] = OrderedDict()
         self._waiters: dict[bytes, trio.Event] = {}
@@ -258,6 +279,8 @@ class Node:
             nursery.start_soon(self._dispatcher)
             nursery.start_soon(self._timer_task)
             nursery.start_soon(self._consensus_task)
+            if self._guard_round is not None:
+                nursery.start_soon(self._guard_window)
             if self.watcher is not None:
                 self.watcher.applied(self.engine.last_deposit_id)
                 nursery.start_soon(self.watcher.run)
@@ -273,8 +296,84 @@ class Node:
 
     async def _consensus_task(self) -> None:
         async for event in self._inbox:
+            if self.halted is not None:
+                continue  # storage failed: never sign from state we could not persist
+            if isinstance(event, MessageReceived):
+                self._observe_round(event.verified.msg)
             actions = self.core.handle(event, self.now_ms())
-            await self._execute(actions)
+            try:
+                await self._execute(actions)
+            except sqlite3.Error as exc:
+                self._halt(f"storage write failed: {exc}")
+
+    def _halt(self, reason: str) -> None:
+        """Stop voting, proposing and executing; keep serving status so operators see
+        why (readyz turns 503). A restart after the operator fixed the disk resumes."""
+        self.halted = reason
+        self._ready = False
+        log.error("node halted", reason=reason, alarm="storage_failure")
+
+    def _observe_round(self, msg: object) -> None:
+        round_ = _round_of(msg)
+        if round_ is not None and round_ > self._max_peer_round:
+            self._max_peer_round = round_
+
+    def _guarded(self, msg: object) -> bool:
+        """Whether to withhold one of our own signed messages. A node that started
+        without a safety record (a wiped data directory) cannot know what it signed
+        before: if the committee was already past round 2 when it came up, it stays
+        silent up to the highest round it has seen from peers plus one, rounds in which
+        it may have voted before the wipe."""
+        if self._guard_round is None:
+            return False
+        round_ = _round_of(msg)
+        if round_ is None:
+            return False
+        if self._guard_round < 0:  # still observing
+            return True
+        return round_ <= self._guard_round
+
+    def _misbehave(self, msg: object) -> None:
+        """Test-only Byzantine behaviour (dev chain only): sign a second, conflicting
+        message in the same round and send it to the odd-numbered peers. Honest nodes
+        must stay safe; the fault suite checks they never commit both."""
+        chain_id = self.committee.chain_id
+        others = [i for i in range(self.n) if i != self.me and i % 2 == 1]
+        twin: Proposal | Vote | None = None
+        if self.options.byzantine == "equivocate" and isinstance(msg, Proposal):
+            b = msg.block
+            if b.author == self.me:
+                draft = Block(b.round, b.height, b.timestamp_ms + 1, b.author, b.qc, (), bytes(64))
+                signature = self.signer.sign(block_signing_bytes(chain_id, draft.id))
+                block = Block(b.round, b.height, b.timestamp_ms + 1, b.author, b.qc, (), signature)
+                twin = Proposal(block, msg.tc)
+        elif (
+            self.options.byzantine == "double-vote"
+            and isinstance(msg, Vote)
+            and msg.author == self.me
+        ):
+            data = VoteData(
+                sha256(msg.vote_data.block_id),
+                msg.vote_data.round,
+                msg.vote_data.parent_id,
+                msg.vote_data.parent_round,
+            )
+            twin = Vote(data, self.me, self.signer.sign(data.signing_bytes(chain_id)))
+        if twin is not None:
+            log.warning("byzantine test mode: sent a conflicting message", kind=type(twin).__name__)
+            for peer in others:
+                self.transport.send(peer, ["c", encode_message(twin)])
+
+    async def _guard_window(self) -> None:
+        await trio.sleep(2 * self.genesis.consensus.round_timeout_ms / 1000)
+        if self._max_peer_round <= 2:
+            self._guard_round = None  # a fresh committee: nothing to guard
+        else:
+            self._guard_round = self._max_peer_round + 1
+            log.warning(
+                "no safety record: withholding votes up to a round seen from peers",
+                until_round=self._guard_round,
+            )
 
     async def _execute(self, actions: Sequence[Action]) -> None:
         blocks: list[tuple[bytes, int, bytes]] = []
@@ -306,6 +405,10 @@ class Node:
             )
 
     async def _act(self, action: Action) -> None:
+        if isinstance(action, Send | Broadcast) and self._guarded(action.msg):
+            return
+        if self.options.byzantine is not None and isinstance(action, Send | Broadcast):
+            self._misbehave(action.msg)
         if isinstance(action, Send):
             if action.to == self.me:
                 await self._inbox_send.send(MessageReceived(Verified(self.me, action.msg)))
@@ -669,6 +772,8 @@ class Node:
             "peers": len(self.transport.connected_peers()),
             "mempool": len(self.mempool),
             "syncing": self._syncing,
+            "halted": self.halted,
+            "vote_guard_round": self._guard_round,
             "last_deposit_id": self.engine.last_deposit_id,
             "checkpoint_sequence": self.engine.sequence,
             "chain": None if self.watcher is None else _jsonable(self.watcher.status()),
@@ -778,7 +883,7 @@ class Node:
         batch = WriteBatch(committed=records, meta={"root": root}, snapshot=snapshot)
         async with self._storage_lock:
             self.storage.write(batch)
-        self._ready = True
+        self._ready = self.halted is None
 
     def _executable(self, raw: bytes) -> Executable:
         if raw[:1] == _TAG_DEPOSIT_BYTE:
@@ -989,6 +1094,19 @@ class Node:
                 await trio.to_thread.run_sync(
                     self.storage.append_committed, [(block.height, record)]
                 )
+
+
+DEV_CHAIN_ID = 31337  # anvil / localnet: the only chain where test-only modes may run
+
+
+def _round_of(msg: object) -> int | None:
+    if isinstance(msg, Vote):
+        return msg.vote_data.round
+    if isinstance(msg, TimeoutMsg):
+        return msg.round
+    if isinstance(msg, Proposal):
+        return msg.block.round
+    return None
 
 
 def _hex(data: bytes) -> str:

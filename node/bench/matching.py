@@ -436,7 +436,7 @@ def main(argv: list[str], prog: str) -> int:
     mixed = run_engine(mixed_stream)
     del mixed_stream
     burst_stream = Generator(args.seed + 1, args.accounts).stream(
-        "burst", args.entries, (0.55, 0.10), bursts=5
+        "burst", args.entries, (0.70, 0.05), bursts=5
     )
     say("burst ...")
     burst = run_engine(burst_stream)

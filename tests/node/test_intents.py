@@ -528,3 +528,20 @@ def test_round_trips_and_eth_account(action: dict[str, Any], nonce: int) -> None
 
 def test_verify_rate_is_positive() -> None:
     assert verify_rate(50) > 0
+
+
+def test_deep_json_nesting_is_refused_before_parsing() -> None:
+    import sys
+
+    from node.intents import check_json_depth, parse_json_bounded
+
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(200_000)  # what some tools do; the C scanner would crash
+    try:
+        for body in (b"[" * 150_000 + b"]" * 150_000, b'{"a":' * 50_000 + b"1" + b"}" * 50_000):
+            with pytest.raises(MalformedIntent) as info:
+                parse_json_bounded(body, 10**7)
+            assert info.value.code == "too_deep"
+    finally:
+        sys.setrecursionlimit(old)
+    check_json_depth(b'{"s": "[[[[{{{{ \\" ]]"}')  # brackets inside strings do not count
