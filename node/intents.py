@@ -579,10 +579,12 @@ def check_json_depth(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> None:
         if not skeleton:
             return
         skeleton = skeleton.replace(b"[]", b"").replace(b"{}", b"")
-    if skeleton:
-        raise MalformedIntent(
-            "too_deep", f"JSON nested deeper than {max_depth} levels (or unbalanced)"
-        )
+    depth = deepest = 0
+    for byte in skeleton:  # what is left: unbalanced (a parse error) or truly deep
+        depth += 1 if byte in b"[{" else -1
+        deepest = max(deepest, depth)
+    if deepest > 0 and skeleton.count(b"[") + skeleton.count(b"{") > max_depth // 2:
+        raise MalformedIntent("too_deep", f"JSON nested deeper than {max_depth} levels")
 
 
 def parse_json_bounded(raw: bytes | str, limit: int) -> Any:
