@@ -1,0 +1,990 @@
+"""The exchange state machine: blocks of entries in, events out (docs/MATCHING.md).
+
+Pure: no clock (the block timestamp is an argument), no randomness, no I/O. Every
+entry either applies completely or is rejected with a reason and changes nothing
+(except that a correctly signed entry consumes its nonce). A malformed entry never
+raises; a broken invariant does (an assert), because then the node must stop.
+
+Sections: construction and queries; block application and the entry envelope
+(authorization, nonces); trading actions (place, modify, cancels); matching;
+funds (deposits, withdrawals, agents); checkpoints and snapshots.
+
+The hot path (place, cancel, match) is written for CPython: locals instead of
+attribute chains, events built with `tuple.__new__`, no allocation that is not needed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from array import array
+from collections.abc import Sequence
+from dataclasses import dataclass
+from heapq import heappop, heappush
+from typing import Any, TypeGuard
+
+from matching.accounts import (
+    MAX_AGENTS,
+    MAX_OPEN_ORDERS,
+    NONCE_FUTURE_MS,
+    NONCE_PAST_MS,
+    NONCE_SET_SIZE,
+    Account,
+    use_nonce,
+)
+from matching.book import Book, Order, Side
+from matching.checkpoint import Checkpoint, StateTree, Withdrawal, WithdrawalTrees
+from matching.config import BPS, U64_MAX, Genesis
+from matching.events import (
+    BUY,
+    SELL,
+    Accepted,
+    AgentApproved,
+    BalanceChanged,
+    Cancelled,
+    Deposited,
+    Event,
+    Expired,
+    Fill,
+    Modified,
+    Reason,
+    Rejected,
+    Trade,
+    Withdrawn,
+)
+from matching.merkle import MerkleTree
+
+_new: Any = tuple.__new__  # builds a NamedTuple event without its Python-level __new__
+
+CANCEL_TYPES = frozenset(("cancel", "cancel_cloid", "cancel_all"))
+OWNER_ONLY_TYPES = frozenset(("withdraw", "approve_agent"))
+_LIMIT_TIFS = ("gtc", "ioc", "fok", "post")
+_MARKET_TIFS = ("ioc", "fok")
+AGENT_NAME_MAX_BYTES = 32
+
+_FIELDS = {
+    "place": (
+        "type",
+        "market",
+        "side",
+        "kind",
+        "price",
+        "size",
+        "tif",
+        "reduce_only",
+        "cloid",
+        "expires_ms",
+    ),
+    "cancel": ("type", "market", "oid"),
+    "cancel_cloid": ("type", "market", "cloid"),
+    "cancel_all": ("type", "market"),
+    "modify": ("type", "market", "oid", "price", "size"),
+    "withdraw": ("type", "asset", "amount"),
+    "approve_agent": ("type", "agent", "name"),
+    "deposit": ("type", "deposit_id", "account", "asset", "amount"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class BlockResult:
+    """`events[i]` belongs to `entries[i]` (cancels were applied first, see MATCHING.md);
+    `expired` are the orders that expired at this block's timestamp, before any entry."""
+
+    timestamp_ms: int
+    expired: list[Event]
+    events: list[list[Event]]
+
+
+def _is_u64(value: object) -> TypeGuard[int]:
+    return type(value) is int and 0 <= value <= U64_MAX  # type() is int: refuses bool
+
+
+def _is_address(value: object) -> TypeGuard[bytes]:
+    return type(value) is bytes and len(value) == 20
+
+
+def _malformed(kind: str) -> tuple[str, str]:
+    return Reason.MALFORMED, f"{kind} needs exactly the fields {', '.join(_FIELDS[kind])}"
+
+
+def _check_amount(value: object, what: str, step: int, off_grid: str) -> tuple[str, str] | None:
+    """A positive u64 multiple of `step` (price: the tick, size: the lot)."""
+    if type(value) is not int:
+        return Reason.BAD_TYPE, f"{what} must be an integer, got {type(value).__name__}"
+    if value <= 0:
+        code = Reason.BAD_SIZE if what == "size" else Reason.BAD_PRICE
+        return code, f"{what} must be positive, got {value}"
+    if value > U64_MAX:
+        return Reason.OVERFLOW, f"{what} {value} does not fit in 64 bits"
+    if value % step:
+        return off_grid, f"{what} {value} is not a multiple of {step}"
+    return None
+
+
+def _check_price_size(book: Book, price: object, size: object) -> tuple[str, str] | None:
+    return _check_amount(price, "price", book.tick, Reason.OFF_TICK) or _check_amount(
+        size, "size", book.lot, Reason.OFF_LOT
+    )
+
+
+class Engine:
+    # ---------------------------------------------------------------- construction
+
+    def __init__(self, genesis: Genesis) -> None:
+        self.genesis = genesis
+        self.assets = genesis.assets
+        self.asset_ids = [a.id for a in genesis.assets]  # asset index -> asset id
+        self.asset_index = {a.id: i for i, a in enumerate(genesis.assets)}
+        self.books: dict[int, Book] = {
+            m.id: Book(m, self.asset_index[m.base], self.asset_index[m.quote])
+            for m in genesis.markets
+        }
+        self.accounts: dict[bytes, Account] = {}
+        # Heap of (expires_ms, oid, account) of resting orders with an expiry; entries of
+        # orders that left the book are skipped when they surface.
+        self.expiries: list[tuple[int, int, bytes]] = []
+        self.state = StateTree(genesis.assets)
+        self.withdrawal_trees = WithdrawalTrees()
+        # (withdrawal_id, account, asset index, engine amount) since the last checkpoint
+        self.pending_withdrawals: list[tuple[int, bytes, int, int]] = []
+        self.timestamp_ms = 0
+        self._nonce_lo = self._nonce_hi = 0  # the nonce window of the current block
+        self.next_oid = 1
+        self.next_trade_id = 1
+        self.next_withdrawal_id = 1
+        self.last_deposit_id = 0
+        self.sequence = 0  # of the last checkpoint
+        self.fee_account = self._account(genesis.fee_account)
+        self._handlers = {
+            "place": self._place,
+            "cancel": self._cancel,
+            "cancel_cloid": self._cancel_cloid,
+            "cancel_all": self._cancel_all,
+            "modify": self._modify,
+            "withdraw": self._withdraw,
+            "approve_agent": self._approve_agent,
+        }
+
+    def _account(self, address: bytes) -> Account:
+        account = self.accounts.get(address)
+        if account is None:
+            account = self.accounts[address] = Account(address, len(self.assets))
+        return account
+
+    # --------------------------------------------------------------------- queries
+
+    def balance(self, address: bytes, asset_id: int) -> tuple[int, int]:
+        """(available, locked) in engine units."""
+        account = self.accounts.get(address)
+        if account is None:
+            return 0, 0
+        i = self.asset_index[asset_id]
+        return account.available[i], account.locked[i]
+
+    def open_orders(self, address: bytes) -> list[Order]:
+        account = self.accounts.get(address)
+        return [] if account is None else list(account.orders.values())
+
+    def digest(self) -> bytes:
+        """A cheap fingerprint of the whole state (for tests): hash of the snapshot."""
+        return hashlib.blake2b(self.snapshot(), digest_size=32).digest()
+
+    # ------------------------------------------------------------ block application
+
+    def apply_block(self, timestamp_ms: int, entries: Sequence[Any]) -> BlockResult:
+        """Expire orders due at `timestamp_ms`, then apply the cancels of the block in
+        their order, then every other entry in its order."""
+        if type(timestamp_ms) is not int or not self.timestamp_ms <= timestamp_ms <= U64_MAX:
+            raise ValueError(
+                f"block timestamp {timestamp_ms!r} is before the previous {self.timestamp_ms}"
+            )
+        self.timestamp_ms = timestamp_ms
+        self._nonce_lo = timestamp_ms - NONCE_PAST_MS
+        self._nonce_hi = timestamp_ms + NONCE_FUTURE_MS
+        expired: list[Event] = []
+        if self.expiries and self.expiries[0][0] <= timestamp_ms:
+            self._expire(timestamp_ms, expired)
+        out: list[list[Event]] = [[]] * len(entries)
+        apply = self._apply
+        later: list[int] = []
+        later_append = later.append
+        for i, entry in enumerate(entries):
+            try:
+                first = entry["action"]["type"] in CANCEL_TYPES
+            except Exception:  # malformed: _apply rejects it in the second pass
+                first = False
+            if first:
+                out[i] = apply(entry)
+            else:
+                later_append(i)
+        for i in later:
+            out[i] = apply(entries[i])
+        return BlockResult(timestamp_ms, expired, out)
+
+    def _apply(self, entry: Any) -> list[Event]:
+        ev: list[Event] = []
+        try:
+            action = entry["action"]
+            kind = action["type"]
+        except Exception:
+            ev.append(_new(Rejected, (Reason.MALFORMED, "an entry needs an action with a type")))
+            return ev
+        try:
+            handler = self._handlers.get(kind)
+        except TypeError:  # unhashable
+            handler = None
+        if handler is None:
+            if kind == "deposit":
+                self._deposit(action, ev)
+            else:
+                ev.append(_new(Rejected, (Reason.UNKNOWN_ACTION, f"unknown action {kind!r}")))
+            return ev
+        try:
+            address = entry["account"]
+            signer = entry["signer"]
+            nonce = entry["nonce"]
+        except Exception:
+            ev.append(_new(Rejected, (Reason.MALFORMED, "an entry needs account, signer, nonce")))
+            return ev
+        if not (
+            type(address) is bytes
+            and len(address) == 20
+            and type(signer) is bytes
+            and len(signer) == 20
+            and type(nonce) is int
+            and 0 <= nonce <= U64_MAX
+        ):
+            msg = "account and signer must be 20-byte addresses, nonce a u64"
+            ev.append(_new(Rejected, (Reason.BAD_TYPE, msg)))
+            return ev
+        account = self.accounts.get(address)
+        if signer == address:
+            if account is None:  # its nonce must be consumed even if the action fails
+                account = self._account(address)
+            kept = account.nonces
+        else:
+            if account is None or signer not in account.agents:
+                msg = f"0x{signer.hex()} is not an approved agent of 0x{address.hex()}"
+                ev.append(_new(Rejected, (Reason.UNAUTHORIZED, msg)))
+                return ev
+            if kind in OWNER_ONLY_TYPES:
+                msg = f"an agent may not {kind}; the account itself must sign"
+                ev.append(_new(Rejected, (Reason.AGENT_FORBIDDEN, msg)))
+                return ev
+            agent_kept = account.agent_nonces.get(signer)
+            if agent_kept is None:
+                agent_kept = account.agent_nonces[signer] = array("Q")
+            kept = agent_kept
+        if kept and kept[-1] < nonce and self._nonce_lo <= nonce <= self._nonce_hi:
+            # The usual case, inlined from use_nonce: a signer's next, higher nonce.
+            kept.append(nonce)
+            if len(kept) > NONCE_SET_SIZE:
+                del kept[0]
+        else:
+            refused = use_nonce(kept, nonce, self._nonce_lo, self._nonce_hi)
+            if refused is not None:
+                msg = f"nonce {nonce} of 0x{signer.hex()}: {refused}"
+                ev.append(_new(Rejected, (refused, msg)))
+                return ev
+        handler(address, account, action, ev)
+        return ev
+
+    def _expire(self, timestamp_ms: int, ev: list[Event]) -> None:
+        expiries, accounts = self.expiries, self.accounts
+        while expiries and expiries[0][0] <= timestamp_ms:
+            _, oid, address = heappop(expiries)
+            account = accounts[address]
+            order = account.orders.get(oid)
+            if order is None or order.expires_ms is None or order.expires_ms > timestamp_ms:
+                continue  # gone already, or a stale heap entry
+            book = order.book
+            size = order.size
+            (book.bids if order.is_buy else book.asks).remove(order)
+            self._forget(order)
+            ev.append(_new(Expired, (oid, address, book.id, size)))
+            self._balance_event(ev, account, book.quote if order.is_buy else book.base)
+
+    # ------------------------------------------------------------- trading actions
+
+    def _place(self, address: bytes, account: Account, a: Any, ev: list[Event]) -> None:
+        try:
+            market = a["market"]
+            side = a["side"]
+            kind = a["kind"]
+            price = a["price"]
+            size = a["size"]
+            tif = a["tif"]
+            reduce_only = a["reduce_only"]
+            cloid = a["cloid"]
+            expires_ms = a["expires_ms"]
+            if len(a) != 10:
+                raise KeyError
+        except KeyError:
+            ev.append(_new(Rejected, _malformed("place")))
+            return
+        book = self.books.get(market) if type(market) is int else None
+        # Every static check in one expression; if any fails, _place_rejection finds which.
+        if (
+            book is None
+            or type(price) is not int
+            or type(size) is not int
+            or not 0 < price <= U64_MAX
+            or not 0 < size <= U64_MAX
+            or price % book.tick
+            or size % book.lot
+            or (side != BUY and side != SELL)
+            or (tif not in _LIMIT_TIFS if kind == "limit" else tif not in _MARKET_TIFS)
+            or (kind != "limit" and kind != "market")
+            or reduce_only is not False
+            or (cloid is not None and (not _is_u64(cloid) or cloid in account.cloids))
+            or (
+                expires_ms is not None
+                and (not _is_u64(expires_ms) or expires_ms <= self.timestamp_ms)
+            )
+            or len(account.orders) >= MAX_OPEN_ORDERS
+        ):
+            rejection = _place_rejection(
+                self, account, market, side, kind, price, size, tif, reduce_only, cloid, expires_ms
+            )
+            ev.append(_new(Rejected, rejection))
+            return
+        # The dynamic checks of _check_order, inlined for the common case; on any doubt
+        # _check_order decides (and names the reason).
+        if side == BUY:
+            is_buy = True
+            side = BUY
+            asset = book.quote
+            notional = price * (size // book.lot)
+            need = notional + notional * book.fee_bps_max // BPS  # Book.reserve
+            keys = book.asks.keys
+            crosses = bool(keys) and keys[-1] >= -price
+        else:
+            is_buy = False
+            side = SELL
+            asset = book.base
+            need = size
+            keys = book.bids.keys
+            crosses = bool(keys) and keys[-1] >= price
+        available = account.available
+        if available[asset] < need or tif == "fok" or (crosses and tif == "post"):
+            checked = self._check_order(account, book, is_buy, price, size, tif, 0)
+            if type(checked) is not int:
+                ev.append(_new(Rejected, checked))
+                return
+        oid = self.next_oid
+        self.next_oid = oid + 1
+        ev.append(_new(Accepted, (oid, address, book.id, side, kind, price, size, tif, cloid)))
+        if crosses:
+            self._take(account, book, is_buy, price, size, tif, oid, cloid, expires_ms, ev)
+        elif tif == "gtc" or tif == "post":
+            self._rest(
+                account, book, is_buy, price, size, need, asset, oid, cloid, expires_ms,
+                tif == "post",
+            )  # fmt: skip
+            ev.append(
+                _new(
+                    BalanceChanged,
+                    (address, self.asset_ids[asset], available[asset], account.locked[asset]),
+                )
+            )
+        else:
+            ev.append(_new(Cancelled, (oid, address, book.id, size, Reason.IOC)))
+
+    def _check_order(
+        self,
+        account: Account,
+        book: Book,
+        is_buy: bool,
+        price: int,
+        size: int,
+        tif: str,
+        credit: int,
+    ) -> int | tuple[str, str]:
+        """Can this order run in full? Reads state, changes none; returns what a resting
+        order of the full size would lock, or the rejection. `credit` is what a
+        modified order's old reservation gives back."""
+        if is_buy:
+            asset = book.quote
+            need = book.reserve(price, size)
+        else:
+            asset = book.base
+            need = size
+        have = account.available[asset] + credit
+        if have < need:
+            symbol = self.assets[asset].symbol
+            return Reason.INSUFFICIENT_BALANCE, f"needs {need} {symbol} available, has {have}"
+        if tif == "post" or tif == "fok":
+            opposite = book.asks if is_buy else book.bids
+            if tif == "post":
+                if opposite.crossed_by(price, is_buy):
+                    return Reason.POST_ONLY_WOULD_CROSS, "a post-only order may not take"
+            elif not _fillable(opposite, -price if is_buy else price, size, account):
+                return Reason.FOK_UNFILLABLE, "the book cannot fill this FOK order in full"
+        return need
+
+    def _rest(
+        self,
+        account: Account,
+        book: Book,
+        is_buy: bool,
+        price: int,
+        size: int,
+        reserved: int,
+        asset: int,
+        oid: int,
+        cloid: int | None,
+        expires_ms: int | None,
+        post_only: bool,
+    ) -> None:
+        """Put a checked order on the book and lock `reserved` of `asset` for it."""
+        account.available[asset] -= reserved
+        account.locked[asset] += reserved
+        order = Order(
+            oid, account, book, is_buy, price, size, reserved, cloid, expires_ms, post_only
+        )
+        side = book.bids if is_buy else book.asks
+        level = side.levels.get(order.key)
+        if level is None:
+            side.add(order)  # opens the level
+        else:
+            level.orders.append(order)  # the common case of Side.add, inlined
+            level.live += 1
+        account.orders[oid] = order
+        if cloid is not None:
+            account.cloids[cloid] = order
+        if expires_ms is not None:
+            heappush(self.expiries, (expires_ms, oid, account.address))
+
+    def _take(
+        self,
+        account: Account,
+        book: Book,
+        is_buy: bool,
+        price: int,
+        size: int,
+        tif: str,
+        oid: int,
+        cloid: int | None,
+        expires_ms: int | None,
+        ev: list[Event],
+    ) -> None:
+        """Match a checked, crossing order, then rest or drop the remainder."""
+        makers: list[Account] = []
+        remaining, fees = self._match(account, book, is_buy, price, size, oid, ev, makers)
+        if remaining:
+            if tif == "gtc" or tif == "post":
+                if is_buy:
+                    asset, reserved = book.quote, book.reserve(price, remaining)
+                else:
+                    asset, reserved = book.base, remaining
+                self._rest(
+                    account, book, is_buy, price, remaining, reserved, asset, oid, cloid,
+                    expires_ms, tif == "post",
+                )  # fmt: skip
+            else:
+                ev.append(_new(Cancelled, (oid, account.address, book.id, remaining, Reason.IOC)))
+        # Balances: the taker's two assets, each maker's two, the fee account's quote.
+        base, quote = book.base, book.quote
+        base_id, quote_id = self.asset_ids[base], self.asset_ids[quote]
+        touched = dict.fromkeys(makers)
+        touched.pop(account, None)
+        for who in (account, *touched):
+            available, locked = who.available, who.locked
+            ev.append(_new(BalanceChanged, (who.address, base_id, available[base], locked[base])))
+            ev.append(
+                _new(BalanceChanged, (who.address, quote_id, available[quote], locked[quote]))
+            )
+        fee_account = self.fee_account
+        if fees and fee_account is not account and fee_account not in touched:
+            self._balance_event(ev, fee_account, quote)
+
+    def _cancel(self, address: bytes, account: Account, a: Any, ev: list[Event]) -> None:
+        try:
+            if len(a) != 3:
+                raise KeyError
+            market = a["market"]
+            oid = a["oid"]
+        except KeyError:
+            ev.append(_new(Rejected, _malformed("cancel")))
+            return
+        order = account.orders.get(oid) if type(oid) is int else None
+        if order is None:
+            msg = f"the account has no open order {oid!r}"
+            ev.append(_new(Rejected, (Reason.UNKNOWN_ORDER, msg)))
+        elif order.book.id != market or type(market) is not int:
+            msg = f"order {oid} is in market {order.book.id}, not {market!r}"
+            ev.append(_new(Rejected, (Reason.WRONG_MARKET, msg)))
+        else:
+            self._cancel_order(order, ev)
+
+    def _cancel_cloid(self, address: bytes, account: Account, a: Any, ev: list[Event]) -> None:
+        try:
+            if len(a) != 3:
+                raise KeyError
+            market = a["market"]
+            cloid = a["cloid"]
+        except KeyError:
+            ev.append(_new(Rejected, _malformed("cancel_cloid")))
+            return
+        order = account.cloids.get(cloid) if _is_u64(cloid) else None
+        if order is None:
+            msg = f"no open order with cloid {cloid!r}"
+            ev.append(_new(Rejected, (Reason.UNKNOWN_ORDER, msg)))
+        elif order.book.id != market or type(market) is not int:
+            msg = f"cloid {cloid} is in market {order.book.id}, not {market!r}"
+            ev.append(_new(Rejected, (Reason.WRONG_MARKET, msg)))
+        else:
+            self._cancel_order(order, ev)
+
+    def _cancel_all(self, address: bytes, account: Account, a: Any, ev: list[Event]) -> None:
+        try:
+            if len(a) != 2:
+                raise KeyError
+            market = a["market"]
+        except KeyError:
+            ev.append(_new(Rejected, _malformed("cancel_all")))
+            return
+        if market is not None and (type(market) is not int or market not in self.books):
+            ev.append(_new(Rejected, (Reason.UNKNOWN_MARKET, f"unknown market {market!r}")))
+            return
+        touched: dict[int, None] = {}
+        for order in list(account.orders.values()):
+            book = order.book
+            if market is None or book.id == market:
+                (book.bids if order.is_buy else book.asks).remove(order)
+                self._forget(order)
+                ev.append(_new(Cancelled, (order.oid, address, book.id, order.size, Reason.USER)))
+                touched[book.quote if order.is_buy else book.base] = None
+        for asset in sorted(touched):
+            self._balance_event(ev, account, asset)
+
+    def _cancel_order(self, order: Order, ev: list[Event]) -> None:
+        book = order.book
+        (book.bids if order.is_buy else book.asks).remove(order)
+        self._forget(order)
+        account = order.account
+        ev.append(_new(Cancelled, (order.oid, account.address, book.id, order.size, Reason.USER)))
+        asset = book.quote if order.is_buy else book.base
+        ev.append(
+            _new(
+                BalanceChanged,
+                (
+                    account.address,
+                    self.asset_ids[asset],
+                    account.available[asset],
+                    account.locked[asset],
+                ),
+            )
+        )
+
+    def _forget(self, order: Order) -> None:
+        """Drop a dead order from the indexes and release what it still reserves."""
+        account = order.account
+        del account.orders[order.oid]
+        if order.cloid is not None:
+            del account.cloids[order.cloid]
+        reserved = order.reserved
+        if reserved:
+            asset = order.book.quote if order.is_buy else order.book.base
+            account.locked[asset] -= reserved
+            account.available[asset] += reserved
+            order.reserved = 0
+
+    def _modify(self, address: bytes, account: Account, a: Any, ev: list[Event]) -> None:
+        """Cancel-replace. The order keeps its oid, cloid and expiry; it keeps its place
+        in the queue only if the price is unchanged and the size does not grow."""
+        try:
+            if len(a) != 5:
+                raise KeyError
+            market = a["market"]
+            oid = a["oid"]
+            price = a["price"]
+            size = a["size"]
+        except KeyError:
+            ev.append(_new(Rejected, _malformed("modify")))
+            return
+        order = account.orders.get(oid) if type(oid) is int else None
+        if order is None:
+            msg = f"the account has no open order {oid!r}"
+            ev.append(_new(Rejected, (Reason.UNKNOWN_ORDER, msg)))
+            return
+        book = order.book
+        if book.id != market or type(market) is not int:
+            msg = f"order {oid} is in market {book.id}, not {market!r}"
+            ev.append(_new(Rejected, (Reason.WRONG_MARKET, msg)))
+            return
+        bad = _check_price_size(book, price, size)
+        if bad is not None:
+            ev.append(_new(Rejected, bad))
+            return
+        is_buy = order.is_buy
+        asset = book.quote if is_buy else book.base
+        if price == order.price and size <= order.size:
+            reserved = book.reserve(price, size) if is_buy else size
+            released = order.reserved - reserved
+            order.size = size
+            order.reserved = reserved
+            account.locked[asset] -= released
+            account.available[asset] += released
+            ev.append(_new(Modified, (oid, address, book.id, price, size, True)))
+            self._balance_event(ev, account, asset)
+            return
+        tif = "post" if order.post_only else "gtc"
+        need = self._check_order(account, book, is_buy, price, size, tif, order.reserved)
+        if type(need) is not int:
+            ev.append(_new(Rejected, need))
+            return
+        (book.bids if is_buy else book.asks).remove(order)
+        self._forget(order)
+        ev.append(_new(Modified, (oid, address, book.id, price, size, False)))
+        cloid, expires_ms = order.cloid, order.expires_ms
+        if (book.asks if is_buy else book.bids).crossed_by(price, is_buy):
+            self._take(account, book, is_buy, price, size, tif, oid, cloid, expires_ms, ev)
+        else:
+            self._rest(
+                account, book, is_buy, price, size, need, asset, oid, cloid, expires_ms,
+                order.post_only,
+            )  # fmt: skip
+            self._balance_event(ev, account, asset)
+
+    # -------------------------------------------------------------------- matching
+
+    def _match(
+        self,
+        account: Account,
+        book: Book,
+        is_buy: bool,
+        price: int,
+        size: int,
+        oid: int,
+        ev: list[Event],
+        makers: list[Account],
+    ) -> tuple[int, int]:
+        """Take liquidity up to `price`; return the unfilled size and the fees paid.
+        Makers of the same account are cancelled (self-trade prevention: expire the
+        maker) and skipped."""
+        if is_buy:
+            opposite = book.asks
+            threshold = -price
+            taker_side, maker_side = BUY, SELL
+            gets = book.base
+        else:
+            opposite = book.bids
+            threshold = price
+            taker_side, maker_side = SELL, BUY
+            gets = book.quote
+        keys, levels = opposite.keys, opposite.levels
+        lot, taker_bps, maker_bps = book.lot, book.taker_bps, book.maker_bps
+        base, quote = book.base, book.quote
+        market = book.id
+        address = account.address
+        available = account.available
+        dirty = self.state.dirty
+        dirty[account] = None
+        trade_id = self.next_trade_id
+        fees = 0
+        remaining = size
+        while remaining and keys and keys[-1] >= threshold:
+            key = keys[-1]
+            level = levels[key]
+            fill_price = level.price
+            queue = level.orders
+            while remaining and level.live:
+                maker = queue[0]
+                if not maker.live:
+                    queue.popleft()
+                    continue
+                maker_account = maker.account
+                if maker_account is account:
+                    queue.popleft()
+                    maker.live = False
+                    level.live -= 1
+                    self._forget(maker)
+                    ev.append(
+                        _new(Cancelled, (maker.oid, address, market, maker.size, Reason.SELF_TRADE))
+                    )
+                    continue
+                fill = maker.size if maker.size <= remaining else remaining
+                notional = fill_price * (fill // lot)
+                taker_fee = notional * taker_bps // BPS
+                maker_fee = notional * maker_bps // BPS
+                left = maker.size - fill
+                if is_buy:
+                    available[quote] -= notional + taker_fee
+                    available[base] += fill
+                    maker_account.locked[base] -= fill
+                    maker.reserved = left
+                    maker_account.available[quote] += notional - maker_fee
+                    if maker_account.leaf[quote] < 0:
+                        self.state.new_leaf(maker_account, quote)
+                else:
+                    available[base] -= fill
+                    available[quote] += notional - taker_fee
+                    reserved = book.reserve(fill_price, left)
+                    released = maker.reserved - reserved
+                    maker.reserved = reserved
+                    maker_account.locked[quote] -= released
+                    maker_account.available[quote] += released - notional - maker_fee
+                    maker_account.available[base] += fill
+                    if maker_account.leaf[base] < 0:
+                        self.state.new_leaf(maker_account, base)
+                if account.leaf[gets] < 0:
+                    self.state.new_leaf(account, gets)
+                dirty[maker_account] = None
+                makers.append(maker_account)
+                fees += taker_fee + maker_fee
+                remaining -= fill
+                ev.append(
+                    _new(Trade, (trade_id, market, fill_price, fill, taker_side, oid, maker.oid))
+                )
+                ev.append(
+                    _new(
+                        Fill,
+                        (trade_id, oid, address, market, taker_side, fill_price, fill, taker_fee,
+                         False, remaining),
+                    )
+                )  # fmt: skip
+                ev.append(
+                    _new(
+                        Fill,
+                        (trade_id, maker.oid, maker_account.address, market, maker_side,
+                         fill_price, fill, maker_fee, True, left),
+                    )
+                )  # fmt: skip
+                trade_id += 1
+                maker.size = left
+                if not left:  # filled: it reserves nothing more (see _forget)
+                    queue.popleft()
+                    maker.live = False
+                    level.live -= 1
+                    del maker_account.orders[maker.oid]
+                    if maker.cloid is not None:
+                        del maker_account.cloids[maker.cloid]
+            if not level.live:
+                del levels[key]
+                keys.pop()
+        self.next_trade_id = trade_id
+        if fees:
+            fee_account = self.fee_account
+            fee_account.available[quote] += fees
+            if fee_account.leaf[quote] < 0:
+                self.state.new_leaf(fee_account, quote)
+            dirty[fee_account] = None
+        return remaining, fees
+
+    def _balance_event(self, ev: list[Event], account: Account, asset: int) -> None:
+        ev.append(
+            _new(
+                BalanceChanged,
+                (
+                    account.address,
+                    self.asset_ids[asset],
+                    account.available[asset],
+                    account.locked[asset],
+                ),
+            )
+        )
+
+    # ----------------------------------------------------------------------- funds
+
+    def _deposit(self, a: Any, ev: list[Event]) -> None:
+        """Deposits arrive in the contract's id order. A deposit with the next id is
+        always consumed (else the queue would stall); if it is invalid (unknown asset,
+        bad account or amount) it credits nothing and is reported as rejected."""
+        try:
+            if len(a) != 5:
+                raise KeyError
+            deposit_id = a["deposit_id"]
+            address = a["account"]
+            asset_id = a["asset"]
+            amount = a["amount"]
+        except KeyError:
+            ev.append(_new(Rejected, _malformed("deposit")))
+            return
+        if deposit_id != self.last_deposit_id + 1 or type(deposit_id) is not int:
+            msg = f"deposit id {deposit_id!r}, expected {self.last_deposit_id + 1}"
+            ev.append(_new(Rejected, (Reason.DEPOSIT_OUT_OF_ORDER, msg)))
+            return
+        self.last_deposit_id = deposit_id
+        asset = self.asset_index.get(asset_id) if type(asset_id) is int else None
+        if asset is None:
+            msg = f"unknown asset {asset_id!r}; deposit {deposit_id} consumed, nothing credited"
+            ev.append(_new(Rejected, (Reason.UNKNOWN_ASSET, msg)))
+            return
+        if not _is_address(address) or not _is_u64(amount):
+            msg = f"bad account or amount; deposit {deposit_id} consumed, nothing credited"
+            ev.append(_new(Rejected, (Reason.BAD_TYPE, msg)))
+            return
+        account = self._account(address)
+        account.available[asset] += amount
+        if amount and account.leaf[asset] < 0:
+            self.state.new_leaf(account, asset)
+        self.state.dirty[account] = None
+        ev.append(_new(Deposited, (deposit_id, address, asset_id, amount)))
+        self._balance_event(ev, account, asset)
+
+    def _withdraw(self, address: bytes, account: Account, a: Any, ev: list[Event]) -> None:
+        try:
+            if len(a) != 3:
+                raise KeyError
+            asset_id = a["asset"]
+            amount = a["amount"]
+        except KeyError:
+            ev.append(_new(Rejected, _malformed("withdraw")))
+            return
+        asset = self.asset_index.get(asset_id) if type(asset_id) is int else None
+        if asset is None:
+            ev.append(_new(Rejected, (Reason.UNKNOWN_ASSET, f"unknown asset {asset_id!r}")))
+            return
+        bad = _check_amount(amount, "amount", 1, Reason.BAD_AMOUNT)
+        if bad is not None:
+            ev.append(_new(Rejected, (Reason.BAD_AMOUNT, bad[1])))
+            return
+        have = account.available[asset]
+        if have < amount:
+            msg = f"withdraw {amount} {self.assets[asset].symbol}: only {have} available"
+            ev.append(_new(Rejected, (Reason.INSUFFICIENT_BALANCE, msg)))
+            return
+        account.available[asset] -= amount
+        self.state.dirty[account] = None
+        withdrawal_id = self.next_withdrawal_id
+        self.next_withdrawal_id = withdrawal_id + 1
+        self.pending_withdrawals.append((withdrawal_id, address, asset, amount))
+        ev.append(_new(Withdrawn, (withdrawal_id, address, asset_id, amount)))
+        self._balance_event(ev, account, asset)
+
+    def _approve_agent(self, address: bytes, account: Account, a: Any, ev: list[Event]) -> None:
+        try:
+            if len(a) != 3:
+                raise KeyError
+            agent = a["agent"]
+            name = a["name"]
+        except KeyError:
+            ev.append(_new(Rejected, _malformed("approve_agent")))
+            return
+        if not _is_address(agent) or agent == address:
+            ev.append(_new(Rejected, (Reason.BAD_AGENT, "agent must be another 20-byte address")))
+            return
+        if type(name) is not str or len(name.encode()) > AGENT_NAME_MAX_BYTES:
+            msg = f"name must be a string of at most {AGENT_NAME_MAX_BYTES} bytes"
+            ev.append(_new(Rejected, (Reason.BAD_TYPE, msg)))
+            return
+        if len(account.agents) >= MAX_AGENTS and agent not in account.agents:
+            msg = f"an account may approve {MAX_AGENTS} agents"
+            ev.append(_new(Rejected, (Reason.TOO_MANY_AGENTS, msg)))
+            return
+        account.agents[agent] = name
+        ev.append(_new(AgentApproved, (address, agent, name)))
+
+    # ------------------------------------------------------- checkpoints, snapshots
+
+    def checkpoint(self) -> Checkpoint:
+        """Seal the withdrawals since the last checkpoint and compute both roots."""
+        withdrawals = tuple(
+            Withdrawal(wid, address, self.assets[asset].token, amount * self.assets[asset].unit)
+            for wid, address, asset, amount in self.pending_withdrawals
+        )
+        tree = MerkleTree(w.leaf() for w in withdrawals)
+        self.sequence += 1
+        checkpoint = Checkpoint(
+            sequence=self.sequence,
+            state_root=self.state.root(),
+            withdrawals_root=tree.root(),
+            last_deposit_id=self.last_deposit_id,
+            withdrawals=withdrawals,
+        )
+        self.withdrawal_trees.add(checkpoint, tree)
+        self.pending_withdrawals = []
+        return checkpoint
+
+    def balance_proof(self, address: bytes, asset_id: int) -> tuple[bytes, list[bytes]] | None:
+        """(leaf, proof) of an (account, asset) balance against the last checkpoint's
+        state root, or None if the pair had no leaf at that checkpoint."""
+        account = self.accounts.get(address)
+        asset = self.asset_index.get(asset_id)
+        if account is None or asset is None:
+            return None
+        return self.state.proof(account, asset)
+
+    def withdrawal_proof(
+        self, sequence: int, withdrawal_id: int
+    ) -> tuple[bytes, list[bytes]] | None:
+        """(leaf, proof) of a withdrawal against the withdrawals root of checkpoint
+        `sequence` (one of the last KEPT_CHECKPOINTS), or None."""
+        return self.withdrawal_trees.proof(sequence, withdrawal_id)
+
+    def snapshot(self) -> bytes:
+        from matching.snapshot import dump
+
+        return dump(self)
+
+    @classmethod
+    def restore(cls, data: bytes) -> Engine:
+        from matching.snapshot import load
+
+        return load(data)
+
+
+def _place_rejection(
+    engine: Engine,
+    account: Account,
+    market: object,
+    side: object,
+    kind: object,
+    price: object,
+    size: object,
+    tif: object,
+    reduce_only: object,
+    cloid: object,
+    expires_ms: object,
+) -> tuple[str, str]:
+    """Why a place failed the static checks of Engine._place (the slow path, in order)."""
+    book = engine.books.get(market) if type(market) is int else None
+    if book is None:
+        return Reason.UNKNOWN_MARKET, f"unknown market {market!r}"
+    if side != BUY and side != SELL:
+        return Reason.BAD_SIDE, f"side must be buy or sell, got {side!r}"
+    bad = _check_price_size(book, price, size)
+    if bad is not None:
+        return bad
+    if kind == "limit":
+        if tif not in _LIMIT_TIFS:
+            return Reason.BAD_TIF, f"a limit order's tif is gtc, ioc, fok or post, not {tif!r}"
+    elif kind == "market":
+        if tif not in _MARKET_TIFS:
+            return Reason.BAD_TIF, f"a market order's tif is ioc or fok, not {tif!r}"
+    else:
+        return Reason.BAD_KIND, f"kind must be limit or market, got {kind!r}"
+    if reduce_only is not False:
+        if reduce_only is True:
+            return Reason.REDUCE_ONLY_SPOT, "reduce-only needs a position; spot markets have none"
+        return Reason.BAD_TYPE, "reduce_only must be a boolean"
+    if cloid is not None:
+        if not _is_u64(cloid):
+            return Reason.BAD_TYPE, "cloid must be a u64 or nil"
+        if cloid in account.cloids:
+            return Reason.DUPLICATE_CLOID, f"cloid {cloid} belongs to an open order"
+    if expires_ms is not None:
+        if not _is_u64(expires_ms):
+            return Reason.BAD_TYPE, "expires_ms must be a u64 or nil"
+        if expires_ms <= engine.timestamp_ms:
+            msg = f"expires_ms {expires_ms} is not after the block time {engine.timestamp_ms}"
+            return Reason.ALREADY_EXPIRED, msg
+    if len(account.orders) >= MAX_OPEN_ORDERS:
+        return Reason.TOO_MANY_ORDERS, f"an account may have {MAX_OPEN_ORDERS} open orders"
+    raise AssertionError("_place_rejection called for a valid place")
+
+
+def _fillable(opposite: Side, threshold: int, size: int, account: Account) -> bool:
+    """Can the levels up to `threshold` fill `size`, not counting the taker's own orders
+    (self-trade prevention cancels those instead of filling them)?"""
+    needed = size
+    levels = opposite.levels
+    for key in reversed(opposite.keys):
+        if key < threshold:
+            break
+        for order in levels[key].orders:
+            if order.live and order.account is not account:
+                needed -= order.size
+                if needed <= 0:
+                    return True
+    return False
