@@ -1,4 +1,4 @@
-"""What a block's payload entries and the committed log hold (docs/PROTOCOL.md §6).
+"""What a block's payload entries and the committed log hold (docs/PROTOCOL.md §9).
 
 The consensus core treats a payload as opaque bytes; the node gives each entry a one-byte
 tag so that other kinds (deposits from the chain watcher) can join trader intents later

@@ -18,7 +18,8 @@ Execution: committed blocks go through the matching engine in order, exactly onc
 crash harmless), are appended to the committed log, and wake clients waiting for them.
 
 Peer messages are msgpack lists `[kind, …]`: `c` consensus message bytes, `i` forwarded
-signed intents, `sr`/`sp` committed-log sync request/response (docs/PROTOCOL.md §6).
+signed intents, `cps` checkpoint signatures, `sr`/`sp` committed-log sync request/response
+(docs/PROTOCOL.md §9).
 """
 
 from __future__ import annotations
