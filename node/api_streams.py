@@ -51,9 +51,10 @@ class StreamLimits:
 class Subscriber:
     """One connection's side of the hub: its subscriptions and its bounded queue."""
 
-    __slots__ = ("_cancel", "_send", "dropped", "receive", "topics")
+    __slots__ = ("_cancel", "_hub", "_send", "dropped", "receive", "topics")
 
-    def __init__(self, queue_messages: int) -> None:
+    def __init__(self, hub: StreamHub, queue_messages: int) -> None:
+        self._hub = hub
         self._send, self.receive = trio.open_memory_channel[str](queue_messages)
         self.topics: set[Topic] = set()
         self.dropped: str | None = None
@@ -73,8 +74,12 @@ class Subscriber:
             self.drop("closed")
 
     def drop(self, reason: str) -> None:
+        """Stop at once: no more messages are queued, the session ends. (Its writer may
+        still sit in a send to a client that does not read; that holds one frame, and the
+        client gets the reason once it reads again.)"""
         if self.dropped is None:
             self.dropped = reason
+            self._hub.leave(self)
             if self._cancel is not None:
                 self._cancel.cancel()
 
@@ -115,8 +120,9 @@ class StreamHub:
     def leave(self, subscriber: Subscriber) -> None:
         for topic in tuple(subscriber.topics):
             self.unsubscribe(subscriber, topic)
-        if subscriber.dropped in ("slow_consumer",):
-            self.dropped[subscriber.dropped] = self.dropped.get(subscriber.dropped, 0) + 1
+        reason = subscriber.dropped
+        if reason is not None and reason != "closed":
+            self.dropped[reason] = self.dropped.get(reason, 0) + 1
 
     def subscriptions(self) -> dict[str, int]:
         """Subscriptions per channel (for metrics)."""
@@ -146,7 +152,7 @@ class StreamSession:
         self._client = client
         self._limits = limits
         self._checkpoints = checkpoints
-        self._sub = Subscriber(limits.queue_messages)
+        self._sub = Subscriber(hub, limits.queue_messages)
         self._bad = 0
         self._checkpoint_task = False
 
@@ -161,7 +167,8 @@ class StreamSession:
                 await self._read_loop()
                 nursery.cancel_scope.cancel()
         finally:
-            self._hub.leave(self._sub)
+            if self._sub.dropped is None:
+                self._hub.leave(self._sub)
             self._hub.connections -= 1
         if self._sub.dropped is not None:
             log.info("stream subscriber dropped", reason=self._sub.dropped)

@@ -492,18 +492,16 @@ class Indexer:
         whatever the size of a block."""
         publisher = self.publisher
         for market, trades in work.trades.items():
-            topic = ("trades", market)
-            if publisher.wants(topic):
+            if publisher.wants(("trades", market)):
                 message = {"channel": "trades", "market": market, "height": self.height}
-                publisher.publish(topic, {**message, "trades": trades})
+                publisher.publish(("trades", market), {**message, "trades": trades})
         for record in work.orders.values():
             if publisher.wants(("account", record.account)):
                 work.account_message(record.account, {"type": "order", **record.view()})
         for account, updates in work.messages.items():
-            topic = ("account", account)
-            if publisher.wants(topic):
+            if publisher.wants(("account", account)):
                 message = {"channel": "account", "account": _hex(account), "height": self.height}
-                publisher.publish(topic, {**message, "updates": updates})
+                publisher.publish(("account", account), {**message, "updates": updates})
 
 
 class _BlockWork:

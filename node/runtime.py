@@ -185,6 +185,8 @@ class Node:
             "peer_messages_rejected": 0,
             "intents_admitted": 0,
             "syncs": 0,
+            "votes_sent": 0,
+            "timeouts": 0,
         }
 
     def _settlement(self) -> tuple[ChainWatcher | None, Checkpointer | None]:
@@ -301,6 +303,8 @@ class Node:
                 continue  # storage failed: never sign from state we could not persist
             if isinstance(event, MessageReceived):
                 self._observe_round(event.verified.msg)
+            elif isinstance(event, TimerFired):
+                self.counters["timeouts"] += 1
             actions = self.core.handle(event, self.now_ms())
             try:
                 await self._execute(actions)
@@ -410,6 +414,8 @@ class Node:
             return
         if self.options.byzantine is not None and isinstance(action, Send | Broadcast):
             self._misbehave(action.msg)
+        if isinstance(action, Send) and isinstance(action.msg, Vote):
+            self.counters["votes_sent"] += 1
         if isinstance(action, Send):
             if action.to == self.me:
                 await self._inbox_send.send(MessageReceived(Verified(self.me, action.msg)))
@@ -916,7 +922,9 @@ class Node:
         self._block_listeners.append(listener)
 
     def _apply(self, block: Block, entries: list[Executable]) -> None:
+        started = time.perf_counter()
         result = self._run_block(self.engine, block, [e.engine_entry for e in entries], live=True)
+        apply_s = time.perf_counter() - started
         self.exec_height = block.height
         self.counters["blocks_committed"] += 1
         self.counters["entries_committed"] += len(entries)
@@ -944,7 +952,9 @@ class Node:
         while len(self._results) > self.options.result_cache:
             self._results.popitem(last=False)
         if self._block_listeners:
-            executed = ExecutedBlock(block.height, block.timestamp_ms, tuple(entries), result)
+            executed = ExecutedBlock(
+                block.height, block.timestamp_ms, tuple(entries), result, apply_s
+            )
             for listener in self._block_listeners:
                 listener(executed)
 
@@ -1146,6 +1156,7 @@ class ExecutedBlock:
     timestamp_ms: int
     entries: tuple[Executable, ...]
     result: BlockResult
+    apply_s: float  # engine time for the block (seconds), for the apply-time histogram
 
 
 def _recorded_entry(raw: bytes, signer: bytes) -> dict[str, Any]:

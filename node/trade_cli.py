@@ -1,0 +1,224 @@
+"""`seqnet trade …`: trade from the command line with the SDK (seqnet_sdk).
+
+    seqnet trade balances                              # the localnet's first node, $SEQNET_KEY
+    seqnet trade place ETH-USDC buy 0.5 2999.5 [--tif post] [--cloid 7]
+    seqnet trade cancel ETH-USDC 42 | --cloid 7 | --all
+    seqnet trade orders [--history] [--fills]
+    seqnet trade book ETH-USDC [--depth 10] [--watch]  # --watch: live view (rich)
+    seqnet trade deposit USDC 1000                     # on chain, then credited by the committee
+    seqnet trade withdraw USDC 250
+
+The node is `--api URL`, else the first node of the localnet in `--localnet DIR`
+(default .localnet). The key is `--key 0x…` or $SEQNET_KEY (an agent key with
+`--account`). Deposits go to the chain in `--chain URL`, else the localnet's chain.json;
+the settlement contract and token addresses come from the node.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from seqnet_sdk import ApiError, OffGrid, SyncClient
+from seqnet_sdk.stream import LocalBook
+from seqnet_sdk.units import MarketInfo, to_decimal
+
+DEFAULT_LOCALNET = Path(".localnet")
+
+
+def _api_url(args: argparse.Namespace) -> str:
+    if args.api:
+        return str(args.api)
+    state = Path(args.localnet) / "localnet.json"
+    if not state.exists():
+        raise SystemExit(f"no --api and no localnet in {args.localnet} (start one: localnet up)")
+    return str(json.loads(state.read_text())["nodes"][0]["api"])
+
+
+def _key(args: argparse.Namespace) -> str:
+    key = args.key or os.environ.get("SEQNET_KEY")
+    if not key:
+        raise SystemExit("give --key 0x… or set SEQNET_KEY")
+    return str(key)
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, default=str))
+
+
+def _book_table(market: MarketInfo, book: LocalBook, depth: int) -> Any:
+    from rich.table import Table
+
+    bids, asks = book.levels(depth)
+    table = Table(title=f"{market.symbol}  height {book.height}  seq {book.seq}")
+    for column in ("bid size", "bid", "ask", "ask size"):
+        table.add_column(column, justify="right")
+    for i in range(max(len(bids), len(asks))):
+        row = ["", "", "", ""]
+        if i < len(bids):
+            row[0] = str(market.units_to_size(bids[i][1]))
+            row[1] = f"[green]{market.ticks_to_price(bids[i][0])}"
+        if i < len(asks):
+            row[2] = f"[red]{market.ticks_to_price(asks[i][0])}"
+            row[3] = str(market.units_to_size(asks[i][1]))
+        table.add_row(*row)
+    return table
+
+
+def _book(client: SyncClient, args: argparse.Namespace) -> int:
+    market = client.markets().market(args.market)
+    if not args.watch:
+        raw = client.book(market.id, args.depth)
+        book = LocalBook(market.id, raw["seq"], raw["height"])
+        book.bids = {p: s for p, s, _ in raw["bids"]}
+        book.asks = {p: s for p, s, _ in raw["asks"]}
+        from rich.console import Console
+
+        Console().print(_book_table(market, book, args.depth))
+        return 0
+    from rich.live import Live
+
+    book = LocalBook(market.id)
+    with Live(_book_table(market, book, args.depth), auto_refresh=False) as live:
+        for message in client.stream(book=[market.id]):
+            if message.get("channel") != "book":
+                continue
+            if message["type"] == "snapshot":
+                book.apply_snapshot(message)
+            elif message["type"] == "delta" and not book.apply_delta(message):
+                book.stale = True  # the SDK stream resubscribes; its snapshot follows
+            live.update(_book_table(market, book, args.depth), refresh=True)
+    return 0
+
+
+def _deposit(client: SyncClient, args: argparse.Namespace) -> int:
+    from node.intents import parse_address
+    from node.localchain import ChainSetup, deposit
+
+    asset = client.markets().asset(args.asset)
+    if asset.decimals is None:
+        raise SystemExit(f"the node does not know {asset.symbol}'s decimals")
+    amount = to_decimal(args.amount, "amount").scaleb(asset.decimals)
+    if amount != amount.to_integral_value() or amount <= 0 or amount % asset.unit:
+        raise SystemExit(f"{args.amount} {asset.symbol} is not a whole number of engine units")
+    chain_url = args.chain or ChainSetup.load(Path(args.localnet)).url
+    contract: bytes = client.domain().verifying_contract
+    deposit_id = deposit(
+        chain_url,
+        bytes.fromhex(_key(args).removeprefix("0x")),
+        parse_address(asset.token),
+        int(amount),
+        contract=contract,
+    )
+    print(f"deposit {deposit_id}: {args.amount} {asset.symbol} (credited once confirmed)")
+    return 0
+
+
+def _run(client: SyncClient, args: argparse.Namespace) -> int:
+    cmd = args.cmd
+    if cmd == "place":
+        result = client.place(
+            args.market,
+            args.side,
+            args.size,
+            args.price,
+            kind=args.kind,
+            tif=args.tif,
+            cloid=args.cloid,
+        )
+        _print_json(result)
+        return 0 if result.ok else 1
+    if cmd == "cancel":
+        if args.all:
+            result = client.cancel_all(args.market)
+        elif args.cloid is not None:
+            result = client.cancel_by_cloid(args.market, args.cloid)
+        elif args.oid is not None:
+            result = client.cancel(args.market, args.oid)
+        else:
+            raise SystemExit("give an order id, --cloid N or --all")
+        _print_json(result)
+        return 0 if result.ok else 1
+    if cmd == "orders":
+        if args.fills:
+            _print_json(client.fills(limit=args.limit))
+        elif args.history:
+            _print_json(client.order_history(limit=args.limit))
+        else:
+            _print_json(client.open_orders())
+        return 0
+    if cmd == "balances":
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=client.address)
+        for column in ("asset", "available", "locked"):
+            table.add_column(column, justify="right")
+        for symbol, balance in client.balances().items():
+            table.add_row(symbol, str(balance["available"]), str(balance["locked"]))
+        Console().print(table)
+        return 0
+    if cmd == "book":
+        return _book(client, args)
+    if cmd == "deposit":
+        return _deposit(client, args)
+    if cmd == "withdraw":
+        result = client.withdraw(args.asset, args.amount)
+        _print_json(result)
+        return 0 if result.ok else 1
+    raise AssertionError(cmd)
+
+
+def _parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
+    parser.add_argument("--api", help="node API URL (default: the localnet's first node)")
+    parser.add_argument("--localnet", default=str(DEFAULT_LOCALNET), help="localnet folder")
+    parser.add_argument("--key", help="private key, 0x-hex (default $SEQNET_KEY)")
+    parser.add_argument("--account", help="the account an agent key trades for")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("place", help="place an order (decimal price and size)")
+    p.add_argument("market")
+    p.add_argument("side", choices=("buy", "sell"))
+    p.add_argument("size")
+    p.add_argument("price", help="limit price (a market order's worst price)")
+    p.add_argument("--kind", choices=("limit", "market"), default="limit")
+    p.add_argument("--tif", choices=("gtc", "ioc", "fok", "post"))
+    p.add_argument("--cloid", type=int)
+    p = sub.add_parser("cancel", help="cancel by id, client id, or all")
+    p.add_argument("market", nargs="?")
+    p.add_argument("oid", type=int, nargs="?")
+    p.add_argument("--cloid", type=int)
+    p.add_argument("--all", action="store_true")
+    p = sub.add_parser("orders", help="open orders (or --history, --fills)")
+    p.add_argument("--history", action="store_true")
+    p.add_argument("--fills", action="store_true")
+    p.add_argument("--limit", type=int, default=50)
+    sub.add_parser("balances", help="available and locked per asset")
+    p = sub.add_parser("book", help="order book (--watch: live)")
+    p.add_argument("market")
+    p.add_argument("--depth", type=int, default=10)
+    p.add_argument("--watch", action="store_true")
+    p = sub.add_parser("deposit", help="deposit on chain (approves ERC-20 first)")
+    p.add_argument("asset")
+    p.add_argument("amount")
+    p.add_argument("--chain", help="chain JSON-RPC URL (default: the localnet's chain.json)")
+    p = sub.add_parser("withdraw", help="withdraw (claim on chain after a checkpoint)")
+    p.add_argument("asset")
+    p.add_argument("amount")
+    return parser
+
+
+def main(argv: list[str], prog: str = "seqnet trade") -> int:
+    args = _parser(prog).parse_args(argv)
+    try:
+        with SyncClient(_api_url(args), _key(args), account=args.account) as client:
+            return _run(client, args)
+    except (ApiError, OffGrid, KeyError, ValueError) as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,360 @@
+"""The trader client: sign locally, send to any node, read back (docs/API.md, SDK).
+
+`Client` is async (trio; httpx runs on it through anyio). `SyncClient`
+(seqnet_sdk/sync.py) wraps it for plain scripts. Intents are signed here with the
+account's key or an approved agent's (`account=` names the account an agent trades
+for); the node never sees a key. Prices and sizes are human decimals converted exactly
+to ticks and lots with the market's metadata (seqnet_sdk/units.py); integers already in
+engine units can be given with `price_ticks=` / `size_units=`.
+
+By default every call waits until its intents are committed (`wait=True`) and returns
+one `IntentResult` per intent; a result with status `rejected` carries the engine's
+code (insufficient_balance, post_only_would_cross, …). Transport and request errors
+raise `ApiError`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+import httpx
+
+from node.intents import (
+    Domain,
+    address_of_private_key,
+    format_address,
+    intent_to_json,
+    parse_address,
+    sign_intent,
+)
+from seqnet_sdk.stream import Stream
+from seqnet_sdk.units import Markets, Number
+
+Side = Literal["buy", "sell"]
+DEFAULT_TIMEOUT_S: Final = 10.0
+MAX_BATCH: Final = 1000
+
+
+class ApiError(Exception):
+    """A request the node refused as a whole (4xx/5xx), or a node that cannot be reached."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class IntentResult:
+    id: str | None
+    status: str  # accepted | committed | rejected | timeout
+    code: str | None = None
+    message: str | None = None
+    height: int | None = None
+    oid: int | None = None  # a committed order's id, when the node knows it
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("accepted", "committed")
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> IntentResult:
+        return cls(
+            raw.get("id"),
+            raw["status"],
+            raw.get("code"),
+            raw.get("message"),
+            raw.get("height"),
+            raw.get("oid"),
+        )
+
+
+def _key_bytes(key: bytes | str) -> bytes:
+    if isinstance(key, str):
+        key = bytes.fromhex(key.removeprefix("0x"))
+    if len(key) != 32:
+        raise ValueError("a private key is 32 bytes (64 hex digits)")
+    return key
+
+
+def _address_bytes(address: bytes | str) -> bytes:
+    return parse_address(address) if isinstance(address, str) else address
+
+
+class Client:
+    """One account on one node. `async with Client(url, key) as client: ...`"""
+
+    def __init__(
+        self,
+        url: str,
+        private_key: bytes | str,
+        *,
+        account: bytes | str | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        wait: bool = True,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self._key = _key_bytes(private_key)
+        self.signer = address_of_private_key(self._key)
+        self.account = self.signer if account is None else _address_bytes(account)
+        self.wait = wait
+        self.timeout_s = timeout_s
+        self._http = httpx.AsyncClient(base_url=self.url, timeout=timeout_s + 5)
+        self._domain: Domain | None = None
+        self._markets: Markets | None = None
+        self._last_nonce = 0
+
+    @property
+    def address(self) -> str:
+        return format_address(self.account)
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # ------------------------------------------------------------------ plumbing
+
+    async def _get(self, path: str, **params: Any) -> Any:
+        query = {k: v for k, v in params.items() if v is not None}
+        try:
+            response = await self._http.get(path, params=query)
+        except httpx.HTTPError as exc:
+            raise ApiError(0, "unreachable", f"{self.url}: {exc}") from exc
+        return _body(response)
+
+    async def domain(self) -> Domain:
+        if self._domain is None:
+            raw = await self._get("/v1/domain")
+            self._domain = Domain(raw["chain_id"], parse_address(raw["verifying_contract"]))
+        return self._domain
+
+    async def markets(self, *, refresh: bool = False) -> Markets:
+        if self._markets is None or refresh:
+            self._markets = Markets.from_json(await self._get("/v1/markets"))
+        return self._markets
+
+    def _nonce(self) -> int:
+        """Millisecond time, strictly increasing per client (PROTOCOL.md §4.3)."""
+        self._last_nonce = max(time.time_ns() // 1_000_000, self._last_nonce + 1)
+        return self._last_nonce
+
+    async def submit(
+        self, actions: list[dict[str, Any]], *, wait: bool | None = None
+    ) -> list[IntentResult]:
+        """Sign each action (§2 form, engine integers) and send them as one batch."""
+        if not 1 <= len(actions) <= MAX_BATCH:
+            raise ValueError(f"a batch holds 1 to {MAX_BATCH} actions")
+        domain = await self.domain()
+        intents = [
+            intent_to_json(sign_intent(self._key, self.account, self._nonce(), a, domain))
+            for a in actions
+        ]
+        wait = self.wait if wait is None else wait
+        params: dict[str, str | int] = {}
+        if wait:
+            params = {"wait": "committed", "timeout_ms": int(self.timeout_s * 1000)}
+        try:
+            response = await self._http.post(
+                "/v1/intents", json={"intents": intents}, params=params
+            )
+        except httpx.HTTPError as exc:
+            raise ApiError(0, "unreachable", f"{self.url}: {exc}") from exc
+        return [IntentResult.from_json(r) for r in _body(response)["results"]]
+
+    async def _one(self, action: dict[str, Any], wait: bool | None) -> IntentResult:
+        return (await self.submit([action], wait=wait))[0]
+
+    # ------------------------------------------------------------------ actions
+
+    async def place_action(
+        self,
+        market: int | str,
+        side: Side,
+        size: Number | None = None,
+        price: Number | None = None,
+        *,
+        kind: Literal["limit", "market"] = "limit",
+        tif: Literal["gtc", "ioc", "fok", "post"] | None = None,
+        cloid: int | None = None,
+        expires_ms: int | None = None,
+        reduce_only: bool = False,
+        price_ticks: int | None = None,
+        size_units: int | None = None,
+    ) -> dict[str, Any]:
+        """The §2 `place` action; decimals converted exactly (OffGrid if not on the grid)."""
+        info = (await self.markets()).market(market)
+        if (size is None) == (size_units is None):
+            raise ValueError("give exactly one of size and size_units")
+        if (price is None) == (price_ticks is None):
+            raise ValueError("give exactly one of price and price_ticks (a market order's limit)")
+        return {
+            "type": "place",
+            "market": info.id,
+            "side": side,
+            "kind": kind,
+            "price": price_ticks if price is None else info.price_to_ticks(price),
+            "size": size_units if size is None else info.size_to_units(size),
+            "tif": tif or ("gtc" if kind == "limit" else "ioc"),
+            "reduce_only": reduce_only,
+            "cloid": cloid,
+            "expires_ms": expires_ms,
+        }
+
+    async def place(
+        self,
+        market: int | str,
+        side: Side,
+        size: Number | None = None,
+        price: Number | None = None,
+        *,
+        wait: bool | None = None,
+        **options: Any,
+    ) -> IntentResult:
+        """Place one order, e.g. `await client.place("ETH-USDC", "buy", "0.5", "3000.25")`."""
+        action = await self.place_action(market, side, size, price, **options)
+        return await self._one(action, wait)
+
+    async def cancel(
+        self, market: int | str, oid: int, *, wait: bool | None = None
+    ) -> IntentResult:
+        info = (await self.markets()).market(market)
+        return await self._one({"type": "cancel", "market": info.id, "oid": oid}, wait)
+
+    async def cancel_by_cloid(
+        self, market: int | str, cloid: int, *, wait: bool | None = None
+    ) -> IntentResult:
+        info = (await self.markets()).market(market)
+        return await self._one({"type": "cancel_cloid", "market": info.id, "cloid": cloid}, wait)
+
+    async def cancel_all(
+        self, market: int | str | None = None, *, wait: bool | None = None
+    ) -> IntentResult:
+        market_id = None if market is None else (await self.markets()).market(market).id
+        return await self._one({"type": "cancel_all", "market": market_id}, wait)
+
+    async def modify(
+        self,
+        market: int | str,
+        oid: int,
+        size: Number,
+        price: Number,
+        *,
+        wait: bool | None = None,
+    ) -> IntentResult:
+        """Cancel-replace keeping oid/cloid/expiry (priority kept only when the price is
+        unchanged and the size does not grow)."""
+        info = (await self.markets()).market(market)
+        action = {
+            "type": "modify",
+            "market": info.id,
+            "oid": oid,
+            "price": info.price_to_ticks(price),
+            "size": info.size_to_units(size),
+        }
+        return await self._one(action, wait)
+
+    async def batch(
+        self, actions: list[dict[str, Any]], *, wait: bool | None = None
+    ) -> list[IntentResult]:
+        """Several actions in one request (build places with `place_action`)."""
+        return await self.submit(actions, wait=wait)
+
+    async def approve_agent(
+        self, agent: bytes | str, name: str, *, wait: bool | None = None
+    ) -> IntentResult:
+        """Let `agent` trade (never withdraw) for this account; sign with the account key."""
+        action = {"type": "approve_agent", "agent": _address_bytes(agent), "name": name}
+        return await self._one(action, wait)
+
+    async def withdraw(
+        self, asset: int | str, amount: Number, *, wait: bool | None = None
+    ) -> IntentResult:
+        """Debit `amount` (human units) now; claim it on chain once a checkpoint lands."""
+        info = (await self.markets()).asset(asset)
+        action = {"type": "withdraw", "asset": info.id, "amount": info.to_units(amount)}
+        return await self._one(action, wait)
+
+    # ------------------------------------------------------------------ queries
+
+    async def status(self) -> Any:
+        return await self._get("/v1/status")
+
+    async def account_state(self, address: bytes | str | None = None) -> Any:
+        """Balances (engine units) and open orders, at the height given in the answer."""
+        return await self._get(f"/v1/accounts/{self._addr(address)}")
+
+    async def balances(self, address: bytes | str | None = None) -> dict[str, dict[str, Any]]:
+        """Per asset symbol: available and locked, as Decimals in human units."""
+        raw = await self.account_state(address)
+        markets = await self.markets()
+        out: dict[str, dict[str, Any]] = {}
+        for symbol, balance in raw["balances"].items():
+            asset = markets.asset(balance["asset"])
+            out[symbol] = {
+                "available": asset.from_units(balance["available"]),
+                "locked": asset.from_units(balance["locked"]),
+            }
+        return out
+
+    async def book(self, market: int | str, depth: int = 20) -> Any:
+        info = (await self.markets()).market(market)
+        return await self._get(f"/v1/markets/{info.id}/book", depth=depth)
+
+    async def trades(self, market: int | str, limit: int = 100) -> Any:
+        info = (await self.markets()).market(market)
+        return (await self._get(f"/v1/markets/{info.id}/trades", limit=limit))["trades"]
+
+    async def open_orders(self, address: bytes | str | None = None) -> Any:
+        return (await self._get(f"/v1/accounts/{self._addr(address)}/orders"))["orders"]
+
+    async def order_history(self, address: bytes | str | None = None, limit: int = 100) -> Any:
+        path = f"/v1/accounts/{self._addr(address)}/history"
+        return (await self._get(path, limit=limit))["orders"]
+
+    async def fills(self, address: bytes | str | None = None, limit: int = 100) -> Any:
+        path = f"/v1/accounts/{self._addr(address)}/fills"
+        return (await self._get(path, limit=limit))["fills"]
+
+    async def order(self, oid: int) -> Any:
+        return await self._get(f"/v1/orders/{oid}")
+
+    async def order_by_cloid(self, cloid: int, address: bytes | str | None = None) -> Any:
+        return await self._get(f"/v1/accounts/{self._addr(address)}/orders/cloid/{cloid}")
+
+    async def checkpoints(self) -> Any:
+        return (await self._get("/v1/checkpoints"))["checkpoints"]
+
+    def _addr(self, address: bytes | str | None) -> str:
+        return format_address(self.account if address is None else _address_bytes(address))
+
+    # ------------------------------------------------------------------ streams
+
+    @asynccontextmanager
+    async def stream(self) -> AsyncIterator[Stream]:
+        """A /v1/stream connection: `async with client.stream() as s: await
+        s.subscribe_book(0); async for message in s: ...` (see seqnet_sdk/stream.py)."""
+        async with Stream.connect(self.url) as stream:
+            yield stream
+
+
+def _body(response: httpx.Response) -> Any:
+    try:
+        body = response.json()
+    except ValueError:
+        raise ApiError(response.status_code, "bad_response", response.text[:200]) from None
+    if response.status_code != 200:
+        error = body.get("error", {}) if isinstance(body, dict) else {}
+        raise ApiError(
+            response.status_code, error.get("code", "http_error"), error.get("message", "")
+        )
+    return body
