@@ -69,8 +69,10 @@ def _options_from_env() -> NodeOptions:
     """Test-only switches for the fault suite (refused off the dev chain by Node)."""
     skew = os.environ.get("SEQNET_TEST_CLOCK_SKEW_MS")
     byzantine = os.environ.get("SEQNET_TEST_BYZANTINE") or None
-    if byzantine not in (None, "equivocate", "double-vote"):
-        raise ConfigError(f"SEQNET_TEST_BYZANTINE={byzantine!r}: use equivocate or double-vote")
+    if byzantine is not None and not set(byzantine.split(",")) <= {"equivocate", "double-vote"}:
+        raise ConfigError(
+            f"SEQNET_TEST_BYZANTINE={byzantine!r}: use equivocate, double-vote or both (a,b)"
+        )
     return NodeOptions(clock_skew_ms=int(skew) if skew else 0, byzantine=byzantine)
 
 

@@ -345,18 +345,15 @@ class Node:
         chain_id = self.committee.chain_id
         others = [i for i in range(self.n) if i != self.me and i % 2 == 1]
         twin: Proposal | Vote | None = None
-        if self.options.byzantine == "equivocate" and isinstance(msg, Proposal):
+        modes = set((self.options.byzantine or "").split(","))
+        if "equivocate" in modes and isinstance(msg, Proposal):
             b = msg.block
             if b.author == self.me:
                 draft = Block(b.round, b.height, b.timestamp_ms + 1, b.author, b.qc, (), bytes(64))
                 signature = self.signer.sign(block_signing_bytes(chain_id, draft.id))
                 block = Block(b.round, b.height, b.timestamp_ms + 1, b.author, b.qc, (), signature)
                 twin = Proposal(block, msg.tc)
-        elif (
-            self.options.byzantine == "double-vote"
-            and isinstance(msg, Vote)
-            and msg.author == self.me
-        ):
+        elif "double-vote" in modes and isinstance(msg, Vote) and msg.author == self.me:
             data = VoteData(
                 sha256(msg.vote_data.block_id),
                 msg.vote_data.round,

@@ -17,6 +17,7 @@ identical state (checkpoints are not wired into the node runtime yet).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,7 +87,13 @@ class Verdict:
     lost: int
 
 
-def check(logs: list[NodeLog], history: list[Answer], honest: set[str], n_members: int) -> Verdict:
+def check(
+    logs: list[NodeLog],
+    history: list[Answer],
+    honest: set[str],
+    n_members: int,
+    byzantine: frozenset[int] = frozenset(),
+) -> Verdict:
     violations: list[str] = []
     honest_logs = [lg for lg in logs if lg.name in honest and lg.error is None]
     for lg in logs:
@@ -97,7 +104,7 @@ def check(logs: list[NodeLog], history: list[Answer], honest: set[str], n_member
     acked = [a for a in history if a.acknowledged]
     lost_ids, durability = _durability(honest_logs, acked)
     violations += durability
-    violations += _equivocation(logs, honest, n_members)
+    violations += _equivocation(logs, honest, n_members, byzantine)
     return Verdict(violations, len(acked), len(lost_ids))
 
 
@@ -154,7 +161,10 @@ def _durability(logs: list[NodeLog], acked: list[Answer]) -> tuple[set[str], lis
     return lost, _dedupe(out)
 
 
-def _equivocation(logs: list[NodeLog], honest: set[str], n_members: int) -> list[str]:
+def _equivocation(
+    logs: list[NodeLog], honest: set[str], n_members: int, byzantine: frozenset[int]
+) -> list[str]:
+    """Conflicting signatures by any member that is not deliberately Byzantine."""
     out = []
     proposals: dict[tuple[int, int], set[bytes]] = {}
     certified: dict[int, dict[bytes, set[int]]] = {}
@@ -166,7 +176,7 @@ def _equivocation(logs: list[NodeLog], honest: set[str], n_members: int) -> list
                 signers = certified.setdefault(vote.round, {}).setdefault(vote.block_id, set())
                 signers |= set(block.qc.signers)
     for (author, round_), ids in sorted(proposals.items()):
-        if len(ids) > 1 and 0 <= author < n_members:
+        if len(ids) > 1 and 0 <= author < n_members and author not in byzantine:
             out.append(f"member {author} proposed {len(ids)} different blocks in round {round_}")
     for round_, by_block in sorted(certified.items()):
         if len(by_block) > 1:
@@ -176,9 +186,19 @@ def _equivocation(logs: list[NodeLog], honest: set[str], n_members: int) -> list
                 "signed conflicting votes"
             )
     for lg in logs:
-        if lg.name in honest and lg.misbehaviour:
-            out.append(f"{lg.name} reported: {lg.misbehaviour[0]}")
+        reports = [r for r in lg.misbehaviour if _author(r) not in byzantine]
+        if lg.name in honest and reports:
+            out.append(f"{lg.name} reported: {reports[0]}")
     return out
+
+
+def _author(report: str) -> int | None:
+    """The accused member of a `peer misbehaviour` log line."""
+    try:
+        author = json.loads(report).get("author")
+    except ValueError:
+        return None
+    return author if isinstance(author, int) else None
 
 
 def _dedupe(items: list[str], limit: int = 20) -> list[str]:

@@ -149,6 +149,7 @@ class Cluster:
         self.faults: list[str] = []
         self.notes: list[str] = []
         self.faulty: set[int] = set()  # members that may legitimately lag or stop
+        self.byzantine: set[int] = set()  # members that misbehave on purpose (not honest)
         self.t0 = time.monotonic()
         self._pids: set[int] = set()
         self._nonces: dict[int, int] = {}
@@ -205,11 +206,13 @@ class Cluster:
             self.start_member(m.index)
         await self.wait_all_committed(1, START_TIMEOUT_S)
 
-    def start_member(self, i: int, fsize_limit_bytes: int | None = None) -> None:
+    def start_member(
+        self, i: int, fsize_limit_bytes: int | None = None, env: dict[str, str] | None = None
+    ) -> None:
         m = self.members[i]
         assert m.pid is None or not pid_alive(m.pid), f"{m.name} is running"
         if fsize_limit_bytes is None:
-            m.pid = start_node(m.config, m.log)
+            m.pid = start_node(m.config, m.log, env)
         else:
             m.pid = _start_limited(m.config, m.log, fsize_limit_bytes)
         m.frozen = False

@@ -199,8 +199,26 @@ async def _heal_net(cluster: Cluster, client: httpx.AsyncClient) -> None:
     cluster.net.heal()
 
 
-async def _unsupported(cluster: Cluster, client: httpx.AsyncClient) -> None:
-    raise AssertionError("skipped scenarios are not run")
+def _restart_with(env: dict[str, str], what: str, byzantine: bool = False) -> Step:
+    """Restart a follower (with its data) as a process with test-only switches."""
+
+    async def inject(cluster: Cluster, client: httpx.AsyncClient) -> None:
+        victim = await _follower(cluster, client)
+        cluster.faulty.add(victim)
+        if byzantine:
+            cluster.byzantine.add(victim)
+        await cluster.kill_member(victim)
+        cluster.start_member(victim, env=env)
+        cluster.record_fault(f"node{victim} restarted {what}")
+
+    return inject
+
+
+async def _restart_honest(cluster: Cluster, client: httpx.AsyncClient) -> None:
+    for i in sorted(cluster.faulty):
+        await cluster.kill_member(i)
+        cluster.start_member(i)
+        cluster.record_fault(f"node{i} restarted honest, with its data")
 
 
 CATALOGUE: dict[str, Scenario] = {
@@ -282,22 +300,24 @@ CATALOGUE: dict[str, Scenario] = {
         ),
         Scenario(
             "clock-skew",
-            "one member's clock off by more than the timestamp bound",
-            _unsupported,
-            _unsupported,
-            skip="needs NodeOptions.clock_skew_ms settable per process (config or env)",
+            "one member's clock 5 s ahead (bound 0.5 s): its proposals get no votes",
+            _restart_with({"SEQNET_TEST_CLOCK_SKEW_MS": "5000"}, "with its clock 5 s ahead"),
+            _restart_honest,
         ),
         Scenario(
             "byzantine",
-            "an equivocating leader and a double-voter as real processes",
-            _unsupported,
-            _unsupported,
-            skip="needs a test-only misbehaviour switch in the node runtime",
+            "one member equivocates as leader and double-votes (test-only switch, dev chain)",
+            _restart_with(
+                {"SEQNET_TEST_BYZANTINE": "equivocate,double-vote"},
+                "as an equivocator and double-voter",
+                byzantine=True,
+            ),
+            _restart_honest,
         ),
     )
 }
 
-SHORT_CATALOGUE = ("kill-leader", "partition-leader", "pause", "delay-jitter")
+SHORT_CATALOGUE = ("kill-leader", "partition-leader", "pause", "delay-jitter", "byzantine")
 
 
 async def run_scenario(
@@ -336,8 +356,14 @@ async def run_scenario(
         read_node(m.name, m.data_dir, m.log, genesis_hash, cluster.domain) for m in cluster.members
     ]
     refused = {f"node{i}" for i in cluster.faulty if _refused(result, i)}
-    honest = {m.name for m in cluster.members} - refused
-    verdict = check(logs, cluster.history, honest, NODES)
+    byzantine = frozenset(cluster.byzantine)
+    honest = {m.name for m in cluster.members} - refused - {f"node{i}" for i in byzantine}
+    verdict = check(logs, cluster.history, honest, NODES, byzantine)
+    if byzantine:
+        detected = sum(
+            1 for lg in logs if lg.name in honest for r in lg.misbehaviour if "author" in r
+        )
+        result.notes.append(f"honest members logged {detected} misbehaviour reports")
     result.violations += verdict.violations
     result.intents_submitted = sum(1 for a in cluster.history if not a.probe)
     result.intents_acknowledged = verdict.acknowledged
