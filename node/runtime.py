@@ -24,6 +24,7 @@ signed intents, `cps` checkpoint signatures, `sr`/`sp` committed-log sync reques
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import time
 from collections import OrderedDict
@@ -104,6 +105,9 @@ class NodeOptions:
     sync_gap_blocks: int = 8  # a proposal this far ahead of us starts a log sync
     sync_batch_bytes: int = 2 << 20
     sync_timeout_s: float = 3.0
+    join_wait_s: float = 1.0  # at start: how long to wait for a first peer to sync from
+    snapshot_sync_gap_blocks: int = 5_000  # further behind than this: install a snapshot
+    max_snapshot_bytes: int = 1 << 30
     verified_cache: int = 400_000
     result_cache: int = 200_000
     max_forward_batch: int = 512
@@ -160,6 +164,8 @@ class Node:
         # recent blocks: id -> (parent id, carried entries), for the proposer's pacing
         self._recent: OrderedDict[bytes, tuple[bytes, bool]] = OrderedDict()
         self._block_listeners: list[Callable[[ExecutedBlock], None]] = []
+        self._joining = False
+        self._snapshot_cache: tuple[int, bytes, bytes] | None = None
         self.halted: str | None = None
         self._max_peer_round = 0
         # None: no guard; -1: observing peers' rounds; R: withhold our signatures <= R
@@ -186,6 +192,7 @@ class Node:
             "intents_admitted": 0,
             "syncs": 0,
             "votes_sent": 0,
+            "snapshot_syncs": 0,
             "timeouts": 0,
         }
 
@@ -281,18 +288,38 @@ class Node:
             await nursery.start(self.transport.run)
             nursery.start_soon(self._dispatcher)
             nursery.start_soon(self._timer_task)
-            nursery.start_soon(self._consensus_task)
-            if self._guard_round is not None:
-                nursery.start_soon(self._guard_window)
             if self.watcher is not None:
                 self.watcher.applied(self.engine.last_deposit_id)
                 nursery.start_soon(self.watcher.run)
+            await self._catch_up_first()
             if self.checkpointer is not None:
                 for cp in self.engine.withdrawal_trees.checkpoints():
                     self.checkpointer.on_checkpoint(cp)
                 nursery.start_soon(self.checkpointer.run)
+            nursery.start_soon(self._consensus_task)
+            if self._guard_round is not None:
+                nursery.start_soon(self._guard_window)
             await self._inbox_send.send(Start())
             task_status.started()
+
+    async def _catch_up_first(self) -> None:
+        """Before joining consensus, catch up from peers: the committed log (or, far
+        behind, a snapshot f + 1 peers agree on). Consensus messages are dropped meanwhile
+        (the core resyncs afterwards). With no peer reachable (a committee starting
+        together) it gives up quickly."""
+        if self.n == 1:
+            return
+        self._joining = True
+        try:
+            with trio.move_on_after(self.options.join_wait_s):
+                while not self.transport.connected_peers():
+                    await trio.sleep(0.05)
+            peers = sorted(self.transport.connected_peers())
+            if peers:
+                self._syncing = True
+                await self._sync(peers[0], give_up_after=len(peers))
+        finally:
+            self._joining = False
 
     def now_ms(self) -> int:
         return wall_ms() + self.options.clock_skew_ms
@@ -543,8 +570,13 @@ class Node:
                         raise ValueError(f"checkpoint signature: {result.value}")
                 elif kind == "sr":
                     await self._serve_sync(peer, int(message[1]), int(message[2]))
-                elif kind == "sp" and self._sync_replies is not None:
-                    self._sync_replies.send_nowait((peer, message))
+                elif kind in ("sp", "ssi", "ssd"):
+                    if self._sync_replies is not None:  # else: a late answer, ignored
+                        self._sync_replies.send_nowait((peer, message))
+                elif kind == "ssr":
+                    self._serve_snapshot_info(peer)
+                elif kind == "ssg":
+                    self._serve_snapshot_chunk(peer, int(message[1]), int(message[2]))
                 else:
                     raise ValueError(f"unknown message kind {kind!r}")
             except (
@@ -563,6 +595,8 @@ class Node:
                 )
 
     async def _on_consensus(self, peer: int, data: bytes) -> None:
+        if self._joining:
+            return  # catching up first; the core resyncs with peers once it starts
         verified = self.verifier.decode(peer, data)
         if isinstance(verified.msg, Proposal):
             block = verified.msg.block
@@ -875,6 +909,7 @@ class Node:
         if not fresh:
             return
         records: list[tuple[int, bytes]] = []
+        snapshot = None
         for block in fresh:
             assert block.height == self.exec_height + 1, (
                 f"gap: executed {self.exec_height}, got {block.height}"
@@ -882,8 +917,8 @@ class Node:
             entries = [self._executable(raw) for raw in block.payload]
             records.append((block.height, encode_committed(block, [e.signer for e in entries])))
             self._apply(block, entries)
+            snapshot = self._maybe_snapshot() or snapshot
         root = msgpack.packb([fresh[-1].to_wire(), proof.to_wire()], use_bin_type=True)
-        snapshot = self._maybe_snapshot()
         batch = WriteBatch(committed=records, meta={"root": root}, snapshot=snapshot)
         async with self._storage_lock:
             self.storage.write(batch)
@@ -956,6 +991,7 @@ class Node:
                 listener(executed)
 
     def _maybe_snapshot(self) -> tuple[int, bytes] | None:
+        """Every member snapshots at the same heights (what snapshot sync relies on)."""
         if self.exec_height % self.options.snapshot_interval_blocks:
             return None
         return self.exec_height, self.engine.snapshot()
@@ -972,15 +1008,16 @@ class Node:
         limit = max(1, min(limit, 256))
         raw_root = self.storage.load_meta("root")
         if raw_root is None:
-            self.transport.send(peer, ["sp", from_height, [], None])
+            self.transport.send(peer, ["sp", from_height, [], None, 0])
             return
         root_wire, proof_wire = msgpack.unpackb(raw_root, raw=False)
         root_height = Block.from_wire(root_wire).height
-        rows = await trio.to_thread.run_sync(
-            self.storage.load_committed,
-            from_height,
-            min(limit, max(0, root_height - from_height + 1)),
+        # Inline: the connection is shared with the (inline) writers; a few hundred rows.
+        rows = self.storage.load_committed(
+            from_height, min(limit, max(0, root_height - from_height + 1))
         )
+        if rows and rows[0][0] != from_height:
+            rows = []  # our log starts above that height (we installed a snapshot)
         records: list[bytes] = []
         size = 0
         for _, data in rows:
@@ -989,9 +1026,10 @@ class Node:
             records.append(data)
             size += len(data)
         tip = bool(records) and from_height + len(records) - 1 == root_height
-        self.transport.send(peer, ["sp", from_height, records, proof_wire if tip else None])
+        proof = proof_wire if tip else None
+        self.transport.send(peer, ["sp", from_height, records, proof, root_height])
 
-    async def _sync(self, first_peer: int) -> None:
+    async def _sync(self, first_peer: int, give_up_after: int | None = None) -> None:
         """Fetch committed blocks above exec_height, check each batch by its QCs (a block
         is taken only once a certified child in the next round proves it committed), and
         execute them; then rebuild the core above the new root."""
@@ -1000,23 +1038,41 @@ class Node:
         self._sync_replies = send
         peer = first_peer
         root: tuple[Block, QuorumCert] | None = None
-        log.info("log sync started", peer=peer, from_height=self.exec_height + 1)
+        log.info(
+            "log sync started",
+            peer=peer,
+            from_height=self.exec_height + 1,
+            highest_seen=self._highest_seen_height,
+        )
+        snapshot_tried = False
+        misses = 0
         try:
             while True:
-                self.transport.send(peer, ["sr", self.exec_height + 1, 256])
+                asked = self.exec_height + 1
+                self.transport.send(peer, ["sr", asked, 256])
                 reply = None
                 with trio.move_on_after(self.options.sync_timeout_s):
                     while True:
                         sender, message = await receive.receive()
-                        if sender == peer and message[1] == self.exec_height + 1:
+                        if sender == peer and message[0] == "sp" and message[1] == asked:
                             reply = message
                             break
                 if reply is None:
+                    misses += 1
+                    if give_up_after is not None and misses >= give_up_after:
+                        break
                     peer = (peer + 1) % self.n
                     if peer == self.me:
                         peer = (peer + 1) % self.n
                     continue
+                peer_height = int(reply[4]) if len(reply) > 4 else 0
+                far = peer_height - self.exec_height > self.options.snapshot_sync_gap_blocks
+                if far and not snapshot_tried:
+                    snapshot_tried = True
+                    if await self._snapshot_sync(receive):
+                        continue  # ask again, from above the snapshot
                 records = [decode_committed(r) for r in reply[2]]
+                records = [r for r in records if r[0].height > self.exec_height]
                 proof = None if reply[3] is None else QuorumCert.from_wire(reply[3])
                 taken = self._committed_prefix(records, proof)
                 if taken:
@@ -1036,6 +1092,91 @@ class Node:
             self.core = self._build_core(root)
             await self._inbox_send.send(Start())
         log.info("log sync done", height=self.exec_height)
+
+    # ------------------------------------------------------------ snapshot sync
+
+    def _snapshot_info(self) -> tuple[int, bytes, bytes] | None:
+        """(height, blake2b digest, block id at that height) of our latest snapshot."""
+        latest = self.storage.latest_snapshot()
+        if latest is None:
+            return None
+        height, data = latest
+        cached = self._snapshot_cache
+        if cached is None or cached[0] != height:
+            rows = self.storage.load_committed(height, 1)
+            if not rows or rows[0][0] != height:
+                return None
+            block_id = decode_committed(rows[0][1])[0].id
+            cached = self._snapshot_cache = (height, _digest(data), block_id)
+        return cached
+
+    def _serve_snapshot_info(self, peer: int) -> None:
+        info = self._snapshot_info()
+        self.transport.send(peer, ["ssi", *(info or (0, b"", b""))])
+
+    def _serve_snapshot_chunk(self, peer: int, height: int, offset: int) -> None:
+        latest = self.storage.latest_snapshot()
+        if latest is None or latest[0] != height or not 0 <= offset < len(latest[1]):
+            return
+        data = latest[1]
+        record = self.storage.load_committed(height, 1)[0][1]
+        chunk = data[offset : offset + SNAPSHOT_CHUNK_BYTES]
+        self.transport.send(peer, ["ssd", height, offset, chunk, len(data), record])
+
+    async def _snapshot_sync(self, receive: trio.MemoryReceiveChannel[tuple[int, Any]]) -> bool:
+        """Far behind: install a peer's engine snapshot instead of replaying every block.
+        A snapshot cannot be checked against a QC, so only one that f + 1 members report
+        with the same (height, digest, block id) is taken: at least one of them is honest,
+        and honest members snapshot the same canonical bytes at the same heights."""
+        self.transport.broadcast(["ssr"])
+        votes: dict[tuple[int, bytes, bytes], set[int]] = {}
+        answered: set[int] = set()
+        with trio.move_on_after(self.options.sync_timeout_s):
+            while len(answered) < self.n - 1:
+                peer, message = await receive.receive()
+                if message[0] != "ssi":
+                    continue
+                answered.add(peer)
+                key = (int(message[1]), bytes(message[2]), bytes(message[3]))
+                if key[0] > self.exec_height:
+                    votes.setdefault(key, set()).add(peer)
+        agreed = [k for k, who in votes.items() if len(who) >= self.committee.f + 1]
+        if not agreed:
+            log.info("snapshot sync: no snapshot that f + 1 peers agree on")
+            return False
+        height, digest, block_id = max(agreed)
+        sources = sorted(votes[(height, digest, block_id)])
+        data = bytearray()
+        record = b""
+        for attempt in range(4 * len(sources) + 64):
+            peer = sources[attempt % len(sources)]
+            self.transport.send(peer, ["ssg", height, len(data)])
+            reply = None
+            with trio.move_on_after(self.options.sync_timeout_s):
+                while reply is None:
+                    sender, message = await receive.receive()
+                    if message[0] == "ssd" and sender == peer and message[2] == len(data):
+                        reply = message
+            if reply is None:
+                continue
+            data += reply[3]
+            record = bytes(reply[5])
+            if len(data) >= int(reply[4]) or len(data) > self.options.max_snapshot_bytes:
+                break
+        block, _ = decode_committed(record)
+        if _digest(bytes(data)) != digest or block.id != block_id or block.height != height:
+            log.warning("snapshot sync: data does not match what f + 1 peers reported")
+            return False
+        engine = Engine.restore(bytes(data))
+        async with self._storage_lock:
+            self.storage.install_snapshot(height, bytes(data), record)
+        self.engine, self.exec_height = engine, height
+        self._snapshot_cache = None
+        if self.watcher is not None:
+            self.watcher.applied(engine.last_deposit_id)
+        self.counters["snapshot_syncs"] += 1
+        log.info("snapshot sync installed", height=height, bytes=len(data))
+        return True
 
     def _committed_prefix(
         self, records: list[tuple[Block, list[bytes]]], proof: QuorumCert | None
@@ -1098,9 +1239,10 @@ class Node:
             entries = [self._executable(raw) for raw in block.payload]
             record = encode_committed(block, [e.signer for e in entries])
             self._apply(block, entries)
+            snapshot = self._maybe_snapshot()
             async with self._storage_lock:
-                await trio.to_thread.run_sync(
-                    self.storage.append_committed, [(block.height, record)]
+                self.storage.write(
+                    WriteBatch(committed=[(block.height, record)], snapshot=snapshot)
                 )
 
 
@@ -1131,6 +1273,13 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+SNAPSHOT_CHUNK_BYTES = 1 << 20  # under the transport's 4 MiB frame limit
+
+
+def _digest(snapshot: bytes) -> bytes:
+    return hashlib.blake2b(snapshot, digest_size=32).digest()
+
+
 NO_SIGNER = bytes(20)  # the recorded signer of an entry no trader signed (a deposit)
 _TAG_DEPOSIT_BYTE = bytes((TAG_DEPOSIT,))
 assert TAG_INTENT != TAG_DEPOSIT
@@ -1153,7 +1302,7 @@ class ExecutedBlock:
     timestamp_ms: int
     entries: tuple[Executable, ...]
     result: BlockResult
-    apply_s: float  # engine time for the block (seconds), for the apply-time histogram
+    apply_s: float = 0.0  # engine time for the block (seconds), for the apply-time histogram
 
 
 def _recorded_entry(raw: bytes, signer: bytes) -> dict[str, Any]:

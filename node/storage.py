@@ -58,6 +58,10 @@ class Storage(Protocol):
     def write(self, batch: WriteBatch) -> None:
         """Everything in `batch` in one transaction: one fsync on the critical path."""
 
+    def install_snapshot(self, height: int, snapshot: bytes, record: bytes) -> None:
+        """Replace the committed log by a snapshot taken at `height` plus the committed
+        record of that height (the log continues at height + 1): snapshot sync."""
+
     def close(self) -> None: ...
 
 
@@ -155,6 +159,10 @@ class MemoryStorage:
             self.save_snapshot(*batch.snapshot)
         if batch.safety is not None:
             self.save_safety(batch.safety)
+
+    def install_snapshot(self, height: int, snapshot: bytes, record: bytes) -> None:
+        self._committed = [(height, record)]
+        self._snapshots = [(height, snapshot)]
 
     def close(self) -> None:
         pass
@@ -296,6 +304,13 @@ class SqliteStorage:
                 )
             if batch.safety is not None:
                 db.execute("INSERT OR REPLACE INTO safety VALUES (0, ?)", (_seal(batch.safety),))
+
+    def install_snapshot(self, height: int, snapshot: bytes, record: bytes) -> None:
+        with self._transaction():
+            self._db.execute("DELETE FROM committed")
+            self._db.execute("INSERT INTO committed VALUES (?, ?)", (height, _seal(record)))
+            self._db.execute("DELETE FROM snapshots")
+            self._db.execute("INSERT INTO snapshots VALUES (?, ?)", (height, _seal(snapshot)))
 
     def check(self) -> None:
         """Full verification at startup: SQLite's integrity check, then every checksum."""

@@ -185,3 +185,45 @@ async def test_wiped_node_withholds_votes_for_rounds_it_may_have_signed(tmp_path
         assert nodes[3]._guard_round > seen_round
         await wait_height(nodes, nodes[0].exec_height)  # it still catches up
         nursery.cancel_scope.cancel()
+
+
+async def test_far_behind_node_installs_a_snapshot_that_f_plus_1_peers_agree_on(
+    tmp_path: Path,
+) -> None:
+    nodes = make_nodes(tmp_path, 4)
+    options = NodeOptions(
+        idle_block_interval_ms=20, snapshot_interval_blocks=5, snapshot_sync_gap_blocks=10
+    )
+    for i, node in enumerate(nodes):
+        node.storage.close()
+        setup = node.setup
+        storage = open_storage(setup.config.data_dir, setup.genesis.genesis_hash())
+        nodes[i] = Node(setup, storage, options)
+    async with trio.open_nursery() as nursery:
+        scopes: list[list[trio.CancelScope]] = [[] for _ in nodes]
+        for node, box in zip(nodes, scopes, strict=True):
+            await nursery.start(_run_until_cancelled, node, box)
+        await wait_height(nodes, 2)
+        scopes[3][-1].cancel()
+        await trio.sleep(0.1)
+        domain = nodes[0].domain
+        for i in range(20):
+            await nodes[i % 3].submit([place(trader_key(i), domain)], wait=False, timeout_s=1)
+        await wait_height(nodes[:3], nodes[3].exec_height + 20)
+        nodes[3].storage.close()
+        setup = nodes[3].setup
+        storage = open_storage(setup.config.data_dir, setup.genesis.genesis_hash())
+        nodes[3] = Node(setup, storage, options)
+        await nursery.start(_run_until_cancelled, nodes[3], scopes[3])
+        await wait_height(nodes, nodes[0].exec_height)
+        assert nodes[3].counters["snapshot_syncs"] == 1
+        # and it votes again: with node 2 down the quorum needs it
+        scopes[2][-1].cancel()
+        result = await nodes[3].submit([place(trader_key(99), domain)], wait=True, timeout_s=20)
+        assert result[0].height is not None
+        nursery.cancel_scope.cancel()
+    base = nodes[3].storage.load_committed(1, 1)[0][0]
+    top = min(n.storage.committed_height() for n in nodes[:2] + nodes[3:])
+    assert base > 2
+    logs = {tuple(n.storage.load_committed(base + 1, top - base)) for n in (nodes[0], nodes[3])}
+    assert len(logs) == 1

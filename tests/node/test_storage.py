@@ -100,3 +100,14 @@ def test_truncated_file_is_refused(tmp_path: Path) -> None:
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(CorruptStorage):
         open_storage(tmp_path, GENESIS)
+
+
+def test_install_snapshot_restarts_the_log_above_it(storage: Storage) -> None:
+    storage.append_committed([(1, b"a"), (2, b"b")])
+    storage.install_snapshot(100, b"state@100", b"block@100")
+    assert storage.committed_height() == 100
+    assert storage.latest_snapshot() == (100, b"state@100")
+    assert storage.load_committed(1, 10) == [(100, b"block@100")]
+    storage.append_committed([(101, b"c")])
+    with pytest.raises(ValueError):
+        storage.append_committed([(103, b"gap")])
