@@ -192,11 +192,15 @@ class SqliteStorage:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
+            self._durable = True
             self._db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise CorruptStorage(f"{path}: {exc}") from exc
 
     def _write(self, sql: str, rows: list[tuple[object, ...]]) -> None:
+        if not self._durable:  # the single-purpose writers are always synced
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._durable = True
         with self._transaction():
             self._db.executemany(sql, rows)
 
@@ -282,6 +286,15 @@ class SqliteStorage:
                 _check_next_height(last, height)
                 last = height
         db = self._db
+        # fsync only what safety needs: a transaction carrying the safety record is
+        # synced to disk before it returns (FULL); the committed log, blocks without a
+        # safety record, meta and snapshots are written through the OS (NORMAL) and are
+        # synced with the next FULL commit or WAL checkpoint. A process crash loses none
+        # of them; a power cut may lose the last few, which the node re-fetches from peers.
+        durable = batch.safety is not None
+        if durable != self._durable:
+            db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            self._durable = durable
         with self._transaction():
             if batch.blocks:
                 db.executemany(
