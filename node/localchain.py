@@ -24,9 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import signal
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +36,7 @@ from contracts.settlement import ETH, Erc20, Settlement, TokenConfig, deploy, tr
 from contracts.signing import address_of
 from matching.merkle import keccak
 from node.genesis import Genesis, load_genesis
+from node.procs import stop_pid as stop
 
 STATE_FILE = "chain.json"
 ESCAPE_DELAY_S = 7 * 24 * 3600
@@ -45,7 +44,6 @@ TRADERS = 3
 TRADER_ETH_WEI = 100 * 10**18
 MEMBER_ETH_WEI = 10 * 10**18  # gas for checkpoint submissions
 TRADER_TOKENS = 1_000_000  # whole tokens minted to each trader
-STOP_TIMEOUT_S = 5.0
 # Decimals of the mock tokens by symbol; genesis fixes only the unit (engine granularity).
 DECIMALS = {"USDC": 6, "USDT": 6, "BTC": 8, "WBTC": 8}
 DEFAULT_DECIMALS = 18
@@ -171,39 +169,6 @@ def set_block_time(url: str, seconds: int) -> None:
     otherwise idle anvil); 0 returns to one block per transaction."""
     w3 = Web3(HTTPProvider(url))
     w3.provider.make_request("evm_setIntervalMining", [seconds])  # type: ignore[arg-type]
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie child still answers kill(0): reap it if it is ours
-        done, _ = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return True
-    return done == 0
-
-
-def stop(pid: int, timeout_s: float = STOP_TIMEOUT_S) -> None:
-    """SIGTERM the process, SIGKILL it if it is still there after the timeout."""
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if not pid_alive(pid):
-            return
-        time.sleep(0.05)
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
-    while pid_alive(pid) and time.monotonic() < deadline + timeout_s:
-        time.sleep(0.05)
 
 
 # ---------------------------------------------------------------------------------------

@@ -14,8 +14,6 @@ import argparse
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,11 +22,11 @@ from typing import Any
 import httpx
 
 from node.genesis import ConsensusParams, committee_init, load_genesis
+from node.procs import pid_alive, start_node, stop_pid
 
 STATE_FILE = "localnet.json"
 CHAIN_FILE = "chain.json"
 DEFAULT_DIR = Path(".localnet")
-STOP_TIMEOUT_S = 10.0
 
 
 @dataclass
@@ -56,53 +54,6 @@ class Localnet:
             raise SystemExit(f"no localnet in {folder} (no {STATE_FILE}); start one with `up`")
         raw = json.loads(path.read_text())
         return Localnet(raw["folder"], [NodeProcess(**n) for n in raw["nodes"]])
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child still answers kill(0); reap it if it is ours.
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return True
-    return done == 0
-
-
-def start_node(config: Path, log: Path, extra_env: dict[str, str] | None = None) -> int:
-    """Start `seqnet node run --config CONFIG` detached, appending its output to LOG."""
-    env = dict(os.environ, ETH_HASH_BACKEND="pysha3", **(extra_env or {}))
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "node.cli", "node", "run", "--config", str(config)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            env=env,
-        )
-    return proc.pid
-
-
-def stop_pid(pid: int, timeout_s: float = STOP_TIMEOUT_S) -> None:
-    """SIGTERM, then SIGKILL if it has not exited within the timeout."""
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if not pid_alive(pid):
-            return
-        time.sleep(0.05)
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
 
 
 def node_status(api: str, timeout_s: float = 1.0) -> dict[str, Any] | None:

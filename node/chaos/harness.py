@@ -29,8 +29,6 @@ import resource
 import shutil
 import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -44,7 +42,7 @@ from node.chaos.proxy import ProxyNet, serve_listener
 from node.config import HostPort, load_node_config
 from node.genesis import Genesis, committee_init
 from node.intents import address_of_private_key, intent_to_json, sign_intent
-from node.localnet import pid_alive, start_node
+from node.procs import pid_alive, start_node
 
 HOST: Final = "127.0.0.1"
 START_TIMEOUT_S: Final = 90.0
@@ -414,18 +412,7 @@ def _start_limited(config: Path, log: Path, fsize_limit_bytes: int) -> int:
         resource.setrlimit(resource.RLIMIT_FSIZE, (fsize_limit_bytes, fsize_limit_bytes))
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
-    env = dict(os.environ, ETH_HASH_BACKEND="pysha3")
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "node.cli", "node", "run", "--config", str(config)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            env=env,
-            preexec_fn=limit,  # the child is single-threaded until exec
-        )
-    return proc.pid
+    return start_node(config, log, preexec_fn=limit)
 
 
 Step = Callable[[Cluster, httpx.AsyncClient], Awaitable[None]]

@@ -15,10 +15,10 @@ from node.localchain import (
     ChainSetup,
     connect,
     deposit,
-    pid_alive,
     stop,
     up,
 )
+from node.procs import pid_alive
 
 
 def test_up_deploys_rewrites_genesis_funds_and_stop_kills_anvil(tmp_path: Path) -> None:
