@@ -167,11 +167,9 @@ def test_deposit_trade_withdraw_claim_then_freeze_and_exit(tmp_path: Path) -> No
             return bool(proofs)
 
         wait_for(proven_against_chain, 90, "final state root accepted on chain")
-    finally:
         for node in net.nodes:  # the committee stops; the chain stays
             stop_pid(node.pid)
 
-    try:
         w3.provider.make_request("evm_increaseTime", [settlement.escape_delay_s() + 1])  # type: ignore[arg-type]
         w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
         anyone = chain.traders[2].key
