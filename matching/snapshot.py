@@ -16,7 +16,7 @@ from typing import Any
 
 import msgpack
 
-from matching.accounts import Account
+from matching.accounts import Account, kept
 from matching.book import Order
 from matching.checkpoint import Checkpoint, Withdrawal
 from matching.config import U64_MAX, Genesis
@@ -54,8 +54,8 @@ def dump(engine: Engine) -> bytes:
             _ints_out(a.locked),
             a.leaf,
             list(a.agents.items()),
-            a.nonces.tolist(),
-            [[signer, kept.tolist()] for signer, kept in a.agent_nonces.items()],
+            kept(a.raw_nonces).tolist(),
+            [[signer, kept(raw).tolist()] for signer, raw in a.agent_nonces.items()],
         ]
         for a in engine.accounts.values()
     ]
@@ -131,8 +131,8 @@ def _load(body: dict[str, Any]) -> Engine:
         account.locked = _ints_in(locked)
         account.leaf = list(leaf)
         account.agents = {agent: name for agent, name in agents}
-        account.nonces = array("Q", nonces)
-        account.agent_nonces = {signer: array("Q", kept) for signer, kept in agent_nonces}
+        account.raw_nonces = array("Q", nonces)
+        account.agent_nonces = {signer: array("Q", raw) for signer, raw in agent_nonces}
     by_oid: dict[int, Order] = {}
     for oid, address, market, is_buy, price, size, reserved, cloid, expires_ms, post in body[
         "orders"

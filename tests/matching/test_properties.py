@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -260,3 +261,12 @@ def test_invariants_on_generated_streams() -> None:
         gen._shadow_apply([])
         assert not gen.shadow.expiries
         assert {"Trade", "Fill", "Cancelled", "Modified", "Expired", "Rejected"} <= gen.kinds
+
+
+@pytest.mark.slow
+def test_invariants_on_a_long_generated_stream() -> None:
+    gen = CheckedGenerator(11, accounts=200, block_entries=200)
+    stream = gen.stream("mixed", 60_000, (0.55, 0.3), bursts=3)
+    assert stream.entries > 45_000
+    gen.ts += 30_000
+    gen._shadow_apply([])
