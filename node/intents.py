@@ -482,6 +482,7 @@ def verify_intent(
     intent: SignedIntent,
     domain: Domain,
     is_agent: Callable[[bytes, bytes], bool] | None = None,
+    digest: bytes | None = None,
 ) -> Entry:
     """Check the signature and return the verified entry.
 
@@ -489,9 +490,11 @@ def verify_intent(
     agent. Whether it is an approved agent is replicated state: the engine decides when it
     applies the entry. A caller with a view of that state (the mempool) may pass
     `is_agent(account, signer)` to refuse early. Withdrawals and agent approvals must be
-    signed by the account itself; that is checked here, unconditionally.
+    signed by the account itself; that is checked here, unconditionally. `digest` may be
+    passed when the caller already computed `intent.digest(domain)` (the intent id).
     """
-    digest = intent.digest(domain)
+    if digest is None:
+        digest = intent.digest(domain)
     signer = recover_signer(digest, intent.signature)
     if signer != intent.account:
         if intent.action["type"] in ACCOUNT_ONLY_ACTIONS:

@@ -671,30 +671,35 @@ class Node:
                 self._remember(raw, result)
         return ok
 
-    async def _verify(self, intents: list[SignedIntent]) -> list[Entry | IntentError]:
+    async def _verify(
+        self, intents: list[SignedIntent], digests: list[bytes] | None = None
+    ) -> list[Entry | IntentError]:
+        """Recover every signer; `digests` (the intent ids) when already computed."""
         domain = self.domain
+        known: list[bytes | None] = list(digests) if digests else [None] * len(intents)
+        pairs = list(zip(intents, known, strict=True))
 
-        def verify_all(batch: list[SignedIntent]) -> list[Entry | IntentError]:
+        def verify_all(batch: list[tuple[SignedIntent, bytes | None]]) -> list[Entry | IntentError]:
             out: list[Entry | IntentError] = []
-            for si in batch:
+            for si, digest in batch:
                 try:
-                    out.append(verify_intent(si, domain))
+                    out.append(verify_intent(si, domain, digest=digest))
                 except IntentError as exc:
                     out.append(exc)
             return out
 
-        if len(intents) < 64:
-            return verify_all(intents)
+        if len(pairs) < 64:
+            return verify_all(pairs)
         # coincurve releases the GIL: two threads use both cores.
-        half = len(intents) // 2
+        half = len(pairs) // 2
         results: list[list[Entry | IntentError]] = [[], []]
 
-        async def part(i: int, batch: list[SignedIntent]) -> None:
+        async def part(i: int, batch: list[tuple[SignedIntent, bytes | None]]) -> None:
             results[i] = await trio.to_thread.run_sync(verify_all, batch)
 
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(part, 0, intents[:half])
-            nursery.start_soon(part, 1, intents[half:])
+            nursery.start_soon(part, 0, pairs[:half])
+            nursery.start_soon(part, 1, pairs[half:])
         return results[0] + results[1]
 
     def _remember(self, raw: bytes, entry: Entry) -> None:
@@ -731,6 +736,7 @@ class Node:
         results: list[SubmitResult | None] = [None] * len(intents)
         entries: list[tuple[int, Entry, bytes]] = []
         fresh: list[tuple[int, SignedIntent, bytes]] = []
+        fresh_ids: list[bytes] = []
         for i, (si, raw) in enumerate(zip(intents, raws, strict=True)):
             known = self._verified.get(raw)
             intent_id = known.intent_id if known is not None else si.digest(self.domain)
@@ -742,12 +748,11 @@ class Node:
                 entries.append((i, known, raw))
             else:
                 fresh.append((i, si, raw))
-        verified = await self._verify([si for _, si, _ in fresh])
-        for (i, si, raw), entry in zip(fresh, verified, strict=True):
+                fresh_ids.append(intent_id)
+        verified = await self._verify([si for _, si, _ in fresh], fresh_ids)
+        for (i, _, raw), intent_id, entry in zip(fresh, fresh_ids, verified, strict=True):
             if isinstance(entry, IntentError):
-                results[i] = SubmitResult(
-                    si.digest(self.domain), "rejected", entry.code, entry.message, None
-                )
+                results[i] = SubmitResult(intent_id, "rejected", entry.code, entry.message, None)
             else:
                 self._remember(raw, entry)
                 entries.append((i, entry, raw))

@@ -196,7 +196,7 @@ def main(argv: list[str], prog: str) -> int:
     parser.add_argument("--nodes", type=int, default=4)
     parser.add_argument("--duration", type=float, default=10.0, help="saturation seconds")
     parser.add_argument("--light-duration", type=float, default=10.0, help="light-load seconds")
-    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--batch", type=int, default=200)
     parser.add_argument("--base-port", type=int, default=27000)
     parser.add_argument("--json", action="store_true")
