@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import time
 from dataclasses import asdict, dataclass
@@ -121,12 +122,15 @@ def up(
         old = Localnet.load(folder)
         if any(pid_alive(n.pid) for n in old.nodes):
             raise SystemExit(f"a localnet is already running in {folder}; `down` it first")
+    if _local_chain_gone(folder):
+        # anvil kept its chain in memory: the committee's deposits and checkpoints are
+        # gone with it, so the only consistent restart is a fresh committee.
+        print(f"the local chain of {folder} is gone; starting a fresh committee")
+        shutil.rmtree(folder)
     if not (folder / "genesis.toml").exists():
         committee_init(folder, nodes, base_port=base_port, consensus=consensus)
         if chain or chain_url:
             _wire_chain(folder, chain_url, deployer_key)
-    elif (folder / CHAIN_FILE).exists():
-        _restart_anvil(folder)
     genesis = load_genesis(folder / "genesis.toml")
     net = Localnet(str(folder), [])
     for member in genesis.members:
@@ -160,16 +164,14 @@ def down(net: Localnet) -> None:
             stop_pid(anvil)
 
 
-def _restart_anvil(folder: Path) -> None:
-    """A stopped localnet keeps its committee but anvil's chain lived in memory: a
-    restart needs a fresh committee. Say so rather than start nodes against nothing."""
+def _local_chain_gone(folder: Path) -> bool:
+    """Whether this committee was wired to an anvil chain that no longer runs."""
+    if not (folder / CHAIN_FILE).exists():
+        return False
     from node.localchain import ChainSetup
 
     anvil = ChainSetup.load(folder).anvil_pid
-    if anvil is None or not pid_alive(anvil):
-        raise SystemExit(
-            f"{folder} was wired to an anvil chain that is gone; start afresh with --fresh"
-        )
+    return anvil is not None and not pid_alive(anvil)
 
 
 def status_rows(net: Localnet) -> list[dict[str, Any]]:
@@ -235,8 +237,6 @@ def main(argv: list[str], prog: str) -> int:
         print(f"stopped the localnet in {folder}")
         return 0
     if args.fresh and folder.exists():
-        import shutil
-
         if (folder / STATE_FILE).exists():
             down(Localnet.load(folder))
         shutil.rmtree(folder)
