@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,22 +23,12 @@ from node.localnet import Localnet, down, up
 from node.trade_cli import main as trade_main
 from seqnet_sdk import SyncClient
 from tests.api.test_openapi import COMMITTED, render
-from tests.node.cluster import free_base_port
+from tests.node.cluster import free_base_port, wait_for
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENT_KEY = "0x" + "5e" * 32
-
-
-def wait_for(predicate: Any, timeout_s: float = 60.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out: {what}")
 
 
 class Net:

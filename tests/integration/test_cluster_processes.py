@@ -18,7 +18,7 @@ from node.genesis import load_genesis
 from node.intents import Domain, intent_to_json
 from node.localnet import Localnet, down, node_status, start_node, up
 from node.storage import open_storage
-from tests.node.cluster import free_base_port, place, trader_key
+from tests.node.cluster import free_base_port, place, trader_key, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -43,15 +43,6 @@ def heights(net: Localnet, nodes: list[int] | None = None) -> list[int]:
         status = node_status(net.nodes[i].api)
         out.append(-1 if status is None else status["committed_height"])
     return out
-
-
-def wait_for(predicate: object, timeout_s: float = 60.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out: {what}")
 
 
 def submit(

@@ -18,23 +18,13 @@ from node.genesis import ConsensusParams, load_genesis
 from node.intents import Domain, intent_to_json, sign_intent
 from node.localchain import ChainSetup, connect, deposit
 from node.localnet import Localnet, down, pid_alive, stop_pid, up
-from tests.node.cluster import free_base_port
+from tests.node.cluster import free_base_port, wait_for
 
 pytestmark = pytest.mark.integration
 
 ETH = bytes(20)
 LOT = 10**6  # gwei: 0.001 ETH
 PRICE = 3_000_000  # micro-USDC per lot: 3000 USDC per ETH
-
-
-def wait_for(predicate: Any, timeout_s: float = 60.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out: {what}")
 
 
 def get(net: Localnet, path: str, node: int = 0) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Callable
 from itertools import count
 from typing import Any
 
@@ -61,3 +62,15 @@ def place(
     }
     account = address_of_private_key(key)
     return sign_intent(key, account, next(_nonces) if nonce is None else nonce, action, domain)
+
+
+def wait_for(predicate: Callable[[], Any], timeout_s: float = 60.0, what: str = "") -> Any:
+    """Poll `predicate` (a blocking check against real processes) until it returns
+    something truthy, which is returned; fail the test after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out: {what}")
