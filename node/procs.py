@@ -4,7 +4,9 @@ node, tell whether a PID is alive, stop one politely then firmly. One copy for a
 from __future__ import annotations
 
 import os
+import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -67,3 +69,35 @@ def start_node(
             preexec_fn=preexec_fn,  # the child is single-threaded until exec
         )
     return proc.pid
+
+
+def _ephemeral_low() -> int:
+    """The lowest port the kernel hands out for outgoing connections (Linux)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_base_port(nodes: int, host: str = "127.0.0.1") -> int:
+    """A base P with P+i, P+1000+i and P+2000+i free for every node (the ports
+    `committee init` assigns), all below the kernel's ephemeral range: a port from that
+    range can be taken by any outgoing connection while a killed node is down, and the
+    restarted node would then fail to bind it."""
+    high = _ephemeral_low() - 2000 - nodes
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(10_000, max(10_001, high))
+        ports = [base + off + i for off in (0, 1000, 2000) for i in range(nodes)]
+        if all(port_free(p, host) for p in ports):
+            return base
+    raise RuntimeError(f"no free port range on {host}")

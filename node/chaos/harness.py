@@ -28,7 +28,6 @@ import random
 import resource
 import shutil
 import signal
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -42,7 +41,7 @@ from node.chaos.proxy import ProxyNet, serve_listener
 from node.config import HostPort, load_node_config
 from node.genesis import Genesis, committee_init
 from node.intents import address_of_private_key, intent_to_json, sign_intent
-from node.procs import pid_alive, start_node
+from node.procs import free_base_port, pid_alive, start_node
 
 HOST: Final = "127.0.0.1"
 START_TIMEOUT_S: Final = 90.0
@@ -104,34 +103,6 @@ class RunResult:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def free_base_port(nodes: int) -> int:
-    """A base P with P+i, P+1000+i, P+2000+i free (the ports `committee_init` assigns)."""
-    for _ in range(200):
-        base = _free_port()
-        if base + 2000 + nodes >= 65000:
-            continue
-        ports = [base + off + i for off in (0, 1000, 2000) for i in range(nodes)]
-        if all(_port_free(p) for p in ports):
-            return base
-    raise RuntimeError("no free port range on 127.0.0.1")
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind((HOST, port))
-        except OSError:
-            return False
-    return True
 
 
 class Cluster:

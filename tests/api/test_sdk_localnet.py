@@ -20,10 +20,11 @@ import pytest
 from node.genesis import ConsensusParams
 from node.localchain import ChainSetup
 from node.localnet import Localnet, down, up
+from node.procs import free_base_port
 from node.trade_cli import main as trade_main
 from seqnet_sdk import SyncClient
 from tests.api.test_openapi import COMMITTED, render
-from tests.node.cluster import free_base_port, wait_for
+from tests.node.cluster import wait_for
 
 pytestmark = pytest.mark.integration
 

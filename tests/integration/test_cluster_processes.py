@@ -17,8 +17,9 @@ import pytest
 from node.genesis import load_genesis
 from node.intents import Domain, intent_to_json
 from node.localnet import Localnet, down, node_status, start_node, up
+from node.procs import free_base_port
 from node.storage import open_storage
-from tests.node.cluster import free_base_port, place, trader_key, wait_for
+from tests.node.cluster import place, trader_key, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,8 @@ from node.genesis import ConsensusParams, load_genesis
 from node.intents import Domain, intent_to_json, sign_intent
 from node.localchain import ChainSetup, connect, deposit
 from node.localnet import Localnet, down, pid_alive, stop_pid, up
-from tests.node.cluster import free_base_port, wait_for
+from node.procs import free_base_port
+from tests.node.cluster import wait_for
 
 pytestmark = pytest.mark.integration
 

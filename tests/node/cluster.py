@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Callable
 from itertools import count
@@ -11,29 +10,6 @@ from typing import Any
 from node.intents import Domain, SignedIntent, address_of_private_key, sign_intent
 
 _nonces = count(time.time_ns() // 1_000_000)
-
-
-def free_base_port(nodes: int) -> int:
-    """A base port P with P+i, P+1000+i and P+2000+i free on 127.0.0.1 for every node."""
-    for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1]
-        if base + 2000 + nodes >= 65000:
-            continue
-        ports = [base + off + i for off in (0, 1000, 2000) for i in range(nodes)]
-        if all(_free(p) for p in ports):
-            return base
-    raise RuntimeError("no free port range")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def trader_key(i: int) -> bytes:

@@ -8,9 +8,10 @@ from pathlib import Path
 import trio
 
 from node.genesis import ConsensusParams, committee_init, load_node_setup
+from node.procs import free_base_port
 from node.runtime import Node, NodeOptions
 from node.storage import open_storage
-from tests.node.cluster import free_base_port, place, trader_key
+from tests.node.cluster import place, trader_key
 
 FAST = NodeOptions(idle_block_interval_ms=40)
 
