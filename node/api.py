@@ -276,6 +276,9 @@ def _check_content_type(request: Request) -> None:
         raise ApiError(415, "unsupported_media_type", "Content-Type must be application/json")
 
 
+DRAIN_BYTES = 1 << 20  # how much of an oversized streamed body is read and dropped
+
+
 async def _read_body(request: Request, limits: ApiLimits) -> bytes:
     """The body, refused with 413 as soon as it is known to exceed the limit (from the
     Content-Length header, or while streaming a chunked body), 408 if it dawdles."""
@@ -284,13 +287,29 @@ async def _read_body(request: Request, limits: ApiLimits) -> bytes:
         if not length.isdigit():
             raise ApiError(400, "bad_request", "Content-Length is not a number")
         if len(length) > 12 or int(length) > limits.max_body_bytes:
+            if int(length) <= DRAIN_BYTES:  # small enough: read it, so the 413 is seen
+                with trio.move_on_after(limits.body_read_timeout_s):
+                    async for _ in request.stream():
+                        pass
             raise ApiError(413, "too_large", f"body larger than {limits.max_body_bytes} bytes")
     body = bytearray()
+    too_large = False
+    discarded = 0
     with trio.move_on_after(limits.body_read_timeout_s) as scope:
         async for chunk in request.stream():
+            if too_large:
+                # Read (and drop) a bounded tail, so that the client, still sending, is
+                # not reset before it reads our 413; a longer stream is simply cut.
+                discarded += len(chunk)
+                if discarded > DRAIN_BYTES:
+                    break
+                continue
             body += chunk
             if len(body) > limits.max_body_bytes:
-                raise ApiError(413, "too_large", f"body larger than {limits.max_body_bytes} bytes")
+                too_large = True
+                body.clear()
+    if too_large:
+        raise ApiError(413, "too_large", f"body larger than {limits.max_body_bytes} bytes")
     if scope.cancelled_caught:
         raise ApiError(408, "timeout", "the body took too long to arrive")
     return bytes(body)
