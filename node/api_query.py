@@ -30,6 +30,13 @@ if TYPE_CHECKING:
 log = structlog.get_logger("seqnet.api")
 
 
+def _found(value: dict[str, Any] | None, missing: str) -> dict[str, Any]:
+    """The value, or a 404 saying what was not found."""
+    if value is None:
+        raise ApiError(404, "not_found", missing)
+    return value
+
+
 # FastAPI binds a parameter's name into its Path object: build a fresh one per parameter.
 def _address() -> Any:
     return Path(description="0x-prefixed 20-byte address", pattern="^0x[0-9a-fA-F]{40}$")
@@ -74,13 +81,13 @@ def install_query_routes(
     async def withdrawal_proof(
         request: Request, sequence: int = _u64(), withdrawal_id: int = _u64()
     ) -> Response:
-        def handler() -> dict[str, Any]:
-            proof = facade.withdrawal_proof(sequence, withdrawal_id)
-            if proof is None:
-                raise ApiError(404, "not_found", "no such withdrawal in a kept checkpoint")
-            return proof
-
-        return answer(request, handler)
+        return answer(
+            request,
+            lambda: _found(
+                facade.withdrawal_proof(sequence, withdrawal_id),
+                "no such withdrawal in a kept checkpoint",
+            ),
+        )
 
     @app.get(
         "/v1/proofs/balance/{address}/{asset_id}",
@@ -89,13 +96,13 @@ def install_query_routes(
     async def balance_proof(
         request: Request, address: str = _address(), asset_id: int = _u64()
     ) -> Response:
-        def handler() -> dict[str, Any]:
-            proof = facade.balance_proof(parse_address(address), asset_id)
-            if proof is None:
-                raise ApiError(404, "not_found", "no balance leaf for that account and asset")
-            return proof
-
-        return answer(request, handler)
+        return answer(
+            request,
+            lambda: _found(
+                facade.balance_proof(parse_address(address), asset_id),
+                "no balance leaf for that account and asset",
+            ),
+        )
 
 
 def _answerer(
@@ -342,13 +349,13 @@ def install_market_routes(
     async def order_by_cloid(
         request: Request, address: str = _address(), cloid: int = _u64()
     ) -> Response:
-        def handler() -> dict[str, Any]:
-            found = indexer.order_by_cloid(parse_address(address), cloid)
-            if found is None:
-                raise ApiError(404, "not_found", "no order with that client id")
-            return found
-
-        return answer(request, handler)
+        return answer(
+            request,
+            lambda: _found(
+                indexer.order_by_cloid(parse_address(address), cloid),
+                "no order with that client id",
+            ),
+        )
 
     @app.get(
         "/v1/orders/{oid}",
@@ -357,10 +364,5 @@ def install_market_routes(
         summary="One order by its id",
     )
     async def order(request: Request, oid: int = _u64()) -> Response:
-        def handler() -> dict[str, Any]:
-            found = indexer.order(oid)
-            if found is None:
-                raise ApiError(404, "not_found", f"no order {oid} in this node's index")
-            return found
-
-        return answer(request, handler)
+        missing = f"no order {oid} in this node's index"
+        return answer(request, lambda: _found(indexer.order(oid), missing))

@@ -290,12 +290,12 @@ class Indexer:
         height = self.height
         for ev in events:
             kind = type(ev)
-            if kind is Fill:
-                self._on_fill(ev, work)  # type: ignore[arg-type]
-            elif kind is Trade:
-                self._on_trade(ev, work)  # type: ignore[arg-type]
-            elif kind is Accepted:
-                a: Accepted = ev  # type: ignore[assignment]
+            if isinstance(ev, Fill):
+                self._on_fill(ev, work)
+            elif isinstance(ev, Trade):
+                self._on_trade(ev, work)
+            elif isinstance(ev, Accepted):
+                a: Accepted = ev
                 record = OrderRecord(
                     a.oid, a.account, a.market, a.side, a.kind, a.price, a.size, a.tif,
                     a.cloid, height, self.timestamp_ms, intent_id, "open", a.size, 0, None, height,
@@ -303,8 +303,8 @@ class Indexer:
                 self._remember(record)
                 work.touch(a.market, a.side == "buy", a.price)
                 work.order_update(record)
-            elif kind is Cancelled or kind is Expired:
-                c: Cancelled | Expired = ev  # type: ignore[assignment]
+            elif isinstance(ev, Cancelled | Expired):
+                c: Cancelled | Expired = ev
                 record_or_none = self._orders.get(c.oid)
                 if record_or_none is None:
                     work.resync.add(c.market)
@@ -316,8 +316,8 @@ class Indexer:
                 self._orders.move_to_end(c.oid)
                 work.touch(c.market, record_or_none.side == "buy", record_or_none.price)
                 work.order_update(record_or_none)
-            elif kind is Modified:
-                m: Modified = ev  # type: ignore[assignment]
+            elif isinstance(ev, Modified):
+                m: Modified = ev
                 record_or_none = self._orders.get(m.oid)
                 if record_or_none is None:
                     work.resync.add(m.market)
@@ -331,10 +331,10 @@ class Indexer:
                 record_or_none.updated_height = height
                 self._orders.move_to_end(m.oid)
                 work.order_update(record_or_none)
-            elif kind is Rejected and entry is not None:
+            elif isinstance(ev, Rejected) and entry is not None:
                 account = entry.get("account")
                 if isinstance(account, bytes):
-                    r: Rejected = ev  # type: ignore[assignment]
+                    r: Rejected = ev
                     action = entry.get("action")
                     work.account_message(
                         account,
@@ -347,8 +347,8 @@ class Indexer:
                             "height": height,
                         },
                     )
-            elif kind is BalanceChanged:
-                b: BalanceChanged = ev  # type: ignore[assignment]
+            elif isinstance(ev, BalanceChanged):
+                b: BalanceChanged = ev
                 work.account_message(
                     b.account,
                     {
@@ -359,8 +359,8 @@ class Indexer:
                         "height": height,
                     },
                 )
-            elif kind is Deposited or kind is Withdrawn:
-                d: Deposited | Withdrawn = ev  # type: ignore[assignment]
+            elif isinstance(ev, Deposited | Withdrawn):
+                d: Deposited | Withdrawn = ev
                 message = {
                     "type": "deposit" if kind is Deposited else "withdrawal",
                     "id": d[0],

@@ -221,6 +221,34 @@ def _explain_key_mismatch(obj: dict[Any, Any], fields: tuple[tuple[str, _Check],
     raise MalformedIntent("missing_field", f"{obj['type']} needs field {missing!r}", missing)
 
 
+def place_action(
+    market: int,
+    side: str,
+    price: int,
+    size: int,
+    *,
+    kind: str = "limit",
+    tif: str | None = None,
+    reduce_only: bool = False,
+    cloid: int | None = None,
+    expires_ms: int | None = None,
+) -> dict[str, Any]:
+    """A `place` action (PROTOCOL.md §2) with every key, in canonical order. `tif`
+    defaults to gtc for a limit order and ioc for a market order."""
+    return {
+        "type": "place",
+        "market": market,
+        "side": side,
+        "kind": kind,
+        "price": price,
+        "size": size,
+        "tif": tif or ("gtc" if kind == "limit" else "ioc"),
+        "reduce_only": reduce_only,
+        "cloid": cloid,
+        "expires_ms": expires_ms,
+    }
+
+
 def encode_action(action: Mapping[str, Any]) -> bytes:
     """Canonical msgpack bytes of a validated action (keys in §2 order, smallest ints)."""
     ordered = validate_action(dict(action))

@@ -1200,13 +1200,12 @@ class Node:
                 raise ValueError(f"sync: block at height {block.height} does not extend our chain")
             prev_id = block.id
         blocks = [b for b, _ in records]
-        vote = None if proof is None else proof.vote_data
         if (
-            vote is not None
-            and vote.parent_id == blocks[-1].id
-            and vote.round == vote.parent_round + 1
+            proof is not None
+            and proof.vote_data.parent_id == blocks[-1].id
+            and proof.vote_data.round == proof.vote_data.parent_round + 1
         ):
-            self.verifier.verify_qc(proof)  # type: ignore[arg-type]
+            self.verifier.verify_qc(proof)
             return len(blocks)
         for i in range(len(blocks) - 3, -1, -1):
             if blocks[i + 1].round == blocks[i].round + 1:

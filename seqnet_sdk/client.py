@@ -29,6 +29,7 @@ from node.intents import (
     format_address,
     intent_to_json,
     parse_address,
+    place_action,
     sign_intent,
 )
 from seqnet_sdk.stream import Stream
@@ -197,18 +198,20 @@ class Client:
             raise ValueError("give exactly one of size and size_units")
         if (price is None) == (price_ticks is None):
             raise ValueError("give exactly one of price and price_ticks (a market order's limit)")
-        return {
-            "type": "place",
-            "market": info.id,
-            "side": side,
-            "kind": kind,
-            "price": price_ticks if price is None else info.price_to_ticks(price),
-            "size": size_units if size is None else info.size_to_units(size),
-            "tif": tif or ("gtc" if kind == "limit" else "ioc"),
-            "reduce_only": reduce_only,
-            "cloid": cloid,
-            "expires_ms": expires_ms,
-        }
+        ticks = price_ticks if price is None else info.price_to_ticks(price)
+        units = size_units if size is None else info.size_to_units(size)
+        assert ticks is not None and units is not None  # exactly one of each, checked above
+        return place_action(
+            info.id,
+            side,
+            ticks,
+            units,
+            kind=kind,
+            tif=tif,
+            reduce_only=reduce_only,
+            cloid=cloid,
+            expires_ms=expires_ms,
+        )
 
     async def place(
         self,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, Final
 
 import trio
@@ -74,8 +74,8 @@ class SyncClient:
     def stream(
         self,
         *,
-        book: list[int] = (),  # type: ignore[assignment]
-        trades: list[int] = (),  # type: ignore[assignment]
+        book: Sequence[int] = (),
+        trades: Sequence[int] = (),
         account: bool | str = False,
         checkpoints: bool = False,
     ) -> Iterator[dict[str, Any]]:

@@ -48,6 +48,7 @@ from node.intents import (
     address_of_private_key,
     intent_to_json,
     pack_intent,
+    place_action,
     sign_intent,
     verify_rate,
 )
@@ -57,18 +58,7 @@ DOMAIN: Final = Domain(31337, bytes.fromhex("5fbdb2315678afecb367f032d93f642f641
 ACCOUNTS: Final = 64
 BLOCK_INTERVAL_S: Final = 0.005
 LATENCY_WARMUP: Final = 50
-PLACE: Final = {
-    "type": "place",
-    "market": 0,
-    "side": "buy",
-    "kind": "limit",
-    "price": 3_000_000,
-    "size": 2_000_000,
-    "tif": "gtc",
-    "reduce_only": False,
-    "cloid": None,
-    "expires_ms": None,
-}
+PLACE: Final = place_action(0, "buy", 3_000_000, 2_000_000)
 BENCH_LIMITS: Final = ApiLimits(
     ip_limit=None, account_limit=None, max_body_bytes=4 * 1024 * 1024, ws_max_inflight_messages=64
 )

@@ -33,7 +33,14 @@ import orjson
 import trio
 
 from node.genesis import load_genesis
-from node.intents import Domain, address_of_private_key, intent_to_json, sign_intent, verify_rate
+from node.intents import (
+    Domain,
+    address_of_private_key,
+    intent_to_json,
+    place_action,
+    sign_intent,
+    verify_rate,
+)
 from node.localnet import down, up
 
 
@@ -52,18 +59,7 @@ def _sign_many(domain: Domain, count: int, accounts: int = 500) -> list[bytes]:
     out = []
     for i in range(count):
         k = i % accounts
-        action = {
-            "type": "place",
-            "market": 0,
-            "side": "buy" if i % 2 else "sell",
-            "kind": "limit",
-            "price": 3_000_000 + 10 * (i % 50),
-            "size": 10**6,
-            "tif": "gtc",
-            "reduce_only": False,
-            "cloid": None,
-            "expires_ms": None,
-        }
+        action = place_action(0, "buy" if i % 2 else "sell", 3_000_000 + 10 * (i % 50), 10**6)
         si = sign_intent(keys[k], addresses[k], base + i // accounts, action, domain)
         out.append(orjson.dumps(intent_to_json(si)))
     return out

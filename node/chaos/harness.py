@@ -40,7 +40,7 @@ import trio
 from node.chaos.proxy import ProxyNet, serve_listener
 from node.config import HostPort, load_node_config
 from node.genesis import Genesis, committee_init
-from node.intents import address_of_private_key, intent_to_json, sign_intent
+from node.intents import address_of_private_key, intent_to_json, place_action, sign_intent
 from node.procs import free_base_port, pid_alive, start_node
 
 HOST: Final = "127.0.0.1"
@@ -352,18 +352,7 @@ class Cluster:
                 out.write(json.dumps(asdict(answer)) + "\n")
 
 
-_PLACE: Final = {
-    "type": "place",
-    "market": 0,
-    "side": "buy",
-    "kind": "limit",
-    "price": 3_000_000,
-    "size": 10**6,
-    "tif": "gtc",
-    "reduce_only": False,
-    "cloid": None,
-    "expires_ms": None,
-}
+_PLACE: Final = place_action(0, "buy", 3_000_000, 10**6)
 
 
 async def _wait_dead(pid: int, timeout_s: float) -> bool:

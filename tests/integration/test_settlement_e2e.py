@@ -15,7 +15,7 @@ import pytest
 from contracts.settlement import Settlement, balance_of
 from matching.merkle import process_proof
 from node.genesis import ConsensusParams, load_genesis
-from node.intents import Domain, intent_to_json, sign_intent
+from node.intents import Domain, intent_to_json, place_action, sign_intent
 from node.localchain import ChainSetup, connect, deposit
 from node.localnet import Localnet, down, pid_alive, stop_pid, up
 from node.procs import free_base_port
@@ -49,18 +49,7 @@ def submit(
 
 
 def order(side: str, tif: str = "gtc") -> dict[str, Any]:
-    return {
-        "type": "place",
-        "market": 0,
-        "side": side,
-        "kind": "limit",
-        "price": PRICE,
-        "size": 10 * LOT,
-        "tif": tif,
-        "reduce_only": False,
-        "cloid": None,
-        "expires_ms": None,
-    }
+    return place_action(0, side, PRICE, 10 * LOT, tif=tif)
 
 
 def balance(net: Localnet, account: bytes, symbol: str, node: int = 0) -> int:

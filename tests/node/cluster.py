@@ -7,7 +7,7 @@ from collections.abc import Callable
 from itertools import count
 from typing import Any
 
-from node.intents import Domain, SignedIntent, address_of_private_key, sign_intent
+from node.intents import Domain, SignedIntent, address_of_private_key, place_action, sign_intent
 
 _nonces = count(time.time_ns() // 1_000_000)
 
@@ -24,18 +24,7 @@ def place(
     side: str = "buy",
     nonce: int | None = None,
 ) -> SignedIntent:
-    action: dict[str, Any] = {
-        "type": "place",
-        "market": 0,
-        "side": side,
-        "kind": "limit",
-        "price": price,
-        "size": size,
-        "tif": "gtc",
-        "reduce_only": False,
-        "cloid": None,
-        "expires_ms": None,
-    }
+    action = place_action(0, side, price, size)
     account = address_of_private_key(key)
     return sign_intent(key, account, next(_nonces) if nonce is None else nonce, action, domain)
 

@@ -30,6 +30,7 @@ from node.intents import (
     address_of_private_key,
     intent_to_json,
     pack_intent,
+    place_action,
     sign_intent,
 )
 from node.ratelimit import RateLimit
@@ -42,18 +43,7 @@ ACCOUNT = address_of_private_key(KEY)
 OPEN = ApiLimits(ip_limit=None, account_limit=None)
 NONCES = itertools.count(1_700_000_000_000)
 
-PLACE: dict[str, Any] = {
-    "type": "place",
-    "market": 0,
-    "side": "buy",
-    "kind": "limit",
-    "price": 3_000_000,
-    "size": 2_000_000,
-    "tif": "gtc",
-    "reduce_only": False,
-    "cloid": None,
-    "expires_ms": None,
-}
+PLACE: dict[str, Any] = place_action(0, "buy", 3_000_000, 2_000_000)
 CANCEL: dict[str, Any] = {"type": "cancel", "market": 0, "oid": 7}
 WITHDRAW: dict[str, Any] = {"type": "withdraw", "asset": 1, "amount": 5}
 
