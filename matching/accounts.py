@@ -9,25 +9,25 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
     from matching.book import Order
 
-MAX_OPEN_ORDERS = 1_000  # per account
-MAX_AGENTS = 16  # per account
+MAX_OPEN_ORDERS: Final = 1_000  # per account
+MAX_AGENTS: Final = 16  # per account
 
 # Replay protection (Hyperliquid style): a nonce is a millisecond timestamp; the highest
 # NONCE_SET_SIZE nonces of each (account, signer) are kept. A nonce is accepted if it is in
 # [block_ts - NONCE_PAST_MS, block_ts + NONCE_FUTURE_MS], is not among the kept ones,
 # and, once the set is full, is greater than the smallest kept one.
-NONCE_SET_SIZE = 100
-NONCE_PAST_MS = 2 * 24 * 3600 * 1000
-NONCE_FUTURE_MS = 1 * 24 * 3600 * 1000
+NONCE_SET_SIZE: Final = 100
+NONCE_PAST_MS: Final = 2 * 24 * 3600 * 1000
+NONCE_FUTURE_MS: Final = 1 * 24 * 3600 * 1000
 # A signer's array holds its kept nonces at its end, after up to NONCE_SLACK older ones
 # that no longer count: trimming 32 at a time instead of one per entry saves moving the
 # whole array (800 bytes, often cold) on every entry.
-NONCE_SLACK = 32
+NONCE_SLACK: Final = 32
 
 
 class Account:

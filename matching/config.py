@@ -8,15 +8,17 @@ inside the engine; the plain form writes them as 0x-hex.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
-U32_MAX = (1 << 32) - 1
-U64_MAX = (1 << 64) - 1
-BPS = 10_000
-MAX_FEE_BPS = 1_000  # 10 %: a seller's proceeds stay positive, a buyer's reserve stays bounded
-MAX_ASSETS = 1_024
-MAX_MARKETS = 1_024
-SYMBOL_MAX_BYTES = 32
+U32_MAX: Final = (1 << 32) - 1
+U64_MAX: Final = (1 << 64) - 1
+BPS: Final = 10_000
+MAX_FEE_BPS: Final = (
+    1_000  # 10 %: a seller's proceeds stay positive, a buyer's reserve stays bounded
+)
+MAX_ASSETS: Final = 1_024
+MAX_MARKETS: Final = 1_024
+SYMBOL_MAX_BYTES: Final = 32
 
 
 class ConfigError(ValueError):

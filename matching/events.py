@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import Any, Final, NamedTuple
 
-BUY = "buy"
-SELL = "sell"
+BUY: Final = "buy"
+SELL: Final = "sell"
 
 
 class Accepted(NamedTuple):

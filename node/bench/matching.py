@@ -28,6 +28,7 @@ from typing import Any
 
 import msgpack
 
+import matching
 from matching.config import Genesis
 from matching.engine import BlockResult, Engine
 from matching.events import Accepted
@@ -450,6 +451,7 @@ def main(argv: list[str], prog: str) -> int:
     ratio = limit_only.entries_per_s / peer.entries_per_s
 
     out = {
+        "compiled": matching.compiled(),  # mypyc build of matching/ (docs/MATCHING.md)
         "entries": args.entries,
         "seed": args.seed,
         "accounts": args.accounts,
@@ -472,6 +474,8 @@ def main(argv: list[str], prog: str) -> int:
     if args.json:
         print(json.dumps(out))
         return 0
+    build = "compiled (mypyc)" if out["compiled"] else "interpreted"
+    print(f"matching engine: {build}")
     print(f"{'stream':<30}{'entries':>11}{'entries/s':>12}{'p99 block ms':>14}{'max block ms':>14}")
     for r in (mixed, burst, limit_only, peer, peer_prebuilt):
         label = r.name if r.name.startswith("pyorderbook") else f"{r.name} (seqnet)"

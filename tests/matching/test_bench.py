@@ -17,3 +17,4 @@ def test_bench_smoke(capsys: pytest.CaptureFixture[str]) -> None:
     keys += ["peer_entries_per_s", "ratio_vs_peer", "block_ms_p99", "burst_block_ms_p99"]
     for key in keys:
         assert out[key] > 0, key
+    assert out["compiled"] in (True, False)
