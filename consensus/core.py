@@ -501,8 +501,17 @@ class Core:
 
 
 def _persist_first(actions: list[Action]) -> list[Action]:
-    """Persist actions first (stable), and only the last safety record: each record
-    supersedes the previous one, so one fsync covers every signature in the list."""
+    """Persist actions before the messages they guard (stable), and only the last safety
+    record: each record supersedes the previous one, so one fsync covers every signature
+    in the list.
+
+    A proposal leads even the persists: the record guards votes and timeouts, not
+    proposals, and a leader's own vote for its block stays behind the fsync. So the block
+    is on its way to the replicas while the leader syncs. A leader that crashes before the
+    sync and proposes again in that round after a restart sends two blocks for one
+    round, which voting tolerates (each replica votes once a round, so at most one of
+    them can be certified)."""
+    lead: list[Action] = []
     persists: list[Action] = []
     rest: list[Action] = []
     last_safety = None
@@ -511,8 +520,10 @@ def _persist_first(actions: list[Action]) -> list[Action]:
             last_safety = action
         elif isinstance(action, PersistBlock):
             persists.append(action)
+        elif isinstance(action, Broadcast) and isinstance(action.msg, Proposal):
+            lead.append(action)
         else:
             rest.append(action)
     if last_safety is not None:
         persists.append(last_safety)
-    return persists + rest if persists else rest
+    return lead + persists + rest

@@ -102,6 +102,7 @@ class NodeOptions:
     batch_wait_ms: int = 0  # extra wait to fill a block when entries are few
     max_block_bytes: int = 3 << 20
     snapshot_interval_blocks: int = 1000
+    wal_checkpoint_interval_s: float = 1.0
     sync_gap_blocks: int = 8  # a proposal this far ahead of us starts a log sync
     sync_batch_bytes: int = 2 << 20
     sync_timeout_s: float = 3.0
@@ -288,6 +289,7 @@ class Node:
             await nursery.start(self.transport.run)
             nursery.start_soon(self._dispatcher)
             nursery.start_soon(self._timer_task)
+            nursery.start_soon(self._wal_checkpoints)
             if self.watcher is not None:
                 self.watcher.applied(self.engine.last_deposit_id)
                 nursery.start_soon(self.watcher.run)
@@ -324,6 +326,16 @@ class Node:
     def now_ms(self) -> int:
         return wall_ms() + self.options.clock_skew_ms
 
+    async def _wal_checkpoints(self) -> None:
+        """SQLite's fsyncs, off the event loop: the WAL is copied into the database from
+        a worker thread, so no round waits for it (storage.py)."""
+        while True:
+            await trio.sleep(self.options.wal_checkpoint_interval_s)
+            try:
+                await trio.to_thread.run_sync(self.storage.checkpoint_wal)
+            except sqlite3.Error as exc:
+                log.warning("WAL checkpoint failed", error=str(exc))
+
     async def _consensus_task(self) -> None:
         async for event in self._inbox:
             if self.halted is not None:
@@ -335,7 +347,7 @@ class Node:
             actions = self.core.handle(event, self.now_ms())
             try:
                 await self._execute(actions)
-            except sqlite3.Error as exc:
+            except (sqlite3.Error, OSError) as exc:
                 self._halt(f"storage write failed: {exc}")
 
     def _halt(self, reason: str) -> None:
@@ -407,6 +419,7 @@ class Node:
     async def _execute(self, actions: Sequence[Action]) -> None:
         blocks: list[tuple[bytes, int, bytes]] = []
         safety: SafetyData | None = None
+        proposed = False
         for action in actions:
             if isinstance(action, PersistSafety):
                 safety = action.data
@@ -416,18 +429,26 @@ class Node:
                 self._track_inflight(b)
             else:
                 if safety is not None or blocks:
-                    await self._persist(safety, blocks)
+                    await self._persist(safety, blocks, proposed)
                     safety, blocks = None, []
                 await self._act(action)
+                proposed = proposed or (
+                    isinstance(action, Broadcast) and isinstance(action.msg, Proposal)
+                )
         if safety is not None or blocks:
-            await self._persist(safety, blocks)
+            await self._persist(safety, blocks, proposed)
 
     async def _persist(
-        self, safety: SafetyData | None, blocks: list[tuple[bytes, int, bytes]]
+        self, safety: SafetyData | None, blocks: list[tuple[bytes, int, bytes]], proposed: bool
     ) -> None:
-        # One transaction (one fsync), inline rather than in a worker thread: this is on
-        # the critical path of every round, and a thread hand-off costs more than the
-        # WAL append itself (docs/BENCHMARKS.md, cluster latency).
+        # Inline rather than in a worker thread: this is on the critical path of every
+        # round, and trio's thread hand-off costs more CPU than the fdatasync's wait
+        # (docs/BENCHMARKS.md, cluster latency). When the core put our proposal ahead of
+        # this persist, let the peer writers (woken by it) run first: two scheduler
+        # batches, so the block is on the wire while we sync.
+        if proposed:
+            await trio.sleep(0)
+            await trio.sleep(0)
         async with self._storage_lock:
             self.storage.write(
                 WriteBatch(safety=None if safety is None else safety.encode(), blocks=blocks)

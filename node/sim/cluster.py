@@ -52,6 +52,7 @@ from consensus.safety_data import SafetyData
 from consensus.types import (
     Block,
     BlockRequest,
+    Proposal,
     QuorumCert,
     Vote,
     decode_message,
@@ -505,9 +506,11 @@ class Simulation:
 
 
 def _check_persist_first(actions: list[Action]) -> None:
+    """No vote or timeout (what the safety record guards) leaves before a persist in the
+    same list; a proposal may (consensus/core.py `_persist_first`)."""
     sent = False
     for action in actions:
-        if isinstance(action, Send | Broadcast):
+        if isinstance(action, Send | Broadcast) and not isinstance(action.msg, Proposal):
             sent = True
         elif sent and isinstance(action, PersistSafety | PersistBlock):
             raise Violation(f"{type(action).__name__} after a send in one action list")

@@ -170,6 +170,19 @@ def test_leader_proposes_after_a_tc_with_the_tc() -> None:
     kit.verifier().verify(2, proposal)
 
 
+def test_proposal_leaves_before_the_leaders_sync_and_its_vote_after() -> None:
+    kit = Kit(4)
+    core = Core(kit.committee, 1, kit.signers[1])  # leader of round 1, next leader is 2
+    (ask,) = [a for a in core.handle(Start(), 0) if isinstance(a, NeedPayload)]
+    actions = core.handle(PayloadReady(ask.round, (b"tx",)), 10)
+    kinds = [type(a) for a in actions]
+    proposal = next(i for i, a in enumerate(actions) if sent([a], Proposal))
+    vote = next(i for i, a in enumerate(actions) if sent([a], Vote))
+    assert proposal == 0 < kinds.index(PersistSafety) < vote
+    record = next(a.data for a in actions if isinstance(a, PersistSafety))
+    assert record.last_voted_round == 1  # the sync guards the leader's own vote
+
+
 def quiet_plan(n: int, seed: int = 0) -> FaultPlan:
     return FaultPlan(
         seed=seed,

@@ -521,3 +521,45 @@ async def test_ws_wait_committed(nursery: trio.Nursery, facade: LocalFacade) -> 
         with trio.fail_after(10):
             answer = await receive_json(ws)
     assert answer["results"][0]["status"] == "committed"
+
+
+async def test_fast_path_and_fastapi_route_answer_alike(nursery: trio.Nursery) -> None:
+    """The served app sends POST /v1/intents past FastAPI (node/api.py FastIntake); the
+    bare FastAPI app still routes it. Both must answer every case the same way, and the
+    fast path must count its requests like any route."""
+    facade = LocalFacade(DOMAIN)
+    app = create_app(facade, OPEN)
+    url = await start_app(nursery, app)
+    intent = as_json(signed())
+    cases: list[tuple[str, bytes, str]] = [
+        ("", orjson.dumps(intent), "application/json"),
+        ("?wait=soon", orjson.dumps(intent), "application/json"),
+        ("?timeout_ms=abc", orjson.dumps(intent), "application/json"),
+        ("?timeout_ms=0", orjson.dumps(intent), "application/json"),
+        ("?timeout_ms=" + "9" * 40, orjson.dumps(intent), "application/json"),
+        ("?timeout_ms=-5", orjson.dumps(intent), "application/json"),
+        ("", b"{not json", "application/json"),
+        ("", orjson.dumps(intent), "text/plain"),
+    ]
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        httpx.AsyncClient(base_url=url) as served,
+        httpx.AsyncClient(transport=transport, base_url="http://bare") as bare,
+    ):
+        for query, body, content_type in cases:
+            headers = {"content-type": content_type}
+            fast = await served.post("/v1/intents" + query, content=body, headers=headers)
+            slow = await bare.post("/v1/intents" + query, content=body, headers=headers)
+            assert fast.status_code == slow.status_code, query
+            if fast.status_code == 200:
+                assert fast.json() == slow.json()
+            else:
+                assert fast.json()["error"]["code"] == slow.json()["error"]["code"], query
+                assert fast.json()["error"].get("field") == slow.json()["error"].get("field")
+        metrics = (await served.get("/metrics")).text
+    assert 'method="POST",route="/v1/intents",status="400"' in metrics
+
+
+async def start_app(nursery: trio.Nursery, app: Any) -> str:
+    port = await nursery.start(serve_api, app, "127.0.0.1", 0)
+    return f"http://127.0.0.1:{port}"

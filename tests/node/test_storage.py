@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from node.storage import CorruptStorage, MemoryStorage, SqliteStorage, Storage, open_storage
+from node.storage import (
+    CorruptStorage,
+    MemoryStorage,
+    SafetyFile,
+    SqliteStorage,
+    Storage,
+    _seal,
+    open_storage,
+)
 
 GENESIS = b"\x01" * 32
 
@@ -75,13 +83,78 @@ def test_tampered_safety_record_is_refused(tmp_path: Path) -> None:
     store = open_storage(tmp_path, GENESIS)
     store.save_safety(b"last_voted_round=7")
     store.close()
-    db = sqlite3.connect(tmp_path / "node.sqlite")
-    (sealed,) = db.execute("SELECT record FROM safety").fetchone()
-    db.execute("UPDATE safety SET record = ?", (sealed[:-1] + b"1",))
-    db.commit()
-    db.close()
+    path = tmp_path / "safety.bin"
+    data = bytearray(path.read_bytes())
+    at = data.index(b"last_voted_round=7") + len(b"last_voted_round=")
+    data[at] ^= 1  # 7 -> 6: well-formed, but not what was written
+    path.write_bytes(bytes(data))
     with pytest.raises(CorruptStorage, match="safety record"):
         open_storage(tmp_path, GENESIS)
+
+
+def test_safety_file_keeps_the_newest_of_its_two_slots(tmp_path: Path) -> None:
+    path = tmp_path / "safety.bin"
+    safety = SafetyFile(path)
+    assert safety.load() is None
+    for round_ in range(1, 6):
+        safety.save(f"round={round_}".encode())
+    safety.close()
+    assert path.stat().st_size == 2 * SafetyFile.SLOT_BYTES  # preallocated, never grows
+    reopened = SafetyFile(path)
+    assert reopened.load() == b"round=5"
+    reopened.save(b"round=6")  # continues the sequence in the other slot
+    reopened.close()
+    assert SafetyFile(path).load() == b"round=6"
+
+
+def test_torn_safety_slot_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "safety.bin"
+    safety = SafetyFile(path)
+    safety.save(b"round=1")
+    safety.save(b"round=2")
+    safety.close()
+    with path.open("r+b") as f:  # the newer slot half overwritten, as a torn write leaves it
+        f.seek(8)
+        f.write(b"\xff" * 8)
+    with pytest.raises(CorruptStorage, match="slot 0 is damaged"):
+        SafetyFile(path)
+
+
+def test_oversized_safety_record_is_refused_before_writing(tmp_path: Path) -> None:
+    safety = SafetyFile(tmp_path / "safety.bin")
+    safety.save(b"ok")
+    with pytest.raises(ValueError, match="exceeds"):
+        safety.save(bytes(SafetyFile.SLOT_BYTES))
+    assert safety.load() == b"ok"
+    safety.close()
+
+
+def test_safety_record_of_an_older_data_directory_is_read(tmp_path: Path) -> None:
+    open_storage(tmp_path, GENESIS).close()
+    (tmp_path / "safety.bin").unlink()
+    db = sqlite3.connect(tmp_path / "node.sqlite")
+    db.execute("INSERT INTO safety VALUES (0, ?)", (_seal(b"voted-before-upgrade"),))
+    db.commit()
+    db.close()
+    store = open_storage(tmp_path, GENESIS)
+    assert store.load_safety() == b"voted-before-upgrade"
+    store.save_safety(b"voted-after")
+    store.close()
+    assert open_storage(tmp_path, GENESIS).load_safety() == b"voted-after"
+
+
+def test_wal_checkpoint_from_another_thread(tmp_path: Path) -> None:
+    import threading
+
+    store = open_storage(tmp_path, GENESIS)
+    assert isinstance(store, SqliteStorage)
+    store.append_committed([(h, bytes(3000)) for h in range(1, 50)])
+    worker = threading.Thread(target=store.checkpoint_wal)
+    worker.start()
+    worker.join()
+    store.append_committed([(50, b"after")])
+    assert store.committed_height() == 50
+    store.close()
 
 
 def test_garbage_file_is_refused(tmp_path: Path) -> None:
