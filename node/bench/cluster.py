@@ -119,12 +119,22 @@ class _Client:
         async with self._slots:
             if self._idle:
                 conn = self._idle.pop()
+                try:
+                    result = await conn.post(target, body)
+                except (ConnectionError, trio.BrokenResourceError, h11.RemoteProtocolError):
+                    # The server closed it while idle (keep-alive timeout). Sending the
+                    # batch again is safe: an intent resubmitted is answered, not doubled.
+                    conn = await self._connect()
+                    result = await conn.post(target, body)
             else:
-                stream = await trio.open_tcp_stream(self._host, self._port)
-                conn = _Connection(stream, self._address)
-            result = await conn.post(target, body)
+                conn = await self._connect()
+                result = await conn.post(target, body)
             self._idle.append(conn)  # only a connection that finished its answer
             return result
+
+    async def _connect(self) -> _Connection:
+        stream = await trio.open_tcp_stream(self._host, self._port)
+        return _Connection(stream, self._address)
 
 
 async def _post_batch(client: _Client, intents: list[bytes]) -> tuple[int, float]:
