@@ -27,6 +27,7 @@ import coincurve
 from nacl.signing import SigningKey
 
 from node.intents import address_of_private_key, format_address
+from node.storage import fsync_dir
 
 IDENTITY_KIND: Final = "ed25519"
 SETTLEMENT_KIND: Final = "secp256k1"
@@ -101,19 +102,11 @@ def write_private_file(path: Path, data: bytes) -> None:
         raise KeyFileError(f"{path} already exists; refusing to overwrite a key") from None
     finally:
         tmp.unlink()
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def write_public_file(path: Path, text: str) -> None:
     path.write_text(text)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _key_line(kind: str, secret: bytes) -> bytes:

@@ -208,7 +208,7 @@ class SafetyFile:
             if fresh or os.fstat(self._fd).st_size < 2 * self.SLOT_BYTES:
                 os.ftruncate(self._fd, 2 * self.SLOT_BYTES)
                 os.fsync(self._fd)
-                _fsync_dir(path.parent)
+                fsync_dir(path.parent)
             slots = [self._read_slot(i) for i in (0, 1)]
         except BaseException:
             os.close(self._fd)
@@ -250,7 +250,8 @@ class SafetyFile:
         os.close(self._fd)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a file created (or renamed) in `path` durable: sync the directory entry."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
