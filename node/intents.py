@@ -25,6 +25,7 @@ from typing import Any, Final
 
 import coincurve
 import msgpack
+import orjson
 import sha3
 
 # ---------------------------------------------------------------------------------------
@@ -595,7 +596,9 @@ def _no_floats(text: str) -> Any:
 
 
 MAX_JSON_DEPTH = 32
-_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+# A JSON string literal, as the unrolled loop `"[^"\\]*(?:\\.[^"\\]*)*"`: the same language
+# as `"(?:[^"\\]|\\.)*"`, about 3× faster in `re` (long runs of plain characters).
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 _NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
 
 
@@ -605,7 +608,12 @@ def check_json_depth(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> None:
     not an exception) when the recursion limit was raised. Strings are cut out, then
     innermost bracket pairs removed `max_depth` times; anything left is too deep (or
     unbalanced). All steps run at C speed."""
-    skeleton = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    _check_depth(_JSON_STRING.sub(b"", raw), max_depth)
+
+
+def _check_depth(stripped: bytes, max_depth: int = MAX_JSON_DEPTH) -> None:
+    """`check_json_depth` of a document whose strings are already cut out."""
+    skeleton = stripped.translate(None, _NOT_BRACKETS)
     for _ in range(max_depth):
         if not skeleton:
             return
@@ -618,12 +626,45 @@ def check_json_depth(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> None:
         raise MalformedIntent("too_deep", f"JSON nested deeper than {max_depth} levels")
 
 
+def _members_unless_float(obj: Any) -> int | None:
+    """How many object members a parsed document holds, or None if it holds a float."""
+    members = 0
+    stack = [obj]
+    while stack:
+        value = stack.pop()
+        kind = type(value)
+        if kind is dict:
+            members += len(value)
+            stack.extend(value.values())
+        elif kind is list:
+            stack.extend(value)
+        elif kind is float:
+            return None
+    return members
+
+
 def parse_json_bounded(raw: bytes | str, limit: int) -> Any:
     """JSON text -> object, refusing oversized input, deep nesting, duplicate keys,
-    floats and NaN."""
+    floats and NaN.
+
+    Fast path: orjson parses, and the document is taken if it holds no float and as
+    many object members as it has colons outside strings (in valid JSON each member has
+    exactly one; a repeated key, which orjson keeps silently, leaves fewer members).
+    Anything else goes to the stdlib scanner with refusing hooks, which gives the
+    precise error (or, for what orjson alone refuses, such as integers beyond 64 bits
+    or a byte-order mark, the same answer as always)."""
     if len(raw) > limit:
         raise MalformedIntent("too_large", f"input larger than {limit} bytes")
-    check_json_depth(raw.encode() if isinstance(raw, str) else raw)
+    data = raw.encode() if isinstance(raw, str) else raw
+    stripped = _JSON_STRING.sub(b"", data)
+    _check_depth(stripped)
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        pass
+    else:
+        if _members_unless_float(obj) == stripped.count(b":"):
+            return obj
     try:
         return json.loads(
             raw,

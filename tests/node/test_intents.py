@@ -545,3 +545,52 @@ def test_deep_json_nesting_is_refused_before_parsing() -> None:
     finally:
         sys.setrecursionlimit(old)
     check_json_depth(b'{"s": "[[[[{{{{ \\" ]]"}')  # brackets inside strings do not count
+
+
+def _json_text() -> st.SearchStrategy[str]:
+    """JSON texts as a client might write them: objects that may repeat a key, floats,
+    keys and strings holding colons, quotes and escapes, and random spacing."""
+    space = st.sampled_from(["", " ", "\n  "])
+    key = st.sampled_from(["a", "b", "k:", 'q"', "\\u0041", "é"]).map(lambda k: f'"{k}"')
+    scalar = st.one_of(
+        st.integers(-(2**70), 2**70).map(str),
+        st.floats(allow_nan=False, allow_infinity=False).map(repr),
+        st.sampled_from(["true", "false", "null", '"x:y"', '"a\\"b:"', '"\\\\"', "NaN"]),
+    )
+
+    def containers(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+        members = st.lists(st.tuples(key, space, inner), max_size=4).map(
+            lambda ms: "{" + ",".join(f"{k}{s}:{s}{v}" for k, s, v in ms) + "}"
+        )
+        items = st.lists(inner, max_size=4).map(lambda vs: "[" + ", ".join(vs) + "]")
+        return st.one_of(members, items)
+
+    return st.recursive(scalar, containers, max_leaves=12)
+
+
+@given(_json_text())
+@settings(max_examples=400, deadline=None)
+def test_json_fast_path_answers_as_the_refusing_stdlib_parser(text: str) -> None:
+    """parse_json_bounded takes orjson's result only when it must equal the stdlib
+    scanner's with the refusing hooks; anything else gets the stdlib answer."""
+    from node.intents import _no_duplicate_keys, _no_floats, parse_json_bounded
+
+    def reference() -> tuple[str, Any]:
+        try:
+            value = json.loads(
+                text,
+                object_pairs_hook=_no_duplicate_keys,
+                parse_float=_no_floats,
+                parse_constant=_no_floats,
+            )
+        except MalformedIntent as error:
+            return "error", error.code
+        except ValueError:
+            return "error", "bad_encoding"
+        return "ok", value
+
+    try:
+        got: tuple[str, Any] = ("ok", parse_json_bounded(text.encode(), 10**6))
+    except MalformedIntent as error:
+        got = ("error", error.code)
+    assert got == reference()
