@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TypeAlias
 
 from consensus.safety_data import SafetyData
-from consensus.types import Block, Message, QuorumCert
+from consensus.types import Block, Message, Proposal, QuorumCert
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,3 +88,9 @@ Action: TypeAlias = (
     | NeedPayload
     | Misbehavior
 )
+
+
+def leads_persists(action: Action) -> bool:
+    """Our own proposal, which may leave before the persists of its action list: the
+    safety record guards votes and timeouts, not proposals (docs/CONSENSUS.md)."""
+    return isinstance(action, Broadcast) and isinstance(action.msg, Proposal)

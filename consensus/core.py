@@ -43,6 +43,7 @@ from consensus.actions import (
     PersistSafety,
     ScheduleTimeout,
     Send,
+    leads_persists,
 )
 from consensus.block_store import BlockStore, InsertStatus, Orphans
 from consensus.committee import Committee
@@ -520,7 +521,7 @@ def _persist_first(actions: list[Action]) -> list[Action]:
             last_safety = action
         elif isinstance(action, PersistBlock):
             persists.append(action)
-        elif isinstance(action, Broadcast) and isinstance(action.msg, Proposal):
+        elif leads_persists(action):
             lead.append(action)
         else:
             rest.append(action)

@@ -46,6 +46,7 @@ from consensus.actions import (
     PersistSafety,
     ScheduleTimeout,
     Send,
+    leads_persists,
 )
 from consensus.committee import Committee
 from consensus.core import Core, CoreConfig, Recovery
@@ -430,11 +431,9 @@ class Node:
             else:
                 if safety is not None or blocks:
                     await self._persist(safety, blocks, proposed)
-                    safety, blocks = None, []
+                    safety, blocks, proposed = None, [], False
                 await self._act(action)
-                proposed = proposed or (
-                    isinstance(action, Broadcast) and isinstance(action.msg, Proposal)
-                )
+                proposed = proposed or leads_persists(action)
         if safety is not None or blocks:
             await self._persist(safety, blocks, proposed)
 

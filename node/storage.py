@@ -202,10 +202,9 @@ class SafetyFile:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        fresh = not path.exists()
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            if fresh or os.fstat(self._fd).st_size < 2 * self.SLOT_BYTES:
+            if os.fstat(self._fd).st_size < 2 * self.SLOT_BYTES:  # new (or cut short)
                 os.ftruncate(self._fd, 2 * self.SLOT_BYTES)
                 os.fsync(self._fd)
                 fsync_dir(path.parent)
@@ -224,11 +223,7 @@ class SafetyFile:
             return None  # never written
         magic, seq, length, checksum = self._HEADER.unpack_from(raw)
         body = raw[self._HEADER.size : self._HEADER.size + length]
-        if (
-            magic != self._MAGIC
-            or len(body) != length
-            or keccak(seq.to_bytes(8, "big") + body)[:_CHECKSUM_BYTES] != checksum
-        ):
+        if magic != self._MAGIC or len(body) != length or _slot_checksum(seq, body) != checksum:
             raise CorruptStorage(f"{self.path}: safety record slot {index} is damaged")
         return seq, body
 
@@ -240,14 +235,17 @@ class SafetyFile:
         if len(record) > limit:
             raise ValueError(f"safety record of {len(record)} bytes exceeds {limit}")
         seq = self._seq + 1
-        checksum = keccak(seq.to_bytes(8, "big") + record)[:_CHECKSUM_BYTES]
-        header = self._HEADER.pack(self._MAGIC, seq, len(record), checksum)
+        header = self._HEADER.pack(self._MAGIC, seq, len(record), _slot_checksum(seq, record))
         os.pwrite(self._fd, header + record, (seq % 2) * self.SLOT_BYTES)
         os.fdatasync(self._fd)
         self._seq, self._record = seq, record
 
     def close(self) -> None:
         os.close(self._fd)
+
+
+def _slot_checksum(seq: int, record: bytes) -> bytes:
+    return keccak(seq.to_bytes(8, "big") + record)[:_CHECKSUM_BYTES]
 
 
 def fsync_dir(path: Path) -> None:

@@ -117,24 +117,20 @@ class _Client:
 
     async def post(self, target: str, body: bytes) -> tuple[int, bytes]:
         async with self._slots:
-            if self._idle:
-                conn = self._idle.pop()
+            conn = self._idle.pop() if self._idle else None
+            if conn is not None:
                 try:
                     result = await conn.post(target, body)
                 except (ConnectionError, trio.BrokenResourceError, h11.RemoteProtocolError):
                     # The server closed it while idle (keep-alive timeout). Sending the
                     # batch again is safe: an intent resubmitted is answered, not doubled.
-                    conn = await self._connect()
-                    result = await conn.post(target, body)
-            else:
-                conn = await self._connect()
+                    conn = None
+            if conn is None:
+                stream = await trio.open_tcp_stream(self._host, self._port)
+                conn = _Connection(stream, self._address)
                 result = await conn.post(target, body)
             self._idle.append(conn)  # only a connection that finished its answer
             return result
-
-    async def _connect(self) -> _Connection:
-        stream = await trio.open_tcp_stream(self._host, self._port)
-        return _Connection(stream, self._address)
 
 
 async def _post_batch(client: _Client, intents: list[bytes]) -> tuple[int, float]:

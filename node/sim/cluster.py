@@ -40,6 +40,7 @@ from consensus.actions import (
     PersistSafety,
     ScheduleTimeout,
     Send,
+    leads_persists,
 )
 from consensus.block_store import serve_request
 from consensus.committee import Committee
@@ -52,7 +53,6 @@ from consensus.safety_data import SafetyData
 from consensus.types import (
     Block,
     BlockRequest,
-    Proposal,
     QuorumCert,
     Vote,
     decode_message,
@@ -510,7 +510,7 @@ def _check_persist_first(actions: list[Action]) -> None:
     same list; a proposal may (consensus/core.py `_persist_first`)."""
     sent = False
     for action in actions:
-        if isinstance(action, Send | Broadcast) and not isinstance(action.msg, Proposal):
+        if isinstance(action, Send | Broadcast) and not leads_persists(action):
             sent = True
         elif sent and isinstance(action, PersistSafety | PersistBlock):
             raise Violation(f"{type(action).__name__} after a send in one action list")
