@@ -222,6 +222,25 @@ def _parse_chain(table: Table) -> ChainSettings:
     return chain
 
 
+MAX_VERIFY_THREADS = 64
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def verify_threads_for(members_on_host: int) -> int:
+    """Signature threads for each of `members_on_host` members sharing this host's
+    cores: its share of them, or 0 (verify on the event loop) when that share is under
+    two cores, where a thread adds hand-offs and GIL switches but no core."""
+    share = usable_cores() // max(1, members_on_host)
+    return min(share, MAX_VERIFY_THREADS) if share >= 2 else 0
+
+
 @dataclass(frozen=True, slots=True)
 class NodeConfig:
     name: str  # this node's member name in genesis
@@ -238,6 +257,10 @@ class NodeConfig:
     # still checked against genesis keys, so this cannot redirect trust, only packets.
     peer_addresses: dict[str, HostPort] = field(default_factory=dict)
     chain: ChainSettings | None = None  # None: no settlement loop (no deposits, checkpoints)
+    # Threads that recover trader signatures beside the event loop; 0: on the loop
+    # itself. None: one per core this process may use (none with a single core).
+    # Members sharing a host share its cores: `committee init` writes cores // members.
+    verify_threads: int | None = None
 
     def to_toml(self, relative_to: Path | None = None) -> dict[str, Any]:
         """TOML-ready dict; paths are written relative to `relative_to` when given."""
@@ -258,6 +281,8 @@ class NodeConfig:
             extra["peer_addresses"] = {k: str(v) for k, v in self.peer_addresses.items()}
         if self.chain is not None:
             extra["chain"] = self.chain.to_toml()
+        if self.verify_threads is not None:
+            extra["verify_threads"] = self.verify_threads
         return {
             "name": self.name,
             "genesis": rel(self.genesis),
@@ -303,6 +328,9 @@ def _parse_node_config(table: Table, base: Path) -> NodeConfig:
         chain=None
         if table.optional_raw("chain", None) is None
         else _parse_chain(table.table("chain")),
+        verify_threads=None
+        if table.optional_raw("verify_threads", None) is None
+        else table.integer("verify_threads", 0, MAX_VERIFY_THREADS),
     )
     listen.done()
     table.done()

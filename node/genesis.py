@@ -30,6 +30,7 @@ from node.config import (
     first_duplicate,
     load_node_config,
     parse_file,
+    verify_threads_for,
     write_toml,
 )
 from node.intents import ZERO_ADDRESS, Domain, format_address, keccak256
@@ -332,6 +333,7 @@ def committee_init(
             consensus_listen=member.consensus_endpoint,
             api_listen=member.api_endpoint,
             metrics_listen=HostPort(host, base_port + 2000 + i),
+            verify_threads=verify_threads_for(nodes),  # all of them on `host`
         )
         configs.append((node_dir / "config.toml", config))
     genesis = Genesis(

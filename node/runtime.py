@@ -74,6 +74,7 @@ from matching.events import Rejected
 from node.api_facade import SubmitResult
 from node.chain_watcher import ChainWatcher, WatcherOptions
 from node.checkpointer import Checkpointer, CheckpointerOptions, SignatureResult
+from node.config import verify_threads_for
 from node.genesis import NodeSetup
 from node.intents import Entry, IntentError, SignedIntent, pack_intent, unpack_intent, verify_intent
 from node.mempool import AddResult, Mempool, PoolItem
@@ -130,6 +131,10 @@ class Node:
     ) -> None:
         self.setup = setup
         self.options = options or NodeOptions()
+        configured = setup.config.verify_threads
+        self._verify_threads = (
+            configured if configured is not None else verify_threads_for(members_on_host=1)
+        )
         genesis = setup.genesis
         self.genesis = genesis
         self.domain = genesis.domain()
@@ -175,12 +180,15 @@ class Node:
         if self.options.byzantine is not None and genesis.chain_id != DEV_CHAIN_ID:
             raise ValueError("byzantine test modes run only on the dev chain id")
         self._storage_lock = trio.Lock()  # FIFO: committed-log writes in execution order
-        self._results: OrderedDict[bytes, SubmitResult] = OrderedDict()
+        # Outcomes of committed intents: height, and the engine's refusal if it refused.
+        # Kept compact (one per committed intent); SubmitResults are built when asked.
+        self._results: OrderedDict[bytes, tuple[int, Rejected | None]] = OrderedDict()
         self._waiters: dict[bytes, trio.Event] = {}
         self._mempool_nonempty = trio.Event()
         self._timer: tuple[int, int] | None = None  # (round, at_ms)
         self._timer_changed = trio.Event()
         self._proposing: int | None = None
+        self._payload_now: PayloadReady | None = None  # filled inline by _act
         self._syncing = False
         self._sync_replies: trio.MemorySendChannel[tuple[int, Any]] | None = None
         self._highest_seen_height = self.exec_height
@@ -418,6 +426,23 @@ class Node:
             )
 
     async def _execute(self, actions: Sequence[Action]) -> None:
+        """Carry out one event's actions in the core's order, with two exceptions that
+        keep execution off a round's critical path: a payload we can fill at once goes
+        straight back into the core (our proposal leaves without a task hop), and the
+        committed blocks run through the engine last, after the votes and the proposal
+        are on their way. Neither changes what is signed or persisted, or in what order:
+        the core's next event still sees every commit applied."""
+        commits: list[Commit] = []
+        while True:
+            await self._carry_out(actions, commits)
+            payload, self._payload_now = self._payload_now, None
+            if payload is None:
+                break
+            actions = self.core.handle(payload, self.now_ms())
+        for commit in commits:
+            await self._commit(commit.blocks, commit.proof)
+
+    async def _carry_out(self, actions: Sequence[Action], commits: list[Commit]) -> None:
         blocks: list[tuple[bytes, int, bytes]] = []
         safety: SafetyData | None = None
         proposed = False
@@ -428,6 +453,8 @@ class Node:
                 b = action.block
                 blocks.append((b.id, b.round, msgpack.packb(b.to_wire(), use_bin_type=True)))
                 self._track_inflight(b)
+            elif isinstance(action, Commit):
+                commits.append(action)
             else:
                 if safety is not None or blocks:
                     await self._persist(safety, blocks, proposed)
@@ -467,16 +494,17 @@ class Node:
                 self.transport.send(action.to, ["c", encode_message(action.msg)])
         elif isinstance(action, Broadcast):
             self.transport.broadcast(["c", encode_message(action.msg)])
-        elif isinstance(action, Commit):
-            await self._commit(action.blocks, action.proof)
         elif isinstance(action, ScheduleTimeout):
             self._timer = (action.round, action.at_ms)
             self._timer_changed.set()
         elif isinstance(action, NeedPayload):
             if self._proposing != action.round:
                 self._proposing = action.round
-                assert self._nursery is not None
-                self._nursery.start_soon(self._propose, action.round, action.parent_id)
+                if self._idle(action.parent_id) or self.options.batch_wait_ms:
+                    assert self._nursery is not None
+                    self._nursery.start_soon(self._propose, action.round, action.parent_id)
+                else:
+                    self._payload_now = self._fill(action.round, action.parent_id)
         elif isinstance(action, Misbehavior):
             log.warning("peer misbehaviour", author=action.author, what=action.what)
 
@@ -543,15 +571,24 @@ class Node:
                 return True
         return False
 
+    def _idle(self, parent_id: bytes) -> bool:
+        """Nothing waiting in the mempool and nothing uncommitted above the root."""
+        return not len(self.mempool) and not self._recent_activity(parent_id)
+
     async def _propose(self, round_: int, parent_id: bytes) -> None:
-        """Fill our block: at once when there is work (entries waiting, or uncommitted
-        entries above the root that need the next rounds to commit), else after an idle
-        interval, so that an idle committee does not spin."""
-        if not len(self.mempool) and not self._recent_activity(parent_id):
+        """Fill our block after a wait: when idle, until entries arrive or the idle
+        interval ends, so that an idle committee does not spin; else the batching wait.
+        (With work waiting and no batching wait, `_act` fills it at once, inline.)"""
+        if self._idle(parent_id):
             with trio.move_on_after(self.options.idle_block_interval_ms / 1000):
                 await self._mempool_nonempty.wait()
         elif self.options.batch_wait_ms:
             await trio.sleep(self.options.batch_wait_ms / 1000)
+        await self._inbox_send.send(self._fill(round_, parent_id))
+
+    def _fill(self, round_: int, parent_id: bytes) -> PayloadReady:
+        """Our block's payload: deposits first, then mempool entries (cancels first) not
+        already carried by an uncommitted ancestor."""
         exclude = self._pending_entries(parent_id)
         limit = self.genesis.consensus.max_block_entries
         deposits: list[bytes] = []
@@ -569,8 +606,7 @@ class Node:
         )
         if not len(self.mempool):
             self._mempool_nonempty = trio.Event()
-        payload = (*deposits, *(i.entry for i in items))
-        await self._inbox_send.send(PayloadReady(round_, payload))
+        return PayloadReady(round_, (*deposits, *(i.entry for i in items)))
 
     # ------------------------------------------------------------ peer messages
 
@@ -708,19 +744,21 @@ class Node:
                     out.append(exc)
             return out
 
-        if len(pairs) < 64:
+        threads = self._verify_threads
+        if threads < 2 or len(pairs) < 64:
             return verify_all(pairs)
-        # coincurve releases the GIL: two threads use both cores.
-        half = len(pairs) // 2
-        results: list[list[Entry | IntentError]] = [[], []]
+        # coincurve releases the GIL around each recovery: one thread per core.
+        step = -(-len(pairs) // threads)
+        parts = [pairs[i : i + step] for i in range(0, len(pairs), step)]
+        results: list[list[Entry | IntentError]] = [[] for _ in parts]
 
-        async def part(i: int, batch: list[tuple[SignedIntent, bytes | None]]) -> None:
-            results[i] = await trio.to_thread.run_sync(verify_all, batch)
+        async def part(i: int) -> None:
+            results[i] = await trio.to_thread.run_sync(verify_all, parts[i])
 
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(part, 0, pairs[:half])
-            nursery.start_soon(part, 1, pairs[half:])
-        return results[0] + results[1]
+            for i in range(len(parts)):
+                nursery.start_soon(part, i)
+        return [r for chunk in results for r in chunk]
 
     def _remember(self, raw: bytes, entry: Entry) -> None:
         self._verified[raw] = entry
@@ -750,7 +788,9 @@ class Node:
         self, intents: list[SignedIntent], forward: bool, raws: list[bytes] | None = None
     ) -> list[SubmitResult]:
         """Verify (once per node: cached by entry bytes), check the replay window, admit
-        to the mempool, and forward what is new to the other members."""
+        to the mempool, and forward what is new to the other members. `forward` is False
+        for intents a peer forwarded: then nothing is forwarded, and intents admitted
+        have no result in the list (nobody reads them)."""
         if raws is None:
             raws = [intent_entry(pack_intent(si)) for si in intents]
         results: list[SubmitResult | None] = [None] * len(intents)
@@ -760,8 +800,9 @@ class Node:
         for i, (si, raw) in enumerate(zip(intents, raws, strict=True)):
             known = self._verified.get(raw)
             intent_id = known.intent_id if known is not None else si.digest(self.domain)
-            if intent_id in self._results:
-                results[i] = replace(self._results[intent_id], duplicate=True)
+            done = self._result(intent_id)
+            if done is not None:
+                results[i] = replace(done, duplicate=True)
             elif intent_id in self.mempool:
                 results[i] = SubmitResult(intent_id, "accepted", duplicate=True)
             elif known is not None:
@@ -776,7 +817,8 @@ class Node:
             else:
                 self._remember(raw, entry)
                 entries.append((i, entry, raw))
-        admitted: list[bytes] = []
+        admitted = 0
+        fresh_raws: list[bytes] = []  # to forward
         now = self.now_ms()
         for i, entry, raw in entries:
             if not now - NONCE_PAST_MS <= entry.nonce <= now + NONCE_FUTURE_MS:
@@ -790,8 +832,10 @@ class Node:
                 PoolItem(entry.intent_id, entry.account, entry.signer, entry.nonce, is_cancel, raw)
             )
             if added is AddResult.ADDED:
-                results[i] = SubmitResult(entry.intent_id, "accepted")
-                admitted.append(raw[1:])
+                admitted += 1
+                if forward:  # else a peer's forward: nobody reads the results
+                    results[i] = SubmitResult(entry.intent_id, "accepted")
+                    fresh_raws.append(raw[1:])
             elif added is AddResult.DUPLICATE:
                 results[i] = SubmitResult(entry.intent_id, "accepted", duplicate=True)
             else:
@@ -799,23 +843,34 @@ class Node:
                     entry.intent_id, "rejected", added.value, _FULL_MESSAGES[added]
                 )
         if admitted:
-            self.counters["intents_admitted"] += len(admitted)
+            self.counters["intents_admitted"] += admitted
             self._mempool_nonempty.set()
-            if forward:
-                step = self.options.max_forward_batch
-                for start in range(0, len(admitted), step):
-                    self.transport.broadcast(["i", admitted[start : start + step]])
+            step = self.options.max_forward_batch
+            for start in range(0, len(fresh_raws), step):
+                self.transport.broadcast(["i", fresh_raws[start : start + step]])
         return [r for r in results if r is not None]
 
     async def _wait_committed(self, intent_id: bytes) -> SubmitResult:
-        result = self._results.get(intent_id)
+        result = self._result(intent_id)
         if result is not None:
             return result
         event = self._waiters.get(intent_id)
         if event is None:
             event = self._waiters[intent_id] = trio.Event()
         await event.wait()
-        return self._results.get(intent_id) or SubmitResult(intent_id, "accepted", None, None, None)
+        return self._result(intent_id) or SubmitResult(intent_id, "accepted", None, None, None)
+
+    def _result(self, intent_id: bytes) -> SubmitResult | None:
+        """The outcome of a committed intent (None: not committed, or forgotten). An entry
+        the engine refused (no funds, replayed nonce…) was committed all the same; it is
+        reported as rejected, with the height at which that was decided."""
+        done = self._results.get(intent_id)
+        if done is None:
+            return None
+        height, rejected = done
+        if rejected is None:
+            return SubmitResult(intent_id, "committed", None, None, height)
+        return SubmitResult(intent_id, "rejected", rejected.code, rejected.message, height)
 
     def is_ready(self) -> bool:
         return self._ready
@@ -988,22 +1043,19 @@ class Node:
         if self.watcher is not None:
             self.watcher.applied(self.engine.last_deposit_id)
         self.mempool.remove(e.intent_id for e in entries if e.intent_id is not None)
+        height, done, verified, waiters = block.height, self._results, self._verified, self._waiters
         for entry, raw, events in zip(entries, block.payload, result.events, strict=True):
-            self._verified.pop(raw, None)
-            if entry.intent_id is None:
+            verified.pop(raw, None)
+            intent_id = entry.intent_id
+            if intent_id is None:
                 continue
-            rejected = next((ev for ev in events if isinstance(ev, Rejected)), None)
-            # Committed either way; an entry the engine refused (no funds, replayed nonce…)
-            # is reported as rejected, with the height at which that was decided.
-            outcome = (
-                SubmitResult(entry.intent_id, "committed", None, None, block.height)
-                if rejected is None
-                else SubmitResult(
-                    entry.intent_id, "rejected", rejected.code, rejected.message, block.height
-                )
-            )
-            self._results[entry.intent_id] = outcome
-            waiter = self._waiters.pop(entry.intent_id, None)
+            rejected = None
+            for event in events:
+                if type(event) is Rejected:
+                    rejected = event
+                    break
+            done[intent_id] = (height, rejected)
+            waiter = waiters.pop(intent_id, None)
             if waiter is not None:
                 waiter.set()
         while len(self._results) > self.options.result_cache:

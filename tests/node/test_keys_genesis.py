@@ -300,3 +300,34 @@ def test_peer_address_overrides_roundtrip_and_validation(tmp_path: Path) -> None
     path.write_text(path.read_text().replace("127.0.0.1:9999", "nonsense"))
     with pytest.raises(ConfigError, match="peer_addresses"):
         load_node_config(path)
+
+
+@pytest.mark.parametrize(
+    ("cores", "members", "threads"), [(2, 4, 0), (2, 1, 2), (3, 2, 0), (8, 4, 2), (16, 1, 16)]
+)
+def test_signature_threads_share_the_host_cores_among_its_members(
+    monkeypatch: pytest.MonkeyPatch, cores: int, members: int, threads: int
+) -> None:
+    import node.config
+
+    monkeypatch.setattr(node.config, "usable_cores", lambda: cores)
+    assert node.config.verify_threads_for(members) == threads
+
+
+def test_committee_init_writes_the_signature_threads_and_they_are_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import node.config
+
+    monkeypatch.setattr(node.config, "usable_cores", lambda: 8)
+    committee_init(tmp_path / "c", 4)
+    path = tmp_path / "c" / "node0" / "config.toml"
+    assert load_node_config(path).verify_threads == 2  # 8 cores, 4 members on this host
+    text = path.read_text()
+    assert "verify_threads = 2" in text
+    path.write_text(text.replace("verify_threads = 2", ""))
+    assert load_node_config(path).verify_threads is None  # absent: the node decides
+    for bad in ("-1", "65", '"two"'):
+        path.write_text(text.replace("verify_threads = 2", f"verify_threads = {bad}"))
+        with pytest.raises(ConfigError, match=r"verify_threads: must be an integer in 0\.\.64"):
+            load_node_config(path)

@@ -3,11 +3,18 @@ restart from storage. (Separate processes are exercised in tests/integration.)""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
+import pytest
 import trio
 
+from consensus.actions import Action, Commit, NeedPayload, PersistSafety, Send
+from consensus.events import PayloadReady
+from consensus.safety_data import SafetyData
+from consensus.types import Vote, VoteData, genesis_block, genesis_qc
 from node.genesis import ConsensusParams, committee_init, load_node_setup
+from node.intents import Entry, IntentError
 from node.procs import free_base_port
 from node.runtime import Node, NodeOptions
 from node.storage import open_storage
@@ -228,3 +235,65 @@ async def test_far_behind_node_installs_a_snapshot_that_f_plus_1_peers_agree_on(
     assert base > 2
     logs = {tuple(n.storage.load_committed(base + 1, top - base)) for n in (nodes[0], nodes[3])}
     assert len(logs) == 1
+
+
+async def test_committed_blocks_run_after_the_vote_and_the_proposal_leave(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Executing a committed block is kept off the round's critical path: the vote (after
+    its persist) and our filled proposal leave first, the engine runs last."""
+    node = make_nodes(tmp_path, 4)[1]
+    order: list[str] = []
+
+    async def commit(blocks: object, proof: object) -> None:
+        order.append("commit")
+
+    async def persist(safety: object, blocks: object, proposed: bool) -> None:
+        order.append("persist")
+
+    def handle(event: object, now_ms: int) -> list[Action]:
+        assert isinstance(event, PayloadReady) and event.round == 8
+        order.append("payload")
+        return []
+
+    monkeypatch.setattr(node, "_commit", commit)
+    monkeypatch.setattr(node, "_persist", persist)
+    monkeypatch.setattr(node.core, "handle", handle)
+
+    def send(to: int, msg: object) -> bool:
+        order.append("send")
+        return True
+
+    monkeypatch.setattr(node.transport, "send", send)
+    monkeypatch.setattr(node, "_idle", lambda parent_id: False)
+    node._guard_round = None  # a fresh data directory withholds votes until it has looked
+    vote = Vote(VoteData(bytes(32), 7, bytes(32), 6), node.me, bytes(64))
+    qc = genesis_qc(genesis_block(node.committee.chain_id))
+    await node._execute(
+        [
+            Commit((), qc),
+            PersistSafety(SafetyData(last_voted_round=7)),
+            Send(2, vote),
+            NeedPayload(8, bytes(32)),
+        ]
+    )
+    assert order == ["persist", "send", "payload", "commit"]
+
+
+async def test_signatures_checked_in_threads_answer_as_on_the_loop(tmp_path: Path) -> None:
+    node = make_nodes(tmp_path, 4)[0]
+    domain = node.domain
+    intents = [place(trader_key(i % 5), domain) for i in range(150)]
+    # An r no key recovers from (0), and a signature by another key: a different signer,
+    # which recovery alone accepts (an agent, perhaps) and the pool checks later.
+    intents[7] = replace(intents[7], signature=bytes(32) + intents[7].signature[32:])
+    intents[9] = replace(intents[9], signature=intents[10].signature)
+    answers = []
+    for threads in (0, 2, 3):
+        node._verify_threads = threads
+        got = await node._verify(intents)
+        answers.append([a.code if isinstance(a, IntentError) else a for a in got])
+    assert answers[0] == answers[1] == answers[2]
+    assert [i for i, a in enumerate(answers[0]) if isinstance(a, str)] == [7]
+    other = answers[0][9]
+    assert isinstance(other, Entry) and other.signer != intents[9].account
