@@ -189,6 +189,7 @@ class Node:
         self._timer_changed = trio.Event()
         self._proposing: int | None = None
         self._payload_now: PayloadReady | None = None  # filled inline by _act
+        self._inline_payload = False  # whether _act may still fill one inline
         self._syncing = False
         self._sync_replies: trio.MemorySendChannel[tuple[int, Any]] | None = None
         self._highest_seen_height = self.exec_height
@@ -433,12 +434,15 @@ class Node:
         are on their way. Neither changes what is signed or persisted, or in what order:
         the core's next event still sees every commit applied."""
         commits: list[Commit] = []
-        while True:
-            await self._carry_out(actions, commits)
-            payload, self._payload_now = self._payload_now, None
-            if payload is None:
-                break
-            actions = self.core.handle(payload, self.now_ms())
+        self._inline_payload = True
+        await self._carry_out(actions, commits)
+        payload, self._payload_now = self._payload_now, None
+        if payload is not None:
+            # Once per event: alone (a committee of one) our proposal certifies itself
+            # and asks for the next at once; that one goes through a task, after the
+            # commits below, so the loop and the engine keep up.
+            self._inline_payload = False
+            await self._carry_out(self.core.handle(payload, self.now_ms()), commits)
         for commit in commits:
             await self._commit(commit.blocks, commit.proof)
 
@@ -500,7 +504,11 @@ class Node:
         elif isinstance(action, NeedPayload):
             if self._proposing != action.round:
                 self._proposing = action.round
-                if self._idle(action.parent_id) or self.options.batch_wait_ms:
+                if (
+                    not self._inline_payload
+                    or self._idle(action.parent_id)
+                    or self.options.batch_wait_ms
+                ):
                     assert self._nursery is not None
                     self._nursery.start_soon(self._propose, action.round, action.parent_id)
                 else:

@@ -297,3 +297,22 @@ async def test_signatures_checked_in_threads_answer_as_on_the_loop(tmp_path: Pat
     assert [i for i, a in enumerate(answers[0]) if isinstance(a, str)] == [7]
     other = answers[0][9]
     assert isinstance(other, Entry) and other.signer != intents[9].account
+
+
+async def test_a_committee_of_one_commits_and_keeps_serving(tmp_path: Path) -> None:
+    """Alone, each proposal certifies itself and asks for the next within the same
+    event: the runtime must still execute commits between rounds (a regression once
+    spun through empty rounds with 3,000 entries pending and never executed them)."""
+    node = make_nodes(tmp_path, 1)[0]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(node.run)
+        intents = [place(trader_key(i % 50), node.domain) for i in range(3000)]
+        await node.submit(intents, wait=False, timeout_s=1)
+        with trio.fail_after(20):
+            while node.counters["entries_committed"] < 3000:
+                await trio.sleep(0.05)
+            # Ordered and executed (the engine refuses them: the traders hold no funds).
+            done = await node.submit(intents[-1:], wait=True, timeout_s=5)
+        assert done[0].height is not None and done[0].duplicate
+        assert node.core.status().round < 1000  # no spinning through empty rounds
+        nursery.cancel_scope.cancel()
