@@ -108,7 +108,12 @@ def format_address(address: bytes) -> str:
 
 
 def address_of_public_key(public_key: coincurve.PublicKey) -> bytes:
-    return keccak256(public_key.format(compressed=False)[1:])[12:]
+    return _address_of_uncompressed(public_key.format(compressed=False))
+
+
+def _address_of_uncompressed(key: bytes) -> bytes:
+    """Ethereum address of a 65-byte uncompressed secp256k1 key (0x04 ‖ x ‖ y)."""
+    return keccak256(key[1:])[12:]
 
 
 def address_of_private_key(private_key: bytes | coincurve.PrivateKey) -> bytes:
@@ -522,7 +527,7 @@ def recover_signer(digest: bytes, signature: bytes) -> bytes:
     out = _ffi.new("unsigned char[65]")
     size = _ffi.new("size_t *", 65)
     _serialize_public(_CTX, out, size, public, _UNCOMPRESSED)
-    return keccak256(_ffi.buffer(out, 65)[1:])[12:]
+    return _address_of_uncompressed(_ffi.buffer(out, 65)[:])
 
 
 def verify_intent(

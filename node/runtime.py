@@ -188,8 +188,6 @@ class Node:
         self._timer: tuple[int, int] | None = None  # (round, at_ms)
         self._timer_changed = trio.Event()
         self._proposing: int | None = None
-        self._payload_now: PayloadReady | None = None  # filled inline by _act
-        self._inline_payload = False  # whether _act may still fill one inline
         self._syncing = False
         self._sync_replies: trio.MemorySendChannel[tuple[int, Any]] | None = None
         self._highest_seen_height = self.exec_height
@@ -434,22 +432,24 @@ class Node:
         are on their way. Neither changes what is signed or persisted, or in what order:
         the core's next event still sees every commit applied."""
         commits: list[Commit] = []
-        self._inline_payload = True
-        await self._carry_out(actions, commits)
-        payload, self._payload_now = self._payload_now, None
+        payload = await self._carry_out(actions, commits, inline=True)
         if payload is not None:
             # Once per event: alone (a committee of one) our proposal certifies itself
             # and asks for the next at once; that one goes through a task, after the
             # commits below, so the loop and the engine keep up.
-            self._inline_payload = False
-            await self._carry_out(self.core.handle(payload, self.now_ms()), commits)
+            await self._carry_out(self.core.handle(payload, self.now_ms()), commits, inline=False)
         for commit in commits:
             await self._commit(commit.blocks, commit.proof)
 
-    async def _carry_out(self, actions: Sequence[Action], commits: list[Commit]) -> None:
+    async def _carry_out(
+        self, actions: Sequence[Action], commits: list[Commit], inline: bool
+    ) -> PayloadReady | None:
+        """Persist and act in order; collect the commits. Returns our block's payload when
+        `inline` and it could be filled at once (else a task fills it later)."""
         blocks: list[tuple[bytes, int, bytes]] = []
         safety: SafetyData | None = None
         proposed = False
+        payload: PayloadReady | None = None
         for action in actions:
             if isinstance(action, PersistSafety):
                 safety = action.data
@@ -463,10 +463,26 @@ class Node:
                 if safety is not None or blocks:
                     await self._persist(safety, blocks, proposed)
                     safety, blocks, proposed = None, [], False
-                await self._act(action)
+                if isinstance(action, NeedPayload):
+                    payload = self._need_payload(action, inline) or payload
+                else:
+                    await self._act(action)
                 proposed = proposed or leads_persists(action)
         if safety is not None or blocks:
             await self._persist(safety, blocks, proposed)
+        return payload
+
+    def _need_payload(self, action: NeedPayload, inline: bool) -> PayloadReady | None:
+        """Fill our block now when `inline` and work is waiting; else (idle, a batching
+        wait, or not inline) in a task that feeds the core through the inbox."""
+        if self._proposing == action.round:
+            return None
+        self._proposing = action.round
+        if inline and not self._idle(action.parent_id) and not self.options.batch_wait_ms:
+            return self._fill(action.round, action.parent_id)
+        assert self._nursery is not None
+        self._nursery.start_soon(self._propose, action.round, action.parent_id)
+        return None
 
     async def _persist(
         self, safety: SafetyData | None, blocks: list[tuple[bytes, int, bytes]], proposed: bool
@@ -501,18 +517,6 @@ class Node:
         elif isinstance(action, ScheduleTimeout):
             self._timer = (action.round, action.at_ms)
             self._timer_changed.set()
-        elif isinstance(action, NeedPayload):
-            if self._proposing != action.round:
-                self._proposing = action.round
-                if (
-                    not self._inline_payload
-                    or self._idle(action.parent_id)
-                    or self.options.batch_wait_ms
-                ):
-                    assert self._nursery is not None
-                    self._nursery.start_soon(self._propose, action.round, action.parent_id)
-                else:
-                    self._payload_now = self._fill(action.round, action.parent_id)
         elif isinstance(action, Misbehavior):
             log.warning("peer misbehaviour", author=action.author, what=action.what)
 
@@ -586,7 +590,7 @@ class Node:
     async def _propose(self, round_: int, parent_id: bytes) -> None:
         """Fill our block after a wait: when idle, until entries arrive or the idle
         interval ends, so that an idle committee does not spin; else the batching wait.
-        (With work waiting and no batching wait, `_act` fills it at once, inline.)"""
+        (With work waiting and no batching wait, `_need_payload` fills it inline.)"""
         if self._idle(parent_id):
             with trio.move_on_after(self.options.idle_block_interval_ms / 1000):
                 await self._mempool_nonempty.wait()
