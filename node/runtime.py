@@ -90,7 +90,8 @@ from node.payload import (
     encode_committed,
     intent_entry,
 )
-from node.storage import SqliteStorage, WriteBatch
+from node.seam import Clock, NodeStorage, PeerNetwork, wall_ms
+from node.storage import WriteBatch
 from node.transport import Peer, Transport, TransportConfig
 
 log = structlog.get_logger("seqnet.node")
@@ -104,7 +105,7 @@ class NodeOptions:
     batch_wait_ms: int = 0  # extra wait to fill a block when entries are few
     max_block_bytes: int = 3 << 20
     snapshot_interval_blocks: int = 1000
-    wal_checkpoint_interval_s: float = 1.0
+    wal_checkpoint_interval_s: float = 1.0  # 0: none (a store without a WAL)
     sync_gap_blocks: int = 8  # a proposal this far ahead of us starts a log sync
     sync_batch_bytes: int = 2 << 20
     sync_timeout_s: float = 3.0
@@ -121,15 +122,20 @@ class NodeOptions:
     byzantine: str | None = None
 
 
-def wall_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 class Node:
     def __init__(
-        self, setup: NodeSetup, storage: SqliteStorage, options: NodeOptions | None = None
+        self,
+        setup: NodeSetup,
+        storage: NodeStorage,
+        options: NodeOptions | None = None,
+        *,
+        network: PeerNetwork | None = None,
+        clock: Clock = wall_ms,
     ) -> None:
+        """`network` and `clock` are the I/O seam (node/seam.py): by default the TCP
+        transport to the members in genesis and the wall clock."""
         self.setup = setup
+        self._clock = clock
         self.options = options or NodeOptions()
         configured = setup.config.verify_threads
         self._verify_threads = (
@@ -155,7 +161,7 @@ class Node:
         self._nursery: trio.Nursery | None = None
         self.engine, self.exec_height = self._restore_engine()
         self.core = self._build_core()
-        self.transport = Transport(
+        self.transport: PeerNetwork = network or Transport(
             me=self.me,
             signing_key=setup.keys.identity,
             peers=self._peers(),
@@ -192,7 +198,7 @@ class Node:
         self._sync_replies: trio.MemorySendChannel[tuple[int, Any]] | None = None
         self._highest_seen_height = self.exec_height
         self._ready = False
-        self.started_ms = wall_ms()
+        self.started_ms = clock()
         self.counters: dict[str, int] = {
             "blocks_committed": 0,
             "entries_committed": 0,
@@ -297,7 +303,8 @@ class Node:
             await nursery.start(self.transport.run)
             nursery.start_soon(self._dispatcher)
             nursery.start_soon(self._timer_task)
-            nursery.start_soon(self._wal_checkpoints)
+            if self.options.wal_checkpoint_interval_s > 0:
+                nursery.start_soon(self._wal_checkpoints)
             if self.watcher is not None:
                 self.watcher.applied(self.engine.last_deposit_id)
                 nursery.start_soon(self.watcher.run)
@@ -332,7 +339,7 @@ class Node:
             self._joining = False
 
     def now_ms(self) -> int:
-        return wall_ms() + self.options.clock_skew_ms
+        return self._clock() + self.options.clock_skew_ms
 
     async def _wal_checkpoints(self) -> None:
         """SQLite's fsyncs, off the event loop: the WAL is copied into the database from

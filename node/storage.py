@@ -149,6 +149,12 @@ class MemoryStorage:
     def load_committed(self, from_height: int, limit: int) -> list[tuple[int, bytes]]:
         return [(h, d) for h, d in self._committed if h >= from_height][:limit]
 
+    def iter_committed(self, from_height: int = 1) -> Iterator[tuple[int, bytes]]:
+        return iter(self.load_committed(from_height, len(self._committed)))
+
+    def checkpoint_wal(self) -> None:
+        pass  # nothing to copy
+
     def save_snapshot(self, height: int, snapshot: bytes, keep: int = 2) -> None:
         self._snapshots.append((height, snapshot))
         self._snapshots = self._snapshots[-keep:]

@@ -328,6 +328,13 @@ class Transport:
     def connected_peers(self) -> frozenset[int]:
         return frozenset(i for i, link in self._links.items() if link.connection is not None)
 
+    def penalize(self, peer_id: int, reason: str) -> None:
+        """The peer broke the protocol (PeerNetwork.penalize). Placeholder: drops the
+        connection; scoring and back-off are the net room's to add."""
+        link = self._links.get(peer_id)
+        if link is not None and link.connection is not None:
+            link.connection.close_because(reason, violation=True)
+
     def stats(self) -> TransportStats:
         """A snapshot of the counters (cumulative since start) and queue depths."""
         return TransportStats(

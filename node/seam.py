@@ -1,0 +1,79 @@
+"""The I/O seam of a committee member: what the runtime needs from the world.
+
+`node.runtime.Node` talks to the network, the clock and the disk only through these
+small interfaces. Production binds them to the authenticated TCP transport
+(node/net/transport.py), the wall clock and SQLite plus the safety file
+(node/storage.py); the runtime simulator (node/sim/runtime_sim.py) binds them to a
+seeded in-memory network, trio's MockClock and an in-memory store that loses unsynced
+writes on a crash. The same runtime code runs above both (TigerBeetle's VOPR and
+FoundationDB's simulator work this way).
+
+Timers and sleeps are trio's own (`trio.sleep`, `move_on_after`): under a MockClock
+they run on virtual time, so they need no seam of their own. The wall clock (`Clock`)
+is separate because block timestamps and intent nonces are wall-clock milliseconds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
+
+import trio
+
+from node.storage import WriteBatch
+
+Clock = Callable[[], int]  # wall-clock milliseconds since the Unix epoch
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class PeerNetwork(Protocol):
+    """Links to the other members. Messages are msgpack-able lists `[kind, …]`.
+
+    `inbound` yields `(peer index, message)`; a message has only been decoded from
+    msgpack, nothing more: the runtime's peer boundary (node/peer_messages.py) checks it.
+    `send`/`broadcast` never block (a full queue drops the oldest frame)."""
+
+    inbound: trio.MemoryReceiveChannel[tuple[int, Any]]
+
+    async def run(self, *, task_status: trio.TaskStatus[Any] = ...) -> None: ...
+
+    def send(self, peer_id: int, message: Any) -> bool: ...
+
+    def broadcast(self, message: Any) -> None: ...
+
+    def connected_peers(self) -> frozenset[int]: ...
+
+    def penalize(self, peer_id: int, reason: str) -> None:
+        """The peer broke the protocol: count it against the peer; a repeat offender is
+        disconnected and kept out for a back-off period."""
+        ...
+
+
+class NodeStorage(Protocol):
+    """What the runtime reads and writes (node/storage.py has both implementations)."""
+
+    def load_meta(self, key: str) -> bytes | None: ...
+
+    def load_safety(self) -> bytes | None: ...
+
+    def load_blocks(self, min_round: int = 0) -> list[bytes]: ...
+
+    def committed_height(self) -> int: ...
+
+    def load_committed(self, from_height: int, limit: int) -> list[tuple[int, bytes]]: ...
+
+    def iter_committed(self, from_height: int) -> Iterator[tuple[int, bytes]]: ...
+
+    def latest_snapshot(self) -> tuple[int, bytes] | None: ...
+
+    def write(self, batch: WriteBatch) -> None: ...
+
+    def install_snapshot(self, height: int, snapshot: bytes, record: bytes) -> None: ...
+
+    def checkpoint_wal(self) -> None: ...
+
+    def close(self) -> None: ...
