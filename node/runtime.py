@@ -24,6 +24,7 @@ signed intents, `cps` checkpoint signatures, `sr`/`sp` committed-log sync reques
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import sqlite3
 import time
@@ -59,6 +60,7 @@ from consensus.types import (
     Block,
     Proposal,
     QuorumCert,
+    SyncInfo,
     TimeoutMsg,
     Vote,
     VoteData,
@@ -90,6 +92,23 @@ from node.payload import (
     encode_committed,
     intent_entry,
 )
+from node.peer_messages import (
+    MAX_SYNC_BLOCKS,
+    SYNC_REPLIES,
+    CheckpointSignature,
+    ConsensusBytes,
+    ForwardedIntents,
+    PeerMessage,
+    PeerProtocolError,
+    SnapshotChunk,
+    SnapshotChunkRequest,
+    SnapshotInfo,
+    SnapshotInfoRequest,
+    SyncReply,
+    SyncRequest,
+    decode_peer_message,
+)
+from node.ratelimit import NO_WAIT, RateLimit, TokenBuckets
 from node.seam import Clock, NodeStorage, PeerNetwork, wall_ms
 from node.storage import WriteBatch
 from node.transport import Peer, Transport, TransportConfig
@@ -106,13 +125,15 @@ class NodeOptions:
     max_block_bytes: int = 3 << 20
     snapshot_interval_blocks: int = 1000
     wal_checkpoint_interval_s: float = 1.0  # 0: none (a store without a WAL)
-    sync_gap_blocks: int = 8  # a proposal this far ahead of us starts a log sync
+    sync_gap_rounds: int = 8  # a verified QC this many rounds above ours starts a log sync
     sync_batch_bytes: int = 2 << 20
     sync_timeout_s: float = 3.0
     join_wait_s: float = 1.0  # at start: how long to wait for a first peer to sync from
     snapshot_sync_gap_blocks: int = 5_000  # further behind than this: install a snapshot
     max_snapshot_bytes: int = 1 << 30
     verified_cache: int = 400_000
+    bad_entry_cache: int = 65_536  # payload entries whose signature failed, by bytes
+    sync_serve_per_s: float = 200.0  # sync and snapshot requests served per peer
     result_cache: int = 200_000
     max_forward_batch: int = 512
     inbox: int = 4096
@@ -172,6 +193,10 @@ class Node:
         self._inbox_send, self._inbox = trio.open_memory_channel[Event](self.options.inbox)
         # packed payload entry -> verified entry map (the engine's input), bounded LRU
         self._verified: OrderedDict[bytes, Entry] = OrderedDict()
+        self._bad_entries: OrderedDict[bytes, str] = OrderedDict()  # entry bytes -> why
+        rate = self.options.sync_serve_per_s
+        self._serving = TokenBuckets(RateLimit(rate, burst=rate), max_keys=self.n)
+        self._peer_log = LogGate(interval_s=10.0)
         # blocks not committed yet: block id -> (parent id, intent ids, last deposit id or 0)
         self._inflight: dict[bytes, tuple[bytes, frozenset[bytes], int]] = {}
         # recent blocks: id -> (parent id, carried entries), for the proposer's pacing
@@ -208,6 +233,7 @@ class Node:
             "syncs": 0,
             "votes_sent": 0,
             "snapshot_syncs": 0,
+            "sync_requests_throttled": 0,
             "timeouts": 0,
         }
 
@@ -308,10 +334,13 @@ class Node:
             if self.watcher is not None:
                 self.watcher.applied(self.engine.last_deposit_id)
                 nursery.start_soon(self.watcher.run)
-            await self._catch_up_first()
             if self.checkpointer is not None:
+                # The replayed checkpoints first: catch-up below hands it the live ones,
+                # each exactly once and in order.
                 for cp in self.engine.withdrawal_trees.checkpoints():
                     self.checkpointer.on_checkpoint(cp)
+            await self._catch_up_first()
+            if self.checkpointer is not None:
                 nursery.start_soon(self.checkpointer.run)
             nursery.start_soon(self._consensus_task)
             if self._guard_round is not None:
@@ -359,7 +388,15 @@ class Node:
                 self._observe_round(event.verified.msg)
             elif isinstance(event, TimerFired):
                 self.counters["timeouts"] += 1
-            actions = self.core.handle(event, self.now_ms())
+            try:
+                actions = self.core.handle(event, self.now_ms())
+            except Exception as exc:
+                if not isinstance(event, MessageReceived) or event.verified.sender == self.me:
+                    raise  # our own event broke an invariant of the core: stop
+                # A verified message from a peer that the core could not take is a bug of
+                # ours that the peer reached: contained to that peer, never the process.
+                self._peer_fault(event.verified.sender, exc)
+                continue
             try:
                 await self._execute(actions)
             except (sqlite3.Error, OSError) as exc:
@@ -630,69 +667,126 @@ class Node:
     # ------------------------------------------------------------ peer messages
 
     async def _dispatcher(self) -> None:
-        async for peer, message in self.transport.inbound:
+        """Every peer message passes the typed boundary (node/peer_messages.py), then its
+        handler. Whatever goes wrong while handling one peer's message is that peer's
+        problem: the message is dropped, the peer is penalized (the transport disconnects
+        a repeat offender with back-off) and it is logged at most once per interval. The
+        process stops only on our own storage failure."""
+        async for peer, raw in self.transport.inbound:
             try:
-                kind = message[0]
-                if kind == "c":
-                    await self._on_consensus(peer, message[1])
-                elif kind == "i":
-                    packed = message[1][: self.options.max_forward_batch]
-                    intents = [unpack_intent(raw) for raw in packed]
-                    await self._admit(intents, False, [intent_entry(raw) for raw in packed])
-                elif kind == "cps" and self.checkpointer is not None:
-                    result = self.checkpointer.on_peer_signature(peer, message)
-                    if result in (SignatureResult.BAD_SIGNATURE, SignatureResult.MALFORMED):
-                        raise ValueError(f"checkpoint signature: {result.value}")
-                elif kind == "sr":
-                    await self._serve_sync(peer, int(message[1]), int(message[2]))
-                elif kind in ("sp", "ssi", "ssd"):
-                    if self._sync_replies is not None:  # else: a late answer, ignored
-                        self._sync_replies.send_nowait((peer, message))
-                elif kind == "ssr":
-                    self._serve_snapshot_info(peer)
-                elif kind == "ssg":
-                    self._serve_snapshot_chunk(peer, int(message[1]), int(message[2]))
-                else:
-                    raise ValueError(f"unknown message kind {kind!r}")
-            except (
-                ConsensusError,
-                IntentError,
-                BadEntry,
-                ValueError,
-                TypeError,
-                IndexError,
-                KeyError,
-                trio.WouldBlock,
-            ) as exc:
-                self.counters["peer_messages_rejected"] += 1
-                log.warning(
-                    "peer message rejected", peer=peer, error=f"{type(exc).__name__}: {exc}"
-                )
+                await self._on_peer_message(peer, decode_peer_message(raw))
+            except (sqlite3.Error, OSError) as exc:
+                self._halt(f"storage failed while serving peer {peer}: {exc}")
+            except Exception as exc:  # contained to the peer that sent it (see docstring)
+                self._peer_fault(peer, exc)
+
+    async def _on_peer_message(self, peer: int, message: PeerMessage) -> None:
+        if isinstance(message, ConsensusBytes):
+            await self._on_consensus(peer, message.data)
+        elif isinstance(message, ForwardedIntents):
+            packed = message.packed
+            intents = [unpack_intent(raw) for raw in packed]
+            await self._admit(intents, False, [intent_entry(raw) for raw in packed])
+        elif isinstance(message, CheckpointSignature):
+            if self.checkpointer is not None:
+                result = self.checkpointer.on_peer_signature(peer, message.message)
+                if result in (SignatureResult.BAD_SIGNATURE, SignatureResult.MALFORMED):
+                    raise PeerProtocolError(f"checkpoint signature: {result.value}")
+        elif isinstance(message, SYNC_REPLIES):
+            if self._sync_replies is not None:  # else: a late answer, ignored
+                # The sync reads one answer at a time; one more is noise, dropped.
+                with contextlib.suppress(trio.WouldBlock):
+                    self._sync_replies.send_nowait((peer, message))
+        elif self._serving.take(peer, 1, trio.current_time()) != NO_WAIT:
+            self.counters["sync_requests_throttled"] += 1
+        elif isinstance(message, SyncRequest):
+            self._serve_sync(peer, message.from_height, message.limit)
+        elif isinstance(message, SnapshotInfoRequest):
+            self._serve_snapshot_info(peer)
+        else:
+            assert isinstance(message, SnapshotChunkRequest)
+            self._serve_snapshot_chunk(peer, message.height, message.offset)
+
+    def _peer_fault(self, peer: int, exc: Exception) -> None:
+        """Count a peer's bad message against it. Our own decoders raise the expected
+        kinds; anything else is a bug of ours that a peer's input reached: still
+        contained, but logged as an error with its traceback."""
+        self.counters["peer_messages_rejected"] += 1
+        expected = isinstance(exc, _PEER_ERRORS)
+        self.transport.penalize(peer, f"{type(exc).__name__}: {exc}"[:200])
+        suppressed = self._peer_log.allow((peer, expected), trio.current_time())
+        if suppressed is None:
+            return
+        error = f"{type(exc).__name__}: {str(exc)[:200]}"
+        if expected:
+            log.warning("peer message rejected", peer=peer, error=error, suppressed=suppressed)
+        else:
+            log.error(
+                "peer message raised",
+                peer=peer,
+                error=error,
+                suppressed=suppressed,
+                exc_info=exc,
+            )
 
     async def _on_consensus(self, peer: int, data: bytes) -> None:
         if self._joining:
             return  # catching up first; the core resyncs with peers once it starts
         verified = self.verifier.decode(peer, data)
-        if isinstance(verified.msg, Proposal):
-            block = verified.msg.block
-            self._highest_seen_height = max(self._highest_seen_height, block.height)
-            if block.height > self.exec_height + self.options.sync_gap_blocks:
-                self._start_sync(peer)
-            try:
-                deposits_ok = self._check_deposits(block)
-            except BadEntry:
-                deposits_ok = False
-            if not deposits_ok:
-                # Perhaps our watcher is behind, perhaps the leader lies: either way no vote.
-                log.info("proposal with deposits we have not seen", round=block.round)
-                return
-            if not await self._check_payload(block.payload):
-                self.counters["proposals_rejected"] += 1
-                log.warning(
-                    "proposal with invalid payload dropped", author=block.author, round=block.round
-                )
+        msg = verified.msg
+        self._maybe_sync(peer, msg)
+        if isinstance(msg, Proposal):
+            block = msg.block
+            current = self.core.status().round
+            if block.round < current - 1:
+                return  # too late to be certified; the core would only store it
+            if block.round >= current and not await self._proposal_payload_ok(block):
                 return
         await self._inbox_send.send(MessageReceived(verified))
+
+    def _maybe_sync(self, peer: int, msg: object) -> None:
+        """Start a log sync when a verified QC proves the committee is far ahead of us.
+        Heights in a block are only its author's claim, so they never start a sync; a
+        QC carries 2f + 1 signatures. `peer` sent it, so it is asked first."""
+        qc: QuorumCert | None = None
+        if isinstance(msg, Proposal):
+            qc = msg.block.qc
+        elif isinstance(msg, TimeoutMsg | SyncInfo):
+            qc = msg.high_qc
+        if qc is None:
+            return
+        status = self.core.status()
+        if qc.round > status.high_qc_round + self.options.sync_gap_rounds:
+            self._start_sync(peer)
+
+    async def _proposal_payload_ok(self, block: Block) -> bool:
+        """Checks before our vote on a current-round proposal: sizes first (free), then
+        deposits, then the trader signatures."""
+        payload = block.payload
+        limit = self.genesis.consensus.max_block_entries
+        size = sum(map(len, payload))
+        if len(payload) > limit or size > self.options.max_block_bytes:
+            self.counters["proposals_rejected"] += 1
+            raise PeerProtocolError(
+                f"proposal of round {block.round}: {len(payload)} entries, {size} bytes "
+                f"(limits {limit}, {self.options.max_block_bytes})"
+            )
+        try:
+            deposits_ok = self._check_deposits(block)
+        except BadEntry:
+            deposits_ok = False
+        if not deposits_ok:
+            # Perhaps our watcher is behind, perhaps the leader lies: either way no vote.
+            log.info("proposal with deposits we have not seen", round=block.round)
+            return False
+        self._highest_seen_height = max(self._highest_seen_height, block.height)
+        bad = await self._check_payload(payload)
+        if bad is not None:
+            self.counters["proposals_rejected"] += 1
+            raise PeerProtocolError(
+                f"proposal of round {block.round} by {block.author}: invalid entry ({bad})"
+            )
+        return True
 
     def _deposit_tip(self, block_id: bytes) -> int:
         """The last deposit id applied once `block_id` and its uncommitted ancestors are."""
@@ -723,28 +817,40 @@ class Node:
             expected += 1
         return True
 
-    async def _check_payload(self, payload: tuple[bytes, ...]) -> bool:
-        """Every intent entry decodes and carries a valid trader signature (cached by
-        bytes); deposit entries are checked by `_check_deposits`."""
-        todo = [e for e in payload if e not in self._verified and e[:1] != _TAG_DEPOSIT_BYTE]
+    async def _check_payload(self, payload: tuple[bytes, ...]) -> str | None:
+        """Every intent entry decodes and carries a valid trader signature; None when
+        all do, else why the first bad one is bad. Good entries are cached by their
+        bytes (digest and signature), and so are bad ones, so a replayed bad payload
+        costs no recovery. Deposit entries are checked by `_check_deposits`."""
+        todo: list[bytes] = []
+        for e in payload:
+            if e[:1] == _TAG_DEPOSIT_BYTE or e in self._verified:
+                continue
+            if e in self._bad_entries:
+                return self._bad_entries[e]
+            todo.append(e)
         if not todo:
-            return True
-        try:
-            decoded = [(e, decode_entry(e)) for e in todo]
-        except BadEntry as exc:
-            log.warning("bad payload entry", error=str(exc))
-            return False
+            return None
+        decoded: list[tuple[bytes, SignedIntent]] = []
+        for e in todo:
+            try:
+                decoded.append((e, decode_entry(e)))
+            except BadEntry as exc:
+                return self._remember_bad(e, f"undecodable entry: {exc}")
         results = await self._verify([si for _, si in decoded])
-        ok = True
+        bad: str | None = None
         for (raw, _), result in zip(decoded, results, strict=True):
             if isinstance(result, IntentError):
-                log.warning(
-                    "payload entry with bad signature", code=result.code, message=result.message
-                )
-                ok = False
+                bad = bad or self._remember_bad(raw, f"{result.code}: {result.message}")
             else:
                 self._remember(raw, result)
-        return ok
+        return bad
+
+    def _remember_bad(self, raw: bytes, why: str) -> str:
+        self._bad_entries[raw] = why
+        while len(self._bad_entries) > self.options.bad_entry_cache:
+            self._bad_entries.popitem(last=False)
+        return why
 
     async def _verify(
         self, intents: list[SignedIntent], digests: list[bytes] | None = None
@@ -1100,11 +1206,13 @@ class Node:
         self._syncing = True
         self._nursery.start_soon(self._sync, peer)
 
-    async def _serve_sync(self, peer: int, from_height: int, limit: int) -> None:
-        limit = max(1, min(limit, 256))
+    def _serve_sync(self, peer: int, from_height: int, limit: int) -> None:
+        """Answer "sr" (ranges checked at the boundary): committed records from
+        `from_height`, at most `limit` and `sync_batch_bytes`, with the QC that
+        committed our root when they reach it."""
         raw_root = self.storage.load_meta("root")
-        if raw_root is None:
-            self.transport.send(peer, ["sp", from_height, [], None, 0])
+        if raw_root is None or from_height > self.exec_height:
+            self.transport.send(peer, ["sp", from_height, [], None, self.exec_height])
             return
         root_wire, proof_wire = msgpack.unpackb(raw_root, raw=False)
         root_height = Block.from_wire(root_wire).height
@@ -1128,7 +1236,10 @@ class Node:
     async def _sync(self, first_peer: int, give_up_after: int | None = None) -> None:
         """Fetch committed blocks above exec_height, check each batch by its QCs (a block
         is taken only once a certified child in the next round proves it committed), and
-        execute them; then rebuild the core above the new root."""
+        execute them; then rebuild the core above the new root. A peer whose answer does
+        not check out is penalized and the next peer is asked; the sync ends when a
+        peer's proven tip is reached, or after every peer failed `rounds_per_peer` times
+        in a row (`give_up_after` misses at start-up, when peers may all be down)."""
         self.counters["syncs"] += 1
         send, receive = trio.open_memory_channel[tuple[int, Any]](4)
         self._sync_replies = send
@@ -1142,45 +1253,51 @@ class Node:
         )
         snapshot_tried = False
         misses = 0
+        failures = 0
         try:
-            while True:
+            while failures < 2 * self.n:
                 asked = self.exec_height + 1
-                self.transport.send(peer, ["sr", asked, 256])
-                reply = None
+                self.transport.send(peer, ["sr", asked, MAX_SYNC_BLOCKS])
+                reply: SyncReply | None = None
                 with trio.move_on_after(self.options.sync_timeout_s):
-                    while True:
+                    while reply is None:
                         sender, message = await receive.receive()
-                        if sender == peer and message[0] == "sp" and message[1] == asked:
+                        if (
+                            sender == peer
+                            and isinstance(message, SyncReply)
+                            and message.from_height == asked
+                        ):
                             reply = message
-                            break
                 if reply is None:
                     misses += 1
+                    failures += 1
                     if give_up_after is not None and misses >= give_up_after:
                         break
-                    peer = (peer + 1) % self.n
-                    if peer == self.me:
-                        peer = (peer + 1) % self.n
+                    peer = self._next_peer(peer)
                     continue
-                peer_height = int(reply[4]) if len(reply) > 4 else 0
-                far = peer_height - self.exec_height > self.options.snapshot_sync_gap_blocks
+                far = reply.root_height - self.exec_height > self.options.snapshot_sync_gap_blocks
                 if far and not snapshot_tried:
                     snapshot_tried = True
                     if await self._snapshot_sync(receive):
                         continue  # ask again, from above the snapshot
-                records = [decode_committed(r) for r in reply[2]]
-                records = [r for r in records if r[0].height > self.exec_height]
-                proof = None if reply[3] is None else QuorumCert.from_wire(reply[3])
-                taken = self._committed_prefix(records, proof)
-                if taken:
-                    await self._commit_synced(records[:taken])
-                if proof is not None and taken == len(records):
-                    if records:
-                        root = (records[-1][0], proof)
+                try:
+                    taken, tip = await self._take_synced(reply)
+                except Exception as exc:  # the reply did not check out: the peer's fault
+                    self._peer_fault(peer, exc)
+                    failures += 1
+                    peer = self._next_peer(peer)
+                    continue
+                if tip is not None:
+                    root = tip
                     break
                 if not taken:
-                    break
-        except (ConsensusError, ValueError, TypeError, IndexError, KeyError) as exc:
-            log.warning("log sync failed", peer=peer, error=f"{type(exc).__name__}: {exc}")
+                    # Nothing new from this peer: it is not ahead of us (or withholds).
+                    failures += 1
+                    if reply.root_height <= self.exec_height:
+                        break
+                    peer = self._next_peer(peer)
+                else:
+                    failures = 0
         finally:
             self._sync_replies = None
             self._syncing = False
@@ -1188,6 +1305,24 @@ class Node:
             self.core = self._build_core(root)
             await self._inbox_send.send(Start())
         log.info("log sync done", height=self.exec_height)
+
+    async def _take_synced(self, reply: SyncReply) -> tuple[int, tuple[Block, QuorumCert] | None]:
+        """Execute what a sync reply proves committed. Returns how many records were
+        taken and, when the reply reached the peer's root with its committing QC, the
+        new root for the core."""
+        records = [decode_committed(r) for r in reply.records]
+        records = [r for r in records if r[0].height > self.exec_height]
+        proof = None if reply.proof is None else QuorumCert.from_wire(reply.proof)
+        taken = self._committed_prefix(records, proof)
+        if taken:
+            await self._commit_synced(records[:taken])
+        if proof is not None and records and taken == len(records):
+            return taken, (records[-1][0], proof)
+        return taken, None
+
+    def _next_peer(self, peer: int) -> int:
+        peer = (peer + 1) % self.n
+        return (peer + 1) % self.n if peer == self.me else peer
 
     # ------------------------------------------------------------ snapshot sync
 
@@ -1214,10 +1349,12 @@ class Node:
         latest = self.storage.latest_snapshot()
         if latest is None or latest[0] != height or not 0 <= offset < len(latest[1]):
             return
+        rows = self.storage.load_committed(height, 1)
+        if not rows or rows[0][0] != height:
+            return
         data = latest[1]
-        record = self.storage.load_committed(height, 1)[0][1]
         chunk = data[offset : offset + SNAPSHOT_CHUNK_BYTES]
-        self.transport.send(peer, ["ssd", height, offset, chunk, len(data), record])
+        self.transport.send(peer, ["ssd", height, offset, chunk, len(data), rows[0][1]])
 
     async def _snapshot_sync(self, receive: trio.MemoryReceiveChannel[tuple[int, Any]]) -> bool:
         """Far behind: install a peer's engine snapshot instead of replaying every block.
@@ -1230,11 +1367,11 @@ class Node:
         with trio.move_on_after(self.options.sync_timeout_s):
             while len(answered) < self.n - 1:
                 peer, message = await receive.receive()
-                if message[0] != "ssi":
+                if not isinstance(message, SnapshotInfo) or peer in answered:
                     continue
                 answered.add(peer)
-                key = (int(message[1]), bytes(message[2]), bytes(message[3]))
-                if key[0] > self.exec_height:
+                key = (message.height, message.digest, message.block_id)
+                if message.height > self.exec_height:
                     votes.setdefault(key, set()).add(peer)
         agreed = [k for k, who in votes.items() if len(who) >= self.committee.f + 1]
         if not agreed:
@@ -1247,19 +1384,28 @@ class Node:
         for attempt in range(4 * len(sources) + 64):
             peer = sources[attempt % len(sources)]
             self.transport.send(peer, ["ssg", height, len(data)])
-            reply = None
+            reply: SnapshotChunk | None = None
             with trio.move_on_after(self.options.sync_timeout_s):
                 while reply is None:
                     sender, message = await receive.receive()
-                    if message[0] == "ssd" and sender == peer and message[2] == len(data):
+                    if (
+                        isinstance(message, SnapshotChunk)
+                        and sender == peer
+                        and message.height == height
+                        and message.offset == len(data)
+                    ):
                         reply = message
             if reply is None:
                 continue
-            data += reply[3]
-            record = bytes(reply[5])
-            if len(data) >= int(reply[4]) or len(data) > self.options.max_snapshot_bytes:
+            data += reply.chunk
+            record = reply.record
+            if len(data) >= reply.total or len(data) > self.options.max_snapshot_bytes:
                 break
-        block, _ = decode_committed(record)
+        try:
+            block, _ = decode_committed(record)
+        except Exception as exc:  # a source's bad record: nothing installed
+            log.warning("snapshot sync: bad committed record", error=str(exc)[:200])
+            return False
         if _digest(bytes(data)) != digest or block.id != block_id or block.height != height:
             log.warning("snapshot sync: data does not match what f + 1 peers reported")
             return False
@@ -1406,6 +1552,30 @@ def _recorded_entry(raw: bytes, signer: bytes) -> dict[str, Any]:
         return deposit_engine_entry(decode_deposit(raw))
     si = decode_entry(raw)
     return {"account": si.account, "signer": signer, "nonce": si.nonce, "action": si.action}
+
+
+# What our own decoders raise on a peer's bad input; anything else is a bug of ours.
+_PEER_ERRORS = (ConsensusError, PeerProtocolError, IntentError, BadEntry, ValueError)
+
+
+class LogGate:
+    """At most one log line per key per interval: `allow` returns how many were
+    suppressed since the last one that passed, or None to stay quiet."""
+
+    def __init__(self, interval_s: float, max_keys: int = 1024) -> None:
+        self._interval_s = interval_s
+        self._max_keys = max_keys
+        self._last: dict[object, tuple[float, int]] = {}  # key -> (logged at, suppressed)
+
+    def allow(self, key: object, now: float) -> int | None:
+        last = self._last.get(key)
+        if last is not None and now - last[0] < self._interval_s:
+            self._last[key] = (last[0], last[1] + 1)
+            return None
+        if last is None and len(self._last) >= self._max_keys:
+            self._last.clear()
+        self._last[key] = (now, 0)
+        return 0 if last is None else last[1]
 
 
 _FULL_MESSAGES = {

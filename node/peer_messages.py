@@ -1,0 +1,227 @@
+"""The peer boundary: one typed, bounded decoder for every message a member receives.
+
+Everything a peer sends passes `decode_peer_message` before the runtime looks at it:
+the kind, the arity, every integer's range (heights, offsets, counts) and every size in
+bytes are checked here, once, and the runtime gets a frozen dataclass whose fields it may
+use as they are (a height fits SQLite's signed 64-bit integer, a chunk is at most 1 MiB).
+A violation raises `PeerProtocolError`: the runtime drops the message and counts it
+against that peer (node/runtime.py, `_dispatcher`). Consensus message bytes are decoded
+and verified by consensus/ (`Verifier.decode`), which has its own typed decoder;
+checkpoint signatures by node/checkpointer.py (`parse_signature_message`).
+
+The wire forms are docs/PROTOCOL.md §9.2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+# Heights, offsets and sizes stay below 2**62: far beyond any real value, and every sum
+# of two of them still fits SQLite's INTEGER and msgpack's int64.
+MAX_HEIGHT: Final = (1 << 62) - 1
+MAX_SYNC_BLOCKS: Final = 256  # records per "sr" request
+MAX_SYNC_REPLY_BYTES: Final = 3 << 20  # records in one "sp" reply (we send <= 2 MiB)
+MAX_COMMITTED_RECORD_BYTES: Final = 3 << 20  # one block with its signer list
+MAX_SNAPSHOT_CHUNK_BYTES: Final = 1 << 20
+MAX_SNAPSHOT_BYTES: Final = 1 << 30
+MAX_FORWARD_INTENTS: Final = 512  # intents in one "i" message
+MAX_FORWARD_INTENT_BYTES: Final = 1024  # one packed intent (node/intents.py's limit)
+MAX_QC_WIRE_ITEMS: Final = 3
+DIGEST_BYTES: Final = 32
+
+
+class PeerProtocolError(ValueError):
+    """A peer's message broke the wire format: drop it, count it against the peer."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConsensusBytes:
+    data: bytes  # decoded and verified by consensus.Verifier
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardedIntents:
+    packed: tuple[bytes, ...]  # packed signed intents (node/intents.py unpack_intent)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointSignature:
+    message: list[Any]  # parsed by node/checkpointer.py (parse_signature_message)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncRequest:
+    from_height: int
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class SyncReply:
+    from_height: int
+    records: tuple[bytes, ...]  # committed records, decoded by node/payload.py
+    proof: list[Any] | None  # QC wire form, decoded and verified by consensus/
+    root_height: int
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotInfoRequest:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotInfo:
+    height: int  # 0: the peer has no snapshot
+    digest: bytes
+    block_id: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotChunkRequest:
+    height: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotChunk:
+    height: int
+    offset: int
+    chunk: bytes
+    total: int
+    record: bytes
+
+
+PeerMessage = (
+    ConsensusBytes
+    | ForwardedIntents
+    | CheckpointSignature
+    | SyncRequest
+    | SyncReply
+    | SnapshotInfoRequest
+    | SnapshotInfo
+    | SnapshotChunkRequest
+    | SnapshotChunk
+)
+
+# Replies that only a running sync or snapshot sync reads.
+SYNC_REPLIES = (SyncReply, SnapshotInfo, SnapshotChunk)
+
+
+def decode_peer_message(message: Any) -> PeerMessage:
+    """A message as msgpack decoded it -> its typed form, or `PeerProtocolError`."""
+    if not isinstance(message, list) or not message or type(message[0]) is not str:
+        raise PeerProtocolError("a peer message is a non-empty array starting with its kind")
+    kind = message[0]
+    decoder = _DECODERS.get(kind)
+    if decoder is None:
+        raise PeerProtocolError(f"unknown message kind {kind[:16]!r}")
+    arity = _ARITY[kind]
+    if len(message) != arity:
+        raise PeerProtocolError(f"{kind!r} has {arity - 1} fields, got {len(message) - 1}")
+    return decoder(message)
+
+
+def _int(value: Any, what: str, low: int, high: int) -> int:
+    if type(value) is not int or not low <= value <= high:
+        raise PeerProtocolError(f"{what} must be an integer in {low}..{high}")
+    return value
+
+
+def _bytes(value: Any, what: str, max_bytes: int, exact: int | None = None) -> bytes:
+    if type(value) is not bytes or len(value) > max_bytes:
+        raise PeerProtocolError(f"{what} must be at most {max_bytes} bytes")
+    if exact is not None and len(value) != exact:
+        raise PeerProtocolError(f"{what} must be {exact} bytes")
+    return value
+
+
+def _byte_list(value: Any, what: str, max_items: int, max_item_bytes: int) -> tuple[bytes, ...]:
+    if not isinstance(value, list) or len(value) > max_items:
+        raise PeerProtocolError(f"{what} must be a list of at most {max_items} items")
+    for item in value:
+        _bytes(item, what, max_item_bytes)
+    return tuple(value)
+
+
+def _consensus(m: list[Any]) -> ConsensusBytes:
+    return ConsensusBytes(_bytes(m[1], "consensus message", 1 << 62))
+
+
+def _intents(m: list[Any]) -> ForwardedIntents:
+    items = _byte_list(m[1], "forwarded intents", MAX_FORWARD_INTENTS, MAX_FORWARD_INTENT_BYTES)
+    return ForwardedIntents(items)
+
+
+def _checkpoint_signature(m: list[Any]) -> CheckpointSignature:
+    return CheckpointSignature(m)
+
+
+def _sync_request(m: list[Any]) -> SyncRequest:
+    return SyncRequest(
+        _int(m[1], "sync from_height", 1, MAX_HEIGHT),
+        _int(m[2], "sync limit", 1, MAX_SYNC_BLOCKS),
+    )
+
+
+def _sync_reply(m: list[Any]) -> SyncReply:
+    records = _byte_list(m[2], "sync records", MAX_SYNC_BLOCKS, MAX_COMMITTED_RECORD_BYTES)
+    if sum(map(len, records)) > MAX_SYNC_REPLY_BYTES:
+        raise PeerProtocolError(f"sync records exceed {MAX_SYNC_REPLY_BYTES} bytes")
+    proof = m[3]
+    if proof is not None and (not isinstance(proof, list) or len(proof) != MAX_QC_WIRE_ITEMS):
+        raise PeerProtocolError("sync proof must be nil or a QC")
+    return SyncReply(
+        _int(m[1], "sync from_height", 1, MAX_HEIGHT),
+        records,
+        proof,
+        _int(m[4], "sync root_height", 0, MAX_HEIGHT),
+    )
+
+
+def _snapshot_info_request(m: list[Any]) -> SnapshotInfoRequest:
+    return SnapshotInfoRequest()
+
+
+def _snapshot_info(m: list[Any]) -> SnapshotInfo:
+    height = _int(m[1], "snapshot height", 0, MAX_HEIGHT)
+    exact = 0 if height == 0 else DIGEST_BYTES
+    return SnapshotInfo(
+        height,
+        _bytes(m[2], "snapshot digest", DIGEST_BYTES, exact),
+        _bytes(m[3], "snapshot block id", DIGEST_BYTES, exact),
+    )
+
+
+def _snapshot_chunk_request(m: list[Any]) -> SnapshotChunkRequest:
+    return SnapshotChunkRequest(
+        _int(m[1], "snapshot height", 1, MAX_HEIGHT),
+        _int(m[2], "snapshot offset", 0, MAX_SNAPSHOT_BYTES),
+    )
+
+
+def _snapshot_chunk(m: list[Any]) -> SnapshotChunk:
+    chunk = SnapshotChunk(
+        _int(m[1], "snapshot height", 1, MAX_HEIGHT),
+        _int(m[2], "snapshot offset", 0, MAX_SNAPSHOT_BYTES),
+        _bytes(m[3], "snapshot chunk", MAX_SNAPSHOT_CHUNK_BYTES),
+        _int(m[4], "snapshot size", 1, MAX_SNAPSHOT_BYTES),
+        _bytes(m[5], "snapshot record", MAX_COMMITTED_RECORD_BYTES),
+    )
+    if chunk.offset + len(chunk.chunk) > chunk.total:
+        raise PeerProtocolError("snapshot chunk runs past the snapshot's size")
+    return chunk
+
+
+_DECODERS: dict[str, Callable[[list[Any]], PeerMessage]] = {
+    "c": _consensus,
+    "i": _intents,
+    "cps": _checkpoint_signature,
+    "sr": _sync_request,
+    "sp": _sync_reply,
+    "ssr": _snapshot_info_request,
+    "ssi": _snapshot_info,
+    "ssg": _snapshot_chunk_request,
+    "ssd": _snapshot_chunk,
+}
+_ARITY = {"c": 2, "i": 2, "cps": 7, "sr": 3, "sp": 5, "ssr": 1, "ssi": 4, "ssg": 3, "ssd": 6}
