@@ -18,7 +18,7 @@ from node.genesis import ConsensusParams, load_genesis
 from node.intents import Domain, intent_to_json, place_action, sign_intent
 from node.localchain import ChainSetup, connect, deposit
 from node.localnet import Localnet, down, pid_alive, stop_pid, up
-from node.procs import free_base_port
+from node.procs import free_base_port, start_node
 from tests.node.cluster import wait_for
 
 pytestmark = pytest.mark.integration
@@ -126,6 +126,30 @@ def test_deposit_trade_withdraw_claim_then_freeze_and_exit(tmp_path: Path) -> No
                 else tx.gas_used * w3.eth.get_transaction_receipt(tx.tx_hash)["effectiveGasPrice"]
             )
             assert paid + gas_cost == int(proof["amount"])
+
+        # A member stopped while the others cross several checkpoint heights restarts,
+        # catches up across them and keeps signing (finding 3 of issue 12: the synced
+        # checkpoints were handed to its checkpointer twice and it crashed on restart).
+        lagger = net.nodes[3]
+        stop_pid(lagger.pid)
+        stopped_at = int(get(net, "/v1/status")["committed_height"])
+        wait_for(
+            lambda: int(get(net, "/v1/status")["committed_height"]) > stopped_at + 35,
+            60,
+            "the others commit past three checkpoint heights",
+        )
+        lagger.pid = start_node(Path(lagger.config), Path(lagger.log))
+        net.save()
+        target = int(get(net, "/v1/status")["committed_height"])
+
+        def caught_up() -> bool:
+            try:  # its API opens once catch-up is done
+                return int(get(net, "/v1/status", 3)["committed_height"]) >= target
+            except httpx.HTTPError:
+                return False
+
+        wait_for(caught_up, 60, "the restarted member catches up")
+        assert pid_alive(lagger.pid), "the restarted member exited"
 
         # Every leaf of the final state, proven against the root the contract accepted.
         holders = [alice.address, bob.address, genesis.exchange.fee_account]
