@@ -72,14 +72,25 @@ from consensus.types import (
 from consensus.verifier import Verified, Verifier
 from matching.accounts import NONCE_FUTURE_MS, NONCE_PAST_MS
 from matching.engine import BlockResult, Engine
-from matching.events import Rejected
+from matching.events import Reason, Rejected
 from node.api_facade import SubmitResult
+from node.caches import ByteLRU
 from node.chain_watcher import ChainWatcher, WatcherOptions
 from node.checkpointer import Checkpointer, CheckpointerOptions, SignatureResult
 from node.config import verify_threads_for
 from node.genesis import NodeSetup
-from node.intents import Entry, IntentError, SignedIntent, pack_intent, unpack_intent, verify_intent
+from node.intents import (
+    MAX_INTENT_MSGPACK_BYTES,
+    Entry,
+    IntentError,
+    SignedIntent,
+    check_signer,
+    pack_intent,
+    unpack_intent,
+    verify_intent,
+)
 from node.mempool import AddResult, Mempool, PoolItem
+from node.net.transport import Peer, Transport, TransportConfig
 from node.payload import (
     TAG_DEPOSIT,
     TAG_INTENT,
@@ -111,7 +122,6 @@ from node.peer_messages import (
 from node.ratelimit import NO_WAIT, RateLimit, TokenBuckets
 from node.seam import Clock, NodeStorage, PeerNetwork, wall_ms
 from node.storage import WriteBatch
-from node.transport import Peer, Transport, TransportConfig
 
 log = structlog.get_logger("seqnet.node")
 
@@ -131,12 +141,13 @@ class NodeOptions:
     join_wait_s: float = 1.0  # at start: how long to wait for a first peer to sync from
     snapshot_sync_gap_blocks: int = 5_000  # further behind than this: install a snapshot
     max_snapshot_bytes: int = 1 << 30
-    verified_cache: int = 400_000
-    bad_entry_cache: int = 65_536  # payload entries whose signature failed, by bytes
+    verified_cache_bytes: int = 128 << 20  # verified entries waiting for their block
+    bad_entry_cache_bytes: int = 16 << 20  # entries whose signature failed, by bytes
     sync_serve_per_s: float = 200.0  # sync and snapshot requests served per peer
     result_cache: int = 200_000
     max_forward_batch: int = 512
     inbox: int = 4096
+    inbox_bytes: int = 64 << 20  # consensus messages waiting for the consensus task
     clock_skew_ms: int = 0  # test-only: pretend our clock is off by this much
     # test-only misbehaviour on dev chains (fault suite): "equivocate" (as leader, also
     # send a conflicting block to half the peers) or "double-vote" (vote twice a round)
@@ -191,9 +202,13 @@ class Node:
         )
         self.watcher, self.checkpointer = self._settlement()
         self._inbox_send, self._inbox = trio.open_memory_channel[Event](self.options.inbox)
+        self._inbox_bytes = 0
+        self._inbox_sizes: dict[int, int] = {}  # id(event) -> bytes, while it waits
+        self._inbox_drained = trio.Event()
         # packed payload entry -> verified entry map (the engine's input), bounded LRU
-        self._verified: OrderedDict[bytes, Entry] = OrderedDict()
-        self._bad_entries: OrderedDict[bytes, str] = OrderedDict()  # entry bytes -> why
+        self._verified: ByteLRU[bytes, Entry] = ByteLRU(self.options.verified_cache_bytes)
+        # entry bytes -> why its signature failed
+        self._bad_entries: ByteLRU[bytes, str] = ByteLRU(self.options.bad_entry_cache_bytes)
         rate = self.options.sync_serve_per_s
         self._serving = TokenBuckets(RateLimit(rate, burst=rate), max_keys=self.n)
         self._peer_log = LogGate(interval_s=10.0)
@@ -382,6 +397,7 @@ class Node:
 
     async def _consensus_task(self) -> None:
         async for event in self._inbox:
+            self._inbox_release(event)
             if self.halted is not None:
                 continue  # storage failed: never sign from state we could not persist
             if isinstance(event, MessageReceived):
@@ -742,7 +758,25 @@ class Node:
                 return  # too late to be certified; the core would only store it
             if block.round >= current and not await self._proposal_payload_ok(block):
                 return
-        await self._inbox_send.send(MessageReceived(verified))
+        event = MessageReceived(verified)
+        await self._inbox_reserve(event, len(data))
+        await self._inbox_send.send(event)
+
+    async def _inbox_reserve(self, event: Event, size: int) -> None:
+        """The peer messages waiting for the consensus task are bounded in bytes: past
+        `inbox_bytes` the dispatcher waits, the transport stops reading, and TCP pushes
+        back on the senders (their own queues drop the oldest)."""
+        while self._inbox_bytes and self._inbox_bytes + size > self.options.inbox_bytes:
+            self._inbox_drained = trio.Event()
+            await self._inbox_drained.wait()
+        self._inbox_bytes += size
+        self._inbox_sizes[id(event)] = size
+
+    def _inbox_release(self, event: Event) -> None:
+        size = self._inbox_sizes.pop(id(event), 0)
+        if size:
+            self._inbox_bytes -= size
+            self._inbox_drained.set()
 
     def _maybe_sync(self, peer: int, msg: object) -> None:
         """Start a log sync when a verified QC proves the committee is far ahead of us.
@@ -826,8 +860,11 @@ class Node:
         for e in payload:
             if e[:1] == _TAG_DEPOSIT_BYTE or e in self._verified:
                 continue
-            if e in self._bad_entries:
-                return self._bad_entries[e]
+            if len(e) > MAX_ENTRY_BYTES:
+                return f"entry of {len(e)} bytes (at most {MAX_ENTRY_BYTES})"
+            known_bad = self._bad_entries.get(e)
+            if known_bad is not None:
+                return known_bad
             todo.append(e)
         if not todo:
             return None
@@ -847,9 +884,7 @@ class Node:
         return bad
 
     def _remember_bad(self, raw: bytes, why: str) -> str:
-        self._bad_entries[raw] = why
-        while len(self._bad_entries) > self.options.bad_entry_cache:
-            self._bad_entries.popitem(last=False)
+        self._bad_entries.put(raw, why, len(raw))
         return why
 
     async def _verify(
@@ -886,9 +921,7 @@ class Node:
         return [r for chunk in results for r in chunk]
 
     def _remember(self, raw: bytes, entry: Entry) -> None:
-        self._verified[raw] = entry
-        if len(self._verified) > self.options.verified_cache:
-            self._verified.popitem(last=False)
+        self._verified.put(raw, entry, len(raw))
 
     # ------------------------------------------------------------ intake (NodeFacade)
 
@@ -912,10 +945,18 @@ class Node:
     async def _admit(
         self, intents: list[SignedIntent], forward: bool, raws: list[bytes] | None = None
     ) -> list[SubmitResult]:
-        """Verify (once per node: cached by entry bytes), check the replay window, admit
+        """Verify (once per node: cached by entry bytes), check that the signer may sign
+        for the account as of our latest executed state, check the replay window, admit
         to the mempool, and forward what is new to the other members. `forward` is False
         for intents a peer forwarded: then nothing is forwarded, and intents admitted
-        have no result in the list (nobody reads them)."""
+        have no result in the list (nobody reads them).
+
+        Nothing is set aside by its intent id before its signer is known: the id does not
+        cover the signature, so a copy with a damaged signature shares it and recovers
+        some other key. That copy, or any forgery, is refused here (`unauthorized_signer`)
+        before it can take a mempool slot, be forwarded or be charged to anyone; only an
+        outcome already committed for the id answers early, and `_apply` records those
+        for authorized entries only."""
         if raws is None:
             raws = [intent_entry(pack_intent(si)) for si in intents]
         results: list[SubmitResult | None] = [None] * len(intents)
@@ -928,8 +969,6 @@ class Node:
             done = self._result(intent_id)
             if done is not None:
                 results[i] = replace(done, duplicate=True)
-            elif intent_id in self.mempool:
-                results[i] = SubmitResult(intent_id, "accepted", duplicate=True)
             elif known is not None:
                 entries.append((i, known, raw))
             else:
@@ -940,12 +979,18 @@ class Node:
             if isinstance(entry, IntentError):
                 results[i] = SubmitResult(intent_id, "rejected", entry.code, entry.message, None)
             else:
-                self._remember(raw, entry)
                 entries.append((i, entry, raw))
         admitted = 0
         fresh_raws: list[bytes] = []  # to forward
         now = self.now_ms()
+        is_authorized = self.engine.is_authorized  # read after the await: the latest state
         for i, entry, raw in entries:
+            try:
+                check_signer(entry, is_authorized)
+            except IntentError as error:
+                results[i] = SubmitResult(entry.intent_id, "rejected", error.code, error.message)
+                continue
+            self._remember(raw, entry)  # authorized only: forgeries evict nothing
             if not now - NONCE_PAST_MS <= entry.nonce <= now + NONCE_FUTURE_MS:
                 message = f"nonce {entry.nonce} is not a millisecond time within the replay window"
                 results[i] = SubmitResult(
@@ -962,7 +1007,14 @@ class Node:
                     results[i] = SubmitResult(entry.intent_id, "accepted")
                     fresh_raws.append(raw[1:])
             elif added is AddResult.DUPLICATE:
-                results[i] = SubmitResult(entry.intent_id, "accepted", duplicate=True)
+                pending = self.mempool.pending(entry.signer, entry.nonce)
+                if pending is None or pending.intent_id == entry.intent_id:
+                    results[i] = SubmitResult(entry.intent_id, "accepted", duplicate=True)
+                else:
+                    message = f"another pending intent of this signer has nonce {entry.nonce}"
+                    results[i] = SubmitResult(
+                        entry.intent_id, "rejected", "duplicate_nonce", message
+                    )
             else:
                 results[i] = SubmitResult(
                     entry.intent_id, "rejected", added.value, _FULL_MESSAGES[added]
@@ -1167,18 +1219,31 @@ class Node:
         self.counters["entries_committed"] += len(entries)
         if self.watcher is not None:
             self.watcher.applied(self.engine.last_deposit_id)
-        self.mempool.remove(e.intent_id for e in entries if e.intent_id is not None)
         height, done, verified, waiters = block.height, self._results, self._verified, self._waiters
+        mempool = self.mempool
         for entry, raw, events in zip(entries, block.payload, result.events, strict=True):
             verified.pop(raw, None)
             intent_id = entry.intent_id
             if intent_id is None:
-                continue
+                continue  # a deposit
+            # By (signer, nonce): that pair can never apply again. Not by id: a bad copy
+            # (the genuine id, another signer) must not take the genuine intent along.
+            mempool.remove_applied(entry.signer, entry.engine_entry["nonce"])
             rejected = None
             for event in events:
                 if type(event) is Rejected:
                     rejected = event
                     break
+            # The outcome of an intent id: the first one of an entry its account
+            # authorized, and a success over an earlier refusal. An unauthorized entry is
+            # not the account's intent (a forgery, or a bad copy whose id is the genuine
+            # intent's), so it is nobody's outcome; a later copy is a replay.
+            prior = done.get(intent_id)
+            if rejected is not None:
+                if rejected.code == Reason.UNAUTHORIZED or prior is not None:
+                    continue
+            elif prior is not None and prior[1] is None:
+                continue
             done[intent_id] = (height, rejected)
             waiter = waiters.pop(intent_id, None)
             if waiter is not None:
@@ -1553,6 +1618,8 @@ def _recorded_entry(raw: bytes, signer: bytes) -> dict[str, Any]:
     si = decode_entry(raw)
     return {"account": si.account, "signer": signer, "nonce": si.nonce, "action": si.action}
 
+
+MAX_ENTRY_BYTES = 1 + MAX_INTENT_MSGPACK_BYTES  # a payload entry: tag byte + packed intent
 
 # What our own decoders raise on a peer's bad input; anything else is a bug of ours.
 _PEER_ERRORS = (ConsensusError, PeerProtocolError, IntentError, BadEntry, ValueError)
