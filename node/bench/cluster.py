@@ -13,6 +13,13 @@ The same run measures secp256k1 recoveries/s on one core; every node checks ever
 signature, so the committee cannot exceed cores × recoveries/s ÷ N, and the report gives
 the ratio of the measured throughput to that limit.
 
+With `--crash K` (K ≤ f) the two phases run twice in one committee: healthy, then with
+the last K members stopped by SIGKILL. After the kill the survivors must commit again
+and `--settle` seconds pass before the second load; the clients then talk only to the
+survivors. The report gives every figure for both, and the same-run ratios
+`ratio_one_down` (committed/s one down ÷ healthy) and `light_latency_p50_ratio_one_down`
+(light p50 one down ÷ healthy). It measures whatever leader election the members run.
+
 Caveat recorded in docs/BENCHMARKS.md: accounts are not funded (deposits come with the
 settlement loop), so the engine rejects the orders for lack of balance after ordering
 them; ordering, signatures, storage and execution of the entry all happen.
@@ -22,9 +29,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +52,16 @@ from node.intents import (
     sign_intent,
     verify_rate,
 )
-from node.localnet import down, up
+from node.localnet import Localnet, NodeProcess, down, node_status, up
+from node.procs import free_base_port, pid_alive
+
+LIGHT_RATE_PER_S = 200.0
+# Connections per node in the light phase. Latency is timed from before a connection is
+# taken, so the pool must never be what makes an intent wait: with a member down a round
+# can take a whole round timeout, and ~rate × timeout intents are then in flight at once.
+LIGHT_POOL_SIZE = 256
+SETTLE_TIMEOUT_S = 60.0
+SETTLE_BLOCKS = 3  # commits the survivors must make after a crash before load resumes
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -176,7 +195,7 @@ async def _saturation(
 
 
 async def _light(apis: list[str], intents: list[bytes], rate_per_s: float) -> dict[str, Any]:
-    pools = [_Client(api, 64) for api in apis]
+    pools = [_Client(api, LIGHT_POOL_SIZE) for api in apis]
     latencies: list[float] = []
 
     async def one(i: int, intent: bytes) -> None:
@@ -190,6 +209,7 @@ async def _light(apis: list[str], intents: list[bytes], rate_per_s: float) -> di
             await trio.sleep_until(start + i / rate_per_s)
             nursery.start_soon(one, i, intent)
     return {
+        "light_sent": len(intents),
         "light_committed": len(latencies),
         "light_latency_ms_p50": 1000 * _percentile(latencies, 0.5),
         "light_latency_ms_p99": 1000 * _percentile(latencies, 0.99),
@@ -199,8 +219,6 @@ async def _light(apis: list[str], intents: list[bytes], rate_per_s: float) -> di
 
 def _drain(apis: list[str], timeout_s: float = 60.0) -> None:
     """Wait until every node's mempool is empty."""
-    from node.localnet import node_status
-
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         statuses = [node_status(api) for api in apis]
@@ -209,45 +227,203 @@ def _drain(apis: list[str], timeout_s: float = 60.0) -> None:
         time.sleep(0.2)
 
 
-def run(
-    nodes: int, duration_s: float, light_s: float, clients: int, batch: int, base_port: int
+@dataclass(frozen=True, slots=True)
+class _Load:
+    """Intents for one saturation phase and one light phase, signed before the clock."""
+
+    saturation: list[bytes]
+    light: list[bytes]
+
+
+def _sign_load(domain: Domain, sig_limit: float, duration_s: float, light_s: float) -> _Load:
+    expected = int(max(sig_limit, 1000) * duration_s * 1.2)
+    return _Load(
+        _sign_many(domain, expected),
+        _sign_many(domain, int(LIGHT_RATE_PER_S * light_s), accounts=200),
+    )
+
+
+def _measure(
+    apis: list[str], load: _Load, clients: int, batch: int, duration_s: float
 ) -> dict[str, Any]:
+    """Saturation, then light load once the backlog is committed."""
+    sat = trio.run(_saturation, apis, load.saturation, clients, batch, duration_s)
+    _drain(apis)  # the light phase must not queue behind the saturation backlog
+    light = trio.run(_light, apis, load.light, LIGHT_RATE_PER_S)
+    return {**sat, **light}
+
+
+def _heights(apis: list[str]) -> list[int]:
+    statuses = [node_status(api) for api in apis]
+    return [int(s.get("committed_height", 0)) if s else -1 for s in statuses]
+
+
+def _kill(victims: list[NodeProcess], timeout_s: float = 10.0) -> None:
+    """SIGKILL, as a crash: no chance to close connections or flush anything."""
+    for node in victims:
+        os.kill(node.pid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout_s
+    while any(pid_alive(n.pid) for n in victims):  # pid_alive reaps our children
+        if time.monotonic() > deadline:
+            raise SystemExit(f"members {[n.name for n in victims]} survived SIGKILL")
+        time.sleep(0.05)
+
+
+def _settle(apis: list[str], from_height: int, until: float) -> None:
+    """Wait until `until` (monotonic) and until every survivor has committed
+    SETTLE_BLOCKS blocks past `from_height`: load resumes on a committee that works."""
+    deadline = time.monotonic() + SETTLE_TIMEOUT_S
+    while True:
+        heights = _heights(apis)
+        if time.monotonic() >= until and min(heights) >= from_height + SETTLE_BLOCKS:
+            return
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the survivors did not commit after the crash: heights {heights}")
+        time.sleep(0.2)
+
+
+def _one_down(
+    survivors: list[NodeProcess],
+    victims: list[NodeProcess],
+    domain: Domain,
+    settle_s: float,
+    sig_limit: float,
+    phase: tuple[int, int, float, float],
+) -> dict[str, Any]:
+    """Kill the victims, sign the second load while the survivors settle, then measure
+    against the survivors only."""
+    clients, batch, duration_s, light_s = phase
+    apis = [n.api for n in survivors]
+    _kill(victims)
+    killed_at = time.monotonic()
+    from_height = max(_heights(apis))
+    load = _sign_load(domain, sig_limit, duration_s, light_s)
+    _settle(apis, from_height, killed_at + settle_s)
+    settled_s = time.monotonic() - killed_at
+    figures = _measure(apis, load, clients, batch, duration_s)
+    return {
+        "crashed": [n.name for n in victims],
+        "settle_s": settled_s,
+        **{f"{key}_one_down": value for key, value in figures.items()},
+    }
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return numerator / denominator if denominator else float("nan")
+
+
+def run(
+    nodes: int,
+    duration_s: float,
+    light_s: float,
+    clients: int,
+    batch: int,
+    base_port: int | None,
+    crash: int = 0,
+    settle_s: float = 5.0,
+) -> dict[str, Any]:
+    assert 0 <= crash <= (nodes - 1) // 3, "at most f = (n - 1) // 3 members may be stopped"
     # The limit is measured on a quiet machine, before the committee starts and after it
     # stopped, three times each; the median is used (one short sample here moves by
     # ±20 % between runs on a shared host, and the ratio with it).
     rates = [verify_rate(2000) for _ in range(3)]
     cores = usable_cores()
     sig_limit = cores * statistics.median(rates) / nodes
+    port = free_base_port(nodes) if base_port is None else base_port
+    one_down: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="seqnet-bench-") as tmp:
-        net = up(Path(tmp) / "net", nodes, base_port, timeout_s=60)
+        net = up(Path(tmp) / "net", nodes, port, timeout_s=60)
+        running = net.nodes
         try:
             domain = load_genesis(Path(net.folder) / "genesis.toml").domain()
-            apis = [n.api for n in net.nodes]
-            expected = int(max(sig_limit, 1000) * duration_s * 1.2)
-            saturation_intents = _sign_many(domain, expected)
-            light_intents = _sign_many(domain, int(200 * light_s), accounts=200)
-            sat = trio.run(_saturation, apis, saturation_intents, clients, batch, duration_s)
-            _drain(apis)  # the light phase must not queue behind the saturation backlog
-            light = trio.run(_light, apis, light_intents, 200.0)
+            load = _sign_load(domain, sig_limit, duration_s, light_s)
+            healthy = _measure([n.api for n in net.nodes], load, clients, batch, duration_s)
+            del load  # tens of MB of signed intents, not needed any more
+            if crash:
+                # The last members go: the load generator talks to the others. From here
+                # `down` must not signal the killed PIDs: they were reaped, and the kernel
+                # may give those numbers to someone else's process.
+                running, victims = net.nodes[: nodes - crash], net.nodes[nodes - crash :]
+                phase = (clients, batch, duration_s, light_s)
+                one_down = _one_down(running, victims, domain, settle_s, sig_limit, phase)
         finally:
-            down(net)
+            down(Localnet(net.folder, running))
     rates += [verify_rate(2000) for _ in range(3)]
     recover_per_s = statistics.median(rates)
     sig_limit = cores * recover_per_s / nodes
-    return {
+    result: dict[str, Any] = {
         "nodes": nodes,
         "cores": cores,
         "duration_s": duration_s,
         "clients": clients,
         "batch": batch,
-        **sat,
-        **light,
+        **healthy,
         "recover_per_s": recover_per_s,
         "recover_per_s_min": min(rates),
         "recover_per_s_max": max(rates),
         "sig_limit_per_s": sig_limit,
-        "ratio_vs_sig_limit": sat["committed_per_s"] / sig_limit,
+        "ratio_vs_sig_limit": healthy["committed_per_s"] / sig_limit,
     }
+    if crash:
+        # Fewer members share the same cores, so the survivors' own limit is higher.
+        sig_limit_down = cores * recover_per_s / (nodes - crash)
+        result |= {
+            "crash": crash,
+            **one_down,
+            "sig_limit_per_s_one_down": sig_limit_down,
+            "ratio_vs_sig_limit_one_down": one_down["committed_per_s_one_down"] / sig_limit_down,
+            "ratio_one_down": _ratio(
+                one_down["committed_per_s_one_down"], healthy["committed_per_s"]
+            ),
+            "light_latency_p50_ratio_one_down": _ratio(
+                one_down["light_latency_ms_p50_one_down"], healthy["light_latency_ms_p50"]
+            ),
+        }
+    return result
+
+
+# The measured figures of one phase, shown side by side in --crash mode.
+_PHASE_KEYS = (
+    "committed_per_s",
+    "latency_ms_p50",
+    "latency_ms_p99",
+    "light_latency_ms_p50",
+    "light_latency_ms_p99",
+    "light_latency_ms_mean",
+    "light_committed",
+)
+
+
+def _print_table(result: dict[str, Any], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    def cell(value: Any) -> str:
+        return f"{value:,.2f}" if isinstance(value, float) else str(value)
+
+    console = Console()
+    if "crash" in result:
+        both = Table(
+            title=f"{title}: healthy, then {result['crash']} down ({', '.join(result['crashed'])})",
+            caption="targets (issue 12): committed/s ratio ≥ 0.7, light p50 ratio ≤ 2",
+        )
+        for column in ("metric", "healthy", "one down", "one down ÷ healthy"):
+            both.add_column(column, justify="left" if column == "metric" else "right")
+        for key in _PHASE_KEYS:
+            healthy, down_ = result[key], result[f"{key}_one_down"]
+            both.add_row(key, cell(healthy), cell(down_), cell(_ratio(down_, healthy)))
+        console.print(both)
+    # In --crash mode the side-by-side table above already shows these.
+    shown: set[str] = set()
+    if "crash" in result:
+        shown = set(_PHASE_KEYS) | {f"{k}_one_down" for k in _PHASE_KEYS}
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in result.items():
+        if key not in shown:
+            table.add_row(key, cell(value) if not isinstance(value, list) else ", ".join(value))
+    console.print(table)
 
 
 def main(argv: list[str], prog: str) -> int:
@@ -257,22 +433,36 @@ def main(argv: list[str], prog: str) -> int:
     parser.add_argument("--light-duration", type=float, default=10.0, help="light-load seconds")
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--batch", type=int, default=200)
-    parser.add_argument("--base-port", type=int, default=27000)
+    parser.add_argument(
+        "--base-port", type=int, default=None, help="first port (default: a free range)"
+    )
+    parser.add_argument(
+        "--crash",
+        type=int,
+        default=0,
+        help="after the healthy phases, SIGKILL this many members (at most f) and measure again",
+    )
+    parser.add_argument(
+        "--settle", type=float, default=5.0, help="seconds between the crash and the next load"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    if not 0 <= args.crash <= (args.nodes - 1) // 3:
+        parser.error(
+            f"--crash must be between 0 and f = {(args.nodes - 1) // 3} for {args.nodes} nodes"
+        )
     result = run(
-        args.nodes, args.duration, args.light_duration, args.clients, args.batch, args.base_port
+        args.nodes,
+        args.duration,
+        args.light_duration,
+        args.clients,
+        args.batch,
+        args.base_port,
+        crash=args.crash,
+        settle_s=args.settle,
     )
     if args.json:
         print(json.dumps(result))
         return 0
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"seqnet bench cluster --nodes {args.nodes}")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key, value in result.items():
-        table.add_row(key, f"{value:,.2f}" if isinstance(value, float) else str(value))
-    Console().print(table)
+    _print_table(result, f"seqnet bench cluster --nodes {args.nodes}")
     return 0
