@@ -261,6 +261,12 @@ _PEER_FIELDS: Final = (
     ("protocol_errors", "seqnet_transport_protocol_errors", "counter", "Bad-frame disconnects"),
     ("queue_depth", "seqnet_transport_queue_depth", "gauge", "Frames queued for a peer"),
     ("connected", "seqnet_transport_peer_connected", "gauge", "1 while a peer is connected"),
+    ("queue_bytes", "seqnet_transport_queue_bytes", "gauge", "Bytes queued for a peer"),
+    ("inbound_bytes", "seqnet_transport_inbound_bytes", "gauge", "A peer's bytes waiting for us"),
+    ("score", "seqnet_transport_peer_score", "gauge", "A peer's misbehaviour score"),
+    ("banned", "seqnet_transport_peer_banned", "gauge", "1 while a peer is banned"),
+    ("penalties", "seqnet_transport_penalties", "counter", "Faults counted against a peer"),
+    ("bans", "seqnet_transport_bans", "counter", "Times a peer was banned"),
 )
 
 
@@ -282,6 +288,32 @@ def _transport(node: Any) -> Iterator[Metric]:
     yield _gauge("seqnet_transport_peers", "Peers connected", connected)
     yield _counter(
         "seqnet_transport_handshakes_rejected", "Handshakes refused", stats.handshakes_rejected
+    )
+    refusals = CounterMetricFamily(
+        "seqnet_transport_refusals",
+        "Connections refused before a handshake, by reason",
+        labels=["reason"],
+    )
+    for reason, count in sorted(stats.refusals.items()):
+        refusals.add_metric([reason], float(count))
+    yield refusals
+    yield _counter(
+        "seqnet_transport_source_backoffs",
+        "Times a source failing handshakes was backed off",
+        stats.source_backoffs,
+    )
+    yield _gauge(
+        "seqnet_transport_handshakes_pending",
+        "Unauthenticated connections holding a slot",
+        stats.handshakes_pending,
+    )
+    yield _gauge(
+        "seqnet_transport_sources_backed_off", "Sources refused now", stats.sources_backed_off
+    )
+    yield _gauge(
+        "seqnet_transport_inbound_total_bytes",
+        "Bytes of peer messages waiting for the node",
+        stats.inbound_bytes,
     )
 
 

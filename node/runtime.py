@@ -1,7 +1,7 @@
 """One committee member at run time: the trio shell around the two pure cores.
 
 Tasks (one nursery, see `Node.run`):
-- transport: authenticated links to the other members (node/transport.py);
+- transport: authenticated links to the other members (node/net/transport.py);
 - dispatcher: reads peer messages, verifies them at the boundary (consensus signatures
   by `consensus.Verifier`, trader signatures of every payload entry by coincurve in a
   worker thread) and queues the verified ones for the consensus task;
@@ -89,6 +89,7 @@ from node.intents import (
     unpack_intent,
     verify_intent,
 )
+from node.log import LogGate
 from node.mempool import AddResult, Mempool, PoolItem
 from node.net.transport import Peer, Transport, TransportConfig
 from node.payload import (
@@ -1623,26 +1624,6 @@ MAX_ENTRY_BYTES = 1 + MAX_INTENT_MSGPACK_BYTES  # a payload entry: tag byte + pa
 
 # What our own decoders raise on a peer's bad input; anything else is a bug of ours.
 _PEER_ERRORS = (ConsensusError, PeerProtocolError, IntentError, BadEntry, ValueError)
-
-
-class LogGate:
-    """At most one log line per key per interval: `allow` returns how many were
-    suppressed since the last one that passed, or None to stay quiet."""
-
-    def __init__(self, interval_s: float, max_keys: int = 1024) -> None:
-        self._interval_s = interval_s
-        self._max_keys = max_keys
-        self._last: dict[object, tuple[float, int]] = {}  # key -> (logged at, suppressed)
-
-    def allow(self, key: object, now: float) -> int | None:
-        last = self._last.get(key)
-        if last is not None and now - last[0] < self._interval_s:
-            self._last[key] = (last[0], last[1] + 1)
-            return None
-        if last is None and len(self._last) >= self._max_keys:
-            self._last.clear()
-        self._last[key] = (now, 0)
-        return 0 if last is None else last[1]
 
 
 _FULL_MESSAGES = {

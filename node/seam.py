@@ -16,7 +16,7 @@ is separate because block timestamps and intent nonces are wall-clock millisecon
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Protocol
 
 import trio
@@ -30,6 +30,18 @@ def wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+class InboundMessages(Protocol):
+    """A receive channel of `(peer index, message)` in trio's shape (a trio memory
+    channel is one; the transport's is bounded in bytes, node/net/inbound.py). Taking a
+    message frees what it held; EndOfChannel once the network has stopped."""
+
+    async def receive(self) -> tuple[int, Any]: ...
+
+    def receive_nowait(self) -> tuple[int, Any]: ...
+
+    def __aiter__(self) -> AsyncIterator[tuple[int, Any]]: ...
+
+
 class PeerNetwork(Protocol):
     """Links to the other members. Messages are msgpack-able lists `[kind, …]`.
 
@@ -37,7 +49,8 @@ class PeerNetwork(Protocol):
     msgpack, nothing more: the runtime's peer boundary (node/peer_messages.py) checks it.
     `send`/`broadcast` never block (a full queue drops the oldest frame)."""
 
-    inbound: trio.MemoryReceiveChannel[tuple[int, Any]]
+    @property
+    def inbound(self) -> InboundMessages: ...
 
     async def run(self, *, task_status: trio.TaskStatus[Any] = ...) -> None: ...
 

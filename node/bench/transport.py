@@ -22,8 +22,8 @@ import structlog
 import trio
 from nacl.signing import SigningKey
 
-from node.framing import pack
-from node.transport import Peer, Transport, TransportConfig
+from node.net.framing import HEADER_BYTES, pack
+from node.net.transport import Peer, Transport, TransportConfig
 
 GENESIS_HASH: Final = bytes(32)
 BURST_FRAMES: Final = 64
@@ -71,14 +71,19 @@ async def _measure(mode: Mode, payload_bytes: int, duration_s: float, warmup_s: 
         i: Peer("127.0.0.1", listeners[i][0].socket.getsockname()[1], bytes(keys[i].verify_key))
         for i in range(2)
     }
+    message = _message(payload_bytes)
+    encoded_bytes = len(pack(message))
+    # The producer keeps the queue under QUEUE_FRAMES; the byte bound must not bind first.
+    queue_bytes = max(TransportConfig().queue_bytes, QUEUE_FRAMES * (encoded_bytes + HEADER_BYTES))
     config = TransportConfig(
-        seal=mode.seal, max_batch_frames=mode.batch_frames, queue_frames=QUEUE_FRAMES
+        seal=mode.seal,
+        max_batch_frames=mode.batch_frames,
+        queue_frames=QUEUE_FRAMES,
+        queue_bytes=queue_bytes,
     )
     sender, receiver = (
         Transport(i, keys[i], peers, GENESIS_HASH, config, listeners=listeners[i]) for i in range(2)
     )
-    message = _message(payload_bytes)
-    encoded_bytes = len(pack(message))
     received = 0
 
     async def produce() -> None:

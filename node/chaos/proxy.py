@@ -4,7 +4,7 @@ Every ordered pair of members (dialer → acceptor) gets its traffic through one
 Both directions of a connection pass through a pump that applies the faults currently
 set for that direction (`LinkFaults`); the harness changes them at run time.
 
-The links are sealed and authenticated (node/transport.py), so the proxy acts only at the
+The links are sealed and authenticated (node/net/transport.py), so the proxy acts only at the
 byte-stream level, as a real network does to a TCP connection:
 
 - drop:      bytes are discarded (a blackhole); a connection that lost bytes can never

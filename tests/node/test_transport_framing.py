@@ -1,4 +1,4 @@
-"""Frames and records: the codec alone (node/framing.py), then a Transport's reader and
+"""Frames and records: the codec alone (node/net/framing.py), then a Transport's reader and
 writer over memory streams, fed by a hand-driven authenticated peer."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import trio.testing
 from nacl.signing import SigningKey
 from structlog.testing import capture_logs
 
-from node.framing import (
+from node.net.framing import (
     FrameDecoder,
     FrameError,
     RecordCipher,
@@ -26,8 +26,9 @@ from node.framing import (
     split_record,
     unpack,
 )
-from node.handshake import Identity, initiate
-from node.transport import Peer, Transport, TransportConfig, keep_existing
+from node.net.handshake import Identity, initiate
+from node.net.inbound import ITEM_OVERHEAD_BYTES, item_cost
+from node.net.transport import Peer, Transport, TransportConfig, keep_existing
 
 GENESIS = b"\x47" * 32
 KEYS = [SigningKey(bytes([i + 1]) * 32) for i in range(3)]
@@ -135,7 +136,7 @@ def test_tie_break(existing: int, age_s: float, new: int, keep: bool) -> None:
 
 @dataclass
 class FakePeer:
-    """Member 1, driven by hand over a memory stream into member 0's Transport."""
+    """A member driven by hand over a memory stream into member 0's Transport."""
 
     stream: trio.abc.Stream
     sealer: RecordCipher | None
@@ -165,23 +166,30 @@ class FakePeer:
                 pass
 
 
+async def connect_member(
+    nursery: trio.Nursery, transport: Transport, member: int = 1, seal: bool = True
+) -> FakePeer:
+    """Authenticate `member` to member 0's transport over a fresh memory stream."""
+    client, server = trio.testing.memory_stream_pair()
+    members = {i: k.verify_key for i, k in enumerate(KEYS)}
+    nursery.start_soon(transport.serve_connection, server)
+    session = await initiate(
+        client, Identity(member, KEYS[member], members, GENESIS, seal), 0, timeout_s=5
+    )
+    assert session.leftover == b""
+    sealer = RecordCipher(session.send_key) if seal else None
+    opener = RecordCipher(session.receive_key) if seal else None
+    return FakePeer(client, sealer, opener, seal)
+
+
 @asynccontextmanager
 async def connected(
     config: TransportConfig | None = None, transport: Transport | None = None
 ) -> AsyncIterator[tuple[Transport, FakePeer]]:
     config = config or TransportConfig(max_frame_bytes=MAX)
     transport = transport or Transport(0, KEYS[0], PEERS, GENESIS, config)
-    client, server = trio.testing.memory_stream_pair()
-    members = {i: k.verify_key for i, k in enumerate(KEYS)}
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(transport.serve_connection, server)
-        session = await initiate(
-            client, Identity(1, KEYS[1], members, GENESIS, config.seal), 0, timeout_s=5
-        )
-        assert session.leftover == b""
-        sealer = RecordCipher(session.send_key) if config.seal else None
-        opener = RecordCipher(session.receive_key) if config.seal else None
-        yield transport, FakePeer(client, sealer, opener, config.seal)
+        yield transport, await connect_member(nursery, transport, 1, config.seal)
         nursery.cancel_scope.cancel()
 
 
@@ -230,17 +238,26 @@ def sealed_violations() -> list[tuple[str, Any, str]]:
     ]
 
 
+async def drain(transport: Transport) -> None:
+    async for _ in transport.inbound:
+        pass
+
+
 @pytest.mark.parametrize(("name", "make", "reason"), sealed_violations())
 async def test_bad_input_disconnects_the_peer_and_is_logged(
     autojump_clock: trio.testing.MockClock, name: str, make: Any, reason: str
 ) -> None:
     with capture_logs() as logs:
         transport = Transport(0, KEYS[0], PEERS, GENESIS, TransportConfig(max_frame_bytes=MAX))
-        async with connected(transport=transport) as (_, peer):
+        async with connected(transport=transport) as (_, peer), trio.open_nursery() as node:
+            # Payloads are decoded when the node takes them: someone must take them.
+            node.start_soon(drain, transport)
             await peer.stream.send_all(make(peer))
             await peer.expect_closed()
             stats = transport.stats().peers[1]
             assert stats.protocol_errors == 1 and not stats.connected
+            assert stats.penalties == 1 and not stats.banned
+            node.cancel_scope.cancel()
     (line,) = [e for e in logs if e["event"] == "peer_disconnected"]
     assert line["log_level"] == "warning" and line["peer"] == 1
     assert "protocol violation" in line["reason"] and reason in line["reason"], line
@@ -303,15 +320,19 @@ async def test_broadcast_queues_for_every_peer_but_me() -> None:
 async def test_slow_consumer_blocks_the_reader_without_loss(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    config = TransportConfig(max_frame_bytes=MAX, inbound_frames=2)
+    budget = MAX + ITEM_OVERHEAD_BYTES  # the least allowed: one largest message
+    config = TransportConfig(max_frame_bytes=MAX, inbound_peer_bytes=budget)
     async with connected(config) as (transport, peer):
         await peer.send_frames(*(pack(i) for i in range(50)))
-        await trio.sleep(1)  # nobody consumes; the reader fills the channel and waits
-        assert transport.inbound.statistics().current_buffer_used == 2
+        await trio.sleep(1)  # nobody consumes; the reader fills the budget and waits
+        waiting = len(transport.inbound)
+        assert waiting == budget // item_cost(pack(0))
+        assert transport.stats().peers[1].inbound_bytes == waiting * item_cost(pack(0))
         with trio.fail_after(1):
             got = [await transport.inbound.receive() for _ in range(50)]
         assert got == [(1, i) for i in range(50)]
         assert transport.connected_peers() == {1}
+        assert transport.stats().inbound_bytes == 0
 
 
 async def test_keepalives_flow_and_a_silent_peer_is_dropped(

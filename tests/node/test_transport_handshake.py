@@ -1,6 +1,6 @@
-"""The peer handshake (node/handshake.py) over memory streams: who gets in, who does not.
+"""The peer handshake (node/net/handshake.py) over memory streams: who gets in, who does not.
 
-The test vector here is the one in docs/PROTOCOL.md §5.
+The test vector here is the one in docs/PROTOCOL.md §6.4.
 """
 
 from __future__ import annotations
@@ -13,10 +13,12 @@ import trio
 import trio.testing
 from nacl.signing import SigningKey
 
-from node.framing import RecordCipher, encode_frame, pack
-from node.handshake import (
+from node.net.framing import RecordCipher, encode_frame, pack
+from node.net.handshake import (
     INITIATOR,
+    HandshakeAbandoned,
     HandshakeError,
+    HandshakeRefused,
     Hello,
     Identity,
     Session,
@@ -347,3 +349,55 @@ async def test_garbage_handshake_is_refused(data: bytes, reason: str) -> None:
         await stream.aclose()
 
     assert reason in await respond_expecting_error(client, identity(1))
+
+
+# -- abandoned and refused -----------------------------------------------------------------
+
+
+async def test_a_peer_gone_or_silent_before_its_first_message_abandoned_the_handshake(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    left, right = trio.testing.memory_stream_pair()
+    with pytest.raises(HandshakeAbandoned, match="timed out"):
+        await respond(right, identity(1), timeout_s=TIMEOUT_S)
+    await left.aclose()
+    with pytest.raises(HandshakeAbandoned, match="closed the connection"):
+        await respond(right, identity(1), timeout_s=TIMEOUT_S)
+
+
+async def test_a_peer_gone_after_its_hello_failed_the_handshake() -> None:
+    """The responder has signed by then: that is held against the source."""
+    left, right = trio.testing.memory_stream_pair()
+    hello = Hello(GENESIS, 0, 1, bytes(32), bytes(range(32)), True)
+
+    async def client() -> None:
+        await left.send_all(encode_frame(hello.encode()))
+        await left.receive_some()  # HELLO_R and AUTH_R: then leave
+        await left.aclose()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(client)
+        with pytest.raises(HandshakeError, match="closed the connection") as caught:
+            await respond(right, identity(1), timeout_s=TIMEOUT_S)
+    assert not isinstance(caught.value, HandshakeAbandoned)
+
+
+async def test_admit_refuses_a_member_before_the_responder_signs() -> None:
+    left, right = trio.testing.memory_stream_pair()
+    asked: list[int] = []
+
+    def admit(member: int) -> str | None:
+        asked.append(member)
+        return "banned for another 5.0 s"
+
+    async def responder() -> None:
+        with pytest.raises(HandshakeRefused, match="member 0 refused: banned"):
+            await respond(right, identity(1), timeout_s=TIMEOUT_S, admit=admit)
+        await right.aclose()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(responder)
+        # The initiator gets no answer at all: nothing signed, nothing to learn from.
+        with pytest.raises(HandshakeAbandoned, match="closed the connection"):
+            await initiate(left, identity(0), 1, timeout_s=TIMEOUT_S)
+    assert asked == [0]

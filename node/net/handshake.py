@@ -17,8 +17,15 @@ Identity keys are the Ed25519 keys pinned in genesis; nonces and X25519 keys are
 connection, so a recorded handshake replayed to a responder signs the wrong transcript,
 and the session keys are forward secret. The responder checks genesis, addressee and
 membership before it answers, and both sides check the other's signature before they
-trust a byte. Every refusal is a `HandshakeError` naming the reason. The whole exchange
-runs under one timeout. docs/PROTOCOL.md §6 has a test vector.
+trust a byte. Every refusal is a `HandshakeError` naming the reason; a peer that went
+away or stayed silent before its first message is a `HandshakeAbandoned` (it cost us
+nothing to answer). The whole exchange runs under one timeout. docs/PROTOCOL.md §6 has a
+test vector.
+
+The responder may also refuse a member the transport keeps out (a ban): `admit` is asked
+right after the hello, before any signature or key exchange, so a banned member's
+reconnects cost a hello's decoding. The claimed id is not yet proven there, which is
+harmless: a liar who claims a banned id only refuses its own connection.
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
-from node.framing import (
+from node.net.framing import (
     KEY_BYTES,
     FrameDecoder,
     FrameError,
@@ -64,6 +71,17 @@ Random = Callable[[int], bytes]
 
 class HandshakeError(PeerProtocolError):
     """The peer is not who it must be, or did not follow the handshake; drop it."""
+
+
+class HandshakeAbandoned(HandshakeError):
+    """The peer closed, broke off or stayed silent before a whole message arrived. It cost
+    us nothing but a slot for a while, so the transport does not hold it against the
+    source (a port probe, or a dial whose bytes a partition swallowed)."""
+
+
+class HandshakeRefused(HandshakeError):
+    """A well-formed hello from a member we keep out for now: policy, not the peer's fault
+    in this handshake (it is not counted against its source address)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,22 +249,31 @@ class _Wire:
     def __init__(self, stream: trio.abc.Stream) -> None:
         self._stream = stream
         self._decoder = FrameDecoder(MAX_HANDSHAKE_FRAME_BYTES)
+        self.received = 0  # whole frames so far
 
     async def receive(self) -> bytes:
+        # Losing the peer before its first frame is an abandoned handshake; after it
+        # (we may have signed by then) a failed one.
+        lost = HandshakeError if self.received else HandshakeAbandoned
         while True:
             try:
                 frames = self._decoder.frames(limit=1)
             except FrameError as error:
                 raise HandshakeError(f"bad handshake frame: {error}") from None
             if frames:
+                self.received += 1
                 return frames[0]
             try:
                 data = await self._stream.receive_some(_RECEIVE_BYTES)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as error:
-                raise HandshakeError(f"connection lost during handshake: {error!r}") from None
+                raise lost(f"connection lost during handshake: {error!r}") from None
             if not data:
-                raise HandshakeError("peer closed the connection during the handshake")
+                raise lost("peer closed the connection during the handshake")
             self._decoder.feed(data)
+
+    def timed_out(self, timeout_s: float) -> HandshakeError:
+        lost = HandshakeError if self.received else HandshakeAbandoned
+        return lost(f"handshake timed out after {timeout_s} s")
 
     async def send(self, *payloads: bytes) -> None:
         try:
@@ -268,8 +295,8 @@ async def initiate(
 ) -> Session:
     """Authenticate to member `peer_id` over a fresh connection we opened."""
     assert peer_id != identity.me and peer_id in identity.members
+    wire = _Wire(stream)
     with trio.move_on_after(timeout_s):
-        wire = _Wire(stream)
         hello, ephemeral = _new_hello(identity, peer_id, rng)
         hello_i = hello.encode()
         await wire.send(hello_i)
@@ -284,7 +311,7 @@ async def initiate(
         return Session(
             peer_id, identity.me, th, send_key, receive_key, identity.seal, wire.leftover()
         )
-    raise HandshakeError(f"handshake timed out after {timeout_s} s")
+    raise wire.timed_out(timeout_s)
 
 
 async def respond(
@@ -293,14 +320,19 @@ async def respond(
     *,
     timeout_s: float,
     rng: Random = os.urandom,
+    admit: Callable[[int], str | None] | None = None,
 ) -> Session:
-    """Authenticate whoever connected to us; they must be a member of the committee."""
+    """Authenticate whoever connected to us; they must be a member of the committee.
+    `admit(member)` returns why that member is kept out, or None to go on."""
+    wire = _Wire(stream)
     with trio.move_on_after(timeout_s):
-        wire = _Wire(stream)
         hello_i = await wire.receive()
         peer_hello = Hello.decode(hello_i)
         _check_hello(identity, peer_hello, expected_sender=None)
         peer_id = peer_hello.sender
+        refusal = None if admit is None else admit(peer_id)
+        if refusal is not None:
+            raise HandshakeRefused(f"member {peer_id} refused: {refusal}")
         hello, ephemeral = _new_hello(identity, peer_id, rng)
         hello_r = hello.encode()
         th = transcript_hash(hello_i, hello_r)
@@ -309,4 +341,4 @@ async def respond(
         await wire.send(hello_r, encode_auth(signature))
         _verify(identity, peer_id, INITIATOR, th, decode_auth(await wire.receive()))
         return Session(peer_id, peer_id, th, send_key, receive_key, identity.seal, wire.leftover())
-    raise HandshakeError(f"handshake timed out after {timeout_s} s")
+    raise wire.timed_out(timeout_s)

@@ -1,0 +1,14 @@
+"""The network room: authenticated, bounded links between committee members.
+
+    framing.py     frames and sealed records (sans-I/O codec, size limits)
+    handshake.py   mutual authentication of two members, session keys
+    admission.py   who may start a handshake: slots per source, back-off of failing sources
+    inbound.py     the queue of received messages, bounded in bytes per peer and in total
+    penalties.py   misbehaviour scores of members, bans with doubling back-off
+    transport.py   the Transport: dials, accepts, readers and writers, per-peer queues
+
+It moves msgpack values between members and knows nothing of what they mean: the
+runtime's peer boundary (node/peer_messages.py) checks each message and reports a bad
+one through `Transport.penalize`. docs/PROTOCOL.md §6 has the bytes; docs/OPERATIONS.md
+"Limits and budgets" has every limit, its default and what happens when it is hit.
+"""
