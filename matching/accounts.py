@@ -16,6 +16,9 @@ if TYPE_CHECKING:
 
 MAX_OPEN_ORDERS: Final = 1_000  # per account
 MAX_AGENTS: Final = 16  # per account
+# Agent keys whose nonces an account keeps: the approved ones, and revoked ones until
+# their last nonce leaves the replay window (a re-approved key must not replay).
+MAX_AGENT_KEYS: Final = 64
 
 # Replay protection (Hyperliquid style): a nonce is a millisecond timestamp; the highest
 # NONCE_SET_SIZE nonces of each (account, signer) are kept. A nonce is accepted if it is in

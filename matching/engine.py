@@ -3,7 +3,9 @@
 Pure: no clock (the block timestamp is an argument), no randomness, no I/O. Every
 entry either applies completely or is rejected with a reason and changes nothing
 (except that a correctly signed entry consumes its nonce). A malformed entry never
-raises; a broken invariant does (an assert), because then the node must stop.
+raises, whatever its size or nesting depth (the entry schema is flat, so no check walks
+into a value, and rejection messages quote values through `_show`, which never does);
+a broken invariant does (an assert), because then the node must stop.
 
 Sections: construction and queries; block application and the entry envelope
 (authorization, nonces); trading actions (place, modify, cancels); matching;
@@ -23,6 +25,7 @@ from heapq import heappop, heappush
 from typing import Any, Final, TypeGuard
 
 from matching.accounts import (
+    MAX_AGENT_KEYS,
     MAX_AGENTS,
     MAX_OPEN_ORDERS,
     NONCE_FUTURE_MS,
@@ -40,6 +43,7 @@ from matching.events import (
     SELL,
     Accepted,
     AgentApproved,
+    AgentRevoked,
     BalanceChanged,
     Cancelled,
     Deposited,
@@ -59,10 +63,11 @@ from matching.merkle import MerkleTree
 _new: Final[Any] = tuple.__new__  # builds a NamedTuple event without its Python-level __new__
 
 CANCEL_TYPES: Final = frozenset(("cancel", "cancel_cloid", "cancel_all"))
-OWNER_ONLY_TYPES: Final = frozenset(("withdraw", "approve_agent"))
+OWNER_ONLY_TYPES: Final = frozenset(("withdraw", "approve_agent", "revoke_agent"))
 _LIMIT_TIFS: Final = ("gtc", "ioc", "fok", "post")
 _MARKET_TIFS: Final = ("ioc", "fok")
 AGENT_NAME_MAX_BYTES: Final = 32
+_SHOWN_CHARS: Final = 40  # of a string or bytes value quoted in a rejection message
 
 _FIELDS = {
     "place": (
@@ -83,6 +88,7 @@ _FIELDS = {
     "modify": ("type", "market", "oid", "price", "size"),
     "withdraw": ("type", "asset", "amount"),
     "approve_agent": ("type", "agent", "name"),
+    "revoke_agent": ("type", "agent"),
     "deposit": ("type", "deposit_id", "account", "asset", "amount"),
 }
 
@@ -105,6 +111,27 @@ def _is_address(value: object) -> TypeGuard[bytes]:
     return type(value) is bytes and len(value) == 20
 
 
+def _show(value: object) -> str:
+    """`value` quoted in a rejection message, in bounded time and length. Input may be
+    of any size and nested to any depth: `repr` would walk all of it (a RecursionError
+    past ~1,000 levels, a ValueError for an integer of over 4,300 digits), so only
+    scalars are shown, cut short, and anything else is named by its type."""
+    if value is None or value is True or value is False or type(value) is float:
+        return repr(value)
+    if type(value) is int:
+        bits = value.bit_length()
+        return repr(value) if bits <= 64 else f"an integer of {bits} bits"
+    if type(value) is str:
+        if len(value) <= _SHOWN_CHARS:
+            return repr(value)
+        return repr(value[:_SHOWN_CHARS]) + "..."
+    if type(value) is bytes:
+        if len(value) <= _SHOWN_CHARS:
+            return repr(value)
+        return repr(value[:_SHOWN_CHARS]) + "..."
+    return f"a value of type {type(value).__name__}"
+
+
 def _malformed(kind: str) -> tuple[str, str]:
     return Reason.MALFORMED, f"{kind} needs exactly the fields {', '.join(_FIELDS[kind])}"
 
@@ -115,9 +142,9 @@ def _check_amount(value: object, what: str, step: int, off_grid: str) -> tuple[s
         return Reason.BAD_TYPE, f"{what} must be an integer, got {type(value).__name__}"
     if value <= 0:
         code = Reason.BAD_SIZE if what == "size" else Reason.BAD_PRICE
-        return code, f"{what} must be positive, got {value}"
+        return code, f"{what} must be positive, got {_show(value)}"
     if value > U64_MAX:
-        return Reason.OVERFLOW, f"{what} {value} does not fit in 64 bits"
+        return Reason.OVERFLOW, f"{what} {_show(value)} does not fit in 64 bits"
     if value % step:
         return off_grid, f"{what} {value} is not a multiple of {step}"
     return None
@@ -165,6 +192,7 @@ class Engine:
             "modify": self._modify,
             "withdraw": self._withdraw,
             "approve_agent": self._approve_agent,
+            "revoke_agent": self._revoke_agent,
         }
 
     def _account(self, address: bytes) -> Account:
@@ -187,6 +215,15 @@ class Engine:
         account = self.accounts.get(address)
         return [] if account is None else list(account.orders.values())
 
+    def is_authorized(self, address: bytes, signer: bytes) -> bool:
+        """May `signer` sign trading actions for the account `address` now: the account
+        itself, or an agent it approved and has not revoked (what `apply_block` checks;
+        the node asks before it admits an intent, PROTOCOL.md §4.3)."""
+        if signer == address:
+            return True
+        account = self.accounts.get(address)
+        return account is not None and signer in account.agents
+
     def digest(self) -> bytes:
         """A cheap fingerprint of the whole state (for tests): hash of the snapshot."""
         return hashlib.blake2b(self.snapshot(), digest_size=32).digest()
@@ -198,7 +235,7 @@ class Engine:
         their order, then every other entry in its order."""
         if type(timestamp_ms) is not int or not self.timestamp_ms <= timestamp_ms <= U64_MAX:
             raise ValueError(
-                f"block timestamp {timestamp_ms!r} is before the previous {self.timestamp_ms}"
+                f"block timestamp {_show(timestamp_ms)} is before the previous {self.timestamp_ms}"
             )
         self.timestamp_ms = timestamp_ms
         self._nonce_lo = timestamp_ms - NONCE_PAST_MS
@@ -213,7 +250,9 @@ class Engine:
         first_append, later_append = first.append, later.append
         for i, entry in enumerate(entries):
             try:
-                is_cancel = entry["action"]["type"] in CANCEL_TYPES
+                kind = entry["action"]["type"]
+                # A str first: hashing a deeply nested tuple would recurse in C.
+                is_cancel = type(kind) is str and kind in CANCEL_TYPES
             except Exception:  # malformed: _apply rejects it in its turn
                 is_cancel = False
             if is_cancel:
@@ -237,7 +276,9 @@ class Engine:
             try:
                 action = entry["action"]
                 kind = action["type"]
-                handler = handlers[kind]  # raises for an unknown (or unhashable) type
+                if type(kind) is not str:
+                    raise TypeError
+                handler = handlers[kind]  # raises for an unknown type
                 address = entry["account"]
                 signer = entry["signer"]
                 nonce = entry["nonce"]
@@ -280,15 +321,13 @@ class Engine:
         except Exception:
             ev.append(_new(Rejected, (Reason.MALFORMED, "an entry needs an action with a type")))
             return ev
-        try:
-            handler = self._handlers.get(kind)
-        except TypeError:  # unhashable
-            handler = None
+        handler = self._handlers.get(kind) if type(kind) is str else None
         if handler is None:
             if kind == "deposit":
                 self._deposit(action, ev)
             else:
-                ev.append(_new(Rejected, (Reason.UNKNOWN_ACTION, f"unknown action {kind!r}")))
+                msg = f"unknown action {_show(kind)}"
+                ev.append(_new(Rejected, (Reason.UNKNOWN_ACTION, msg)))
             return ev
         try:
             address = entry["account"]
@@ -578,12 +617,12 @@ class Engine:
         orders = account.orders
         order = orders.get(oid) if type(oid) is int else None
         if order is None:
-            msg = f"the account has no open order {oid!r}"
+            msg = f"the account has no open order {_show(oid)}"
             ev.append(_new(Rejected, (Reason.UNKNOWN_ORDER, msg)))
             return
         book = order.book
         if book.id != market or type(market) is not int:
-            msg = f"order {oid} is in market {book.id}, not {market!r}"
+            msg = f"order {oid} is in market {book.id}, not {_show(market)}"
             ev.append(_new(Rejected, (Reason.WRONG_MARKET, msg)))
             return
         # _cancel_order and _forget, inlined.
@@ -618,10 +657,10 @@ class Engine:
             return
         order = account.cloids.get(cloid) if _is_u64(cloid) else None
         if order is None:
-            msg = f"no open order with cloid {cloid!r}"
+            msg = f"no open order with cloid {_show(cloid)}"
             ev.append(_new(Rejected, (Reason.UNKNOWN_ORDER, msg)))
         elif order.book.id != market or type(market) is not int:
-            msg = f"cloid {cloid} is in market {order.book.id}, not {market!r}"
+            msg = f"cloid {cloid} is in market {order.book.id}, not {_show(market)}"
             ev.append(_new(Rejected, (Reason.WRONG_MARKET, msg)))
         else:
             self._cancel_order(order, ev)
@@ -635,7 +674,8 @@ class Engine:
             ev.append(_new(Rejected, _malformed("cancel_all")))
             return
         if market is not None and (type(market) is not int or market not in self.books):
-            ev.append(_new(Rejected, (Reason.UNKNOWN_MARKET, f"unknown market {market!r}")))
+            msg = f"unknown market {_show(market)}"
+            ev.append(_new(Rejected, (Reason.UNKNOWN_MARKET, msg)))
             return
         touched: dict[int, None] = {}
         for order in list(account.orders.values()):
@@ -695,12 +735,12 @@ class Engine:
             return
         order = account.orders.get(oid) if type(oid) is int else None
         if order is None:
-            msg = f"the account has no open order {oid!r}"
+            msg = f"the account has no open order {_show(oid)}"
             ev.append(_new(Rejected, (Reason.UNKNOWN_ORDER, msg)))
             return
         book = order.book
         if book.id != market or type(market) is not int:
-            msg = f"order {oid} is in market {book.id}, not {market!r}"
+            msg = f"order {oid} is in market {book.id}, not {_show(market)}"
             ev.append(_new(Rejected, (Reason.WRONG_MARKET, msg)))
             return
         bad = _check_price_size(book, price, size)
@@ -892,13 +932,15 @@ class Engine:
             ev.append(_new(Rejected, _malformed("deposit")))
             return
         if deposit_id != self.last_deposit_id + 1 or type(deposit_id) is not int:
-            msg = f"deposit id {deposit_id!r}, expected {self.last_deposit_id + 1}"
+            msg = f"deposit id {_show(deposit_id)}, expected {self.last_deposit_id + 1}"
             ev.append(_new(Rejected, (Reason.DEPOSIT_OUT_OF_ORDER, msg)))
             return
         self.last_deposit_id = deposit_id
         asset = self.asset_index.get(asset_id) if type(asset_id) is int else None
         if asset is None:
-            msg = f"unknown asset {asset_id!r}; deposit {deposit_id} consumed, nothing credited"
+            msg = (
+                f"unknown asset {_show(asset_id)}; deposit {deposit_id} consumed, nothing credited"
+            )
             ev.append(_new(Rejected, (Reason.UNKNOWN_ASSET, msg)))
             return
         if not _is_address(address) or not _is_u64(amount):
@@ -924,7 +966,8 @@ class Engine:
             return
         asset = self.asset_index.get(asset_id) if type(asset_id) is int else None
         if asset is None:
-            ev.append(_new(Rejected, (Reason.UNKNOWN_ASSET, f"unknown asset {asset_id!r}")))
+            msg = f"unknown asset {_show(asset_id)}"
+            ev.append(_new(Rejected, (Reason.UNKNOWN_ASSET, msg)))
             return
         bad = _check_amount(amount, "amount", 1, Reason.BAD_AMOUNT)
         if bad is not None:
@@ -959,12 +1002,58 @@ class Engine:
             msg = f"name must be a string of at most {AGENT_NAME_MAX_BYTES} bytes"
             ev.append(_new(Rejected, (Reason.BAD_TYPE, msg)))
             return
-        if len(account.agents) >= MAX_AGENTS and agent not in account.agents:
-            msg = f"an account may approve {MAX_AGENTS} agents"
-            ev.append(_new(Rejected, (Reason.TOO_MANY_AGENTS, msg)))
-            return
-        account.agents[agent] = name
+        agents = account.agents
+        if agent not in agents:
+            if len(agents) >= MAX_AGENTS:
+                msg = f"an account may approve {MAX_AGENTS} agents"
+                ev.append(_new(Rejected, (Reason.TOO_MANY_AGENTS, msg)))
+                return
+            self._forget_stale_agent_nonces(account)
+            if agent not in account.agent_nonces and len(account.agent_nonces) >= MAX_AGENT_KEYS:
+                msg = (
+                    f"an account keeps the nonces of {MAX_AGENT_KEYS} agent keys, revoked "
+                    "ones until their nonces leave the replay window"
+                )
+                ev.append(_new(Rejected, (Reason.TOO_MANY_AGENTS, msg)))
+                return
+        agents[agent] = name
         ev.append(_new(AgentApproved, (address, agent, name)))
+
+    def _revoke_agent(self, address: bytes, account: Account, a: Any, ev: list[Event]) -> None:
+        """The agent can no longer sign for the account (its entries still in flight are
+        `unauthorized` when applied). Its kept nonces stay, so an intent it signed cannot
+        be replayed should the account approve it again; the account's orders stay too
+        (they belong to the account, not to the key that placed them)."""
+        try:
+            if len(a) != 2:
+                raise KeyError
+            agent = a["agent"]
+        except KeyError:
+            ev.append(_new(Rejected, _malformed("revoke_agent")))
+            return
+        if not _is_address(agent):
+            ev.append(_new(Rejected, (Reason.BAD_AGENT, "agent must be a 20-byte address")))
+            return
+        if agent not in account.agents:
+            msg = f"0x{agent.hex()} is not an approved agent of 0x{address.hex()}"
+            ev.append(_new(Rejected, (Reason.UNKNOWN_AGENT, msg)))
+            return
+        del account.agents[agent]
+        self._forget_stale_agent_nonces(account)
+        ev.append(_new(AgentRevoked, (address, agent)))
+
+    def _forget_stale_agent_nonces(self, account: Account) -> None:
+        """Drop the nonces of revoked agents whose newest nonce is below the replay window:
+        every intent they signed is refused as out of the window anyway."""
+        low = self._nonce_lo
+        agents = account.agents
+        stale = [
+            signer
+            for signer, raw in account.agent_nonces.items()
+            if signer not in agents and (not raw or raw[-1] < low)
+        ]
+        for signer in stale:
+            del account.agent_nonces[signer]
 
     # ------------------------------------------------------- checkpoints, snapshots
 
@@ -1031,20 +1120,21 @@ def _place_rejection(
     """Why a place failed the static checks of Engine._place (the slow path, in order)."""
     book = engine.books.get(market) if type(market) is int else None
     if book is None:
-        return Reason.UNKNOWN_MARKET, f"unknown market {market!r}"
+        return Reason.UNKNOWN_MARKET, f"unknown market {_show(market)}"
     if side != BUY and side != SELL:
-        return Reason.BAD_SIDE, f"side must be buy or sell, got {side!r}"
+        return Reason.BAD_SIDE, f"side must be buy or sell, got {_show(side)}"
     bad = _check_price_size(book, price, size)
     if bad is not None:
         return bad
     if kind == "limit":
         if tif not in _LIMIT_TIFS:
-            return Reason.BAD_TIF, f"a limit order's tif is gtc, ioc, fok or post, not {tif!r}"
+            msg = f"a limit order's tif is gtc, ioc, fok or post, not {_show(tif)}"
+            return Reason.BAD_TIF, msg
     elif kind == "market":
         if tif not in _MARKET_TIFS:
-            return Reason.BAD_TIF, f"a market order's tif is ioc or fok, not {tif!r}"
+            return Reason.BAD_TIF, f"a market order's tif is ioc or fok, not {_show(tif)}"
     else:
-        return Reason.BAD_KIND, f"kind must be limit or market, got {kind!r}"
+        return Reason.BAD_KIND, f"kind must be limit or market, got {_show(kind)}"
     if reduce_only is not False:
         if reduce_only is True:
             return Reason.REDUCE_ONLY_SPOT, "reduce-only needs a position; spot markets have none"

@@ -121,6 +121,13 @@ class AgentApproved(NamedTuple):
     name: str
 
 
+class AgentRevoked(NamedTuple):
+    """The agent may no longer sign for the account; the account's orders stay."""
+
+    account: bytes
+    agent: bytes
+
+
 Event = (
     Accepted
     | Rejected
@@ -133,6 +140,7 @@ Event = (
     | Deposited
     | Withdrawn
     | AgentApproved
+    | AgentRevoked
 )
 
 KINDS: dict[type, str] = {
@@ -147,6 +155,7 @@ KINDS: dict[type, str] = {
     Deposited: "deposited",
     Withdrawn: "withdrawn",
     AgentApproved: "agent_approved",
+    AgentRevoked: "agent_revoked",
 }
 
 
@@ -186,6 +195,7 @@ class Reason:
     DEPOSIT_OUT_OF_ORDER: Final = "deposit_out_of_order"
     BAD_AGENT: Final = "bad_agent"
     TOO_MANY_AGENTS: Final = "too_many_agents"
+    UNKNOWN_AGENT: Final = "unknown_agent"
     # Cancel reasons.
     USER: Final = "user"
     SELF_TRADE: Final = "self_trade"

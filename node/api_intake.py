@@ -401,17 +401,23 @@ class Intake:
         return admitted, limited
 
     def _charge_admitted(self, intents: list[SignedIntent], results: list[SubmitResult]) -> None:
-        """An account pays only for intents the node admitted. Anyone can forge or replay
-        an intent for someone else's account; if that cost the account anything, or even
-        held its tokens while signatures are checked, a stranger could silence it.
-        Concurrent requests can therefore overdraw an account a little; the debt is
-        waited out."""
+        """An account pays only for intents the node admitted, and a node admits an
+        intent only when its recovered signer is the account or an agent the account
+        approved (as of its latest executed state; else `unauthorized_signer`). So only
+        keys the account itself authorized ever spend its budget: anyone can forge or
+        replay an intent that names someone else's account, and if that cost the account
+        anything, or even held its tokens while signatures are checked, a stranger could
+        silence it. The bucket is the account's, shared by its agents, rather than one
+        per signing key: the check must come before the signature is recovered, when
+        only the account is known, and 16 agents must not multiply an account's rate.
+        Concurrent requests can overdraw an account a little; the debt is waited out."""
         if self._accounts is None:
             return
         now = trio.current_time()
         for intent, result in zip(intents, results, strict=True):
-            # Refused at the door (forged, pool full) or resubmitted: free. Refused by the engine
-            # in a block (it has a height): it took consensus capacity, so it is paid for.
+            # Refused at the door (forged, unauthorized signer, pool full) or resubmitted:
+            # free. Refused by the engine in a block (it has a height): it took consensus
+            # capacity, so it is paid for.
             if result.duplicate or (result.status == "rejected" and result.height is None):
                 continue
             is_cancel = intent.action["type"] in CANCEL_ACTIONS

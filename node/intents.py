@@ -56,7 +56,7 @@ ZERO_ADDRESS: Final = bytes(20)
 
 TRADING_ACTIONS: Final = frozenset({"place", "cancel", "cancel_cloid", "cancel_all", "modify"})
 # Actions only the account itself may sign (never an agent).
-ACCOUNT_ONLY_ACTIONS: Final = frozenset({"withdraw", "approve_agent"})
+ACCOUNT_ONLY_ACTIONS: Final = frozenset({"withdraw", "approve_agent", "revoke_agent"})
 
 
 def keccak256(data: bytes) -> bytes:
@@ -206,6 +206,7 @@ SCHEMA: Final[dict[str, tuple[tuple[str, _Check], ...]]] = {
     "modify": (("market", _u32), ("oid", _u64), ("price", _u64), ("size", _u64)),
     "withdraw": (("asset", _u32), ("amount", _u64)),
     "approve_agent": (("agent", _address), ("name", _agent_name)),
+    "revoke_agent": (("agent", _address),),
 }
 
 
@@ -219,7 +220,8 @@ def validate_action(obj: Any, *, as_json: bool = False) -> Action:
     kind = obj.get("type")
     fields = SCHEMA.get(kind) if isinstance(kind, str) else None
     if fields is None:
-        raise MalformedIntent("unknown_action", f"unknown action type {kind!r}", "type")
+        shown = repr(kind[:32]) if isinstance(kind, str) else f"of type {type(kind).__name__}"
+        raise MalformedIntent("unknown_action", f"unknown action type {shown}", "type")
     if len(obj) != len(fields) + 1:
         _explain_key_mismatch(obj, fields)
     action: Action = {"type": kind}
@@ -320,10 +322,12 @@ DOMAIN_TYPE: Final = (
 ACTION_TYPE: Final = "Action(bytes32 hash)"
 WITHDRAW_TYPE: Final = "Withdraw(address account,uint32 asset,uint64 amount,uint64 nonce)"
 APPROVE_AGENT_TYPE: Final = "ApproveAgent(address account,address agent,string name,uint64 nonce)"
+REVOKE_AGENT_TYPE: Final = "RevokeAgent(address account,address agent,uint64 nonce)"
 _DOMAIN_TYPEHASH: Final = keccak256(DOMAIN_TYPE.encode())
 _ACTION_TYPEHASH: Final = keccak256(ACTION_TYPE.encode())
 _WITHDRAW_TYPEHASH: Final = keccak256(WITHDRAW_TYPE.encode())
 _APPROVE_AGENT_TYPEHASH: Final = keccak256(APPROVE_AGENT_TYPE.encode())
+_REVOKE_AGENT_TYPEHASH: Final = keccak256(REVOKE_AGENT_TYPE.encode())
 
 
 def _word(value: int) -> bytes:
@@ -384,6 +388,13 @@ def struct_hash(account: bytes, nonce: int, action: Action) -> bytes:
             + keccak256(action["name"].encode())
             + _word(nonce)
         )
+    if kind == "revoke_agent":
+        return keccak256(
+            _REVOKE_AGENT_TYPEHASH
+            + _address_word(account)
+            + _address_word(action["agent"])
+            + _word(nonce)
+        )
     return keccak256(_ACTION_TYPEHASH + action_hash(account, nonce, action))
 
 
@@ -413,6 +424,10 @@ def eip712_message(account: bytes, nonce: int, action: Action, domain: Domain) -
         primary = "ApproveAgent"
         fields = [("account", "address"), ("agent", "address"), ("name", "string")]
         values = [format_address(account), format_address(action["agent"]), action["name"]]
+    elif kind == "revoke_agent":
+        primary = "RevokeAgent"
+        fields = [("account", "address"), ("agent", "address")]
+        values = [format_address(account), format_address(action["agent"])]
     if kind in ACCOUNT_ONLY_ACTIONS:
         fields.append(("nonce", "uint64"))
         values.append(nonce)
@@ -540,28 +555,41 @@ def verify_intent(
 
     The recovered `signer` is either the account or, for trading actions, possibly an
     agent. Whether it is an approved agent is replicated state: the engine decides when it
-    applies the entry. A caller with a view of that state (the mempool) may pass
-    `is_agent(account, signer)` to refuse early. Withdrawals and agent approvals must be
-    signed by the account itself; that is checked here, unconditionally. `digest` may be
-    passed when the caller already computed `intent.digest(domain)` (the intent id).
+    applies the entry. A caller with a view of that state may pass `is_agent(account,
+    signer)` to refuse early (see `check_signer`). Withdrawals and agent approvals and
+    revocations must be signed by the account itself; that is checked here,
+    unconditionally. `digest` may be passed when the caller already computed
+    `intent.digest(domain)` (the intent id).
     """
     if digest is None:
         digest = intent.digest(domain)
     signer = recover_signer(digest, intent.signature)
-    if signer != intent.account:
-        if intent.action["type"] in ACCOUNT_ONLY_ACTIONS:
-            raise BadSignature(
-                "signer_not_account",
-                f"{intent.action['type']} must be signed by the account itself",
-                "signature",
-            )
-        if is_agent is not None and not is_agent(intent.account, signer):
-            raise BadSignature(
-                "unauthorized_signer",
-                f"signer {format_address(signer)} is neither the account nor its agent",
-                "signature",
-            )
-    return Entry(intent.account, signer, intent.nonce, intent.action, digest)
+    entry = Entry(intent.account, signer, intent.nonce, intent.action, digest)
+    check_signer(entry, is_agent)
+    return entry
+
+
+def check_signer(entry: Entry, is_agent: Callable[[bytes, bytes], bool] | None = None) -> None:
+    """Refuse an entry whose recovered signer may not sign it: an account-only action
+    signed by another key (`signer_not_account`, always), or, when `is_agent(account,
+    signer)` is given, a signer that is neither the account nor an agent it approved
+    (`unauthorized_signer`). A node asks this at intake against its latest executed
+    state (`Engine.is_authorized`): a bad copy of someone's intent (the same digest with
+    a damaged signature recovers some other key) or a forgery then never enters its
+    mempool, is never forwarded and is charged to no one."""
+    if entry.signer == entry.account:
+        return
+    kind = entry.action["type"]
+    if kind in ACCOUNT_ONLY_ACTIONS:
+        raise BadSignature(
+            "signer_not_account", f"{kind} must be signed by the account itself", "signature"
+        )
+    if is_agent is not None and not is_agent(entry.account, entry.signer):
+        raise BadSignature(
+            "unauthorized_signer",
+            f"signer {format_address(entry.signer)} is neither the account nor its agent",
+            "signature",
+        )
 
 
 # ---------------------------------------------------------------------------------------
@@ -641,6 +669,8 @@ def _check_depth(stripped: bytes, max_depth: int = MAX_JSON_DEPTH) -> None:
         if not skeleton:
             return
         skeleton = skeleton.replace(b"[]", b"").replace(b"{}", b"")
+    if b"[]" in skeleton or b"{}" in skeleton:  # a pair inside `max_depth` others
+        raise MalformedIntent("too_deep", f"JSON nested deeper than {max_depth} levels")
     depth = deepest = 0
     for byte in skeleton:  # what is left: unbalanced (a parse error) or truly deep
         depth += 1 if byte in b"[{" else -1

@@ -3,6 +3,10 @@
 The format is docs/PROTOCOL.md §4 "Replay log": an optional first line {"genesis": {...}}
 (else --genesis FILE), then one block per line {"height", "timestamp_ms", "entries",
 "checkpoint"?}. The output is a pure function of the input: same file, same bytes out.
+
+A line nested deeper than the intake's limit (node/intents.py, MAX_JSON_DEPTH) is refused
+before it is parsed, with its line number: the parser and the conversion below recurse,
+and no honest log comes near the limit.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from matching.checkpoint import Checkpoint
 from matching.config import ConfigError, Genesis
 from matching.engine import Engine
 from matching.events import Event, to_plain
+from node.intents import MAX_JSON_DEPTH, IntentError, check_json_depth
 
 ADDRESS_FIELDS = frozenset(("account", "signer", "agent"))
 
@@ -106,11 +111,20 @@ def read_log(lines: Iterator[str]) -> tuple[Genesis | None, Iterator[LogBlock]]:
     return genesis, blocks()
 
 
-def _parse(number: int, line: str) -> dict[str, Any]:
+def _loads(text: str, where: str) -> Any:
+    """JSON text -> object, refusing nesting deeper than MAX_JSON_DEPTH first."""
     try:
-        obj = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise LogError(f"line {number}: not JSON: {exc}") from exc
+        check_json_depth(text.encode())
+    except IntentError:
+        raise LogError(f"{where}: JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, ValueError) as exc:  # ValueError: an int of >4300 digits
+        raise LogError(f"{where}: not JSON: {exc}") from exc
+
+
+def _parse(number: int, line: str) -> dict[str, Any]:
+    obj = _loads(line, f"line {number}")
     if not isinstance(obj, dict):
         raise LogError(f"line {number}: expected a JSON object")
     return obj
@@ -192,7 +206,8 @@ def main(argv: list[str], prog: str) -> int:
             if args.genesis is not None:
                 if genesis is not None:
                     raise LogError("the log has a genesis line; drop --genesis")
-                genesis = Genesis.from_dict(json.loads(args.genesis.read_text(encoding="utf-8")))
+                text = args.genesis.read_text(encoding="utf-8")
+                genesis = Genesis.from_dict(_loads(text, str(args.genesis)))
             if genesis is None:
                 raise LogError('no genesis: put {"genesis": ...} first or pass --genesis')
             printer = Printer(sys.stdout, args.json)

@@ -1627,6 +1627,6 @@ _PEER_ERRORS = (ConsensusError, PeerProtocolError, IntentError, BadEntry, ValueE
 
 
 _FULL_MESSAGES = {
-    AddResult.ACCOUNT_FULL: "too many pending intents for this account; retry later",
+    AddResult.ACCOUNT_FULL: "too many pending intents for this signing key; retry later",
     AddResult.POOL_FULL: "the node's mempool is full; retry later",
 }

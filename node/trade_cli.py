@@ -7,6 +7,8 @@
     seqnet trade book ETH-USDC [--depth 10] [--watch]  # --watch: live view (rich)
     seqnet trade deposit USDC 1000                     # on chain, then credited by the committee
     seqnet trade withdraw USDC 250
+    seqnet trade agent approve 0x… bot-1               # let an API key trade for the account
+    seqnet trade agent revoke 0x…                      # and take that right back
 
 The node is `--api URL`, else the first node of the localnet in `--localnet DIR`
 (default .localnet). The key is `--key 0x…` or $SEQNET_KEY (an agent key with
@@ -17,6 +19,7 @@ the settlement contract and token addresses come from the node.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -47,6 +50,8 @@ def _key(args: argparse.Namespace) -> str:
 
 
 def _print_json(value: Any) -> None:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)  # an IntentResult: its fields, not its repr
     print(json.dumps(value, indent=2, default=str))
 
 
@@ -170,6 +175,17 @@ def _run(client: SyncClient, args: argparse.Namespace) -> int:
         result = client.withdraw(args.asset, args.amount)
         _print_json(result)
         return 0 if result.ok else 1
+    if cmd == "agent":
+        if args.what == "approve":
+            if args.name is None:
+                raise SystemExit("agent approve needs a name: agent approve 0x… NAME")
+            result = client.approve_agent(args.agent, args.name)
+        else:
+            if args.name is not None:
+                raise SystemExit("agent revoke takes only the agent address")
+            result = client.revoke_agent(args.agent)
+        _print_json(result)
+        return 0 if result.ok else 1
     raise AssertionError(cmd)
 
 
@@ -209,6 +225,10 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     p = sub.add_parser("withdraw", help="withdraw (claim on chain after a checkpoint)")
     p.add_argument("asset")
     p.add_argument("amount")
+    p = sub.add_parser("agent", help="approve or revoke an agent (API) key; the account signs")
+    p.add_argument("what", choices=("approve", "revoke"))
+    p.add_argument("agent", help="the agent's address, 0x…")
+    p.add_argument("name", nargs="?", help="a label for the agent (approve only, ≤ 32 bytes)")
     return parser
 
 

@@ -279,6 +279,12 @@ class Client:
         action = {"type": "approve_agent", "agent": _address_bytes(agent), "name": name}
         return await self._one(action, wait)
 
+    async def revoke_agent(self, agent: bytes | str, *, wait: bool | None = None) -> IntentResult:
+        """Withdraw `agent`'s right to trade for this account (its intents not yet
+        executed are refused; the account's orders stay); sign with the account key."""
+        action = {"type": "revoke_agent", "agent": _address_bytes(agent)}
+        return await self._one(action, wait)
+
     async def withdraw(
         self, asset: int | str, amount: Number, *, wait: bool | None = None
     ) -> IntentResult:

@@ -135,8 +135,14 @@ def test_agent_key_trades_for_account(net: Net) -> None:
 
     agent = address_of_private_key(bytes.fromhex(AGENT_KEY[2:]))
     with net.client(1, node=0) as bob:
-        assert bob.approve_agent(agent, "bot").status == "committed"
+        approved = bob.approve_agent(agent, "bot")
+        assert approved.status == "committed"
         account = bob.address
+    # Intake checks the signer against the node's executed state: let node 2 get there.
+    wait_for(
+        lambda: httpx.get(f"{net.apis[2]}/v1/status").json()["committed_height"] >= approved.height,
+        what="node 2 executes the approval",
+    )
     with SyncClient(net.apis[2], AGENT_KEY, account=account) as bot:
         placed = bot.place("ETH-USDC", "buy", "0.01", "1234.5")
         assert placed.status == "committed", placed

@@ -125,6 +125,10 @@ def approve(agent: bytes, name: str = "bot") -> dict[str, Any]:
     return {"type": "approve_agent", "agent": agent, "name": name}
 
 
+def revoke(agent: bytes) -> dict[str, Any]:
+    return {"type": "revoke_agent", "agent": agent}
+
+
 def kinds(events: list[Event]) -> list[str]:
     return [type(e).__name__ for e in events]
 

@@ -9,10 +9,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from matching.accounts import NONCE_FUTURE_MS, NONCE_PAST_MS, NONCE_SET_SIZE
+from matching.accounts import (
+    MAX_AGENT_KEYS,
+    MAX_AGENTS,
+    NONCE_FUTURE_MS,
+    NONCE_PAST_MS,
+    NONCE_SET_SIZE,
+)
 from matching.config import ConfigError, Genesis
 from matching.engine import Engine
-from matching.events import AgentApproved, Deposited, Reason, Rejected, Withdrawn
+from matching.events import AgentApproved, AgentRevoked, Deposited, Reason, Rejected, Withdrawn
 from tests.matching.helpers import (
     AGENT,
     ALICE,
@@ -22,9 +28,11 @@ from tests.matching.helpers import (
     Harness,
     approve,
     cancel,
+    cancel_all,
     genesis,
     genesis_dict,
     place,
+    revoke,
     state_view,
     withdraw,
 )
@@ -94,6 +102,8 @@ def test_bad_place_fields_are_rejected_with_a_reason(
         {"type": "modify", "market": 0, "oid": 1},
         {"type": "withdraw", "asset": 0},
         {"type": "approve_agent", "agent": AGENT},
+        {"type": "revoke_agent"},
+        {"type": "revoke_agent", "agent": AGENT, "name": "bot"},
     ],
 )
 def test_missing_or_extra_fields_are_malformed(h: Harness, action: dict[str, Any]) -> None:
@@ -130,7 +140,7 @@ json_values = st.recursive(
 
 
 ACTION_TYPES = ["place", "cancel", "cancel_cloid", "cancel_all", "modify", "withdraw"]
-ACTION_TYPES += ["approve_agent", "deposit", "x"]
+ACTION_TYPES += ["approve_agent", "revoke_agent", "deposit", "x"]
 FIELDS = ["market", "side", "kind", "price", "size", "tif", "reduce_only", "cloid"]
 FIELDS += ["expires_ms", "oid", "asset", "amount", "agent", "name", "deposit_id", "account"]
 
@@ -150,6 +160,83 @@ def test_garbage_never_raises(action: dict[str, Any], junk: Any) -> None:
     assert result.events[1] and result.events[2]  # junk entries are always answered
 
 
+def nested(depth: int, container: str, leaf: Any = 1) -> Any:
+    value = leaf
+    for _ in range(depth):
+        if container == "list":
+            value = [value]
+        elif container == "dict":
+            value = {"k": value}
+        else:
+            value = (value,)
+    return value
+
+
+WELL_FORMED = {
+    "place": place(),
+    "cancel": cancel(1),
+    "cancel_cloid": {"type": "cancel_cloid", "market": 0, "cloid": 1},
+    "cancel_all": cancel_all(),
+    "modify": {"type": "modify", "market": 0, "oid": 1, "price": 100, "size": 10},
+    "withdraw": withdraw(USDC, 1),
+    "approve_agent": approve(AGENT),
+    "revoke_agent": revoke(AGENT),
+}
+
+
+def check_rejections_are_bounded(events: list[Any]) -> None:
+    assert events  # every entry is answered
+    for event in events:
+        if isinstance(event, Rejected):
+            assert len(event.message) <= 200, event.message
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    kind=st.sampled_from(sorted(WELL_FORMED)),
+    field=st.sampled_from(["type", "account", "signer", "nonce", "action", *FIELDS]),
+    depth=st.integers(1, 3_000),
+    container=st.sampled_from(["list", "dict", "tuple"]),
+)
+def test_deep_nesting_anywhere_is_a_rejection_never_a_traceback(
+    kind: str, field: str, depth: int, container: str
+) -> None:
+    """PROTOCOL input is flat, so the engine never walks into a value; a value nested
+    past the interpreter's recursion limit in any field gets a `rejected` event with a
+    short message (once, the message quoted it with repr and apply_block raised)."""
+    h = Harness()
+    h.fund(ALICE, USDC, 10**6)
+    deep = nested(depth, container)
+    entry = h.entry(ALICE, dict(WELL_FORMED[kind]))
+    if field in ("account", "signer", "nonce", "action"):
+        entry[field] = deep
+    else:
+        entry["action"][field] = deep
+    result = h.block([entry, {"action": deep}, deep])
+    for events in result.events:
+        check_rejections_are_bounded(events)
+
+
+@pytest.mark.parametrize("container", ["list", "dict", "tuple"])
+def test_nesting_far_past_the_recursion_limit(container: str) -> None:
+    h = Harness()
+    deep = nested(200_000, container)
+    entries = [{"action": {"type": deep}}]
+    entries += [h.entry(ALICE, {**place(), name: deep}) for name in ("market", "side", "tif")]
+    entries += [h.entry(ALICE, {**place(), "size": 10**6000}), h.entry(ALICE, cancel(deep))]
+    result = h.block(entries)
+    assert [e[0].code for e in result.events] == [  # type: ignore[union-attr]
+        Reason.UNKNOWN_ACTION,
+        Reason.UNKNOWN_MARKET,
+        Reason.BAD_SIDE,
+        Reason.BAD_TIF,
+        Reason.OVERFLOW,
+        Reason.UNKNOWN_ORDER,
+    ]
+    for events in result.events:
+        check_rejections_are_bounded(events)
+
+
 # ---------------------------------------------------------------------------- agents
 
 
@@ -162,6 +249,44 @@ def test_agent_may_trade_but_not_withdraw_or_approve(h: Harness) -> None:
     assert code_of(h.one(ALICE, approve(BOB), signer=AGENT)) == Reason.AGENT_FORBIDDEN
     assert code_of(h.one(ALICE, approve(ALICE))) == Reason.BAD_AGENT
     assert code_of(h.one(ALICE, approve(AGENT, "x" * 33))) == Reason.BAD_TYPE
+
+
+def test_revoked_agent_may_no_longer_sign(h: Harness) -> None:
+    assert h.one(ALICE, approve(AGENT)) == [AgentApproved(ALICE, AGENT, "bot")]
+    assert h.engine.is_authorized(ALICE, AGENT) and h.engine.is_authorized(ALICE, ALICE)
+    placed = h.entry(ALICE, place(price=1000, size=10), signer=AGENT)
+    assert h.block([placed]).events[0][0].oid == 1  # type: ignore[union-attr]
+    assert code_of(h.one(ALICE, revoke(AGENT), signer=AGENT)) == Reason.AGENT_FORBIDDEN
+    assert h.one(ALICE, revoke(AGENT)) == [AgentRevoked(ALICE, AGENT)]
+    assert not h.engine.is_authorized(ALICE, AGENT)
+    assert not h.engine.is_authorized(BOB, AGENT)  # an account the engine never saw
+    assert code_of(h.one(ALICE, cancel(1), signer=AGENT)) == Reason.UNAUTHORIZED
+    assert [o.oid for o in h.engine.open_orders(ALICE)] == [1]  # the account's orders stay
+    assert code_of(h.one(ALICE, revoke(AGENT))) == Reason.UNKNOWN_AGENT
+    assert code_of(h.one(ALICE, revoke(b"\x01" * 19))) == Reason.BAD_AGENT
+    # Approved again, the agent still cannot replay what it signed before.
+    h.one(ALICE, approve(AGENT))
+    assert code_of(h.block([placed]).events[0]) == Reason.NONCE_REUSED
+    assert h.one(ALICE, cancel(1), signer=AGENT)[0].reason == Reason.USER  # type: ignore[union-attr]
+
+
+def test_revoked_agents_keep_nonces_only_inside_the_window(h: Harness) -> None:
+    """An account keeps nonces for MAX_AGENT_KEYS agent keys: a revoked key's go once
+    they are all below the replay window, so approve/revoke churn is bounded."""
+    keys = [bytes([9, i]) + bytes(18) for i in range(MAX_AGENT_KEYS + 1)]
+    for key in keys[:MAX_AGENT_KEYS]:
+        h.one(ALICE, approve(key))
+        h.one(ALICE, cancel_all(), signer=key)  # the key's nonce is now kept
+        h.one(ALICE, revoke(key))
+    account = h.engine.accounts[ALICE]
+    assert len(account.agent_nonces) == MAX_AGENT_KEYS and not account.agents
+    assert code_of(h.one(ALICE, approve(keys[-1]))) == Reason.TOO_MANY_AGENTS
+    assert h.one(ALICE, approve(keys[0]))[0] == AgentApproved(ALICE, keys[0], "bot")
+    h.block([], advance_ms=NONCE_PAST_MS + 10_000)  # every agent nonce leaves the window
+    h.nonce = h.ts
+    assert h.one(ALICE, approve(keys[-1]))[0] == AgentApproved(ALICE, keys[-1], "bot")
+    assert list(account.agent_nonces) == [keys[0]]  # approved: kept; the rest dropped
+    assert len(account.agents) == 2 <= MAX_AGENTS
 
 
 def test_agent_count_is_bounded(h: Harness) -> None:

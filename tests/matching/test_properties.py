@@ -4,7 +4,8 @@ After every block: each asset is conserved (balances of all accounts, fee accoun
 included, equal deposits minus withdrawals), every locked balance is exactly what the
 account's open orders reserve, the book is never crossed at rest and its indexes agree.
 At the end: snapshot/restore continues identically, and replaying the log from genesis
-reproduces every event and every checkpoint root.
+reproduces every event and every checkpoint root. Agents are approved and revoked along
+the way, and entries are signed by them (approved, revoked or never approved).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from tests.matching.helpers import (
 )
 
 TRADERS = (ALICE, BOB, CAROL, bytes([4]) * 20, bytes([5]) * 20)
+AGENTS = (bytes([0xA1]) * 20, bytes([0xA2]) * 20, bytes([0xA3]) * 20)
 SLOW = os.environ.get("SEQNET_SLOW") == "1"
 
 prices = {ETH_USDC: st.integers(195, 205).map(lambda t: 5 * t), BTC_USDC: st.integers(50, 60)}
@@ -155,17 +157,36 @@ class EngineMachine(RuleBasedStateMachine):
         self._apply([{"action": action}], 1)
 
     @rule(
+        who=st.sampled_from(TRADERS),
+        agent=st.sampled_from(AGENTS),
+        approve=st.booleans(),
+        advance_ms=st.integers(0, 400),
+    )
+    def agent(self, who: bytes, agent: bytes, approve: bool, advance_ms: int) -> None:
+        action: dict[str, Any] = {"type": "revoke_agent", "agent": agent}
+        if approve:
+            action = {"type": "approve_agent", "agent": agent, "name": "bot"}
+        self.nonce += 1
+        entry = {"account": who, "signer": who, "nonce": self.nonce, "action": action}
+        self._apply([entry], advance_ms)
+
+    @rule(
         batch=st.lists(
             st.tuples(
-                st.sampled_from(TRADERS), actions(), st.integers(0, 15).map(lambda n: n == 0)
+                st.sampled_from(TRADERS),
+                actions(),
+                st.integers(0, 15).map(lambda n: n == 0),
+                st.sampled_from((None,) * 5 + AGENTS),
             ),
             max_size=10,
         ),
         advance_ms=st.integers(0, 400),
     )
-    def block(self, batch: list[tuple[bytes, dict[str, Any], bool]], advance_ms: int) -> None:
+    def block(
+        self, batch: list[tuple[bytes, dict[str, Any], bool, bytes | None]], advance_ms: int
+    ) -> None:
         entries = []
-        for who, action, replay in batch:
+        for who, action, replay, agent in batch:
             if action.get("oid", 0) < 0:
                 account = self.engine.accounts.get(who)
                 mine = [o for o in account.orders.values()] if account else []
@@ -176,7 +197,10 @@ class EngineMachine(RuleBasedStateMachine):
                 action = {**action, "expires_ms": self.ts + advance_ms + action["expires_ms"]}
             if not replay:
                 self.nonce += 1
-            entries.append({"account": who, "signer": who, "nonce": self.nonce, "action": action})
+            signer = agent or who
+            entries.append(
+                {"account": who, "signer": signer, "nonce": self.nonce, "action": action}
+            )
         self._apply(entries, advance_ms)
 
     @precondition(lambda self: len(self.log) > 0)
@@ -199,9 +223,11 @@ class EngineMachine(RuleBasedStateMachine):
         copy = Engine.restore(data)
         assert copy.snapshot() == data
         probe = [
-            {"account": who, "signer": who, "nonce": self.nonce + 1 + i,
+            {"account": who, "signer": signer, "nonce": self.nonce + 1 + i,
              "action": {"type": "cancel_all", "market": None}}
-            for i, who in enumerate(TRADERS)
+            for i, (who, signer) in enumerate(
+                [(who, who) for who in TRADERS] + [(ALICE, agent) for agent in AGENTS]
+            )
         ]  # fmt: skip
         ts = self.ts + 5_000  # also expires what is due
         assert copy.apply_block(ts, probe) == self.engine.apply_block(ts, probe)

@@ -446,6 +446,29 @@ async def test_ws_bad_frames_get_errors_then_close(
         assert reason is not None and reason.code == 1008
 
 
+async def test_ws_deeply_nested_intent_map_is_a_rejection(
+    nursery: trio.Nursery, facade: LocalFacade
+) -> None:
+    """An intent map in a binary frame has no size limit of its own, so msgpack nests it
+    up to 1,024 levels: validation answers per intent and never walks or reprs the value
+    (a 1,020-deep `type` once raised RecursionError out of the decoder)."""
+    url = await start(nursery, facade)
+    intent = msgpack.unpackb(pack_intent(signed(CANCEL)))
+    deep: Any = 1
+    for _ in range(1020):
+        deep = [deep]
+    frame = {"id": 3, "intents": [{**intent, "action": {"type": deep}}, pack_intent(signed())]}
+    async with open_websocket_url(ws_url(url)) as ws:
+        await ws.send_message(msgpack.packb(frame))
+        with trio.fail_after(10):
+            answer = msgpack.unpackb(await ws.get_message())
+    assert answer["id"] == 3
+    bad, good = answer["results"]
+    assert (bad["status"], bad["code"], bad["id"]) == ("rejected", "unknown_action", None)
+    assert len(bad["message"]) < 100
+    assert good["status"] == "accepted"
+
+
 class GatedFacade:
     """Holds every submit until `gate` is set; records how many were held at once."""
 

@@ -28,6 +28,7 @@ from node.intents import (
     SignedIntent,
     action_hash,
     address_of_private_key,
+    check_signer,
     decode_action,
     encode_action,
     format_address,
@@ -74,6 +75,7 @@ ACTIONS: dict[str, dict[str, Any]] = {
     "modify": {"type": "modify", "market": 0, "oid": 12, "price": 5, "size": 6},
     "withdraw": {"type": "withdraw", "asset": 1, "amount": 2**64 - 1},
     "approve_agent": {"type": "approve_agent", "agent": AGENT, "name": "bot ü"},
+    "revoke_agent": {"type": "revoke_agent", "agent": AGENT},
 }
 
 
@@ -130,6 +132,18 @@ def _typed_data(action: dict[str, Any], account: bytes, nonce: int) -> dict[str,
             "name": action["name"],
             "nonce": nonce,
         }
+    elif action["type"] == "revoke_agent":
+        primary = "RevokeAgent"
+        fields = [
+            {"name": "account", "type": "address"},
+            {"name": "agent", "type": "address"},
+            {"name": "nonce", "type": "uint64"},
+        ]
+        message = {
+            "account": format_address(account),
+            "agent": format_address(action["agent"]),
+            "nonce": nonce,
+        }
     else:
         primary = "Action"
         fields = [{"name": "hash", "type": "bytes32"}]
@@ -179,7 +193,7 @@ def test_agent_signs_for_account() -> None:
     assert _code(error) == "unauthorized_signer"
 
 
-@pytest.mark.parametrize("kind", ["withdraw", "approve_agent"])
+@pytest.mark.parametrize("kind", ["withdraw", "approve_agent", "revoke_agent"])
 def test_agent_may_not_withdraw_or_approve(kind: str) -> None:
     intent = _signed(ACTIONS[kind], key=AGENT_KEY)
     with pytest.raises(BadSignature) as error:
@@ -210,7 +224,21 @@ def test_doc_domain() -> None:
     domain = Domain(DOC["chain_id"], bytes.fromhex(DOC["verifying_contract"][2:]))
     assert domain == DOMAIN
     assert "0x" + domain.separator.hex() == DOC["domain_separator"]
-    assert len(DOC["vectors"]) >= 9
+    assert len(DOC["vectors"]) >= 10
+    kinds = {v["intent"]["action"]["type"] for v in DOC["vectors"]}
+    assert kinds == set(ACTIONS), "every action type has a vector"
+
+
+def test_doc_typehashes() -> None:
+    """PROTOCOL.md §4.2: each type string and its typehash, recomputed here."""
+    full = PROTOCOL.read_text()
+    text = full[full.index("### 4.2 ") : full.index("### 4.3 ")]
+    rows = dict(re.findall(r"^\| `(\w+)` \| `([0-9a-f]{64})` \|$", text, re.M))
+    assert set(rows) == {"EIP712Domain", "Action", "Withdraw", "ApproveAgent", "RevokeAgent"}
+    for name, typehash in rows.items():
+        signature = re.search(rf"\b({name}\([^)]*\))", text)
+        assert signature, f"PROTOCOL.md lost the type string of {name}"
+        assert keccak.new(digest_bits=256, data=signature.group(1).encode()).hexdigest() == typehash
 
 
 @pytest.mark.parametrize("vector", DOC["vectors"], ids=lambda v: v["name"])
@@ -594,3 +622,86 @@ def test_json_fast_path_answers_as_the_refusing_stdlib_parser(text: str) -> None
     except MalformedIntent as error:
         got = ("error", error.code)
     assert got == reference()
+
+
+# ---------------------------------------------------------------------------------------
+# Bad copies, forged signers and depth limits (issue 12, findings 6, 7 and 9)
+
+
+def _flip_bit(signature: bytes, bit: int) -> bytes:
+    flipped = bytearray(signature)
+    flipped[bit // 8] ^= 1 << (bit % 8)
+    return bytes(flipped)
+
+
+@settings(max_examples=60, deadline=None)
+@given(bit=st.integers(0, 64 * 8 - 1))
+def test_a_bit_flipped_copy_has_the_id_and_never_the_signer(bit: int) -> None:
+    """A copy of an intent with one bit of r or s flipped has the genuine intent's id
+    (the digest does not cover the signature) but recovers some other key, or none: so
+    a node keys nothing on the id alone, and the signer check refuses the copy."""
+    from matching.engine import Engine
+    from tests.matching.helpers import genesis
+
+    engine = Engine(genesis())
+    genuine = _signed(ACTIONS["cancel"])
+    copy = SignedIntent(ACCOUNT, NONCE, genuine.action, _flip_bit(genuine.signature, bit))
+    assert copy.digest(DOMAIN) == genuine.digest(DOMAIN)
+    try:
+        entry = verify_intent(copy, DOMAIN)
+    except BadSignature:
+        return  # out of range, high s, or no key recovers
+    assert entry.signer != ACCOUNT and entry.intent_id == genuine.digest(DOMAIN)
+    with pytest.raises(BadSignature) as error:
+        check_signer(entry, engine.is_authorized)
+    assert _code(error) == "unauthorized_signer"
+    check_signer(verify_intent(genuine, DOMAIN), engine.is_authorized)
+
+
+def test_check_signer_follows_approval_and_revocation() -> None:
+    from matching.engine import Engine
+    from tests.matching.helpers import genesis
+
+    engine = Engine(genesis())
+    by_agent = verify_intent(_signed(ACTIONS["place"], key=AGENT_KEY), DOMAIN)
+    with pytest.raises(BadSignature) as error:
+        check_signer(by_agent, engine.is_authorized)
+    assert _code(error) == "unauthorized_signer"
+    approval = verify_intent(_signed(ACTIONS["approve_agent"]), DOMAIN).to_dict()
+    engine.apply_block(NONCE, [approval])
+    check_signer(by_agent, engine.is_authorized)
+    revocation = verify_intent(_signed(ACTIONS["revoke_agent"], nonce=NONCE + 1), DOMAIN)
+    engine.apply_block(NONCE + 1, [revocation.to_dict()])
+    with pytest.raises(BadSignature):
+        check_signer(by_agent, engine.is_authorized)
+
+
+def test_deeply_nested_msgpack_intent_is_malformed_not_a_crash() -> None:
+    """Validation never walks into a value and its messages never repr one: a value
+    nested as deep as the size limit allows is a schema error with a short message.
+    (An intent map in a WebSocket binary message has no size limit of its own; there a
+    1,020-deep `type` once raised RecursionError: tests/node/test_api.py.)"""
+    intent = intent_to_wire(_signed(ACTIONS["cancel"]))
+    room = 1024 - len(msgpack.packb({**intent, "action": {**ACTIONS["cancel"], "oid": 1}}))
+    for depth in (40, 500, room):  # `room`: as deep as the size limit allows (868)
+        deep: Any = 1
+        for _ in range(depth):
+            deep = [deep]
+        for action in ({"type": deep}, {**ACTIONS["cancel"], "oid": deep}):
+            data = msgpack.packb({**intent, "action": action})
+            assert len(data) <= 1024
+            with pytest.raises(MalformedIntent) as error:
+                unpack_intent(data)
+            assert _code(error) in ("unknown_action", "bad_type")
+            assert len(str(error.value)) < 200
+
+
+def test_json_depth_limit_is_exact() -> None:
+    from node.intents import MAX_JSON_DEPTH, check_json_depth
+
+    check_json_depth(b"[" * MAX_JSON_DEPTH + b"]" * MAX_JSON_DEPTH)
+    check_json_depth(b'{"a":' * MAX_JSON_DEPTH + b"1" + b"}" * MAX_JSON_DEPTH)
+    for deeper in (b"[" * 33 + b"]" * 33, b'{"a":' * 33 + b"1" + b"}" * 33):
+        with pytest.raises(MalformedIntent) as error:
+            check_json_depth(deeper)
+        assert _code(error) == "too_deep"
