@@ -147,7 +147,13 @@ class MemoryStorage:
         return self._committed[-1][0] if self._committed else 0
 
     def load_committed(self, from_height: int, limit: int) -> list[tuple[int, bytes]]:
-        return [(h, d) for h, d in self._committed if h >= from_height][:limit]
+        # The log is contiguous from its first height: a slice, not a scan. A negative
+        # limit means none, as SQLite's LIMIT does.
+        log = self._committed
+        if not log:
+            return []
+        start = max(0, from_height - log[0][0])
+        return log[start:] if limit < 0 else log[start : start + limit]
 
     def iter_committed(self, from_height: int = 1) -> Iterator[tuple[int, bytes]]:
         return iter(self.load_committed(from_height, len(self._committed)))

@@ -3,6 +3,7 @@
     seqnet sim --seeds 300               # seeds 0..299, n alternating 4 and 7
     seqnet sim --seed 1234 --nodes 7     # one seed, as printed by a failure
     seqnet sim --seeds 100000 --jobs 2   # the soak
+    seqnet sim --runtime --byzantine --seeds 200   # the real runtime (node/sim/runtime_sim.py)
 Exit status 1 on any violation; each failure prints its seed and repro command.
 """
 
@@ -24,6 +25,12 @@ def main(argv: list[str], prog: str = "seqnet sim") -> int:
     parser.add_argument("--seeds", type=int, default=1, help="number of seeds (default 1)")
     parser.add_argument("--nodes", type=int, default=None, help="committee size (default 4/7)")
     parser.add_argument("--crypto", choices=("fast", "ed25519"), default="fast")
+    parser.add_argument(
+        "--election",
+        choices=("reputation", "round-robin"),
+        default="reputation",
+        help="leader election (default: reputation from committed blocks)",
+    )
     parser.add_argument("--jobs", type=int, default=1, help="worker processes for a sweep")
     parser.add_argument("--safety-ms", type=int, default=None, help="faulty phase length")
     parser.add_argument(
@@ -34,14 +41,26 @@ def main(argv: list[str], prog: str = "seqnet sim") -> int:
     parser.add_argument("--unsafe-skip-vote-rules", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--unsafe-one-chain-commit", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--unsafe-amnesia", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--runtime", action="store_true", help="run node.runtime.Node members, not bare cores"
+    )
+    parser.add_argument(
+        "--byzantine", action="store_true", help="with --runtime: one member is a Byzantine actor"
+    )
+    parser.add_argument("--unsafe-trust-sync", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.seeds < 1 or (args.nodes is not None and args.nodes < 1):
         parser.error("--seeds and --nodes must be positive")
+    if args.runtime:
+        from node.sim.runtime_sim import cli_run
+
+        return cli_run(args)
     knobs = Knobs(
         args.crypto,
         args.unsafe_skip_vote_rules,
         args.unsafe_one_chain_commit,
         args.unsafe_amnesia,
+        args.election,
     )
     started = time.perf_counter()
     failures = 0
