@@ -30,7 +30,7 @@ log = structlog.get_logger("seqnet.node")
 
 
 async def _run(config: Path) -> int:
-    from node.api import create_app, serve_api
+    from node.api.app import create_app, serve_api
 
     setup = load_node_setup(config)
     node_log.configure(setup.config.log_level, node=setup.member.name)

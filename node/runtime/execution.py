@@ -23,8 +23,8 @@ import trio
 from consensus.types import Block, QuorumCert, genesis_block
 from matching.engine import BlockResult, Engine
 from matching.events import Event as EngineEvent
-from node.chain_watcher import ChainWatcher
-from node.checkpointer import Checkpointer
+from node.chain.checkpointer import Checkpointer
+from node.chain.watcher import ChainWatcher
 from node.genesis import Genesis
 from node.mempool import Mempool
 from node.payload import (

@@ -17,7 +17,7 @@ from dataclasses import replace
 import trio
 
 from matching.accounts import NONCE_FUTURE_MS, NONCE_PAST_MS
-from node.api_facade import SubmitResult
+from node.api.facade import SubmitResult
 from node.intents import Entry, IntentError, SignedIntent, check_signer, pack_intent
 from node.mempool import AddResult, Mempool, PoolItem
 from node.payload import intent_entry

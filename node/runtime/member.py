@@ -69,9 +69,10 @@ from consensus.types import (
 )
 from consensus.verifier import Verified, Verifier
 from matching.engine import Engine
-from node.api_facade import SubmitResult
-from node.chain_watcher import ChainWatcher, WatcherOptions
-from node.checkpointer import Checkpointer, CheckpointerOptions, SignatureResult
+from node.api.facade import SubmitResult
+from node.api.ratelimit import NO_WAIT, RateLimit, TokenBuckets
+from node.chain.checkpointer import Checkpointer, CheckpointerOptions, SignatureResult
+from node.chain.watcher import ChainWatcher, WatcherOptions
 from node.config import verify_threads_for
 from node.genesis import NodeSetup
 from node.intents import IntentError, SignedIntent, unpack_intent
@@ -97,7 +98,6 @@ from node.peer_messages import (
     SyncRequest,
     decode_peer_message,
 )
-from node.ratelimit import NO_WAIT, RateLimit, TokenBuckets
 from node.runtime import queries
 from node.runtime.execution import ExecutedBlock, Executor
 from node.runtime.intake import Intake

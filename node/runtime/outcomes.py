@@ -16,7 +16,7 @@ import trio
 
 from matching.events import Event as EngineEvent
 from matching.events import Reason, Rejected
-from node.api_facade import SubmitResult
+from node.api.facade import SubmitResult
 
 
 class Outcomes:

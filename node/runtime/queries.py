@@ -9,7 +9,7 @@ from typing import Any
 
 from matching.config import Asset
 from matching.engine import Engine
-from node.checkpointer import Checkpointer
+from node.chain.checkpointer import Checkpointer
 
 
 def hexed(data: bytes) -> str:

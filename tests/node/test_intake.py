@@ -15,9 +15,10 @@ import pytest
 import trio
 
 from node import trade_cli
-from node.api import ApiLimits, create_app, serve_api
-from node.api_facade import SubmitResult
-from node.api_intake import Intake, Item
+from node.api.app import ApiLimits, create_app, serve_api
+from node.api.facade import SubmitResult
+from node.api.intake import Intake, Item
+from node.api.ratelimit import RateLimit
 from node.genesis import ConsensusParams, committee_init, load_node_setup
 from node.intents import (
     BadSignature,
@@ -33,7 +34,6 @@ from node.intents import (
 from node.mempool import PoolItem
 from node.payload import intent_entry
 from node.procs import free_base_port
-from node.ratelimit import RateLimit
 from node.runtime import Node, NodeOptions
 from node.storage import open_storage
 from seqnet_sdk import Client
