@@ -249,7 +249,10 @@ def create_app(
     async def readyz() -> Response:
         if facade.is_ready():
             return _json(200, {"ready": True})
-        return _error(ApiError(503, "not_ready", "the node is not ready"))
+        status = facade.status()
+        phase = status.get("phase", "starting")
+        where = f"height {status.get('committed_height')}, seen {status.get('highest_seen_height')}"
+        return _error(ApiError(503, "not_ready", f"the node is not ready: {phase} ({where})"))
 
     @app.websocket("/v1/ws")
     async def websocket_intake(websocket: WebSocket) -> None:

@@ -813,6 +813,14 @@ class Node:
     def is_ready(self) -> bool:
         return self._ready
 
+    def _phase(self) -> str:
+        """What the member is doing, for operators and /readyz."""
+        if self.halted is not None:
+            return "halted"
+        if self._joining:
+            return "catching_up"
+        return "ready" if self._ready else "joining"
+
     def status(self) -> dict[str, Any]:
         s = self.core.status()
         return {
@@ -827,6 +835,7 @@ class Node:
             "lag": max(0, self._highest_seen_height - self.exec_height),
             "peers": len(self.transport.connected_peers()),
             "mempool": len(self.mempool),
+            "phase": self._phase(),
             "syncing": self.sync.running,
             "halted": self.halted,
             "vote_guard_round": self._guard_round,
