@@ -92,8 +92,8 @@ def _wire_chain(folder: Path, chain_url: str | None, deployer_key: bytes | None)
     point every node's config at the chain."""
     from dataclasses import replace
 
+    from node.chain.localchain import up as chain_up
     from node.config import ChainSettings, load_node_config
-    from node.localchain import up as chain_up
 
     setup = chain_up(
         folder, folder / "genesis.toml", chain_url=chain_url, deployer_key=deployer_key
@@ -157,7 +157,7 @@ def down(net: Localnet) -> None:
         stop_pid(node.pid)
     folder = Path(net.folder)
     if (folder / CHAIN_FILE).exists():
-        from node.localchain import ChainSetup
+        from node.chain.localchain import ChainSetup
 
         anvil = ChainSetup.load(folder).anvil_pid
         if anvil is not None and pid_alive(anvil):
@@ -168,7 +168,7 @@ def _local_chain_gone(folder: Path) -> bool:
     """Whether this committee was wired to an anvil chain that no longer runs."""
     if not (folder / CHAIN_FILE).exists():
         return False
-    from node.localchain import ChainSetup
+    from node.chain.localchain import ChainSetup
 
     anvil = ChainSetup.load(folder).anvil_pid
     return anvil is not None and not pid_alive(anvil)
@@ -180,7 +180,13 @@ def status_rows(net: Localnet) -> list[dict[str, Any]]:
         alive = pid_alive(node.pid)
         status = node_status(node.api) if alive else None
         rows.append(
-            {"name": node.name, "pid": node.pid, "alive": alive, "api": node.api, **(status or {})}
+            {
+                "name": node.name,
+                "pid": node.pid,
+                "alive": alive,
+                "api": node.api,
+                **(status or {}),
+            }
         )
     return rows
 

@@ -132,7 +132,7 @@ class Mempool:
 
     def remove(self, intent_ids: Iterable[bytes]) -> int:
         """Drop every pending item carrying one of these ids, in one pass over the pool:
-        for a stand-in facade that commits the batches it took (node/api_local.py). A
+        for a stand-in facade that commits the batches it took (node/api/local.py). A
         node removes what commits by (signer, nonce) (`remove_applied`): by id, a
         committed bad copy would take the genuine intent out of the pool with it."""
         wanted = {i for i in intent_ids if i in self._ids}

@@ -30,7 +30,7 @@ log = structlog.get_logger("seqnet.node")
 
 
 async def _run(config: Path) -> int:
-    from node.api import create_app, serve_api
+    from node.api.app import create_app, serve_api
 
     setup = load_node_setup(config)
     node_log.configure(setup.config.log_level, node=setup.member.name)
@@ -45,24 +45,34 @@ async def _run(config: Path) -> int:
         gc.set_threshold(100_000, 50, 100)
         app = create_app(node)
         async with trio.open_nursery() as nursery:
-            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                await nursery.start(node.run)
-                api = setup.config.api_listen
-                await nursery.start(serve_api, app, api.host, api.port)
-                log.info(
-                    "node running",
-                    index=setup.index,
-                    consensus=str(setup.config.consensus_listen),
-                    api=f"http://{api.host}:{api.port}",
-                )
-                async for signum in signals:
-                    log.info("stopping", signal=signal.Signals(signum).name)
-                    nursery.cancel_scope.cancel()
-                    break
+            # Signals first: a stop is honoured at once in every phase, catch-up included.
+            await nursery.start(_stop_on_signal, nursery.cancel_scope)
+            # The API next, so /healthz answers and /readyz says why it is not ready yet
+            # while the member catches up from its peers.
+            api = setup.config.api_listen
+            await nursery.start(serve_api, app, api.host, api.port)
+            await nursery.start(node.run)
+            log.info(
+                "node running",
+                index=setup.index,
+                consensus=str(setup.config.consensus_listen),
+                api=f"http://{api.host}:{api.port}",
+            )
     finally:
         storage.close()
         log.info("stopped")
     return 0
+
+
+async def _stop_on_signal(
+    scope: trio.CancelScope, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        task_status.started()
+        async for signum in signals:
+            log.info("stopping", signal=signal.Signals(signum).name)
+            scope.cancel()
+            return
 
 
 def _options_from_env() -> NodeOptions:

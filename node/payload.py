@@ -102,7 +102,7 @@ class DepositRecord:
             raise ValueError(f"malformed deposit record {self!r}")
 
 
-VOID_ASSET = U32_MAX  # no genesis asset may use this id (node.chain_watcher checks)
+VOID_ASSET = U32_MAX  # no genesis asset may use this id (node.chain.watcher checks)
 
 
 def _is_address(value: object) -> bool:

@@ -7,7 +7,7 @@ use as they are (a height fits SQLite's signed 64-bit integer, a chunk is at mos
 A violation raises `PeerProtocolError`: the runtime drops the message and counts it
 against that peer (node/runtime.py, `_dispatcher`). Consensus message bytes are decoded
 and verified by consensus/ (`Verifier.decode`), which has its own typed decoder;
-checkpoint signatures by node/checkpointer.py (`parse_signature_message`).
+checkpoint signatures by node/chain/checkpointer.py (`parse_signature_message`).
 
 The wire forms are docs/PROTOCOL.md §9.2.
 """
@@ -48,7 +48,7 @@ class ForwardedIntents:
 
 @dataclass(frozen=True, slots=True)
 class CheckpointSignature:
-    message: list[Any]  # parsed by node/checkpointer.py (parse_signature_message)
+    message: list[Any]  # parsed by node/chain/checkpointer.py (parse_signature_message)
 
 
 @dataclass(frozen=True, slots=True)

@@ -101,8 +101,8 @@ def _book(client: SyncClient, args: argparse.Namespace) -> int:
 
 
 def _deposit(client: SyncClient, args: argparse.Namespace) -> int:
+    from node.chain.localchain import ChainSetup, deposit
     from node.intents import parse_address
-    from node.localchain import ChainSetup, deposit
 
     asset = client.markets().asset(args.asset)
     if asset.decimals is None:

@@ -1,6 +1,6 @@
 """`seqnet bench api`: signed-intent intake through the client API of one node.
 
-The server is the real app (node/api.py on hypercorn's trio worker) over `LocalFacade`,
+The server is the real app (node/api/app.py on hypercorn's trio worker) over `LocalFacade`,
 which does the node's real intake work per intent (EIP-712 digest, secp256k1 recovery,
 mempool admission) with a timer standing in for consensus. It runs in a child process,
 so the load generator in this process has the other core. Measured:
@@ -39,9 +39,9 @@ import structlog
 import trio
 from trio_websocket import open_websocket_url
 
-from node.api import ApiLimits, create_app, serve_api
-from node.api_intake import decode_http_body
-from node.api_local import LocalFacade
+from node.api.app import ApiLimits, create_app, serve_api
+from node.api.intake import decode_http_body
+from node.api.local import LocalFacade
 from node.intents import (
     Domain,
     SignedIntent,

@@ -17,7 +17,7 @@ import trio
 from matching.config import Genesis
 from matching.engine import Engine
 from matching.events import Rejected
-from node.api_facade import SubmitResult
+from node.api.facade import SubmitResult
 from node.genesis import default_exchange
 from node.intents import Domain, Entry, IntentError, SignedIntent, verify_intent
 from node.runtime import Executable, ExecutedBlock

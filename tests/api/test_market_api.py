@@ -15,8 +15,8 @@ import pytest
 import trio
 from trio_websocket import open_websocket_url
 
-from node.api import ApiLimits, create_app, serve_api
-from node.api_streams import StreamLimits
+from node.api.app import ApiLimits, create_app, serve_api
+from node.api.streams import StreamLimits
 from node.intents import address_of_private_key
 from seqnet_sdk import Client, OffGrid, SyncClient
 from seqnet_sdk.stream import receive_until

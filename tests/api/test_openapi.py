@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import trio
 
-from node.api import create_app, serve_api
+from node.api.app import create_app, serve_api
 from tests.api.exchange import ExchangeNode
 
 COMMITTED = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"

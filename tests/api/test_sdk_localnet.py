@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
+from node.chain.localchain import ChainSetup
 from node.genesis import ConsensusParams
-from node.localchain import ChainSetup
 from node.localnet import Localnet, down, up
 from node.procs import free_base_port
 from node.trade_cli import main as trade_main

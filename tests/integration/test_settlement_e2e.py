@@ -14,9 +14,9 @@ import pytest
 
 from contracts.settlement import Settlement, balance_of
 from matching.merkle import process_proof
+from node.chain.localchain import ChainSetup, connect, deposit
 from node.genesis import ConsensusParams, load_genesis
 from node.intents import Domain, intent_to_json, place_action, sign_intent
-from node.localchain import ChainSetup, connect, deposit
 from node.localnet import Localnet, down, pid_alive, stop_pid, up
 from node.procs import free_base_port, start_node
 from tests.node.cluster import wait_for

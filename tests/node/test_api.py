@@ -1,4 +1,4 @@
-"""The client API (node/api.py) over real hypercorn on 127.0.0.1, with httpx and
+"""The client API (node/api/app.py) over real hypercorn on 127.0.0.1, with httpx and
 trio-websocket clients, against `LocalFacade`, which really recovers every signature.
 
 No timing thresholds: waits are for conditions, bounded by `fail_after` only so that a
@@ -19,9 +19,10 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
-from node.api import ApiLimits, SubmitResult, create_app, serve_api
-from node.api_local import LocalFacade
-from node.api_schema import FIELD_SCHEMAS, action_schema
+from node.api.app import ApiLimits, SubmitResult, create_app, serve_api
+from node.api.local import LocalFacade
+from node.api.ratelimit import RateLimit
+from node.api.schema import FIELD_SCHEMAS, action_schema
 from node.intents import (
     SCHEMA,
     SECP256K1_N,
@@ -33,7 +34,6 @@ from node.intents import (
     place_action,
     sign_intent,
 )
-from node.ratelimit import RateLimit
 
 DOMAIN = Domain(31337, bytes.fromhex("5fbdb2315678afecb367f032d93f642f64180aa3"))
 OTHER_DOMAIN = Domain(1, bytes.fromhex("5fbdb2315678afecb367f032d93f642f64180aa3"))
@@ -547,7 +547,7 @@ async def test_ws_wait_committed(nursery: trio.Nursery, facade: LocalFacade) -> 
 
 
 async def test_fast_path_and_fastapi_route_answer_alike(nursery: trio.Nursery) -> None:
-    """The served app sends POST /v1/intents past FastAPI (node/api.py FastIntake); the
+    """The served app sends POST /v1/intents past FastAPI (node/api/app.py FastIntake); the
     bare FastAPI app still routes it. Both must answer every case the same way, and the
     fast path must count its requests like any route."""
     facade = LocalFacade(DOMAIN)

@@ -1,10 +1,10 @@
-"""Token buckets (node/ratelimit.py): refill, cancel reserve, debt, bounded table."""
+"""Token buckets (node/api/ratelimit.py): refill, cancel reserve, debt, bounded table."""
 
 from __future__ import annotations
 
 import math
 
-from node.ratelimit import NO_WAIT, RateLimit, TokenBuckets, retry_after_header
+from node.api.ratelimit import NO_WAIT, RateLimit, TokenBuckets, retry_after_header
 
 LIMIT = RateLimit(rate_per_s=10, burst=20, cancel_cost=0.25, reserve=4)
 

@@ -20,7 +20,7 @@ from matching.config import Asset
 from matching.config import Genesis as ExchangeGenesis
 from matching.engine import Engine
 from matching.events import Deposited, Rejected
-from node.chain_watcher import ChainWatcher, WatcherOptions, map_deposit
+from node.chain.watcher import ChainWatcher, WatcherOptions, map_deposit
 from node.payload import (
     VOID_ASSET,
     BadEntry,

@@ -24,13 +24,13 @@ from matching.config import Asset
 from matching.config import Genesis as ExchangeGenesis
 from matching.engine import Engine
 from matching.merkle import keccak
-from node.chain_watcher import map_deposit
-from node.checkpointer import (
+from node.chain.checkpointer import (
     Checkpointer,
     CheckpointerOptions,
     SignatureResult,
     signature_message,
 )
+from node.chain.watcher import map_deposit
 from node.payload import deposit_engine_entry
 
 ETH_UNIT = 10**9

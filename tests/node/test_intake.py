@@ -15,9 +15,10 @@ import pytest
 import trio
 
 from node import trade_cli
-from node.api import ApiLimits, create_app, serve_api
-from node.api_facade import SubmitResult
-from node.api_intake import Intake, Item
+from node.api.app import ApiLimits, create_app, serve_api
+from node.api.facade import SubmitResult
+from node.api.intake import Intake, Item
+from node.api.ratelimit import RateLimit
 from node.genesis import ConsensusParams, committee_init, load_node_setup
 from node.intents import (
     BadSignature,
@@ -33,7 +34,6 @@ from node.intents import (
 from node.mempool import PoolItem
 from node.payload import intent_entry
 from node.procs import free_base_port
-from node.ratelimit import RateLimit
 from node.runtime import Node, NodeOptions
 from node.storage import open_storage
 from seqnet_sdk import Client
@@ -134,7 +134,7 @@ async def test_bad_copy_forwarded_by_a_peer_is_refused_too(node: Node) -> None:
     genuine = signed(node, CANCEL_ALL)
     copy, _ = bad_copy(node, genuine)
     for _ in range(2):  # verified, then from the verified-entry cache: the same answer
-        answer = await node._admit([copy], False, [intent_entry(pack_intent(copy))])
+        answer = await node.intake.admit([copy], False, [intent_entry(pack_intent(copy))])
         assert [a.code for a in answer] == ["unauthorized_signer"]
     assert len(node.mempool) == 0
     result = await node.submit([genuine], wait=True, timeout_s=20)
@@ -165,10 +165,12 @@ async def test_bad_copy_in_a_block_is_not_the_genuine_intents_outcome(
         await committed(node, before + 2)
     else:  # the copy commits alone first
         await committed(node, before + 1)
-        assert node._result(intent_id) is None  # the refused copy is nobody's outcome
+        assert node.outcomes.result(intent_id) is None  # the refused copy is nobody's outcome
     result = await node.submit([genuine], wait=True, timeout_s=20)
     assert result[0].status == "committed", result
-    assert node._result(intent_id) == SubmitResult(intent_id, "committed", height=result[0].height)
+    assert node.outcomes.result(intent_id) == SubmitResult(
+        intent_id, "committed", height=result[0].height
+    )
     assert len(node.mempool) == 0
 
 
@@ -222,7 +224,7 @@ async def test_revoked_agent_is_refused_at_intake_and_by_the_engine(node: Node) 
     assert done[0].status == "committed", done
     assert not node.engine.is_authorized(VICTIM, AGENT)
     await committed(node, before + 2)
-    assert node._result(in_flight.digest(node.domain)) is None
+    assert node.outcomes.result(in_flight.digest(node.domain)) is None
     assert not node.engine.open_orders(VICTIM)
     for late in (in_flight, by_agent(5)):  # resent, or new: a clear answer at the door
         answer = await node.submit([late], wait=False, timeout_s=1)

@@ -1,4 +1,4 @@
-"""`node.localchain`: anvil up, contracts deployed, genesis rewritten, accounts funded."""
+"""`node.chain.localchain`: anvil up, contracts deployed, genesis rewritten, accounts funded."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ from pathlib import Path
 
 from contracts.settlement import ETH, Settlement, balance_of
 from contracts.signing import committee_hash, sorted_members
-from node.genesis import committee_init, load_genesis
-from node.localchain import (
+from node.chain.localchain import (
     MEMBER_ETH_WEI,
     TRADER_ETH_WEI,
     TRADER_TOKENS,
@@ -18,6 +17,7 @@ from node.localchain import (
     stop,
     up,
 )
+from node.genesis import committee_init, load_genesis
 from node.procs import pid_alive
 
 

@@ -216,6 +216,6 @@ async def test_a_signed_past_round_proposal_claiming_a_far_height_starts_no_sync
         await _settle()
         assert node.counters["syncs"] == syncs  # the start-up catch-up only
         assert len([m for _, m in network.sent if m[0] == "sr"]) == asked
-        assert not node._bad_entries  # no payload work at all: the round is over
+        assert not len(node.entries.bad)  # no payload work at all: the round is over
         assert node.halted is None
         nursery.cancel_scope.cancel()

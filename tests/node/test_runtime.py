@@ -290,8 +290,8 @@ async def test_signatures_checked_in_threads_answer_as_on_the_loop(tmp_path: Pat
     intents[9] = replace(intents[9], signature=intents[10].signature)
     answers = []
     for threads in (0, 2, 3):
-        node._verify_threads = threads
-        got = await node._verify(intents)
+        node.entries.threads = threads
+        got = await node.entries.verify(intents)
         answers.append([a.code if isinstance(a, IntentError) else a for a in got])
     assert answers[0] == answers[1] == answers[2]
     assert [i for i, a in enumerate(answers[0]) if isinstance(a, str)] == [7]

@@ -21,9 +21,9 @@ from typing import Any, Final
 import trio
 from starlette.websockets import WebSocket
 
-from node.api_intake import ApiError, Intake, Message, decode_ws_binary, decode_ws_text
-from node.api_intake import dumps_json as _dumps_json
-from node.api_intake import dumps_msgpack as _dumps_msgpack
+from node.api.intake import ApiError, Intake, Message, decode_ws_binary, decode_ws_text
+from node.api.intake import dumps_json as _dumps_json
+from node.api.intake import dumps_msgpack as _dumps_msgpack
 
 CLOSE_POLICY_VIOLATION: Final = 1008
 CLOSE_TRY_AGAIN_LATER: Final = 1013

@@ -2,7 +2,7 @@
 
 Everything a client sends crosses this room before it reaches the node. Input is
 decoded with the protocol's own parsers (node/intents.py), then charged to the client's
-IP and account buckets (node/ratelimit.py), then handed to the `NodeFacade`. A client's
+IP and account buckets (node/api/ratelimit.py), then handed to the `NodeFacade`. A client's
 mistake becomes an `ApiError` (a whole request refused, with an HTTP status and a code)
 or a per-intent `rejected` result; nothing a client sends may raise anything else.
 
@@ -29,7 +29,8 @@ import orjson
 import structlog
 import trio
 
-from node.api_facade import ApiLimits, NodeFacade, SubmitResult
+from node.api.facade import ApiLimits, NodeFacade, SubmitResult
+from node.api.ratelimit import NO_WAIT, TokenBuckets
 from node.intents import (
     U64_MAX,
     IntentError,
@@ -39,7 +40,6 @@ from node.intents import (
     parse_json_bounded,
     unpack_intent,
 )
-from node.ratelimit import NO_WAIT, TokenBuckets
 
 log = structlog.get_logger("seqnet.api")
 

@@ -9,7 +9,7 @@ grows memory for one. A book subscription starts with a snapshot at sequence `se
 every later delta of that market carries `seq + 1`, `seq + 2`, …: the snapshot and the
 deltas are queued on the event loop with no await in between, so none can slip between.
 
-Shape of the I/O as in node/api_ws.py: one reader (client requests), one writer (the
+Shape of the I/O as in node/api/ws.py: one reader (client requests), one writer (the
 queue), heartbeats from a third task; the session ends when any of them does.
 """
 
@@ -23,11 +23,11 @@ import structlog
 import trio
 from starlette.websockets import WebSocket
 
-from node.api_intake import ApiError, Intake, dumps_json
+from node.api.intake import ApiError, Intake, dumps_json
 from node.intents import IntentError, parse_address, parse_json_bounded
 
 if TYPE_CHECKING:
-    from node.indexer import Indexer, Topic
+    from node.api.indexer import Indexer, Topic
 
 log = structlog.get_logger("seqnet.api")
 

@@ -2,12 +2,12 @@
 
 An ASGI app (FastAPI, so the OpenAPI document is generated from the real routes) served
 by hypercorn's trio worker inside the node process. The app knows the node only through
-`NodeFacade` (node/api_facade.py), which node/runtime.py implements; decoding, rate
-limits and per-intent answers live in node/api_intake.py, the WebSocket intake in
-node/api_ws.py, the documented shapes in node/api_schema.py. When the facade is a whole
+`NodeFacade` (node/api/facade.py), which node/runtime.py implements; decoding, rate
+limits and per-intent answers live in node/api/intake.py, the WebSocket intake in
+node/api/ws.py, the documented shapes in node/api/schema.py. When the facade is a whole
 node (`IndexedNode`: it has an engine and block listeners), the app also indexes blocks
-(node/indexer.py) for the market queries (node/api_query.py) and the streams at
-/v1/stream (node/api_streams.py); /metrics (node/metrics.py) is always served.
+(node/api/indexer.py) for the market queries (node/api/query.py) and the streams at
+/v1/stream (node/api/streams.py); /metrics (node/api/metrics.py) is always served.
 
 Errors are {"error": {"code", "message", ...}} on every route, FastAPI's own included.
 Bad input is a 4xx with a machine-readable code, never a 5xx: the boundary catches
@@ -29,8 +29,9 @@ from hypercorn.config import Config
 from hypercorn.trio import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from node.api_facade import ApiLimits, NodeFacade, SubmitResult, SubmitStatus
-from node.api_intake import (
+from node.api.facade import ApiLimits, NodeFacade, SubmitResult, SubmitStatus
+from node.api.indexer import IndexedNode, Indexer, IndexLimits
+from node.api.intake import (
     ApiError,
     Intake,
     client_key,
@@ -38,8 +39,10 @@ from node.api_intake import (
     dumps_json,
     wait_and_timeout,
 )
-from node.api_query import QueryFacade, install_market_routes, install_query_routes
-from node.api_schema import (
+from node.api.metrics import CONTENT_TYPE, CountingFacade, NodeMetrics, RequestMetricsMiddleware
+from node.api.query import QueryFacade, install_market_routes, install_query_routes
+from node.api.ratelimit import retry_after_header
+from node.api.schema import (
     DomainResponse,
     HealthResponse,
     ReadyResponse,
@@ -47,11 +50,8 @@ from node.api_schema import (
     error_responses,
     submit_body_schema,
 )
-from node.api_streams import StreamHub, StreamLimits, StreamSession
-from node.api_ws import CLOSE_TRY_AGAIN_LATER, ConnectionCounter, IntakeSession
-from node.indexer import IndexedNode, Indexer, IndexLimits
-from node.metrics import CONTENT_TYPE, CountingFacade, NodeMetrics, RequestMetricsMiddleware
-from node.ratelimit import retry_after_header
+from node.api.streams import StreamHub, StreamLimits, StreamSession
+from node.api.ws import CLOSE_TRY_AGAIN_LATER, ConnectionCounter, IntakeSession
 
 __all__ = [
     "ApiError",
@@ -249,7 +249,10 @@ def create_app(
     async def readyz() -> Response:
         if facade.is_ready():
             return _json(200, {"ready": True})
-        return _error(ApiError(503, "not_ready", "the node is not ready"))
+        status = facade.status()
+        phase = status.get("phase", "starting")
+        where = f"height {status.get('committed_height')}, seen {status.get('highest_seen_height')}"
+        return _error(ApiError(503, "not_ready", f"the node is not ready: {phase} ({where})"))
 
     @app.websocket("/v1/ws")
     async def websocket_intake(websocket: WebSocket) -> None:

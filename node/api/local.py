@@ -14,8 +14,8 @@ from typing import Any, Final
 import msgpack
 import trio
 
-from node.api_facade import SubmitResult
-from node.api_intake import CANCEL_ACTIONS
+from node.api.facade import SubmitResult
+from node.api.intake import CANCEL_ACTIONS
 from node.intents import Domain, IntentError, SignedIntent, verify_intent
 from node.mempool import AddResult, Mempool, MempoolLimits, PoolItem
 

@@ -27,11 +27,11 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from node.api_facade import NodeFacade, SubmitResult
+from node.api.facade import NodeFacade, SubmitResult
 from node.intents import Domain, SignedIntent
 
 if TYPE_CHECKING:
-    from node.api_streams import StreamHub
+    from node.api.streams import StreamHub
     from node.runtime import ExecutedBlock
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"

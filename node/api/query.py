@@ -3,7 +3,7 @@
 What a trader needs to follow their funds and to claim on chain: balances and open
 orders, the checkpoints (roots, signatures, settlement transaction), and Merkle proofs of
 a withdrawal or a balance against a checkpoint's roots, in exactly the form the
-settlement contract takes (docs/SETTLEMENT.md). With an indexer (node/indexer.py) also
+settlement contract takes (docs/SETTLEMENT.md). With an indexer (node/api/indexer.py) also
 the exchange itself: markets and assets, book depth with the height it reflects, recent
 trades, an account's order history and fills, one order by id or client id.
 Bytes travel as 0x-hex; every answer is read on the event loop, so it is the state at
@@ -20,12 +20,12 @@ from fastapi import FastAPI, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
-from node.api_intake import ApiError
-from node.api_schema import error_responses
+from node.api.intake import ApiError
+from node.api.schema import error_responses
 from node.intents import ZERO_ADDRESS, IntentError, parse_address
 
 if TYPE_CHECKING:
-    from node.indexer import Indexer
+    from node.api.indexer import Indexer
 
 log = structlog.get_logger("seqnet.api")
 

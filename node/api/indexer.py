@@ -66,7 +66,7 @@ class IndexedNode(Protocol):
 
 
 class Publisher(Protocol):
-    """Where stream messages go (node/api_streams.py's `StreamHub`)."""
+    """Where stream messages go (node/api/streams.py's `StreamHub`)."""
 
     def wants(self, topic: Topic) -> bool: ...
     def publish(self, topic: Topic, message: dict[str, Any]) -> None: ...

@@ -1,9 +1,9 @@
 """The seam between the client API and the node: what the API needs from the node.
 
-The API (node/api.py) parses and rate-limits client input; everything that needs node
+The API (node/api/app.py) parses and rate-limits client input; everything that needs node
 state — signature check, replay and duplicate check, mempool admission, waiting for a
 commit — happens behind `NodeFacade`, which node/runtime.py implements and
-node/api_local.py implements for tests and benchmarks. Nothing here does I/O.
+node/api/local.py implements for tests and benchmarks. Nothing here does I/O.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol
 
+from node.api.ratelimit import RateLimit
 from node.intents import Domain, SignedIntent
-from node.ratelimit import RateLimit
 
 SubmitStatus = Literal["accepted", "committed", "rejected", "timeout"]
 SUBMIT_STATUSES: Final[frozenset[str]] = frozenset({"accepted", "committed", "rejected", "timeout"})

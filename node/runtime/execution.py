@@ -1,0 +1,254 @@
+"""Execution: committed blocks through the matching engine, in height order, exactly once.
+
+Every path that applies a block goes through here: blocks the core commits, blocks taken
+by log sync, and the committed log replayed at start-up. Each applied block is appended to
+the committed log (with the signer of each entry, so a replay needs no recovery), seals a
+checkpoint at every checkpoint-interval height, records the intents' outcomes and wakes
+the block listeners (indexer, streams, metrics). Heights at or below `height` are
+skipped, which makes a `Commit` replayed after a crash harmless.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+import structlog
+import trio
+
+from consensus.types import Block, QuorumCert, genesis_block
+from matching.engine import BlockResult, Engine
+from matching.events import Event as EngineEvent
+from node.chain.checkpointer import Checkpointer
+from node.chain.watcher import ChainWatcher
+from node.genesis import Genesis
+from node.mempool import Mempool
+from node.payload import (
+    TAG_DEPOSIT,
+    decode_committed,
+    decode_deposit,
+    decode_entry,
+    deposit_engine_entry,
+    encode_committed,
+)
+from node.runtime.outcomes import Outcomes
+from node.runtime.verification import EntryVerifier
+from node.seam import NodeStorage
+from node.storage import WriteBatch
+
+log = structlog.get_logger("seqnet.node")
+
+NO_SIGNER = bytes(20)  # the recorded signer of an entry no trader signed (a deposit)
+_DEPOSIT_TAG = bytes((TAG_DEPOSIT,))
+
+
+@dataclass(frozen=True, slots=True)
+class Executable:
+    """A payload entry ready for the engine, with what the node keeps about it."""
+
+    engine_entry: dict[str, Any]
+    signer: bytes
+    intent_id: bytes | None  # None for entries no client waits on (deposits)
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutedBlock:
+    """What a block listener gets: `result.events[i]` belongs to `entries[i]`."""
+
+    height: int
+    timestamp_ms: int
+    entries: tuple[Executable, ...]
+    result: BlockResult
+    apply_s: float = 0.0  # engine time for the block (seconds), for the apply-time histogram
+
+
+class Executor:
+    def __init__(
+        self,
+        *,
+        genesis: Genesis,
+        storage: NodeStorage,
+        verifier: EntryVerifier,
+        outcomes: Outcomes,
+        mempool: Mempool,
+        snapshot_interval_blocks: int,
+        counters: dict[str, int],
+    ) -> None:
+        self._genesis = genesis
+        self._checkpoint_interval = genesis.consensus.checkpoint_interval_blocks
+        self._storage = storage
+        self._verifier = verifier
+        self._outcomes = outcomes
+        self._mempool = mempool
+        self._snapshot_interval = snapshot_interval_blocks
+        self._counters = counters
+        self._listeners: list[Callable[[ExecutedBlock], None]] = []
+        self.watcher: ChainWatcher | None = None
+        self.checkpointer: Checkpointer | None = None
+        self.storage_lock = trio.Lock()  # FIFO: committed-log writes in execution order
+        self.engine, self.height = self._restore()
+
+    # ------------------------------------------------------------ start-up
+
+    def _restore(self) -> tuple[Engine, int]:
+        """The latest snapshot, then the committed log above it, replayed with the
+        recorded signers (no recovery). Outcomes are recorded as they are live."""
+        snap = self._storage.latest_snapshot()
+        if snap is None:
+            engine, height = Engine(self._genesis.exchange), 0
+        else:
+            height, data = snap
+            engine = Engine.restore(data)
+        replayed = 0
+        # The outcomes of the last blocks (as many entries as Outcomes keeps): their ids
+        # are computed once the replay is done, so a long log costs no digests.
+        tail: deque[tuple[int, tuple[bytes, ...], list[list[EngineEvent]]]] = deque()
+        tail_entries = 0
+        for h, record in self._storage.iter_committed(height + 1):
+            block, signers = decode_committed(record)
+            assert block.height == h, f"committed log height {h} holds block height {block.height}"
+            entries = [_recorded_entry(e, s) for e, s in zip(block.payload, signers, strict=True)]
+            result = self._run_block(engine, block, entries, live=False)
+            tail.append((h, block.payload, result.events))
+            tail_entries += len(block.payload)
+            while tail_entries - len(tail[0][1]) >= self._outcomes.max_items:
+                tail_entries -= len(tail.popleft()[1])
+            height = h
+            replayed += 1
+        domain = self._genesis.domain()
+        for h, payload, events in tail:
+            ids = [
+                None if raw[:1] == _DEPOSIT_TAG else decode_entry(raw).digest(domain)
+                for raw in payload
+            ]
+            self._outcomes.record(h, ids, events)
+        log.info(
+            "engine restored", height=height, from_snapshot=snap is not None, replayed=replayed
+        )
+        return engine, height
+
+    # ------------------------------------------------------------ applying blocks
+
+    def add_block_listener(self, listener: Callable[[ExecutedBlock], None]) -> None:
+        """Call `listener` after each block is executed (on the event loop, in height
+        order): the hook for indexes, streams and metrics. It must be quick and must not
+        raise; it gets the engine's events, so it never needs to re-derive them."""
+        self._listeners.append(listener)
+
+    async def commit(self, blocks: Sequence[Block], proof: QuorumCert) -> None:
+        """Blocks the core committed (`proof` committed the last): apply the new ones and
+        write them, with the new root, in one batch."""
+        fresh = [b for b in blocks if b.height > self.height]
+        if not fresh:
+            return
+        records: list[tuple[int, bytes]] = []
+        snapshot = None
+        for block in fresh:
+            assert block.height == self.height + 1, (
+                f"gap: executed {self.height}, got {block.height}"
+            )
+            entries = [self.executable(raw) for raw in block.payload]
+            records.append((block.height, encode_committed(block, [e.signer for e in entries])))
+            self._apply(block, entries)
+            snapshot = self._maybe_snapshot() or snapshot
+        root = msgpack.packb([fresh[-1].to_wire(), proof.to_wire()], use_bin_type=True)
+        batch = WriteBatch(committed=records, meta={"root": root}, snapshot=snapshot)
+        async with self.storage_lock:
+            self._storage.write(batch)
+
+    async def commit_synced(self, records: list[tuple[Block, list[bytes]]]) -> None:
+        """Blocks proven committed by sync. The signer lists came from a peer and are not
+        covered by the block ids, so signers are recovered here, not taken on trust."""
+        for block, _ in records:
+            if block.height != self.height + 1:
+                continue
+            await self._verifier.verify_committed(block.payload)
+            if block.height != self.height + 1:
+                continue  # executed meanwhile
+            entries = [self.executable(raw) for raw in block.payload]
+            record = encode_committed(block, [e.signer for e in entries])
+            self._apply(block, entries)
+            snapshot = self._maybe_snapshot()
+            async with self.storage_lock:
+                self._storage.write(
+                    WriteBatch(committed=[(block.height, record)], snapshot=snapshot)
+                )
+
+    async def install_snapshot(self, height: int, data: bytes, record: bytes) -> None:
+        """Replace the engine by a snapshot f + 1 members agree on (snapshot sync)."""
+        engine = Engine.restore(data)
+        async with self.storage_lock:
+            self._storage.install_snapshot(height, data, record)
+        self.engine, self.height = engine, height
+        if self.watcher is not None:
+            self.watcher.applied(engine.last_deposit_id)
+
+    def executable(self, raw: bytes) -> Executable:
+        if raw[:1] == _DEPOSIT_TAG:
+            return Executable(deposit_engine_entry(decode_deposit(raw)), NO_SIGNER, None)
+        entry = self._verifier.entry_of(raw)
+        return Executable(entry.to_dict(), entry.signer, entry.intent_id)
+
+    def tip_id(self) -> bytes:
+        """The id of the last executed block (what a synced block must extend)."""
+        if self.height == 0:
+            return genesis_block(self._genesis.genesis_hash()).id
+        rows = self._storage.load_committed(self.height, 1)
+        assert rows, f"committed log lacks executed height {self.height}"
+        return decode_committed(rows[0][1])[0].id
+
+    def _run_block(
+        self, engine: Engine, block: Block, entries: list[dict[str, Any]], live: bool
+    ) -> BlockResult:
+        """The deterministic step every path shares (commit, replay, sync): apply the
+        block, then seal a checkpoint at every checkpoint-interval height. `live`: a
+        block executed while running (not replayed at start-up), whose checkpoint is
+        signed now; replayed checkpoints are handed over by `Node.run` before catch-up."""
+        result = engine.apply_block(block.timestamp_ms, entries)
+        if block.height % self._checkpoint_interval == 0:
+            checkpoint = engine.checkpoint()
+            if live and self.checkpointer is not None:
+                self.checkpointer.on_checkpoint(checkpoint)
+        return result
+
+    def _apply(self, block: Block, entries: list[Executable]) -> None:
+        started = time.perf_counter()
+        result = self._run_block(self.engine, block, [e.engine_entry for e in entries], live=True)
+        apply_s = time.perf_counter() - started
+        self.height = block.height
+        self._counters["blocks_committed"] += 1
+        self._counters["entries_committed"] += len(entries)
+        if self.watcher is not None:
+            self.watcher.applied(self.engine.last_deposit_id)
+        forget, mempool = self._verifier.forget, self._mempool
+        for entry, raw in zip(entries, block.payload, strict=True):
+            forget(raw)
+            if entry.intent_id is not None:
+                # By (signer, nonce): that pair can never apply again. Not by id: a bad
+                # copy (the genuine id, another signer) must not take the genuine along.
+                mempool.remove_applied(entry.signer, entry.engine_entry["nonce"])
+        self._outcomes.record(block.height, [e.intent_id for e in entries], result.events)
+        if self._listeners:
+            executed = ExecutedBlock(
+                block.height, block.timestamp_ms, tuple(entries), result, apply_s
+            )
+            for listener in self._listeners:
+                listener(executed)
+
+    def _maybe_snapshot(self) -> tuple[int, bytes] | None:
+        """Every member snapshots at the same heights (what snapshot sync relies on)."""
+        if self.height % self._snapshot_interval:
+            return None
+        return self.height, self.engine.snapshot()
+
+
+def _recorded_entry(raw: bytes, signer: bytes) -> dict[str, Any]:
+    """The engine entry of a committed-log entry: the recorded signer, no recovery."""
+    if raw[:1] == _DEPOSIT_TAG:
+        return deposit_engine_entry(decode_deposit(raw))
+    si = decode_entry(raw)
+    return {"account": si.account, "signer": signer, "nonce": si.nonce, "action": si.action}

@@ -1,0 +1,178 @@
+"""Intake: signed intents from clients (through the API) and from peers (forwarded), into
+the mempool.
+
+Each intent is verified once per member (`EntryVerifier`, cached by its bytes), its
+signer checked against the latest executed state (the account itself or an approved
+agent), its nonce against the replay window; then it is admitted to the mempool and,
+when it came from a client, forwarded to the other members, who verify it themselves.
+Resubmitting is idempotent: an intent already committed gets its outcome, one already
+pending gets `accepted`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+import trio
+
+from matching.accounts import NONCE_FUTURE_MS, NONCE_PAST_MS
+from node.api.facade import SubmitResult
+from node.intents import Entry, IntentError, SignedIntent, check_signer, pack_intent
+from node.mempool import AddResult, Mempool, PoolItem
+from node.payload import intent_entry
+from node.runtime.outcomes import Outcomes
+from node.runtime.verification import EntryVerifier
+
+CANCEL_TYPES = frozenset(("cancel", "cancel_cloid", "cancel_all"))
+
+_FULL_MESSAGES = {
+    AddResult.ACCOUNT_FULL: "too many pending intents for this signing key; retry later",
+    AddResult.POOL_FULL: "the node's mempool is full; retry later",
+}
+
+
+class Intake:
+    def __init__(
+        self,
+        *,
+        verifier: EntryVerifier,
+        outcomes: Outcomes,
+        mempool: Mempool,
+        is_authorized: Callable[[bytes, bytes], bool],
+        now_ms: Callable[[], int],
+        forward: Callable[[list[bytes]], None],
+        max_forward_batch: int,
+        counters: dict[str, int],
+    ) -> None:
+        self._verifier = verifier
+        self._outcomes = outcomes
+        self.mempool = mempool
+        # (account, signer) -> may sign, as of the latest executed block: read at each
+        # use, since execution moves on while a batch is being verified.
+        self._is_authorized = is_authorized
+        self._now_ms = now_ms
+        self._forward = forward
+        self._max_forward_batch = max_forward_batch
+        self._counters = counters
+        self.nonempty = trio.Event()  # set while the mempool holds something
+
+    async def submit(
+        self, intents: list[SignedIntent], wait: bool, timeout_s: float
+    ) -> list[SubmitResult]:
+        results = await self.admit(intents, forward=True)
+        if wait:
+            with trio.move_on_after(timeout_s):
+                for i, result in enumerate(results):
+                    if result.status == "accepted":
+                        results[i] = await self._outcomes.wait(result.intent_id)
+            results = [
+                SubmitResult(r.intent_id, "timeout", None, "not committed in time", None)
+                if r.status == "accepted"
+                else r
+                for r in results
+            ]
+        return results
+
+    async def admit(
+        self, intents: list[SignedIntent], forward: bool, raws: list[bytes] | None = None
+    ) -> list[SubmitResult]:
+        """Verify (once per node: cached by entry bytes), check that the signer may sign
+        for the account as of our latest executed state, check the replay window, admit
+        to the mempool, and forward what is new to the other members. `forward` is False
+        for intents a peer forwarded: then nothing is forwarded, and intents admitted
+        have no result in the list (nobody reads them).
+
+        Nothing is set aside by its intent id before its signer is known: the id does not
+        cover the signature, so a copy with a damaged signature shares it and recovers
+        some other key. That copy, or any forgery, is refused here (`unauthorized_signer`)
+        before it can take a mempool slot, be forwarded or be charged to anyone; only an
+        outcome already committed for the id answers early, and `Outcomes` records those
+        for authorized entries only."""
+        if raws is None:
+            raws = [intent_entry(pack_intent(si)) for si in intents]
+        verifier = self._verifier
+        results: list[SubmitResult | None] = [None] * len(intents)
+        entries: list[tuple[int, Entry, bytes]] = []
+        fresh: list[tuple[int, SignedIntent, bytes]] = []
+        fresh_ids: list[bytes] = []
+        for i, (si, raw) in enumerate(zip(intents, raws, strict=True)):
+            known = verifier.known(raw)
+            intent_id = known.intent_id if known is not None else si.digest(verifier.domain)
+            done = self._outcomes.result(intent_id)
+            if done is not None:
+                results[i] = replace(done, duplicate=True)
+            elif known is not None:
+                entries.append((i, known, raw))
+            else:
+                fresh.append((i, si, raw))
+                fresh_ids.append(intent_id)
+        verified = await verifier.verify([si for _, si, _ in fresh], fresh_ids)
+        for (i, _, raw), intent_id, entry in zip(fresh, fresh_ids, verified, strict=True):
+            if isinstance(entry, IntentError):
+                results[i] = SubmitResult(intent_id, "rejected", entry.code, entry.message, None)
+            else:
+                entries.append((i, entry, raw))
+        fresh_raws = self._add(entries, results, forward)
+        if fresh_raws:
+            step = self._max_forward_batch
+            for start in range(0, len(fresh_raws), step):
+                self._forward(fresh_raws[start : start + step])
+        return [r for r in results if r is not None]
+
+    def _add(
+        self,
+        entries: list[tuple[int, Entry, bytes]],
+        results: list[SubmitResult | None],
+        forward: bool,
+    ) -> list[bytes]:
+        """Admit verified entries; fills `results`, returns the packed intents to forward."""
+        admitted = 0
+        fresh_raws: list[bytes] = []
+        now = self._now_ms()
+        for i, entry, raw in entries:
+            try:
+                check_signer(entry, self._is_authorized)
+            except IntentError as error:
+                results[i] = SubmitResult(entry.intent_id, "rejected", error.code, error.message)
+                continue
+            self._verifier.remember(raw, entry)  # authorized only: forgeries evict nothing
+            if not now - NONCE_PAST_MS <= entry.nonce <= now + NONCE_FUTURE_MS:
+                message = f"nonce {entry.nonce} is not a millisecond time within the replay window"
+                results[i] = SubmitResult(
+                    entry.intent_id, "rejected", "nonce_out_of_window", message
+                )
+                continue
+            is_cancel = entry.action["type"] in CANCEL_TYPES
+            added = self.mempool.add(
+                PoolItem(entry.intent_id, entry.account, entry.signer, entry.nonce, is_cancel, raw)
+            )
+            if added is AddResult.ADDED:
+                admitted += 1
+                if forward:  # else a peer's forward: nobody reads the results
+                    results[i] = SubmitResult(entry.intent_id, "accepted")
+                    fresh_raws.append(raw[1:])
+            elif added is AddResult.DUPLICATE:
+                pending = self.mempool.pending(entry.signer, entry.nonce)
+                if pending is None or pending.intent_id == entry.intent_id:
+                    results[i] = SubmitResult(entry.intent_id, "accepted", duplicate=True)
+                else:
+                    message = f"another pending intent of this signer has nonce {entry.nonce}"
+                    results[i] = SubmitResult(
+                        entry.intent_id, "rejected", "duplicate_nonce", message
+                    )
+            else:
+                results[i] = SubmitResult(
+                    entry.intent_id, "rejected", added.value, _FULL_MESSAGES[added]
+                )
+        if admitted:
+            self._counters["intents_admitted"] += admitted
+            self.nonempty.set()
+        return fresh_raws
+
+    def take_batch(self, limit: int, max_bytes: int, exclude: set[bytes]) -> list[PoolItem]:
+        """The proposer's batch (cancels first), leaving out ids already in flight."""
+        items = self.mempool.take_batch(limit, max_bytes, exclude=exclude)
+        if not len(self.mempool):
+            self.nonempty = trio.Event()
+        return items

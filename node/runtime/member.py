@@ -1,0 +1,895 @@
+"""One committee member at run time: the trio shell around the two pure cores.
+
+The member is wired from parts, one room each (node/runtime/):
+- `EntryVerifier` (verification.py): trader signatures, once per member, cached;
+- `Intake` (intake.py): client and forwarded intents into the mempool;
+- `Executor` (execution.py): committed blocks through the engine, the committed log;
+- `LogSync` (sync.py): catch-up from peers, proven by QCs, and serving theirs;
+- `Outcomes` (outcomes.py): what became of each committed intent;
+and this module, which drives the consensus core and owns the tasks (one nursery):
+- transport: links to the other members through the I/O seam (node/seam.py; in
+  production node/net/transport.py);
+- dispatcher: the peer boundary: every message decoded by node/peer_messages.py, then
+  consensus messages verified (`consensus.Verifier`, and the payload of a current-round
+  proposal by `EntryVerifier`) and queued for the consensus task; a bad message is its
+  sender's fault, never the process's;
+- consensus: the only task that touches `Core`; it feeds events in and carries the
+  actions out in order, persisting the safety record and new blocks (fsync) before any
+  vote or timeout that follows them leaves the node;
+- timer: one deadline, replaced by each `ScheduleTimeout`;
+- proposer: answers `NeedPayload` with a batch from the mempool (cancels first).
+
+Peer messages are msgpack lists `[kind, …]`: `c` consensus message bytes, `i` forwarded
+signed intents, `cps` checkpoint signatures, `sr`/`sp` committed-log sync request and
+response, `ssr`/`ssi`/`ssg`/`ssd` snapshot sync (docs/PROTOCOL.md §9).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import msgpack
+import structlog
+import trio
+
+from consensus.actions import (
+    Action,
+    Broadcast,
+    Commit,
+    Misbehavior,
+    NeedPayload,
+    PersistBlock,
+    PersistSafety,
+    ScheduleTimeout,
+    Send,
+    leads_persists,
+)
+from consensus.committee import Committee
+from consensus.core import Core, CoreConfig, Recovery
+from consensus.crypto import Ed25519Scheme, Ed25519Signer, sha256
+from consensus.errors import InvalidMessage as ConsensusError
+from consensus.events import Event, MessageReceived, PayloadReady, Start, TimerFired
+from consensus.leader_election import RoundRobin
+from consensus.safety_data import SafetyData
+from consensus.types import (
+    Block,
+    Proposal,
+    QuorumCert,
+    SyncInfo,
+    TimeoutMsg,
+    Vote,
+    VoteData,
+    block_signing_bytes,
+    encode_message,
+    genesis_block,
+    genesis_qc,
+)
+from consensus.verifier import Verified, Verifier
+from matching.engine import Engine
+from node.api.facade import SubmitResult
+from node.api.ratelimit import NO_WAIT, RateLimit, TokenBuckets
+from node.chain.checkpointer import Checkpointer, CheckpointerOptions, SignatureResult
+from node.chain.watcher import ChainWatcher, WatcherOptions
+from node.config import verify_threads_for
+from node.genesis import NodeSetup
+from node.intents import IntentError, SignedIntent, unpack_intent
+from node.log import LogGate
+from node.mempool import Mempool
+from node.net.transport import Peer, Transport, TransportConfig
+from node.payload import (
+    TAG_DEPOSIT,
+    BadEntry,
+    decode_deposit,
+    deposit_entry,
+    intent_entry,
+)
+from node.peer_messages import (
+    SYNC_REPLIES,
+    CheckpointSignature,
+    ConsensusBytes,
+    ForwardedIntents,
+    PeerMessage,
+    PeerProtocolError,
+    SnapshotChunkRequest,
+    SnapshotInfoRequest,
+    SyncRequest,
+    decode_peer_message,
+)
+from node.runtime import queries
+from node.runtime.execution import ExecutedBlock, Executor
+from node.runtime.intake import Intake
+from node.runtime.options import DEV_CHAIN_ID, NodeOptions
+from node.runtime.outcomes import Outcomes
+from node.runtime.sync import LogSync, Root
+from node.runtime.verification import EntryVerifier
+from node.seam import Clock, NodeStorage, PeerNetwork, wall_ms
+from node.storage import WriteBatch
+
+log = structlog.get_logger("seqnet.node")
+
+# What our own decoders raise on a peer's bad input; anything else is a bug of ours.
+_PEER_ERRORS = (ConsensusError, PeerProtocolError, IntentError, BadEntry, ValueError)
+_TAG_DEPOSIT_BYTE = bytes((TAG_DEPOSIT,))
+
+
+class Node:
+    def __init__(
+        self,
+        setup: NodeSetup,
+        storage: NodeStorage,
+        options: NodeOptions | None = None,
+        *,
+        network: PeerNetwork | None = None,
+        clock: Clock = wall_ms,
+    ) -> None:
+        """`network` and `clock` are the I/O seam (node/seam.py): by default the TCP
+        transport to the members in genesis and the wall clock."""
+        self.setup = setup
+        self._clock = clock
+        self.options = options = options or NodeOptions()
+        genesis = setup.genesis
+        if options.byzantine is not None and genesis.chain_id != DEV_CHAIN_ID:
+            raise ValueError("byzantine test modes run only on the dev chain id")
+        self.genesis = genesis
+        self.domain = genesis.domain()
+        self.genesis_hash = genesis.genesis_hash()
+        self.me = setup.index
+        self.n = len(genesis.members)
+        self.committee = Committee(
+            tuple(m.ed25519_pubkey for m in genesis.members), self.genesis_hash
+        )
+        self.election = RoundRobin(self.n)
+        self.verifier = Verifier(self.committee, Ed25519Scheme(), self.election)
+        self.signer = Ed25519Signer(bytes(setup.keys.identity))
+        self.core_config = CoreConfig(base_timeout_ms=genesis.consensus.round_timeout_ms)
+        self.storage = storage
+        self.counters: dict[str, int] = dict.fromkeys(
+            (
+                "blocks_committed",
+                "entries_committed",
+                "proposals_rejected",
+                "peer_messages_rejected",
+                "intents_admitted",
+                "syncs",
+                "votes_sent",
+                "snapshot_syncs",
+                "sync_requests_throttled",
+                "timeouts",
+            ),
+            0,
+        )
+        threads = setup.config.verify_threads
+        self.entries = EntryVerifier(
+            self.domain,
+            threads if threads is not None else verify_threads_for(members_on_host=1),
+            options.verified_cache_bytes,
+            options.bad_entry_cache_bytes,
+        )
+        self.outcomes = Outcomes(options.result_cache)
+        self.mempool = Mempool()
+        self.executor = Executor(
+            genesis=genesis,
+            storage=storage,
+            verifier=self.entries,
+            outcomes=self.outcomes,
+            mempool=self.mempool,
+            snapshot_interval_blocks=options.snapshot_interval_blocks,
+            counters=self.counters,
+        )
+        self.core = self._build_core()
+        self.transport: PeerNetwork = network or Transport(
+            me=self.me,
+            signing_key=setup.keys.identity,
+            peers=self._peers(),
+            genesis_hash=self.genesis_hash,
+            config=TransportConfig(),
+        )
+        self.intake = Intake(
+            verifier=self.entries,
+            outcomes=self.outcomes,
+            mempool=self.mempool,
+            is_authorized=lambda account, signer: self.engine.is_authorized(account, signer),
+            now_ms=self.now_ms,
+            forward=lambda packed: self.transport.broadcast(["i", packed]),
+            max_forward_batch=options.max_forward_batch,
+            counters=self.counters,
+        )
+        self.sync = LogSync(
+            me=self.me,
+            committee=self.committee,
+            network=self.transport,
+            storage=storage,
+            executor=self.executor,
+            verifier=self.verifier,
+            options=options,
+            counters=self.counters,
+            peer_fault=self._peer_fault,
+            on_root=self._on_synced_root,
+        )
+        self.watcher, self.checkpointer = self._settlement()
+        self.executor.watcher, self.executor.checkpointer = self.watcher, self.checkpointer
+        self._nursery: trio.Nursery | None = None
+        self._inbox_send, self._inbox = trio.open_memory_channel[Event](options.inbox)
+        self._inbox_bytes = 0
+        self._inbox_sizes: dict[int, int] = {}  # id(event) -> bytes, while it waits
+        self._inbox_drained = trio.Event()
+        rate = options.sync_serve_per_s
+        self._serving = TokenBuckets(RateLimit(rate, burst=rate), max_keys=self.n)
+        self._peer_log = LogGate(interval_s=options.peer_log_interval_s)
+        # blocks not committed yet: block id -> (parent id, intent ids, last deposit id or 0)
+        self._inflight: dict[bytes, tuple[bytes, frozenset[bytes], int]] = {}
+        # recent blocks: id -> (parent id, carried entries), for the proposer's pacing
+        self._recent: OrderedDict[bytes, tuple[bytes, bool]] = OrderedDict()
+        self._joining = False
+        self.halted: str | None = None
+        self._max_peer_round = 0
+        # None: no guard; -1: observing peers' rounds; R: withhold our signatures <= R
+        self._guard_round: int | None = -1 if storage.load_safety() is None else None
+        self._timer: tuple[int, int] | None = None  # (round, at_ms)
+        self._timer_changed = trio.Event()
+        self._proposing: int | None = None
+        self._highest_seen_height = self.executor.height
+        self._ready = False
+        self.started_ms = clock()
+
+    @property
+    def engine(self) -> Engine:
+        return self.executor.engine
+
+    @property
+    def exec_height(self) -> int:
+        return self.executor.height
+
+    def _settlement(self) -> tuple[ChainWatcher | None, Checkpointer | None]:
+        """The chain watcher and checkpointer, when this node is wired to a chain."""
+        chain = self.setup.config.chain
+        contract = self.genesis.settlement_contract
+        if chain is None or contract is None:
+            return None, None
+        from web3 import HTTPProvider, Web3
+
+        from contracts.settlement import Settlement
+
+        def settlement() -> Settlement:
+            return Settlement(
+                Web3(HTTPProvider(chain.url, request_kwargs={"timeout": 10})), contract
+            )
+
+        watcher = ChainWatcher(
+            settlement(),
+            self.genesis.exchange.assets,
+            WatcherOptions(
+                confirmations=chain.confirmations,
+                poll_interval_s=chain.poll_interval_s,
+                start_block=chain.start_block,
+            ),
+        )
+        checkpointer = Checkpointer.from_genesis(
+            self.genesis,
+            self.me,
+            self.setup.keys.settlement.secret,
+            settlement(),
+            self.transport.broadcast,
+            CheckpointerOptions(takeover_s=chain.takeover_s, poll_interval_s=chain.poll_interval_s),
+        )
+        return watcher, checkpointer
+
+    def _peers(self) -> dict[int, Peer]:
+        overrides = self.setup.config.peer_addresses
+        peers = {}
+        for i, m in enumerate(self.genesis.members):
+            where = overrides.get(m.name)
+            host, port = (m.host, m.consensus_port) if where is None else (where.host, where.port)
+            peers[i] = Peer(host, port, m.ed25519_pubkey)
+        return peers
+
+    # ------------------------------------------------------------ recovery
+
+    def _build_core(self, root: tuple[Block, QuorumCert] | None = None) -> Core:
+        safety_raw = self.storage.load_safety()
+        safety = SafetyData() if safety_raw is None else SafetyData.decode(safety_raw)
+        if root is None:
+            raw = self.storage.load_meta("root")
+            if raw is None:
+                genesis = genesis_block(self.committee.chain_id)
+                root = (genesis, genesis_qc(genesis))
+            else:
+                block_wire, qc_wire = msgpack.unpackb(raw, raw=False)
+                root = (Block.from_wire(block_wire), QuorumCert.from_wire(qc_wire))
+        block, qc = root
+        blocks = tuple(
+            Block.from_wire(msgpack.unpackb(b, raw=False))
+            for b in self.storage.load_blocks(block.round + 1)
+        )
+        recovery = Recovery(safety, block, blocks, qc)
+        return Core(self.committee, self.me, self.signer, self.core_config, self.election, recovery)
+
+    # ------------------------------------------------------------ run
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            await nursery.start(self.transport.run)
+            nursery.start_soon(self._dispatcher)
+            nursery.start_soon(self._timer_task)
+            if self.options.wal_checkpoint_interval_s > 0:
+                nursery.start_soon(self._wal_checkpoints)
+            if self.watcher is not None:
+                self.watcher.applied(self.engine.last_deposit_id)
+                nursery.start_soon(self.watcher.run)
+            if self.checkpointer is not None:
+                # The replayed checkpoints first: catch-up below hands it the live ones,
+                # each exactly once and in order.
+                for cp in self.engine.withdrawal_trees.checkpoints():
+                    self.checkpointer.on_checkpoint(cp)
+            await self._catch_up_first()
+            if self.checkpointer is not None:
+                nursery.start_soon(self.checkpointer.run)
+            nursery.start_soon(self._consensus_task)
+            if self._guard_round is not None:
+                nursery.start_soon(self._guard_window)
+            await self._inbox_send.send(Start())
+            task_status.started()
+
+    async def _catch_up_first(self) -> None:
+        """Before joining consensus, catch up from peers: the committed log (or, far
+        behind, a snapshot f + 1 peers agree on). Consensus messages are dropped meanwhile
+        (the core resyncs afterwards). With no peer reachable (a committee starting
+        together) it gives up quickly."""
+        if self.n == 1:
+            return
+        self._joining = True
+        try:
+            with trio.move_on_after(self.options.join_wait_s):
+                while not self.transport.connected_peers():
+                    await trio.sleep(0.05)
+            peers = sorted(self.transport.connected_peers())
+            if peers:
+                await self.sync.run(peers[0], give_up_after=len(peers))
+        finally:
+            self._joining = False
+
+    def now_ms(self) -> int:
+        return self._clock() + self.options.clock_skew_ms
+
+    async def _wal_checkpoints(self) -> None:
+        """SQLite's fsyncs, off the event loop: the WAL is copied into the database from
+        a worker thread, so no round waits for it (storage.py)."""
+        while True:
+            await trio.sleep(self.options.wal_checkpoint_interval_s)
+            try:
+                await trio.to_thread.run_sync(self.storage.checkpoint_wal)
+            except sqlite3.Error as exc:
+                log.warning("WAL checkpoint failed", error=str(exc))
+
+    async def _consensus_task(self) -> None:
+        async for event in self._inbox:
+            self._inbox_release(event)
+            if self.halted is not None:
+                continue  # storage failed: never sign from state we could not persist
+            if isinstance(event, MessageReceived):
+                self._observe_round(event.verified.msg)
+            elif isinstance(event, TimerFired):
+                self.counters["timeouts"] += 1
+            try:
+                actions = self.core.handle(event, self.now_ms())
+            except Exception as exc:
+                if not isinstance(event, MessageReceived) or event.verified.sender == self.me:
+                    raise  # our own event broke an invariant of the core: stop
+                # A verified message from a peer that the core could not take is a bug of
+                # ours that the peer reached: contained to that peer, never the process.
+                self._peer_fault(event.verified.sender, exc)
+                continue
+            try:
+                await self._execute(actions)
+            except (sqlite3.Error, OSError) as exc:
+                self._halt(f"storage write failed: {exc}")
+
+    def _halt(self, reason: str) -> None:
+        """Stop voting, proposing and executing; keep serving status so operators see
+        why (readyz turns 503). A restart after the operator fixed the disk resumes."""
+        self.halted = reason
+        self._ready = False
+        log.error("node halted", reason=reason, alarm="storage_failure")
+
+    def _observe_round(self, msg: object) -> None:
+        round_ = _round_of(msg)
+        if round_ is not None and round_ > self._max_peer_round:
+            self._max_peer_round = round_
+
+    def _guarded(self, msg: object) -> bool:
+        """Whether to withhold one of our own signed messages. A node that started
+        without a safety record (a wiped data directory) cannot know what it signed
+        before: if the committee was already past round 2 when it came up, it stays
+        silent up to the highest round it has seen from peers plus one, rounds in which
+        it may have voted before the wipe."""
+        if self._guard_round is None:
+            return False
+        round_ = _round_of(msg)
+        if round_ is None:
+            return False
+        if self._guard_round < 0:  # still observing
+            return True
+        return round_ <= self._guard_round
+
+    def _misbehave(self, msg: object) -> None:
+        """Test-only Byzantine behaviour (dev chain only): sign a second, conflicting
+        message in the same round and send it to the odd-numbered peers. Honest nodes
+        must stay safe; the fault suite checks they never commit both."""
+        chain_id = self.committee.chain_id
+        others = [i for i in range(self.n) if i != self.me and i % 2 == 1]
+        twin: Proposal | Vote | None = None
+        modes = set((self.options.byzantine or "").split(","))
+        if "equivocate" in modes and isinstance(msg, Proposal):
+            b = msg.block
+            if b.author == self.me:
+                draft = Block(b.round, b.height, b.timestamp_ms + 1, b.author, b.qc, (), bytes(64))
+                signature = self.signer.sign(block_signing_bytes(chain_id, draft.id))
+                block = Block(b.round, b.height, b.timestamp_ms + 1, b.author, b.qc, (), signature)
+                twin = Proposal(block, msg.tc)
+        elif "double-vote" in modes and isinstance(msg, Vote) and msg.author == self.me:
+            data = VoteData(
+                sha256(msg.vote_data.block_id),
+                msg.vote_data.round,
+                msg.vote_data.parent_id,
+                msg.vote_data.parent_round,
+            )
+            twin = Vote(data, self.me, self.signer.sign(data.signing_bytes(chain_id)))
+        if twin is not None:
+            log.warning("byzantine test mode: sent a conflicting message", kind=type(twin).__name__)
+            for peer in others:
+                self.transport.send(peer, ["c", encode_message(twin)])
+
+    async def _guard_window(self) -> None:
+        await trio.sleep(2 * self.genesis.consensus.round_timeout_ms / 1000)
+        if self._max_peer_round <= 2:
+            self._guard_round = None  # a fresh committee: nothing to guard
+        else:
+            self._guard_round = self._max_peer_round + 1
+            log.warning(
+                "no safety record: withholding votes up to a round seen from peers",
+                until_round=self._guard_round,
+            )
+
+    async def _execute(self, actions: Sequence[Action]) -> None:
+        """Carry out one event's actions in the core's order, with two exceptions that
+        keep execution off a round's critical path: a payload we can fill at once goes
+        straight back into the core (our proposal leaves without a task hop), and the
+        committed blocks run through the engine last, after the votes and the proposal
+        are on their way. Neither changes what is signed or persisted, or in what order:
+        the core's next event still sees every commit applied."""
+        commits: list[Commit] = []
+        payload = await self._carry_out(actions, commits, inline=True)
+        if payload is not None:
+            # Once per event: alone (a committee of one) our proposal certifies itself
+            # and asks for the next at once; that one goes through a task, after the
+            # commits below, so the loop and the engine keep up.
+            await self._carry_out(self.core.handle(payload, self.now_ms()), commits, inline=False)
+        for commit in commits:
+            await self._commit(commit.blocks, commit.proof)
+
+    async def _carry_out(
+        self, actions: Sequence[Action], commits: list[Commit], inline: bool
+    ) -> PayloadReady | None:
+        """Persist and act in order; collect the commits. Returns our block's payload when
+        `inline` and it could be filled at once (else a task fills it later)."""
+        blocks: list[tuple[bytes, int, bytes]] = []
+        safety: SafetyData | None = None
+        proposed = False
+        payload: PayloadReady | None = None
+        for action in actions:
+            if isinstance(action, PersistSafety):
+                safety = action.data
+            elif isinstance(action, PersistBlock):
+                b = action.block
+                blocks.append((b.id, b.round, msgpack.packb(b.to_wire(), use_bin_type=True)))
+                self._track_inflight(b)
+            elif isinstance(action, Commit):
+                commits.append(action)
+            else:
+                if safety is not None or blocks:
+                    await self._persist(safety, blocks, proposed)
+                    safety, blocks, proposed = None, [], False
+                if isinstance(action, NeedPayload):
+                    payload = self._need_payload(action, inline) or payload
+                else:
+                    await self._act(action)
+                proposed = proposed or leads_persists(action)
+        if safety is not None or blocks:
+            await self._persist(safety, blocks, proposed)
+        return payload
+
+    def _need_payload(self, action: NeedPayload, inline: bool) -> PayloadReady | None:
+        """Fill our block now when `inline` and work is waiting; else (idle, a batching
+        wait, or not inline) in a task that feeds the core through the inbox."""
+        if self._proposing == action.round:
+            return None
+        self._proposing = action.round
+        if inline and not self._idle(action.parent_id) and not self.options.batch_wait_ms:
+            return self._fill(action.round, action.parent_id)
+        assert self._nursery is not None
+        self._nursery.start_soon(self._propose, action.round, action.parent_id)
+        return None
+
+    async def _persist(
+        self, safety: SafetyData | None, blocks: list[tuple[bytes, int, bytes]], proposed: bool
+    ) -> None:
+        # Inline rather than in a worker thread: this is on the critical path of every
+        # round, and trio's thread hand-off costs more CPU than the fdatasync's wait
+        # (docs/BENCHMARKS.md, cluster latency). When the core put our proposal ahead of
+        # this persist, let the peer writers (woken by it) run first: two scheduler
+        # batches, so the block is on the wire while we sync.
+        if proposed:
+            await trio.sleep(0)
+            await trio.sleep(0)
+        async with self.executor.storage_lock:
+            self.storage.write(
+                WriteBatch(safety=None if safety is None else safety.encode(), blocks=blocks)
+            )
+
+    async def _act(self, action: Action) -> None:
+        if isinstance(action, Send | Broadcast) and self._guarded(action.msg):
+            return
+        if self.options.byzantine is not None and isinstance(action, Send | Broadcast):
+            self._misbehave(action.msg)
+        if isinstance(action, Send) and isinstance(action.msg, Vote):
+            self.counters["votes_sent"] += 1
+        if isinstance(action, Send):
+            if action.to == self.me:
+                await self._inbox_send.send(MessageReceived(Verified(self.me, action.msg)))
+            else:
+                self.transport.send(action.to, ["c", encode_message(action.msg)])
+        elif isinstance(action, Broadcast):
+            self.transport.broadcast(["c", encode_message(action.msg)])
+        elif isinstance(action, ScheduleTimeout):
+            self._timer = (action.round, action.at_ms)
+            self._timer_changed.set()
+        elif isinstance(action, Misbehavior):
+            log.warning("peer misbehaviour", author=action.author, what=action.what)
+
+    async def _timer_task(self) -> None:
+        while True:
+            self._timer_changed = trio.Event()
+            timer = self._timer
+            if timer is None:
+                await self._timer_changed.wait()
+                continue
+            round_, at_ms = timer
+            delay_s = max(0.0, (at_ms - self.now_ms()) / 1000)
+            with trio.move_on_after(delay_s):
+                await self._timer_changed.wait()
+                continue
+            if self._timer == timer:
+                self._timer = None
+                await self._inbox_send.send(TimerFired(round_))
+
+    # ------------------------------------------------------------ proposing
+
+    def _track_inflight(self, block: Block) -> None:
+        parent = block.qc.vote_data.block_id
+        deposits = [e for e in block.payload if e[:1] == _TAG_DEPOSIT_BYTE]
+        last_deposit = decode_deposit(deposits[-1]).deposit_id if deposits else 0
+        self._inflight[block.id] = (
+            parent,
+            frozenset(self.entries.intent_id(raw) for raw in block.payload),
+            last_deposit,
+        )
+        self._recent[block.id] = (parent, bool(block.payload))
+        if len(self._recent) > 10_000:
+            self._recent.popitem(last=False)
+
+    def _pending_entries(self, parent_id: bytes) -> set[bytes]:
+        """Intent ids carried by the uncommitted ancestors of a block we would extend."""
+        pending: set[bytes] = set()
+        for _ in range(1000):
+            link = self._inflight.get(parent_id)
+            if link is None:
+                break
+            parent_id, ids, _ = link
+            pending |= ids
+        return pending
+
+    def _recent_activity(self, parent_id: bytes, depth: int = 3) -> bool:
+        """Whether one of the last `depth` blocks carried entries: then the next rounds
+        must follow at once, to certify and commit it and to tell everyone it committed."""
+        for _ in range(depth):
+            link = self._recent.get(parent_id)
+            if link is None:
+                return False
+            parent_id, nonempty = link
+            if nonempty:
+                return True
+        return False
+
+    def _idle(self, parent_id: bytes) -> bool:
+        """Nothing waiting in the mempool and nothing uncommitted above the root."""
+        return not len(self.mempool) and not self._recent_activity(parent_id)
+
+    async def _propose(self, round_: int, parent_id: bytes) -> None:
+        """Fill our block after a wait: when idle, until entries arrive or the idle
+        interval ends, so that an idle committee does not spin; else the batching wait.
+        (With work waiting and no batching wait, `_need_payload` fills it inline.)"""
+        if self._idle(parent_id):
+            with trio.move_on_after(self.options.idle_block_interval_ms / 1000):
+                await self.intake.nonempty.wait()
+        elif self.options.batch_wait_ms:
+            await trio.sleep(self.options.batch_wait_ms / 1000)
+        await self._inbox_send.send(self._fill(round_, parent_id))
+
+    def _fill(self, round_: int, parent_id: bytes) -> PayloadReady:
+        """Our block's payload: deposits first, then mempool entries (cancels first) not
+        already carried by an uncommitted ancestor."""
+        exclude = self._pending_entries(parent_id)
+        limit = self.genesis.consensus.max_block_entries
+        deposits: list[bytes] = []
+        if self.watcher is not None:
+            # Deposits first, and only ones old enough that the other members' watchers
+            # have probably seen them too (a replica votes only for deposits it saw).
+            after = self._deposit_tip(parent_id)
+            min_age_s = (
+                2 * self.setup.config.chain.poll_interval_s if self.setup.config.chain else 0
+            )
+            records = self.watcher.next_deposits(after, max(1, limit // 10), min_age_s)
+            deposits = [deposit_entry(r) for r in records]
+        items = self.intake.take_batch(
+            limit - len(deposits), self.options.max_block_bytes, exclude={*exclude}
+        )
+        return PayloadReady(round_, (*deposits, *(i.entry for i in items)))
+
+    # ------------------------------------------------------------ the peer boundary
+
+    async def _dispatcher(self) -> None:
+        """Every peer message passes the typed boundary (node/peer_messages.py), then its
+        handler. Whatever goes wrong while handling one peer's message is that peer's
+        problem: the message is dropped, the peer is penalized (the transport disconnects
+        a repeat offender with back-off) and it is logged at most once per interval. The
+        process stops only on our own storage failure."""
+        async for peer, raw in self.transport.inbound:
+            try:
+                await self._on_peer_message(peer, decode_peer_message(raw))
+            except (sqlite3.Error, OSError) as exc:
+                self._halt(f"storage failed while serving peer {peer}: {exc}")
+            except Exception as exc:  # contained to the peer that sent it (see docstring)
+                self._peer_fault(peer, exc)
+
+    async def _on_peer_message(self, peer: int, message: PeerMessage) -> None:
+        if isinstance(message, ConsensusBytes):
+            await self._on_consensus(peer, message.data)
+        elif isinstance(message, ForwardedIntents):
+            packed = message.packed
+            intents = [unpack_intent(raw) for raw in packed]
+            await self.intake.admit(intents, False, [intent_entry(raw) for raw in packed])
+        elif isinstance(message, CheckpointSignature):
+            if self.checkpointer is not None:
+                result = self.checkpointer.on_peer_signature(peer, message.message)
+                if result in (SignatureResult.BAD_SIGNATURE, SignatureResult.MALFORMED):
+                    raise PeerProtocolError(f"checkpoint signature: {result.value}")
+        elif isinstance(message, SYNC_REPLIES):
+            self.sync.deliver(peer, message)
+        elif self._serving.take(peer, 1, trio.current_time()) != NO_WAIT:
+            self.counters["sync_requests_throttled"] += 1
+        elif isinstance(message, SyncRequest):
+            self.sync.serve_blocks(peer, message.from_height, message.limit)
+        elif isinstance(message, SnapshotInfoRequest):
+            self.sync.serve_snapshot_info(peer)
+        else:
+            assert isinstance(message, SnapshotChunkRequest)
+            self.sync.serve_snapshot_chunk(peer, message.height, message.offset)
+
+    def _peer_fault(self, peer: int, exc: Exception) -> None:
+        """Count a peer's bad message against it. Our own decoders raise the expected
+        kinds; anything else is a bug of ours that a peer's input reached: still
+        contained, but logged as an error with its traceback."""
+        self.counters["peer_messages_rejected"] += 1
+        expected = isinstance(exc, _PEER_ERRORS)
+        self.transport.penalize(peer, f"{type(exc).__name__}: {exc}"[:200])
+        suppressed = self._peer_log.allow((peer, expected), trio.current_time())
+        if suppressed is None:
+            return
+        error = f"{type(exc).__name__}: {str(exc)[:200]}"
+        if expected:
+            log.warning("peer message rejected", peer=peer, error=error, suppressed=suppressed)
+        else:
+            log.error(
+                "peer message raised",
+                peer=peer,
+                error=error,
+                suppressed=suppressed,
+                exc_info=exc,
+            )
+
+    async def _on_consensus(self, peer: int, data: bytes) -> None:
+        if self._joining:
+            return  # catching up first; the core resyncs with peers once it starts
+        verified = self.verifier.decode(peer, data)
+        msg = verified.msg
+        self._maybe_sync(peer, msg)
+        if isinstance(msg, Proposal):
+            block = msg.block
+            current = self.core.status().round
+            if block.round < current - 1:
+                return  # too late to be certified; the core would only store it
+            if block.round >= current and not await self._proposal_payload_ok(block):
+                return
+        event = MessageReceived(verified)
+        await self._inbox_reserve(event, len(data))
+        await self._inbox_send.send(event)
+
+    async def _inbox_reserve(self, event: Event, size: int) -> None:
+        """The peer messages waiting for the consensus task are bounded in bytes: past
+        `inbox_bytes` the dispatcher waits, the transport stops reading, and TCP pushes
+        back on the senders (their own queues drop the oldest)."""
+        while self._inbox_bytes and self._inbox_bytes + size > self.options.inbox_bytes:
+            self._inbox_drained = trio.Event()
+            await self._inbox_drained.wait()
+        self._inbox_bytes += size
+        self._inbox_sizes[id(event)] = size
+
+    def _inbox_release(self, event: Event) -> None:
+        size = self._inbox_sizes.pop(id(event), 0)
+        if size:
+            self._inbox_bytes -= size
+            self._inbox_drained.set()
+
+    def _maybe_sync(self, peer: int, msg: object) -> None:
+        """Start a log sync when a verified QC proves the committee is far ahead of us.
+        Heights in a block are only its author's claim, so they never start a sync; a
+        QC carries 2f + 1 signatures. `peer` sent it, so it is asked first."""
+        qc: QuorumCert | None = None
+        if isinstance(msg, Proposal):
+            qc = msg.block.qc
+        elif isinstance(msg, TimeoutMsg | SyncInfo):
+            qc = msg.high_qc
+        if qc is None:
+            return
+        status = self.core.status()
+        if qc.round > status.high_qc_round + self.options.sync_gap_rounds:
+            assert self._nursery is not None
+            self.sync.start(self._nursery, peer)
+
+    async def _proposal_payload_ok(self, block: Block) -> bool:
+        """Checks before our vote on a current-round proposal: sizes first (free), then
+        deposits, then the trader signatures."""
+        payload = block.payload
+        limit = self.genesis.consensus.max_block_entries
+        size = sum(map(len, payload))
+        if len(payload) > limit or size > self.options.max_block_bytes:
+            self.counters["proposals_rejected"] += 1
+            raise PeerProtocolError(
+                f"proposal of round {block.round}: {len(payload)} entries, {size} bytes "
+                f"(limits {limit}, {self.options.max_block_bytes})"
+            )
+        try:
+            deposits_ok = self._check_deposits(block)
+        except BadEntry:
+            deposits_ok = False
+        if not deposits_ok:
+            # Perhaps our watcher is behind, perhaps the leader lies: either way no vote.
+            log.info("proposal with deposits we have not seen", round=block.round)
+            return False
+        self._highest_seen_height = max(self._highest_seen_height, block.height)
+        bad = await self.entries.check_payload(payload)
+        if bad is not None:
+            self.counters["proposals_rejected"] += 1
+            raise PeerProtocolError(
+                f"proposal of round {block.round} by {block.author}: invalid entry ({bad})"
+            )
+        return True
+
+    def _deposit_tip(self, block_id: bytes) -> int:
+        """The last deposit id applied once `block_id` and its uncommitted ancestors are."""
+        for _ in range(1000):
+            link = self._inflight.get(block_id)
+            if link is None:
+                break
+            block_id, _, last_deposit = link
+            if last_deposit:
+                return last_deposit
+        return self.engine.last_deposit_id
+
+    def _check_deposits(self, block: Block) -> bool:
+        """Deposit entries come first, continue the parent chain's deposit ids without a
+        gap, and each is exactly what our own watcher saw with enough confirmations."""
+        deposits = [e for e in block.payload if e[:1] == _TAG_DEPOSIT_BYTE]
+        if not deposits:
+            return True
+        if self.watcher is None or any(
+            e[:1] == _TAG_DEPOSIT_BYTE for e in block.payload[len(deposits) :]
+        ):
+            return False
+        expected = self._deposit_tip(block.qc.vote_data.block_id) + 1
+        for raw in deposits:
+            record = decode_deposit(raw)
+            if record.deposit_id != expected or self.watcher.seen(record.deposit_id) != record:
+                return False
+            expected += 1
+        return True
+
+    # ------------------------------------------------------------ API facades
+
+    def is_ready(self) -> bool:
+        return self._ready
+
+    def _phase(self) -> str:
+        """What the member is doing, for operators and /readyz."""
+        if self.halted is not None:
+            return "halted"
+        if self._joining:
+            return "catching_up"
+        return "ready" if self._ready else "joining"
+
+    def status(self) -> dict[str, Any]:
+        s = self.core.status()
+        return {
+            "node": self.setup.member.name,
+            "index": self.me,
+            "round": s.round,
+            "leader": s.leader,
+            "high_qc_round": s.high_qc_round,
+            "committed_height": self.exec_height,
+            "consensus_committed_height": s.committed_height,
+            "highest_seen_height": self._highest_seen_height,
+            "lag": max(0, self._highest_seen_height - self.exec_height),
+            "peers": len(self.transport.connected_peers()),
+            "mempool": len(self.mempool),
+            "phase": self._phase(),
+            "syncing": self.sync.running,
+            "halted": self.halted,
+            "vote_guard_round": self._guard_round,
+            "last_deposit_id": self.engine.last_deposit_id,
+            "checkpoint_sequence": self.engine.sequence,
+            "chain": None if self.watcher is None else queries.jsonable(self.watcher.status()),
+            "checkpointer": None
+            if self.checkpointer is None
+            else queries.jsonable(self.checkpointer.status()),
+            **self.counters,
+        }
+
+    async def submit(
+        self, intents: list[SignedIntent], wait: bool, timeout_s: float
+    ) -> list[SubmitResult]:
+        return await self.intake.submit(intents, wait, timeout_s)
+
+    def add_block_listener(self, listener: Callable[[ExecutedBlock], None]) -> None:
+        self.executor.add_block_listener(listener)
+
+    def account(self, address: bytes) -> dict[str, Any]:
+        assets = self.genesis.exchange.assets
+        return queries.account(self.engine, self.exec_height, assets, address)
+
+    def checkpoints(self) -> list[dict[str, Any]]:
+        return queries.checkpoints(self.engine, self.checkpointer)
+
+    def withdrawal_proof(self, sequence: int, withdrawal_id: int) -> dict[str, Any] | None:
+        return queries.withdrawal_proof(self.engine, sequence, withdrawal_id)
+
+    def balance_proof(self, address: bytes, asset_id: int) -> dict[str, Any] | None:
+        return queries.balance_proof(self.engine, address, asset_id)
+
+    # ------------------------------------------------------------ execution
+
+    async def _commit(self, blocks: Sequence[Block], proof: QuorumCert) -> None:
+        for block in blocks:
+            self._inflight.pop(block.id, None)
+        await self.executor.commit(blocks, proof)
+        self._ready = self.halted is None
+
+    async def _on_synced_root(self, root: Root) -> None:
+        """Sync reached a peer's proven root: rebuild the core above it if it is above
+        the core's own."""
+        if root[0].height > self.core.status().committed_height:
+            self.core = self._build_core(root)
+            await self._inbox_send.send(Start())
+
+
+def _round_of(msg: object) -> int | None:
+    if isinstance(msg, Vote):
+        return msg.vote_data.round
+    if isinstance(msg, TimeoutMsg):
+        return msg.round
+    if isinstance(msg, Proposal):
+        return msg.block.round
+    return None

@@ -1,0 +1,86 @@
+"""What became of committed intents: intent id -> (height, the engine's refusal or None),
+and the clients waiting for an answer.
+
+Filled from every block the engine applies, live or replayed at start-up, so a client
+resubmitting an intent that committed before a restart still gets its real outcome (as
+far back as the replayed log and `max_items` reach). Kept compact: one tuple per intent;
+`SubmitResult`s are built when asked.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import trio
+
+from matching.events import Event as EngineEvent
+from matching.events import Reason, Rejected
+from node.api.facade import SubmitResult
+
+
+class Outcomes:
+    def __init__(self, max_items: int) -> None:
+        self.max_items = max_items
+        self._done: OrderedDict[bytes, tuple[int, Rejected | None]] = OrderedDict()
+        self._waiters: dict[bytes, trio.Event] = {}
+
+    def __len__(self) -> int:
+        return len(self._done)
+
+    def record(
+        self,
+        height: int,
+        intent_ids: Sequence[bytes | None],
+        events: Sequence[Sequence[EngineEvent]],
+    ) -> None:
+        """One applied block: `intent_ids[i]` (None for a deposit) got `events[i]`.
+
+        The outcome of an intent id is the first one of an entry its account authorized,
+        and a success over an earlier refusal. An unauthorized entry is not the account's
+        intent (a forgery, or a bad copy whose id is the genuine intent's: the id does not
+        cover the signature), so it is nobody's outcome; a later copy is a replay."""
+        done, waiters = self._done, self._waiters
+        for intent_id, entry_events in zip(intent_ids, events, strict=True):
+            if intent_id is None:
+                continue
+            rejected = None
+            for event in entry_events:
+                if type(event) is Rejected:
+                    rejected = event
+                    break
+            prior = done.get(intent_id)
+            if rejected is not None:
+                if rejected.code == Reason.UNAUTHORIZED or prior is not None:
+                    continue
+            elif prior is not None and prior[1] is None:
+                continue
+            done[intent_id] = (height, rejected)
+            waiter = waiters.pop(intent_id, None)
+            if waiter is not None:
+                waiter.set()
+        while len(done) > self.max_items:
+            done.popitem(last=False)
+
+    def result(self, intent_id: bytes) -> SubmitResult | None:
+        """The outcome of a committed intent (None: not committed, or forgotten). An entry
+        the engine refused (no funds, replayed nonce…) was committed all the same; it is
+        reported as rejected, with the height at which that was decided."""
+        done = self._done.get(intent_id)
+        if done is None:
+            return None
+        height, rejected = done
+        if rejected is None:
+            return SubmitResult(intent_id, "committed", None, None, height)
+        return SubmitResult(intent_id, "rejected", rejected.code, rejected.message, height)
+
+    async def wait(self, intent_id: bytes) -> SubmitResult:
+        """The outcome once the intent commits (the caller bounds the wait)."""
+        result = self.result(intent_id)
+        if result is not None:
+            return result
+        event = self._waiters.get(intent_id)
+        if event is None:
+            event = self._waiters[intent_id] = trio.Event()
+        await event.wait()
+        return self.result(intent_id) or SubmitResult(intent_id, "accepted", None, None, None)

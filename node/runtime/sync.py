@@ -1,0 +1,325 @@
+"""State sync: a member that is behind fetches committed blocks (or, far behind, an engine
+snapshot) from its peers, and serves theirs (docs/PROTOCOL.md §9.3).
+
+Nothing a peer sends is taken on its word. A block is taken only if it extends our last
+executed block (ids are content hashes) and a QC whose signatures we check proves it
+committed by the 2-chain rule; signers are recovered, not read from the peer's record. A
+snapshot is taken only if f + 1 members report the same (height, digest, block id). A
+peer whose answer does not check out is penalized and the next one is asked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgpack
+import structlog
+import trio
+
+from consensus.committee import Committee
+from consensus.types import Block, QuorumCert
+from consensus.verifier import Verifier
+from node.payload import decode_committed
+from node.peer_messages import MAX_SYNC_BLOCKS, SnapshotChunk, SnapshotInfo, SyncReply
+from node.runtime.execution import Executor
+from node.runtime.options import NodeOptions
+from node.seam import NodeStorage, PeerNetwork
+
+log = structlog.get_logger("seqnet.node")
+
+SNAPSHOT_CHUNK_BYTES = 1 << 20  # under the transport's 4 MiB frame limit
+Root = tuple[Block, QuorumCert]
+
+
+class LogSync:
+    def __init__(
+        self,
+        *,
+        me: int,
+        committee: Committee,
+        network: PeerNetwork,
+        storage: NodeStorage,
+        executor: Executor,
+        verifier: Verifier,
+        options: NodeOptions,
+        counters: dict[str, int],
+        peer_fault: Callable[[int, Exception], None],
+        on_root: Callable[[Root], Awaitable[None]],
+    ) -> None:
+        self._me = me
+        self._n = committee.n
+        self._f = committee.f
+        self._network = network
+        self._storage = storage
+        self._executor = executor
+        self._verifier = verifier
+        self._options = options
+        self._counters = counters
+        self._peer_fault = peer_fault
+        self._on_root = on_root  # a synced root above the core's: rebuild the core there
+        self.running = False
+        self._replies: trio.MemorySendChannel[tuple[int, Any]] | None = None
+        self._snapshot_cache: tuple[int, bytes, bytes] | None = None
+
+    # ------------------------------------------------------------ fetching
+
+    def start(self, nursery: trio.Nursery, peer: int) -> None:
+        """Sync in the background from `peer` first, unless a sync is running."""
+        if self.running:
+            return
+        self.running = True
+        nursery.start_soon(self.run, peer)
+
+    def deliver(self, peer: int, reply: SyncReply | SnapshotInfo | SnapshotChunk) -> None:
+        """A reply from the peer boundary: for the running sync, else a late answer."""
+        if self._replies is None:
+            return
+        # The sync reads one answer at a time; one more is noise, dropped.
+        with contextlib.suppress(trio.WouldBlock):
+            self._replies.send_nowait((peer, reply))
+
+    async def run(self, first_peer: int, give_up_after: int | None = None) -> None:
+        """Fetch committed blocks above our height, check each batch by its QCs and
+        execute it; then hand the peer's proven root to `on_root`. Ends when a peer's
+        proven tip is reached, when a peer shows it is not ahead of us, or after 2n
+        failed answers in a row (`give_up_after` missed answers at start-up, when the
+        peers may all be down)."""
+        self.running = True
+        self._counters["syncs"] += 1
+        send, receive = trio.open_memory_channel[tuple[int, Any]](4)
+        self._replies = send
+        executor = self._executor
+        peer = first_peer
+        root: Root | None = None
+        log.info("log sync started", peer=peer, from_height=executor.height + 1)
+        snapshot_tried = False
+        misses = 0
+        failures = 0
+        try:
+            while failures < 2 * self._n:
+                asked = executor.height + 1
+                self._network.send(peer, ["sr", asked, MAX_SYNC_BLOCKS])
+                reply: SyncReply | None = None
+                with trio.move_on_after(self._options.sync_timeout_s):
+                    while reply is None:
+                        sender, message = await receive.receive()
+                        if (
+                            sender == peer
+                            and isinstance(message, SyncReply)
+                            and message.from_height == asked
+                        ):
+                            reply = message
+                if reply is None:
+                    misses += 1
+                    failures += 1
+                    if give_up_after is not None and misses >= give_up_after:
+                        break
+                    peer = self._next_peer(peer)
+                    continue
+                gap = reply.root_height - executor.height
+                if gap > self._options.snapshot_sync_gap_blocks and not snapshot_tried:
+                    snapshot_tried = True
+                    if await self._snapshot_sync(receive):
+                        continue  # ask again, from above the snapshot
+                try:
+                    taken, tip = await self._take(reply)
+                except Exception as exc:  # the reply did not check out: the peer's fault
+                    self._peer_fault(peer, exc)
+                    failures += 1
+                    peer = self._next_peer(peer)
+                    continue
+                if tip is not None:
+                    root = tip
+                    break
+                if taken:
+                    failures = 0
+                    continue
+                # Nothing new from this peer: it is not ahead of us (or withholds).
+                failures += 1
+                if reply.root_height <= executor.height:
+                    break
+                peer = self._next_peer(peer)
+        finally:
+            self._replies = None
+            self.running = False
+        if root is not None:
+            await self._on_root(root)
+        log.info("log sync done", height=executor.height)
+
+    async def _take(self, reply: SyncReply) -> tuple[int, Root | None]:
+        """Execute what a sync reply proves committed. Returns how many records were
+        taken and, when the reply reached the peer's root with its committing QC, that
+        root."""
+        height = self._executor.height
+        records = [decode_committed(r) for r in reply.records]
+        records = [r for r in records if r[0].height > height]
+        proof = None if reply.proof is None else QuorumCert.from_wire(reply.proof)
+        taken = self.committed_prefix(records, proof)
+        if taken:
+            await self._executor.commit_synced(records[:taken])
+        if proof is not None and records and taken == len(records):
+            return taken, (records[-1][0], proof)
+        return taken, None
+
+    def committed_prefix(
+        self, records: list[tuple[Block, list[bytes]]], proof: QuorumCert | None
+    ) -> int:
+        """How many leading records are proven committed. They must chain from our last
+        executed block (ids are content hashes, so the chain fixes every payload). A block
+        is committed directly when its child in the very next round is certified (the
+        2-chain rule), and with it all its ancestors: find the last such block, checking
+        the certifying QC's signatures. `proof` (sent with the peer's tip) is the QC that
+        committed the last record."""
+        if not records:
+            return 0
+        prev_id = self._executor.tip_id()
+        for block, _ in records:
+            if block.qc.vote_data.block_id != prev_id:
+                raise ValueError(f"sync: block at height {block.height} does not extend our chain")
+            prev_id = block.id
+        blocks = [b for b, _ in records]
+        if (
+            proof is not None
+            and proof.vote_data.parent_id == blocks[-1].id
+            and proof.vote_data.round == proof.vote_data.parent_round + 1
+        ):
+            self._verifier.verify_qc(proof)
+            return len(blocks)
+        for i in range(len(blocks) - 3, -1, -1):
+            if blocks[i + 1].round == blocks[i].round + 1:
+                self._verifier.verify_qc(blocks[i + 2].qc)
+                return i + 1
+        return 0
+
+    def _next_peer(self, peer: int) -> int:
+        peer = (peer + 1) % self._n
+        return (peer + 1) % self._n if peer == self._me else peer
+
+    # ------------------------------------------------------------ serving
+
+    def serve_blocks(self, peer: int, from_height: int, limit: int) -> None:
+        """Answer "sr" (ranges checked at the boundary): committed records from
+        `from_height`, at most `limit` and `sync_batch_bytes`, with the QC that committed
+        our root when they reach it."""
+        height = self._executor.height
+        raw_root = self._storage.load_meta("root")
+        if raw_root is None or from_height > height:
+            self._network.send(peer, ["sp", from_height, [], None, height])
+            return
+        root_wire, proof_wire = msgpack.unpackb(raw_root, raw=False)
+        root_height = Block.from_wire(root_wire).height
+        # Inline: the connection is shared with the (inline) writers; a few hundred rows.
+        rows = self._storage.load_committed(
+            from_height, min(limit, max(0, root_height - from_height + 1))
+        )
+        if rows and rows[0][0] != from_height:
+            rows = []  # our log starts above that height (we installed a snapshot)
+        records: list[bytes] = []
+        size = 0
+        for _, data in rows:
+            if records and size + len(data) > self._options.sync_batch_bytes:
+                break
+            records.append(data)
+            size += len(data)
+        tip = bool(records) and from_height + len(records) - 1 == root_height
+        proof = proof_wire if tip else None
+        self._network.send(peer, ["sp", from_height, records, proof, root_height])
+
+    def serve_snapshot_info(self, peer: int) -> None:
+        info = self._snapshot_info()
+        self._network.send(peer, ["ssi", *(info or (0, b"", b""))])
+
+    def serve_snapshot_chunk(self, peer: int, height: int, offset: int) -> None:
+        latest = self._storage.latest_snapshot()
+        if latest is None or latest[0] != height or not 0 <= offset < len(latest[1]):
+            return
+        rows = self._storage.load_committed(height, 1)
+        if not rows or rows[0][0] != height:
+            return
+        data = latest[1]
+        chunk = data[offset : offset + SNAPSHOT_CHUNK_BYTES]
+        self._network.send(peer, ["ssd", height, offset, chunk, len(data), rows[0][1]])
+
+    def _snapshot_info(self) -> tuple[int, bytes, bytes] | None:
+        """(height, blake2b digest, block id at that height) of our latest snapshot."""
+        latest = self._storage.latest_snapshot()
+        if latest is None:
+            return None
+        height, data = latest
+        cached = self._snapshot_cache
+        if cached is None or cached[0] != height:
+            rows = self._storage.load_committed(height, 1)
+            if not rows or rows[0][0] != height:
+                return None
+            block_id = decode_committed(rows[0][1])[0].id
+            cached = self._snapshot_cache = (height, _digest(data), block_id)
+        return cached
+
+    # ------------------------------------------------------------ snapshot sync
+
+    async def _snapshot_sync(self, receive: trio.MemoryReceiveChannel[tuple[int, Any]]) -> bool:
+        """Far behind: install a peer's engine snapshot instead of replaying every block.
+        A snapshot cannot be checked against a QC, so only one that f + 1 members report
+        with the same (height, digest, block id) is taken: at least one of them is honest,
+        and honest members snapshot the same canonical bytes at the same heights."""
+        executor = self._executor
+        self._network.broadcast(["ssr"])
+        votes: dict[tuple[int, bytes, bytes], set[int]] = {}
+        answered: set[int] = set()
+        with trio.move_on_after(self._options.sync_timeout_s):
+            while len(answered) < self._n - 1:
+                peer, message = await receive.receive()
+                if not isinstance(message, SnapshotInfo) or peer in answered:
+                    continue
+                answered.add(peer)
+                key = (message.height, message.digest, message.block_id)
+                if message.height > executor.height:
+                    votes.setdefault(key, set()).add(peer)
+        agreed = [k for k, who in votes.items() if len(who) >= self._f + 1]
+        if not agreed:
+            log.info("snapshot sync: no snapshot that f + 1 peers agree on")
+            return False
+        height, digest, block_id = max(agreed)
+        sources = sorted(votes[(height, digest, block_id)])
+        data = bytearray()
+        record = b""
+        for attempt in range(4 * len(sources) + 64):
+            peer = sources[attempt % len(sources)]
+            self._network.send(peer, ["ssg", height, len(data)])
+            reply: SnapshotChunk | None = None
+            with trio.move_on_after(self._options.sync_timeout_s):
+                while reply is None:
+                    sender, message = await receive.receive()
+                    if (
+                        isinstance(message, SnapshotChunk)
+                        and sender == peer
+                        and message.height == height
+                        and message.offset == len(data)
+                    ):
+                        reply = message
+            if reply is None:
+                continue
+            data += reply.chunk
+            record = reply.record
+            if len(data) >= reply.total or len(data) > self._options.max_snapshot_bytes:
+                break
+        try:
+            block, _ = decode_committed(record)
+        except Exception as exc:  # a source's bad record: nothing installed
+            log.warning("snapshot sync: bad committed record", error=str(exc)[:200])
+            return False
+        if _digest(bytes(data)) != digest or block.id != block_id or block.height != height:
+            log.warning("snapshot sync: data does not match what f + 1 peers reported")
+            return False
+        await executor.install_snapshot(height, bytes(data), record)
+        self._snapshot_cache = None
+        self._counters["snapshot_syncs"] += 1
+        log.info("snapshot sync installed", height=height, bytes=len(data))
+        return True
+
+
+def _digest(snapshot: bytes) -> bytes:
+    return hashlib.blake2b(snapshot, digest_size=32).digest()

@@ -1,0 +1,143 @@
+"""Trader signatures at the boundary: every payload entry and every submitted intent is
+recovered once per member, and the answer is remembered by the entry's bytes (which
+cover both the digest and the signature).
+
+Good entries wait in a byte-bounded cache until their block executes (the engine's
+input); bad ones are remembered too, so a replayed bad payload costs no recovery.
+coincurve releases the GIL around each recovery, so big batches are split over worker
+threads (`threads`, 0 or 1 for none: the simulator needs none, for determinism).
+"""
+
+from __future__ import annotations
+
+import trio
+
+from node.intents import (
+    MAX_INTENT_MSGPACK_BYTES,
+    Domain,
+    Entry,
+    IntentError,
+    SignedIntent,
+    verify_intent,
+)
+from node.payload import TAG_DEPOSIT, BadEntry, decode_entry
+from node.runtime.caches import ByteLRU
+
+MAX_ENTRY_BYTES = 1 + MAX_INTENT_MSGPACK_BYTES  # a payload entry: tag byte + packed intent
+THREAD_BATCH_MIN = 64  # below this many recoveries, a thread hand-off costs more than it saves
+DEPOSIT_TAG = bytes((TAG_DEPOSIT,))
+
+
+class EntryVerifier:
+    def __init__(self, domain: Domain, threads: int, verified_bytes: int, bad_bytes: int) -> None:
+        self.domain = domain
+        self.threads = threads
+        # packed payload entry -> verified entry (the engine's input)
+        self.verified: ByteLRU[bytes, Entry] = ByteLRU(verified_bytes)
+        # packed payload entry -> why it failed
+        self.bad: ByteLRU[bytes, str] = ByteLRU(bad_bytes)
+
+    def known(self, raw: bytes) -> Entry | None:
+        return self.verified.get(raw)
+
+    def remember(self, raw: bytes, entry: Entry) -> None:
+        self.verified.put(raw, entry, len(raw))
+
+    def forget(self, raw: bytes) -> None:
+        self.verified.pop(raw)
+
+    def intent_id(self, raw: bytes) -> bytes:
+        """The id of a payload entry (its raw bytes if it does not decode)."""
+        entry = self.verified.get(raw)
+        if entry is not None:
+            return entry.intent_id
+        try:
+            return decode_entry(raw).digest(self.domain)
+        except BadEntry:
+            return raw
+
+    def entry_of(self, raw: bytes) -> Entry:
+        """A committed intent entry, verified now unless it already was (a block we voted
+        for, or recovered from storage)."""
+        entry = self.verified.get(raw)
+        if entry is None:
+            entry = verify_intent(decode_entry(raw), self.domain)
+        return entry
+
+    async def check_payload(self, payload: tuple[bytes, ...]) -> str | None:
+        """Every intent entry decodes and carries a valid trader signature: None when all
+        do, else why the first bad one is bad. Deposit entries are not checked here."""
+        todo: list[bytes] = []
+        for e in payload:
+            if e[:1] == DEPOSIT_TAG or e in self.verified:
+                continue
+            if len(e) > MAX_ENTRY_BYTES:
+                return f"entry of {len(e)} bytes (at most {MAX_ENTRY_BYTES})"
+            known_bad = self.bad.get(e)
+            if known_bad is not None:
+                return known_bad
+            todo.append(e)
+        if not todo:
+            return None
+        decoded: list[tuple[bytes, SignedIntent]] = []
+        for e in todo:
+            try:
+                decoded.append((e, decode_entry(e)))
+            except BadEntry as exc:
+                return self._remember_bad(e, f"undecodable entry: {exc}")
+        results = await self.verify([si for _, si in decoded])
+        bad: str | None = None
+        for (raw, _), result in zip(decoded, results, strict=True):
+            if isinstance(result, IntentError):
+                bad = bad or self._remember_bad(raw, f"{result.code}: {result.message}")
+            else:
+                self.remember(raw, result)
+        return bad
+
+    async def verify_committed(self, payload: tuple[bytes, ...]) -> None:
+        """Recover the signers of a committed block's entries not seen before (a block
+        taken by sync: the signer lists a peer sends are not covered by the block id).
+        Raises ValueError if one does not verify: the block is not what 2f + 1 members
+        voted for, so whoever sent it lied."""
+        missing = [raw for raw in payload if raw not in self.verified and raw[:1] != DEPOSIT_TAG]
+        decoded = [decode_entry(raw) for raw in missing]
+        for raw, result in zip(missing, await self.verify(decoded), strict=True):
+            if isinstance(result, IntentError):
+                raise ValueError(f"committed entry with a bad signature: {result}")
+            self.remember(raw, result)
+
+    def _remember_bad(self, raw: bytes, why: str) -> str:
+        self.bad.put(raw, why, len(raw))
+        return why
+
+    async def verify(
+        self, intents: list[SignedIntent], digests: list[bytes] | None = None
+    ) -> list[Entry | IntentError]:
+        """Recover every signer; `digests` (the intent ids) when already computed."""
+        domain = self.domain
+        known: list[bytes | None] = list(digests) if digests else [None] * len(intents)
+        pairs = list(zip(intents, known, strict=True))
+
+        def verify_all(batch: list[tuple[SignedIntent, bytes | None]]) -> list[Entry | IntentError]:
+            out: list[Entry | IntentError] = []
+            for si, digest in batch:
+                try:
+                    out.append(verify_intent(si, domain, digest=digest))
+                except IntentError as exc:
+                    out.append(exc)
+            return out
+
+        threads = self.threads
+        if threads < 2 or len(pairs) < THREAD_BATCH_MIN:
+            return verify_all(pairs)
+        step = -(-len(pairs) // threads)
+        parts = [pairs[i : i + step] for i in range(0, len(pairs), step)]
+        results: list[list[Entry | IntentError]] = [[] for _ in parts]
+
+        async def part(i: int) -> None:
+            results[i] = await trio.to_thread.run_sync(verify_all, parts[i])
+
+        async with trio.open_nursery() as nursery:
+            for i in range(len(parts)):
+                nursery.start_soon(part, i)
+        return [r for chunk in results for r in chunk]
