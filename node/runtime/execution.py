@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgpack
-import structlog
 import trio
 
 from consensus.types import Block, QuorumCert, genesis_block
@@ -35,12 +34,11 @@ from node.payload import (
     deposit_engine_entry,
     encode_committed,
 )
+from node.runtime.logger import log
 from node.runtime.outcomes import Outcomes
 from node.runtime.verification import EntryVerifier
 from node.seam import NodeStorage
 from node.storage import WriteBatch
-
-log = structlog.get_logger("seqnet.node")
 
 NO_SIGNER = bytes(20)  # the recorded signer of an entry no trader signed (a deposit)
 _DEPOSIT_TAG = bytes((TAG_DEPOSIT,))
@@ -91,6 +89,7 @@ class Executor:
         self.checkpointer: Checkpointer | None = None
         self.storage_lock = trio.Lock()  # FIFO: committed-log writes in execution order
         self.engine, self.height = self._restore()
+        self._tip = self._stored_tip()
 
     # ------------------------------------------------------------ start-up
 
@@ -184,6 +183,7 @@ class Executor:
         async with self.storage_lock:
             self._storage.install_snapshot(height, data, record)
         self.engine, self.height = engine, height
+        self._tip = decode_committed(record)[0]
         if self.watcher is not None:
             self.watcher.applied(engine.last_deposit_id)
 
@@ -193,13 +193,23 @@ class Executor:
         entry = self._verifier.entry_of(raw)
         return Executable(entry.to_dict(), entry.signer, entry.intent_id)
 
+    def tip_block(self) -> Block | None:
+        """The last executed block (None before the first). Kept in memory: the block is
+        applied before its batch is written, and a peer's sync may ask in between."""
+        return self._tip
+
     def tip_id(self) -> bytes:
         """The id of the last executed block (what a synced block must extend)."""
-        if self.height == 0:
+        if self._tip is None:
             return genesis_block(self._genesis.genesis_hash()).id
+        return self._tip.id
+
+    def _stored_tip(self) -> Block | None:
+        if self.height == 0:
+            return None
         rows = self._storage.load_committed(self.height, 1)
         assert rows, f"committed log lacks executed height {self.height}"
-        return decode_committed(rows[0][1])[0].id
+        return decode_committed(rows[0][1])[0]
 
     def _run_block(
         self, engine: Engine, block: Block, entries: list[dict[str, Any]], live: bool
@@ -219,7 +229,7 @@ class Executor:
         started = time.perf_counter()
         result = self._run_block(self.engine, block, [e.engine_entry for e in entries], live=True)
         apply_s = time.perf_counter() - started
-        self.height = block.height
+        self.height, self._tip = block.height, block
         self._counters["blocks_committed"] += 1
         self._counters["entries_committed"] += len(entries)
         if self.watcher is not None:

@@ -32,7 +32,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgpack
-import structlog
 import trio
 
 from consensus.actions import (
@@ -101,6 +100,7 @@ from node.peer_messages import (
 from node.runtime import queries
 from node.runtime.execution import ExecutedBlock, Executor
 from node.runtime.intake import Intake
+from node.runtime.logger import log
 from node.runtime.options import DEV_CHAIN_ID, NodeOptions
 from node.runtime.outcomes import Outcomes
 from node.runtime.sync import LogSync, Root
@@ -108,11 +108,18 @@ from node.runtime.verification import EntryVerifier
 from node.seam import Clock, NodeStorage, PeerNetwork, wall_ms
 from node.storage import WriteBatch
 
-log = structlog.get_logger("seqnet.node")
-
 # What our own decoders raise on a peer's bad input; anything else is a bug of ours.
 _PEER_ERRORS = (ConsensusError, PeerProtocolError, IntentError, BadEntry, ValueError)
 _TAG_DEPOSIT_BYTE = bytes((TAG_DEPOSIT,))
+RECENT_BLOCKS = 10_000  # the proposer's pacing memory (recent block -> carried entries)
+# Not enforced here but held by construction, and checked by the simulator: uncommitted
+# blocks above the committed round (pruned at each commit), and clients waiting (bounded
+# by the API's concurrent requests).
+MAX_INFLIGHT = 2_000
+MAX_WAITERS = 10_000
+# Rounds above the peer-attested round that a member without its safety record keeps
+# silent: honest members' rounds differ by a round or two while the committee runs.
+GUARD_MARGIN_ROUNDS = 3
 
 
 class Node:
@@ -219,19 +226,20 @@ class Node:
         rate = options.sync_serve_per_s
         self._serving = TokenBuckets(RateLimit(rate, burst=rate), max_keys=self.n)
         self._peer_log = LogGate(interval_s=options.peer_log_interval_s)
-        # blocks not committed yet: block id -> (parent id, intent ids, last deposit id or 0)
-        self._inflight: dict[bytes, tuple[bytes, frozenset[bytes], int]] = {}
+        # blocks not committed yet: id -> (parent id, intent ids, last deposit id or 0, round)
+        self._inflight: dict[bytes, tuple[bytes, frozenset[bytes], int, int]] = {}
         # recent blocks: id -> (parent id, carried entries), for the proposer's pacing
         self._recent: OrderedDict[bytes, tuple[bytes, bool]] = OrderedDict()
         self._joining = False
         self.halted: str | None = None
-        self._max_peer_round = 0
+        self._peer_rounds: dict[int, int] = {}  # peer -> highest round it signed for
         # None: no guard; -1: observing peers' rounds; R: withhold our signatures <= R
         self._guard_round: int | None = -1 if storage.load_safety() is None else None
         self._timer: tuple[int, int] | None = None  # (round, at_ms)
         self._timer_changed = trio.Event()
         self._proposing: int | None = None
         self._highest_seen_height = self.executor.height
+        self._last_sync_start = -float("inf")  # trio time: syncs start at most one a timeout
         self._ready = False
         self.started_ms = clock()
 
@@ -371,7 +379,7 @@ class Node:
             if self.halted is not None:
                 continue  # storage failed: never sign from state we could not persist
             if isinstance(event, MessageReceived):
-                self._observe_round(event.verified.msg)
+                self._observe_round(event.verified.sender, event.verified.msg)
             elif isinstance(event, TimerFired):
                 self.counters["timeouts"] += 1
             try:
@@ -395,10 +403,19 @@ class Node:
         self._ready = False
         log.error("node halted", reason=reason, alarm="storage_failure")
 
-    def _observe_round(self, msg: object) -> None:
+    def _observe_round(self, sender: int, msg: object) -> None:
         round_ = _round_of(msg)
-        if round_ is not None and round_ > self._max_peer_round:
-            self._max_peer_round = round_
+        if sender != self.me and round_ is not None and round_ > self._peer_rounds.get(sender, 0):
+            self._peer_rounds[sender] = round_
+
+    def _committee_round(self) -> int | None:
+        """A round the committee has reached, as f + 1 distinct peers attest: the
+        (f + 1)-th highest round among peers' signed messages. At least one of those f + 1
+        is honest, so a Byzantine member cannot push it up (a vote for round 10**6 moves
+        nothing). None until f + 1 peers have been heard."""
+        f = self.committee.f
+        rounds = sorted(self._peer_rounds.values(), reverse=True)
+        return rounds[f] if len(rounds) > f else None
 
     def _guarded(self, msg: object) -> bool:
         """Whether to withhold one of our own signed messages. A node that started
@@ -444,13 +461,19 @@ class Node:
                 self.transport.send(peer, ["c", encode_message(twin)])
 
     async def _guard_window(self) -> None:
+        """Decide the wipe guard after two round timeouts of listening. Honest members'
+        rounds differ by little, and we may have voted up to theirs before the wipe: we
+        withhold our signatures up to a margin above the round f + 1 peers attest. Fewer
+        than f + 1 peers signing anything means no committee is running past us (its
+        quorum would need f + 1 of them): a fresh start, nothing to guard."""
         await trio.sleep(2 * self.genesis.consensus.round_timeout_ms / 1000)
-        if self._max_peer_round <= 2:
-            self._guard_round = None  # a fresh committee: nothing to guard
+        attested = self._committee_round()
+        if attested is None or attested <= 2:
+            self._guard_round = None
         else:
-            self._guard_round = self._max_peer_round + 1
+            self._guard_round = attested + GUARD_MARGIN_ROUNDS
             log.warning(
-                "no safety record: withholding votes up to a round seen from peers",
+                "no safety record: withholding votes up to a round peers attest",
                 until_round=self._guard_round,
             )
 
@@ -571,14 +594,18 @@ class Node:
     def _track_inflight(self, block: Block) -> None:
         parent = block.qc.vote_data.block_id
         deposits = [e for e in block.payload if e[:1] == _TAG_DEPOSIT_BYTE]
-        last_deposit = decode_deposit(deposits[-1]).deposit_id if deposits else 0
+        try:
+            last_deposit = decode_deposit(deposits[-1]).deposit_id if deposits else 0
+        except BadEntry:
+            last_deposit = 0  # a block we will never vote for; certified, it would not be
         self._inflight[block.id] = (
             parent,
             frozenset(self.entries.intent_id(raw) for raw in block.payload),
             last_deposit,
+            block.round,
         )
         self._recent[block.id] = (parent, bool(block.payload))
-        if len(self._recent) > 10_000:
+        if len(self._recent) > RECENT_BLOCKS:
             self._recent.popitem(last=False)
 
     def _pending_entries(self, parent_id: bytes) -> set[bytes]:
@@ -588,7 +615,7 @@ class Node:
             link = self._inflight.get(parent_id)
             if link is None:
                 break
-            parent_id, ids, _ = link
+            parent_id, ids, _, _ = link
             pending |= ids
         return pending
 
@@ -711,8 +738,10 @@ class Node:
             block = msg.block
             current = self.core.status().round
             if block.round < current - 1:
-                return  # too late to be certified; the core would only store it
-            if block.round >= current and not await self._proposal_payload_ok(block):
+                return  # too late to be certified: no payload work, nothing stored
+            # The previous round's block too: the core keeps it (its QC may be on the
+            # way), so it gets the same checks as one we vote for.
+            if not await self._proposal_payload_ok(block):
                 return
         event = MessageReceived(verified)
         await self._inbox_reserve(event, len(data))
@@ -746,13 +775,22 @@ class Node:
         if qc is None:
             return
         status = self.core.status()
-        if qc.round > status.high_qc_round + self.options.sync_gap_rounds:
+        options = self.options
+        # Behind in rounds, or current in rounds but not committing: ancestors we lack
+        # may be committed and pruned at our peers, so only the committed log brings them.
+        behind = (
+            qc.round > status.high_qc_round + options.sync_gap_rounds
+            or qc.round > status.committed_round + options.sync_commit_lag_rounds
+        )
+        now = trio.current_time()
+        if behind and now - self._last_sync_start >= self.options.sync_timeout_s:
+            self._last_sync_start = now
             assert self._nursery is not None
             self.sync.start(self._nursery, peer)
 
     async def _proposal_payload_ok(self, block: Block) -> bool:
-        """Checks before our vote on a current-round proposal: sizes first (free), then
-        deposits, then the trader signatures."""
+        """Checks of a proposal's payload before the core sees it: sizes first (free),
+        then deposits, then the trader signatures."""
         payload = block.payload
         limit = self.genesis.consensus.max_block_entries
         size = sum(map(len, payload))
@@ -785,7 +823,7 @@ class Node:
             link = self._inflight.get(block_id)
             if link is None:
                 break
-            block_id, _, last_deposit = link
+            block_id, _, last_deposit, _ = link
             if last_deposit:
                 return last_deposit
         return self.engine.last_deposit_id
@@ -812,6 +850,23 @@ class Node:
 
     def is_ready(self) -> bool:
         return self._ready
+
+    def memory(self) -> dict[str, tuple[int, int]]:
+        """The member's queues and caches: name -> (size now, its budget), for tests,
+        the simulator's checker and operators (docs/OPERATIONS.md, "Limits and budgets")."""
+        options, limits = self.options, self.mempool.limits
+        return {
+            "inbox": (self._inbox.statistics().current_buffer_used, options.inbox),
+            "inbox_bytes": (self._inbox_bytes, options.inbox_bytes),
+            "verified_bytes": (self.entries.verified.used_bytes, options.verified_cache_bytes),
+            "bad_entries_bytes": (self.entries.bad.used_bytes, options.bad_entry_cache_bytes),
+            "results": (len(self.outcomes), options.result_cache),
+            "waiters": (self.outcomes.waiting(), MAX_WAITERS),
+            "recent": (len(self._recent), RECENT_BLOCKS),
+            "inflight": (len(self._inflight), MAX_INFLIGHT),
+            "mempool": (len(self.mempool), limits.max_items),
+            "mempool_bytes": (self.mempool.size_bytes, limits.max_bytes),
+        }
 
     def _phase(self) -> str:
         """What the member is doing, for operators and /readyz."""
@@ -872,8 +927,10 @@ class Node:
     # ------------------------------------------------------------ execution
 
     async def _commit(self, blocks: Sequence[Block], proof: QuorumCert) -> None:
-        for block in blocks:
-            self._inflight.pop(block.id, None)
+        if blocks:
+            # Committed blocks, and forks at or below the committed round, are done.
+            committed_round = blocks[-1].round
+            self._inflight = {k: v for k, v in self._inflight.items() if v[3] > committed_round}
         await self.executor.commit(blocks, proof)
         self._ready = self.halted is None
 

@@ -15,6 +15,8 @@ class NodeOptions:
     snapshot_interval_blocks: int = 1000
     wal_checkpoint_interval_s: float = 1.0  # 0: none (a store without a WAL)
     sync_gap_rounds: int = 8  # a verified QC this many rounds above ours starts a log sync
+    # … or this many above our committed round (a sync that finds nothing ends at once)
+    sync_commit_lag_rounds: int = 3
     sync_batch_bytes: int = 2 << 20
     sync_timeout_s: float = 3.0
     join_wait_s: float = 1.0  # at start: how long to wait for a first peer to sync from

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import Any
 
 import trio
 
@@ -23,7 +24,8 @@ class Outcomes:
     def __init__(self, max_items: int) -> None:
         self.max_items = max_items
         self._done: OrderedDict[bytes, tuple[int, Rejected | None]] = OrderedDict()
-        self._waiters: dict[bytes, trio.Event] = {}
+        # intent id -> [event, waiters on it]
+        self._waiters: dict[bytes, list[Any]] = {}
 
     def __len__(self) -> int:
         return len(self._done)
@@ -56,9 +58,9 @@ class Outcomes:
             elif prior is not None and prior[1] is None:
                 continue
             done[intent_id] = (height, rejected)
-            waiter = waiters.pop(intent_id, None)
-            if waiter is not None:
-                waiter.set()
+            waiting = waiters.pop(intent_id, None)
+            if waiting is not None:
+                waiting[0].set()
         while len(done) > self.max_items:
             done.popitem(last=False)
 
@@ -75,12 +77,24 @@ class Outcomes:
         return SubmitResult(intent_id, "rejected", rejected.code, rejected.message, height)
 
     async def wait(self, intent_id: bytes) -> SubmitResult:
-        """The outcome once the intent commits (the caller bounds the wait)."""
+        """The outcome once the intent commits (the caller bounds the wait; a waiter
+        that gives up leaves nothing behind)."""
         result = self.result(intent_id)
         if result is not None:
             return result
-        event = self._waiters.get(intent_id)
-        if event is None:
-            event = self._waiters[intent_id] = trio.Event()
-        await event.wait()
+        waiting = self._waiters.get(intent_id)
+        if waiting is None:
+            waiting = self._waiters[intent_id] = [trio.Event(), 0]
+        event = waiting[0]
+        waiting[1] += 1
+        try:
+            await event.wait()
+        finally:
+            waiting[1] -= 1
+            if not waiting[1] and self._waiters.get(intent_id) is waiting:
+                del self._waiters[intent_id]
         return self.result(intent_id) or SubmitResult(intent_id, "accepted", None, None, None)
+
+    def waiting(self) -> int:
+        """Intents someone is waiting on (at most the API's concurrent requests)."""
+        return len(self._waiters)

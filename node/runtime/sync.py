@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgpack
-import structlog
 import trio
 
 from consensus.committee import Committee
@@ -25,10 +24,9 @@ from consensus.verifier import Verifier
 from node.payload import decode_committed
 from node.peer_messages import MAX_SYNC_BLOCKS, SnapshotChunk, SnapshotInfo, SyncReply
 from node.runtime.execution import Executor
+from node.runtime.logger import log
 from node.runtime.options import NodeOptions
 from node.seam import NodeStorage, PeerNetwork
-
-log = structlog.get_logger("seqnet.node")
 
 SNAPSHOT_CHUNK_BYTES = 1 << 20  # under the transport's 4 MiB frame limit
 Root = tuple[Block, QuorumCert]
@@ -157,6 +155,11 @@ class LogSync:
         records = [decode_committed(r) for r in reply.records]
         records = [r for r in records if r[0].height > height]
         proof = None if reply.proof is None else QuorumCert.from_wire(reply.proof)
+        if not records and proof is not None and reply.root_height == height:
+            tip = self._executor.tip_block()
+            if tip is not None and _commits(proof, tip.id):
+                self._verifier.verify_qc(proof)
+                return 0, (tip, proof)
         taken = self.committed_prefix(records, proof)
         if taken:
             await self._executor.commit_synced(records[:taken])
@@ -181,11 +184,7 @@ class LogSync:
                 raise ValueError(f"sync: block at height {block.height} does not extend our chain")
             prev_id = block.id
         blocks = [b for b, _ in records]
-        if (
-            proof is not None
-            and proof.vote_data.parent_id == blocks[-1].id
-            and proof.vote_data.round == proof.vote_data.parent_round + 1
-        ):
+        if proof is not None and _commits(proof, blocks[-1].id):
             self._verifier.verify_qc(proof)
             return len(blocks)
         for i in range(len(blocks) - 3, -1, -1):
@@ -206,11 +205,19 @@ class LogSync:
         our root when they reach it."""
         height = self._executor.height
         raw_root = self._storage.load_meta("root")
-        if raw_root is None or from_height > height:
+        if raw_root is None or from_height > height + 1:
             self._network.send(peer, ["sp", from_height, [], None, height])
             return
         root_wire, proof_wire = msgpack.unpackb(raw_root, raw=False)
         root_height = Block.from_wire(root_wire).height
+        if from_height == root_height + 1:
+            # The asker is at our root (after a snapshot, say): no records, but the QC
+            # that committed the root, so it can rebuild its core there.
+            self._network.send(peer, ["sp", from_height, [], proof_wire, root_height])
+            return
+        if from_height > root_height:
+            self._network.send(peer, ["sp", from_height, [], None, root_height])
+            return
         # Inline: the connection is shared with the (inline) writers; a few hundred rows.
         rows = self._storage.load_committed(
             from_height, min(limit, max(0, root_height - from_height + 1))
@@ -260,6 +267,48 @@ class LogSync:
 
     # ------------------------------------------------------------ snapshot sync
 
+    async def _fetch_snapshot(
+        self,
+        receive: trio.MemoryReceiveChannel[tuple[int, Any]],
+        agreed: tuple[int, bytes, bytes],
+        sources: list[int],
+    ) -> tuple[bytes, bytes] | None:
+        """The agreed snapshot (height, digest, block id), chunk by chunk, from one source
+        at a time. A source that goes silent, changes its story (the total size) or
+        serves bytes that do not match the digest is dropped and the next one starts
+        again from offset 0; the whole fetch is bounded in time."""
+        height = agreed[0]
+        timeout_s = self._options.sync_timeout_s
+        with trio.move_on_after(timeout_s * (len(sources) + 2) + 64 * timeout_s):
+            for source in sources:
+                data = bytearray()
+                total: int | None = None
+                record = b""
+                while total is None or len(data) < total:
+                    self._network.send(source, ["ssg", height, len(data)])
+                    reply: SnapshotChunk | None = None
+                    with trio.move_on_after(timeout_s):
+                        while reply is None:
+                            sender, message = await receive.receive()
+                            if (
+                                isinstance(message, SnapshotChunk)
+                                and sender == source
+                                and message.height == height
+                                and message.offset == len(data)
+                            ):
+                                reply = message
+                    if reply is None or not reply.chunk:
+                        break  # silent, or nothing more to give: the next source
+                    if total is None:
+                        total = reply.total
+                    if reply.total != total or total > self._options.max_snapshot_bytes:
+                        break
+                    data += reply.chunk
+                    record = reply.record
+                if total is not None and len(data) == total and _matches(data, record, agreed):
+                    return bytes(data), record
+        return None
+
     async def _snapshot_sync(self, receive: trio.MemoryReceiveChannel[tuple[int, Any]]) -> bool:
         """Far behind: install a peer's engine snapshot instead of replaying every block.
         A snapshot cannot be checked against a QC, so only one that f + 1 members report
@@ -284,41 +333,33 @@ class LogSync:
             return False
         height, digest, block_id = max(agreed)
         sources = sorted(votes[(height, digest, block_id)])
-        data = bytearray()
-        record = b""
-        for attempt in range(4 * len(sources) + 64):
-            peer = sources[attempt % len(sources)]
-            self._network.send(peer, ["ssg", height, len(data)])
-            reply: SnapshotChunk | None = None
-            with trio.move_on_after(self._options.sync_timeout_s):
-                while reply is None:
-                    sender, message = await receive.receive()
-                    if (
-                        isinstance(message, SnapshotChunk)
-                        and sender == peer
-                        and message.height == height
-                        and message.offset == len(data)
-                    ):
-                        reply = message
-            if reply is None:
-                continue
-            data += reply.chunk
-            record = reply.record
-            if len(data) >= reply.total or len(data) > self._options.max_snapshot_bytes:
-                break
-        try:
-            block, _ = decode_committed(record)
-        except Exception as exc:  # a source's bad record: nothing installed
-            log.warning("snapshot sync: bad committed record", error=str(exc)[:200])
+        fetched = await self._fetch_snapshot(receive, (height, digest, block_id), sources)
+        if fetched is None:
+            log.warning("snapshot sync: no source served the snapshot f + 1 peers reported")
             return False
-        if _digest(bytes(data)) != digest or block.id != block_id or block.height != height:
-            log.warning("snapshot sync: data does not match what f + 1 peers reported")
-            return False
-        await executor.install_snapshot(height, bytes(data), record)
+        data, record = fetched
+        await executor.install_snapshot(height, data, record)
         self._snapshot_cache = None
         self._counters["snapshot_syncs"] += 1
         log.info("snapshot sync installed", height=height, bytes=len(data))
         return True
+
+
+def _matches(data: bytes | bytearray, record: bytes, agreed: tuple[int, bytes, bytes]) -> bool:
+    """Snapshot bytes and the committed record at its height are what f + 1 reported."""
+    height, digest, block_id = agreed
+    try:
+        block, _ = decode_committed(record)
+    except Exception:  # a source's bad record
+        return False
+    return _digest(bytes(data)) == digest and block.id == block_id and block.height == height
+
+
+def _commits(proof: QuorumCert, block_id: bytes) -> bool:
+    """`proof` certifies a child of `block_id` in the very next round: by the 2-chain
+    rule, that block is committed (once the QC's signatures check out)."""
+    vote = proof.vote_data
+    return vote.parent_id == block_id and vote.round == vote.parent_round + 1
 
 
 def _digest(snapshot: bytes) -> bytes:

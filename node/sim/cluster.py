@@ -17,7 +17,14 @@ Phases (TigerBeetle's VOPR, FoundationDB's simulator, Diem's twins):
 Checks after every step: honest nodes never commit different blocks at one height (so
 every honest log is a prefix of the longest), every commit extends the node's own log
 by the next height and links to its parent, an honest key never signs two different
-votes in one round (across restarts too), and honest messages always verify.
+votes in one round (across restarts too), honest messages always verify, and honest
+nodes whose leader election is settled for a round name the same leader for it. The one
+honest message that may fail verification is a proposal its author made while its
+election was not settled (it was behind): a receiver that is settled refuses it.
+
+Each node runs its own leader election (reputation by default, `Knobs.election`), fed by
+its core's commits and, on every boot, seeded from the committed log on its disk: the
+election is node state like any other.
 """
 
 from __future__ import annotations
@@ -46,9 +53,9 @@ from consensus.block_store import serve_request
 from consensus.committee import Committee
 from consensus.core import Core, CoreConfig, Recovery
 from consensus.crypto import Ed25519Scheme, Ed25519Signer, SignatureScheme, Signer
-from consensus.errors import InvalidMessage
+from consensus.errors import InvalidMessage, WrongProposer
 from consensus.events import Event, MessageReceived, PayloadReady, Start, TimerFired
-from consensus.leader_election import RoundRobin
+from consensus.leader_election import LeaderElection, LeaderReputation, RoundRobin
 from consensus.safety_data import SafetyData
 from consensus.types import (
     Block,
@@ -104,6 +111,7 @@ class Instance:
     skew_ms: int
     core: Core | None = None  # None while crashed (or never started: silent)
     verifier: Verifier | None = None
+    election: LeaderElection | None = None
     timer_token: int = 0
     crash_armed: bool = False
     restarts: int = 0
@@ -117,6 +125,7 @@ class SimStats:
     crashes: int = 0
     commits: int = 0
     misbehavior: int = 0
+    wrong_proposer: int = 0  # honest proposals refused: their author's election lagged
     max_round: int = 0
     heal_round: int = 0
     heal_height: int = 0
@@ -131,6 +140,7 @@ class Knobs:
     unsafe_skip_vote_rules: bool = False
     unsafe_one_chain_commit: bool = False
     unsafe_amnesia: bool = False  # restart nodes with an empty safety record
+    election: str = "reputation"  # or "round-robin"
 
 
 PayloadSource = Callable[[str, int], tuple[bytes, ...]]  # (instance name, round) -> entries
@@ -155,7 +165,8 @@ class Simulation:
         self._trace = hashlib.sha256()
         self._healed = False
         self._partition: dict[int, int] = {}  # key -> group; empty = no partition
-        self._canonical: dict[int, bytes] = {}  # height -> block id, over honest nodes
+        self._canonical: dict[int, Block] = {}  # height -> block, over honest nodes
+        self._leaders: dict[int, int] = {}  # round -> leader, as settled honest nodes name it
         self._honest_votes: dict[tuple[int, int], bytes] = {}  # (key, round) -> block id
         seeds = [hashlib.sha256(b"sim-key-%d" % i).digest() for i in range(plan.n)]
         self._signers: list[Signer]
@@ -167,7 +178,7 @@ class Simulation:
             self._signers = [InsecureSigner(s) for s in seeds]
             self._scheme = InsecureScheme()
         self.committee = Committee(tuple(s.public_key for s in self._signers), CHAIN_ID)
-        self._election = RoundRobin(plan.n)
+        assert knobs.election in ("reputation", "round-robin"), knobs.election
         self._config = CoreConfig(
             base_timeout_ms=plan.base_timeout_ms,
             fetch_retry_ms=plan.base_timeout_ms,
@@ -230,6 +241,35 @@ class Simulation:
             self.now_ms = at_ms
             self._step(kind, data)
 
+    # ---------------------------------------------------------------- scripted runs
+    # No phases and no heal: a test boots the nodes, schedules outages and runs to a time.
+
+    def start(self) -> None:
+        for inst in self.instances:
+            if inst.key not in self.plan.silent:
+                self._boot(inst)
+
+    def outage(self, key: int, at_ms: int, down_ms: int | None = None) -> None:
+        """Crash every instance of `key` at `at_ms`; restart it `down_ms` later (never
+        if None)."""
+        self._schedule(at_ms, "outage", (key, down_ms))
+
+    def run_until_ms(self, end_ms: int) -> None:
+        while self._queue and self._queue[0][0] <= end_ms:
+            at_ms, _, kind, data = heapq.heappop(self._queue)
+            self.now_ms = at_ms
+            self.stats.events += 1
+            self._step(kind, data)
+        self.now_ms = max(self.now_ms, end_ms)
+
+    def canonical_chain(self) -> list[Block]:
+        """The blocks honest nodes committed, by height from 1 (each committed by at
+        least one of them)."""
+        chain: list[Block] = []
+        while len(chain) + 1 in self._canonical:
+            chain.append(self._canonical[len(chain) + 1])
+        return chain
+
     def digest(self) -> str:
         return self._trace.hexdigest()
 
@@ -254,6 +294,11 @@ class Simulation:
                 self._boot(inst)
         elif kind == "partition":
             self._repartition()
+        elif kind == "outage":
+            key, down_ms = data
+            for inst in self._by_key[key]:
+                if inst.core is not None:
+                    self._crash(inst, down_ms, stay_down=down_ms is None)
         else:
             assert kind == "heal"
             self._heal()
@@ -269,17 +314,28 @@ class Simulation:
             blocks=tuple(b for b in disk.blocks.values() if b.round > disk.root.round),
             high_qc=disk.proof,
         )
+        election = self._election(disk)
         inst.core = Core(
             self.committee,
             inst.key,
             self._signers[inst.key],
             self._config,
-            self._election,
+            election,
             recovery,
         )
-        inst.verifier = Verifier(self.committee, self._scheme, self._election)
+        inst.election = election
+        inst.verifier = Verifier(self.committee, self._scheme, election)
         inst.crash_armed = False
         self._feed(inst, Start())
+
+    def _election(self, disk: Disk) -> LeaderElection:
+        """A booting node's election, seeded from its committed log as the runtime's is."""
+        if self.knobs.election == "round-robin":
+            return RoundRobin(self.plan.n)
+        election = LeaderReputation(self.plan.n)
+        tail = disk.log[-election.history_blocks :]
+        election.seed([disk.blocks[block_id] for block_id in tail])
+        return election
 
     def _feed(self, inst: Instance, event: Event) -> None:
         assert inst.core is not None
@@ -293,8 +349,10 @@ class Simulation:
         if inst.crash_armed:
             self._crash(inst)
         status = inst.core.status() if inst.core is not None else None
-        if status is not None and status.round > self.stats.max_round:
-            self.stats.max_round = status.round
+        if status is not None:
+            self.stats.max_round = max(self.stats.max_round, status.round)
+            if inst.honest:
+                self._check_leaders(inst, status.round)
 
     def _execute(self, inst: Instance, action: Action) -> None:
         if isinstance(action, PersistSafety):
@@ -305,6 +363,7 @@ class Simulation:
             self._check_vote(inst, action.msg)
             self._send(inst, [action.to], encode_message(action.msg))
         elif isinstance(action, Broadcast):
+            self._check_vote(inst, action.msg)
             others = [k for k in range(self.plan.n) if k != inst.key]
             self._send(inst, others, encode_message(action.msg))
         elif isinstance(action, Commit):
@@ -326,14 +385,19 @@ class Simulation:
         count = self.rng.randint(0, 3)
         return tuple(b"%s:%d:%d" % (inst.name.encode(), round_, i) for i in range(count))
 
-    def _crash(self, inst: Instance) -> None:
+    def _crash(self, inst: Instance, down_ms: int | None = None, stay_down: bool = False) -> None:
         inst.core = None
         inst.verifier = None
+        inst.election = None
         inst.crash_armed = False
         inst.restarts += 1
         self.stats.crashes += 1
-        lo, hi = self.plan.down_ms
-        self._schedule(self.now_ms + self.rng.randint(lo, hi), "restart", inst)
+        if stay_down:
+            return
+        if down_ms is None:
+            lo, hi = self.plan.down_ms
+            down_ms = self.rng.randint(lo, hi)
+        self._schedule(self.now_ms + down_ms, "restart", inst)
 
     def _crash_some(self) -> None:
         if self._healed:
@@ -388,6 +452,15 @@ class Simulation:
         assert inst.verifier is not None
         try:
             verified = inst.verifier.verify(sender, msg)
+        except WrongProposer as exc:
+            if self.knobs.election == "round-robin":
+                raise Violation(
+                    f"node {inst.name} rejected a message from {sender}: {exc!r}"
+                ) from exc
+            # The sender proposed with an unsettled election (settled ones agree: checked
+            # in _check_leaders), the receiver's is settled. That round is lost, no more.
+            self.stats.wrong_proposer += 1
+            return
         except InvalidMessage as exc:
             raise Violation(f"node {inst.name} rejected a message from {sender}: {exc!r}") from exc
         self._feed(inst, MessageReceived(verified))
@@ -436,11 +509,11 @@ class Simulation:
                 raise Violation(f"node {inst.name} committed a block not extending its log")
             disk.log.append(block.id)
             if inst.honest:
-                known = self._canonical.setdefault(block.height, block.id)
-                if known != block.id:
+                known = self._canonical.setdefault(block.height, block)
+                if known.id != block.id:
                     raise Violation(
                         f"SAFETY: node {inst.name} committed {block.id.hex()[:16]} at height "
-                        f"{block.height}, another honest node committed {known.hex()[:16]}"
+                        f"{block.height}, another honest node committed {known.id.hex()[:16]}"
                     )
         # The runtime stores the new root atomically with the commit.
         disk.root = commit.blocks[-1]
@@ -453,6 +526,21 @@ class Simulation:
         earlier = self._honest_votes.setdefault((inst.key, msg.round), msg.vote_data.block_id)
         if earlier != msg.vote_data.block_id:
             raise Violation(f"SAFETY: honest node {inst.name} voted twice in round {msg.round}")
+
+    def _check_leaders(self, inst: Instance, round_: int) -> None:
+        """Settled honest elections agree: the property reputation's liveness rests on."""
+        election = inst.election
+        assert election is not None
+        for r in (round_, round_ + 1):
+            if not election.settled(r):
+                continue
+            leader = election.leader(r)
+            named = self._leaders.setdefault(r, leader)
+            if named != leader:
+                raise Violation(
+                    f"ELECTION: node {inst.name} names {leader} leader of round {r}, "
+                    f"another settled honest node named {named}"
+                )
 
     def _final_checks(self) -> None:
         logs = [i.disk.log for i in self._honest()]

@@ -42,6 +42,8 @@ def repro_command(seed: int, n: int, knobs: Knobs, safety_ms: int | None) -> str
     parts = ["seqnet sim", f"--seed {seed}", f"--nodes {n}"]
     if knobs.crypto != "fast":
         parts.append(f"--crypto {knobs.crypto}")
+    if knobs.election != "reputation":
+        parts.append(f"--election {knobs.election}")
     if safety_ms is not None:
         parts.append(f"--safety-ms {safety_ms}")
     if knobs.unsafe_skip_vote_rules:

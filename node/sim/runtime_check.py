@@ -28,11 +28,12 @@ from typing import Any
 import structlog
 import trio
 
-import node.runtime as runtime_module
+import node.runtime.member as runtime_module
 from node.net.inbound import InboundQueue
 from node.net.transport import TransportConfig
 from node.payload import decode_committed
 from node.runtime import Node
+from node.runtime.logger import log as runtime_log
 
 
 class Violation(Exception):
@@ -56,32 +57,19 @@ class Failure:
 # the budget is that limit (a breach means it is not enforced); where it has none, a
 # bound a short run must never approach (growth past it is a leak).
 UNLIMITED_BUDGETS: dict[str, int] = {
-    "inflight": 2_000,  # uncommitted blocks tracked for the proposer
-    "waiters": 10_000,  # clients waiting on commits
     "blocks_in_tree": 2_000,  # the core's uncommitted block tree
 }
-RECENT_BLOCKS = 10_000  # the proposer's pacing window (runtime.py)
 
 
 def measure(node: Node, inbound: InboundQueue | None) -> dict[str, tuple[int, int]]:
     """A member's caches and queues: name -> (current size, budget)."""
-    options = node.options
     core = node.core
-    limits = node.mempool.limits
-    sizes = {
-        "inbox": (node._inbox.statistics().current_buffer_used, options.inbox),
-        "inbox_bytes": (node._inbox_bytes, options.inbox_bytes),
-        "verified_bytes": (node._verified.used_bytes, options.verified_cache_bytes),
-        "bad_entries_bytes": (node._bad_entries.used_bytes, options.bad_entry_cache_bytes),
-        "results": (len(node._results), options.result_cache),
-        "recent": (len(node._recent), RECENT_BLOCKS),
-        "mempool": (len(node.mempool), limits.max_items),
-        "mempool_bytes": (node.mempool.size_bytes, limits.max_bytes),
-        "orphans": (len(core._orphans), core._config.max_orphans),
-        "inflight": (len(node._inflight), UNLIMITED_BUDGETS["inflight"]),
-        "waiters": (len(node._waiters), UNLIMITED_BUDGETS["waiters"]),
-        "blocks_in_tree": (core.status().blocks_in_tree, UNLIMITED_BUDGETS["blocks_in_tree"]),
-    }
+    sizes = dict(node.memory())
+    sizes["orphans"] = (len(core._orphans), core._config.max_orphans)
+    sizes["blocks_in_tree"] = (
+        core.status().blocks_in_tree,
+        UNLIMITED_BUDGETS["blocks_in_tree"],
+    )
     if inbound is not None:
         config = TransportConfig()
         sizes["net_inbound_bytes"] = (inbound.buffered_bytes(), config.inbound_bytes)
@@ -255,7 +243,7 @@ def capture_logs(
     )
     # A logger cached under an earlier configuration (node/log.py caches on first use)
     # would bypass this one: drop the runtime's cached binding for the duration.
-    proxy_state = vars(runtime_module.log) if hasattr(runtime_module.log, "__dict__") else {}
+    proxy_state = vars(runtime_log) if hasattr(runtime_log, "__dict__") else {}
     cached_bind = proxy_state.pop("bind", None)
     try:
         yield

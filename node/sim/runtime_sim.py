@@ -46,7 +46,6 @@ import trio
 import trio.testing
 from nacl.signing import SigningKey
 
-import node.runtime as runtime_module
 from consensus.core import CoreConfig
 from consensus.pacemaker import Pacemaker
 from matching.config import Genesis as ExchangeGenesis
@@ -55,7 +54,10 @@ from node.genesis import ConsensusParams, Genesis, Member, NodeSetup, default_ex
 from node.intents import address_of_private_key, place_action, sign_intent
 from node.keys import NodeKeys
 from node.net.transport import TransportConfig
-from node.runtime import DEV_CHAIN_ID, Node, NodeOptions
+from node.runtime import Node, NodeOptions
+from node.runtime.logger import log as runtime_log
+from node.runtime.options import DEV_CHAIN_ID
+from node.runtime.sync import LogSync
 from node.sim.byzantine import ActorPlan, ByzantineActor
 from node.sim.cluster import liveness_round_bound
 from node.sim.runtime_check import (
@@ -281,16 +283,16 @@ def deterministic_trio(seed: int) -> Iterator[None]:
 def unsafe_trusting_sync() -> Iterator[None]:
     """The deliberately broken variant: sync trusts a peer's claimed blocks without
     checking them (neither the chain link nor the QC). The checker must catch it."""
-    original = Node._committed_prefix
+    original = LogSync.committed_prefix
 
-    def trusting(self: Node, records: list[Any], proof: Any) -> int:
+    def trusting(self: LogSync, records: list[Any], proof: Any) -> int:
         return len(records)
 
-    Node._committed_prefix = trusting  # type: ignore[method-assign]
+    LogSync.committed_prefix = trusting  # type: ignore[method-assign]
     try:
         yield
     finally:
-        Node._committed_prefix = original  # type: ignore[method-assign]
+        LogSync.committed_prefix = original  # type: ignore[method-assign]
 
 
 # ---------------------------------------------------------------- the run
@@ -731,7 +733,7 @@ def _probe_log_capture(checker: Checker) -> None:
     """The runtime's logger must reach the checker (a logger cached under an earlier
     structlog configuration would not): contained errors would go unseen."""
     before = checker.stats.warnings.get("sim log probe", 0)
-    runtime_module.log.warning("sim log probe")
+    runtime_log.warning("sim log probe")
     if checker.stats.warnings.get("sim log probe", 0) != before + 1:
         raise RuntimeError("structlog output does not reach the simulator's checker")
 

@@ -37,31 +37,7 @@ SOAK_SEEDS = 2_000  # per mode, with SEQNET_SLOW=1: ~7 min each on two processes
 # ways is an expected failure until the fix lands; any other failure fails the test.
 # LIVENESS failures are keyed by the simulator's diagnosis (runtime_sim._diagnose), RAISED
 # ones by their exception. Remove an entry once the runtime is fixed.
-KNOWN_ISSUES: dict[str, str] = {
-    "LIVENESS guard-above-committee": (
-        "the wipe guard (Node._guard_window) takes the highest round of any one signed "
-        "message: the actor's vote for round 10**6 makes an honest member withhold its "
-        "votes up to that round, and with the actor quiet the committee halts"
-    ),
-    "LIVENESS behind-not-syncing": (
-        "a member whose high QC is current but whose missing ancestors are committed (and "
-        "pruned from its peers' trees) never starts a log sync (_maybe_sync compares with "
-        "high_qc_round) and no peer answers its BlockRequest from storage"
-    ),
-    "LIVENESS stuck-in-sync": (
-        "snapshot sync appends a source's junk chunk and trusts its total, then asks up to "
-        "4 x sources + 64 times for offsets nobody serves, dropping consensus meanwhile"
-    ),
-    "LIVENESS core-behind-log": (
-        "after a snapshot sync that lands on the peers' root, _sync ends without a proven "
-        "tip and does not rebuild the core: the core stays on its old root below the "
-        "engine's height, cannot vote again, and nobody serves the blocks in between"
-    ),
-    "RAISED malformed deposit entry": (
-        "a signed proposal of round current - 1 skips the payload checks; the core persists "
-        "it and _track_inflight's decode_deposit raises out of the consensus task"
-    ),
-}
+KNOWN_ISSUES: dict[str, str] = {}  # none open; the ones found and fixed: docs/SIMULATOR.md
 
 
 def _issue_keys(r: RuntimeSimResult) -> set[str]:
@@ -163,10 +139,11 @@ def test_one_seed_one_run_across_processes() -> None:
 
 
 def test_a_crash_restart_seed_loses_unsynced_writes_and_syncs_back() -> None:
-    """Seed 49: members crash, two of them with power cuts that lose 46 unsynced
-    transactions between them, restart from what survived, and catch up from their
-    peers, one of them by installing a snapshot; the committee goes on."""
-    result = run_seed(49)
+    """Seed 70: members crash, with power cuts that lose unsynced transactions (10 in
+    this run), restart from what survived, and catch up from their peers, one of them by
+    installing a snapshot; the committee goes on. (The seed was chosen for that mix; a
+    change to the runtime's scheduling can move it to another seed.)"""
+    result = run_seed(70)
     assert result.ok, _report(result)
     stats = result.stats
     assert stats.power_losses >= 1 and stats.lost_writes > 0
