@@ -229,6 +229,13 @@ _COUNTER_HELP: Final = {
 
 
 def _node_counters(node: Any) -> Iterator[Metric]:
+    clock = getattr(node, "clock", None)
+    if clock is not None:
+        yield _gauge(
+            "seqnet_clock_offset_ms",
+            "Offset of the committee's clock from this member's (peers' signed timestamps)",
+            clock.offset_ms,
+        )
     counters: dict[str, int] = getattr(node, "counters", {}) or {}
     for name, value in sorted(counters.items()):
         help_text = _COUNTER_HELP.get(name, name.replace("_", " "))

@@ -300,7 +300,7 @@ CATALOGUE: dict[str, Scenario] = {
         ),
         Scenario(
             "clock-skew",
-            "one member's clock 5 s ahead (bound 0.5 s): its proposals get no votes",
+            "one member's clock 5 s ahead: it runs on the committee's time and reports clock_skew",
             _restart_with({"SEQNET_TEST_CLOCK_SKEW_MS": "5000"}, "with its clock 5 s ahead"),
             _restart_honest,
         ),

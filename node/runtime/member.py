@@ -98,6 +98,7 @@ from node.peer_messages import (
     decode_peer_message,
 )
 from node.runtime import queries
+from node.runtime.clock import CommitteeClock
 from node.runtime.execution import ExecutedBlock, Executor
 from node.runtime.intake import Intake
 from node.runtime.logger import log
@@ -135,7 +136,13 @@ class Node:
         """`network` and `clock` are the I/O seam (node/seam.py): by default the TCP
         transport to the members in genesis and the wall clock."""
         self.setup = setup
-        self._clock = clock
+        self.clock = CommitteeClock(
+            lambda: clock() + self.options.clock_skew_ms,
+            me=setup.index,
+            quorum=2 * ((len(setup.genesis.members) - 1) // 3) + 1,
+            alarm_ms=(options or NodeOptions()).clock_alarm_ms,
+            max_correction_ms=(options or NodeOptions()).clock_max_correction_ms,
+        )
         self.options = options = options or NodeOptions()
         genesis = setup.genesis
         if options.byzantine is not None and genesis.chain_id != DEV_CHAIN_ID:
@@ -230,6 +237,7 @@ class Node:
         self._inflight: dict[bytes, tuple[bytes, frozenset[bytes], int, int]] = {}
         # recent blocks: id -> (parent id, carried entries), for the proposer's pacing
         self._recent: OrderedDict[bytes, tuple[bytes, bool]] = OrderedDict()
+        self._block_times: OrderedDict[bytes, int] = OrderedDict()  # proposals seen
         self._joining = False
         self.halted: str | None = None
         self._peer_rounds: dict[int, int] = {}  # peer -> highest round it signed for
@@ -361,7 +369,9 @@ class Node:
             self._joining = False
 
     def now_ms(self) -> int:
-        return self._clock() + self.options.clock_skew_ms
+        """The committee's time as we see it (our clock corrected by the offset peers'
+        signed timestamps show): for block timestamps, round deadlines and nonces."""
+        return self.clock.now_ms()
 
     async def _wal_checkpoints(self) -> None:
         """SQLite's fsyncs, off the event loop: the WAL is copied into the database from
@@ -743,9 +753,28 @@ class Node:
             # way), so it gets the same checks as one we vote for.
             if not await self._proposal_payload_ok(block):
                 return
+            if block.round >= current:
+                self._observe_clock(block)
         event = MessageReceived(verified)
         await self._inbox_reserve(event, len(data))
         await self._inbox_send.send(event)
+
+    def _observe_clock(self, block: Block) -> None:
+        """A current-round proposal's signed timestamp is a reading of its leader's
+        clock (runtime/clock.py); warn when our own turns out to be off."""
+        parent_ms = self._block_times.get(block.qc.block_id)
+        self._block_times[block.id] = block.timestamp_ms
+        if len(self._block_times) > RECENT_BLOCKS:
+            self._block_times.popitem(last=False)
+        was_skewed = self.clock.skewed()
+        self.clock.observe(block.author, block.timestamp_ms, parent_ms)
+        if self.clock.skewed() != was_skewed:
+            log.warning(
+                "clock skew" if not was_skewed else "clock skew gone",
+                offset_ms=self.clock.offset_ms,
+                alarm_ms=self.clock.alarm_ms,
+                alarm="clock_skew" if not was_skewed else None,
+            )
 
     async def _inbox_reserve(self, event: Event, size: int) -> None:
         """The peer messages waiting for the consensus task are bounded in bytes: past
@@ -849,7 +878,7 @@ class Node:
     # ------------------------------------------------------------ API facades
 
     def is_ready(self) -> bool:
-        return self._ready
+        return self._ready and not self.clock.skewed()
 
     def memory(self) -> dict[str, tuple[int, int]]:
         """The member's queues and caches: name -> (size now, its budget), for tests,
@@ -874,6 +903,8 @@ class Node:
             return "halted"
         if self._joining:
             return "catching_up"
+        if self.clock.skewed():
+            return "clock_skew"
         return "ready" if self._ready else "joining"
 
     def status(self) -> dict[str, Any]:
@@ -891,6 +922,7 @@ class Node:
             "peers": len(self.transport.connected_peers()),
             "mempool": len(self.mempool),
             "phase": self._phase(),
+            "clock_offset_ms": self.clock.offset_ms,
             "syncing": self.sync.running,
             "halted": self.halted,
             "vote_guard_round": self._guard_round,

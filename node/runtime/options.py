@@ -30,6 +30,8 @@ class NodeOptions:
     inbox: int = 4096
     inbox_bytes: int = 64 << 20  # consensus messages waiting for the consensus task
     peer_log_interval_s: float = 10.0  # one log line per peer and kind of fault per interval
+    clock_alarm_ms: int = 2_000  # |offset to the committee's clock| past this: alarm
+    clock_max_correction_ms: int = 7 * 24 * 3600 * 1000  # never correct by more
     clock_skew_ms: int = 0  # test-only: pretend our clock is off by this much
     # test-only misbehaviour on dev chains (fault suite): "equivocate" (as leader, also
     # send a conflicting block to half the peers) or "double-vote" (vote twice a round)
