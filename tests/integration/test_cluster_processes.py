@@ -17,6 +17,7 @@ import pytest
 from node.genesis import load_genesis
 from node.intents import Domain, intent_to_json
 from node.localnet import Localnet, down, node_status, start_node, up
+from node.payload import decode_committed
 from node.procs import free_base_port
 from node.storage import open_storage
 from tests.node.cluster import place, trader_key, wait_for
@@ -142,3 +143,37 @@ def test_sigstop_longer_than_several_timeouts_then_catch_up(net: Localnet) -> No
         os.kill(net.nodes[frozen].pid, signal.SIGCONT)
     target = max(heights(net, [0, 2, 3]))
     wait_for(lambda: heights(net, [frozen])[0] >= target, what="frozen node catches up")
+
+
+def test_resubmission_after_kill_9_gets_the_same_answers(net: Localnet) -> None:
+    """Issue 17: a member restarted after kill -9 answers a resubmitted intent that had
+    committed with its real outcome (it rebuilds outcomes from the log it replays), and
+    no intent is committed twice."""
+    domain = domain_of(net)
+    intents = [place(trader_key(i % 5), domain) for i in range(12)]
+    first = []
+    for i, intent in enumerate(intents):
+        first += submit(net, i % 4, [intent], wait=True)
+    assert all(r["height"] is not None for r in first), first
+    victim = 1
+    os.kill(net.nodes[victim].pid, signal.SIGKILL)
+    node = net.nodes[victim]
+    node.pid = start_node(Path(node.config), Path(node.log))
+    net.save()
+    target = max(heights(net, [0, 2, 3]))
+    wait_for(lambda: heights(net, [victim])[0] >= target, what="restarted node catches up")
+    again = submit(net, victim, intents)
+    for before, after in zip(first, again, strict=True):
+        for key in ("id", "status", "code", "height"):
+            assert after.get(key) == before.get(key), (before, after)
+    down(net)
+    genesis_hash = load_genesis(Path(net.folder) / "genesis.toml").genesis_hash()
+    for member in net.nodes:
+        storage = open_storage(Path(member.config).parent / "data", genesis_hash)
+        entries = [
+            entry
+            for _, record in storage.load_committed(1, 1_000_000)
+            for entry in decode_committed(record)[0].payload
+        ]
+        storage.close()
+        assert len(entries) == len(set(entries)) == len(intents), member.name
