@@ -24,6 +24,14 @@ the last durable safety record, the last committed block, the persisted blocks, 
 the proof QC of the last commit. After `Start` the core re-derives any commit above
 `root` that the recovered QCs prove, then syncs with peers.
 
+Leader election (consensus/leader_election.py): pass one `LeaderReputation(n)` to both
+the `Verifier` and the core (default: `RoundRobin`). The core feeds it every block it
+commits, before returning the `Commit`. Before building a core from storage (start, or
+after a sync that moved the root), seed it with the committed log's tail, newest last:
+`election.seed(last election.history_blocks committed blocks)`. The core asks it who
+leads a round to propose, to vote (only for that leader's block) and where to send its
+vote (to everyone while the answer is not settled); safety never depends on the answer.
+
 The core reads no clock (time is `now_ms`), draws no random numbers and does no I/O.
 `BlockRequest`s from peers are answered from the in-memory tree; a runtime with
 older blocks on disk may answer them itself with `block_store.serve_request`.
@@ -130,7 +138,7 @@ class Core:
         self._committee = committee
         self._me = me
         self._config = config = config or CoreConfig()
-        self._election = election or RoundRobin(committee.n)
+        self._election = RoundRobin(committee.n) if election is None else election
         if recovery is None:
             genesis = genesis_block(committee.chain_id)
             recovery = Recovery(SafetyData(), genesis, (), genesis_qc(genesis))
@@ -243,6 +251,8 @@ class Core:
         work = self._work
         if round_ != self._pacemaker.round or not work.payload_asked or work.proposed:
             return
+        if self._election.leader(round_) != self._me:
+            return  # a commit since we asked changed who leads this round
         high_qc = self._store.high_qc
         parent = self._store.get(high_qc.block_id)
         tc = None
@@ -274,6 +284,12 @@ class Core:
         current = self._pacemaker.round
         if block.round > current:
             return  # its QC/TC would have moved us here; unjustified, drop
+        if block.parent_id in self._store and self._election.leader(block.round) != block.author:
+            # With its parent here we have seen the commits its QC proves, as its author
+            # had; without it we may lag, and `_maybe_vote` asks again once it is in.
+            if block.round < current:
+                self._send_sync(sender)
+            return
         # Keep even a late block: the next leader may hold its QC (from the votes) and
         # need the block to extend it.
         status = self._add_block(block, sender)
@@ -338,32 +354,37 @@ class Core:
         if qc.round > store.root.round and qc.block_id not in store:
             self._fetch(qc.block_id, qc.round, source)
         store.observe_qc(qc)
+        committed = False
         if self._config.unsafe_one_chain_commit:
-            self._try_commit(qc.block_id, qc.round, qc)
+            committed = self._try_commit(qc.block_id, qc.round, qc)
         elif qc.certifies_two_chain():
-            self._try_commit(qc.parent_id, qc.parent_round, qc)
+            committed = self._try_commit(qc.parent_id, qc.parent_round, qc)
         self._new_round(self._pacemaker.enter(qc.round + 1, self._now_ms, store.root.round))
+        if committed:
+            self._try_propose()  # the commit may have made us this round's leader
 
     def _observe_tc(self, tc: TimeoutCert, source: int | None) -> None:
         self._observe_qc(tc.high_qc, source)
         self._pacemaker.observe_tc(tc)
         self._new_round(self._pacemaker.enter(tc.round + 1, self._now_ms, self._store.root.round))
 
-    def _try_commit(self, block_id: bytes, round_: int, proof: QuorumCert) -> None:
+    def _try_commit(self, block_id: bytes, round_: int, proof: QuorumCert) -> bool:
         store = self._store
         if round_ <= store.root.round:
-            return
+            return False
         if block_id not in store:
             pending = self._pending_commit
             if pending is None or pending[1] < round_:
                 self._pending_commit = (block_id, round_, proof)
-            return
+            return False
         blocks = store.commit(block_id)
+        self._election.observe_commit(blocks)
         self._out.append(Commit(blocks, proof))
         self._orphans.prune(store.root.round)
         pending = self._pending_commit
         if pending is not None and pending[1] <= store.root.round:
             self._pending_commit = None
+        return True
 
     def _retry_pending_commit(self) -> None:
         pending = self._pending_commit
@@ -411,6 +432,8 @@ class Core:
     def _maybe_vote(self, block: Block, tc: TimeoutCert | None) -> None:
         if block.round != self._pacemaker.round:
             return
+        if block.author != self._election.leader(block.round):
+            return  # by what we have committed now; safety does not depend on it
         if block.timestamp_ms > self._now_ms + self._config.max_clock_skew_ms:
             return  # from too far in our future; others will vote or the round times out
         signed = self._safety.vote(block, tc)
@@ -418,7 +441,16 @@ class Core:
             return
         vote, record = signed
         self._persist(record)
-        next_leader = self._election.leader(block.round + 1)
+        next_round = block.round + 1
+        if not self._election.settled(next_round):
+            # Who leads next may hang on a commit we do not know yet, typically the one
+            # the QC of these very votes proves. Every member aggregates them, so the
+            # leader has the QC whoever it turns out to be (it costs n times the votes,
+            # in the few rounds after a skip).
+            self._broadcast(vote)
+            self._on_vote(vote)
+            return
+        next_leader = self._election.leader(next_round)
         if next_leader == self._me:
             self._on_vote(vote)
         else:

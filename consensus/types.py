@@ -217,10 +217,12 @@ def compute_block_id(
     qc: QuorumCert,
     payload: tuple[bytes, ...],
 ) -> bytes:
-    """The id commits to the header, the parent's QC data and the payload; not to the QC
-    signatures (any quorum certifies the same thing) nor to the proposer's signature."""
+    """The id commits to the header, the parent's QC data and signers, and the payload;
+    not to the signature bytes nor to the proposer's signature. Who signed the QC is part
+    of the agreed history (leader reputation counts those votes as participation: two
+    honest nodes must not hold one block id with two voter sets); the bytes are not."""
     header = [DOMAIN_BLOCK_ID, round_, height, timestamp_ms, author, qc.vote_data.to_wire()]
-    return sha256(pack([*header, payload_digest(payload)]))
+    return sha256(pack([*header, list(qc.signers), payload_digest(payload)]))
 
 
 def block_signing_bytes(chain_id: bytes, block_id: bytes) -> bytes:

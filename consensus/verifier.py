@@ -11,8 +11,17 @@ verified are remembered (bounded, FIFO): the same QC reaches a node inside a pro
 in timeouts, in sync messages and in blocks fetched later, and is checked only once.
 
 What is checked here is everything a message claims by itself: signatures, quorum sizes,
-round arithmetic, the leader of a proposal's round, hash links in a block response. What
-depends on the receiver's state (is it safe to vote for this?) is the core's business.
+round arithmetic, hash links in a block response. What depends on the receiver's state
+(is it safe to vote for this?) is the core's business.
+
+The leader of a proposal's round is checked here only when the election's answer is
+settled (`LeaderElection.settled`): a reputation election depends on what this node has
+committed, and a node that lags would otherwise throw away the very proposal whose QC
+lets it catch up; the core checks again once it has processed that QC. Blocks in a
+block response are not checked against the election at all: each is certified by a QC
+(the requested one by the QC that named it, each parent by its child's), so a quorum has
+already accepted its author, and an old round's leader may be past the election's
+memory or named differently by a node that was behind at the time.
 """
 
 from __future__ import annotations
@@ -104,6 +113,10 @@ class Verifier:
 
     def _verify_proposal(self, proposal: Proposal) -> None:
         block, tc = proposal.block, proposal.tc
+        self._member(block.author, "block author")
+        election = self._election
+        if election.settled(block.round) and block.author != election.leader(block.round):
+            raise WrongProposer(f"{block.author} is not the leader of round {block.round}")
         self.verify_block(block)
         if block.round != block.qc.round + 1 and tc is None:
             raise WrongRound("a proposal not extending the previous round needs a TC")
@@ -148,14 +161,13 @@ class Verifier:
     # ------------------------------------------------------------ parts
 
     def verify_block(self, block: Block) -> None:
-        """A non-genesis block: author is its round's leader, signature, parent QC."""
+        """A non-genesis block: round arithmetic, a member's signature, parent QC. Not
+        its leader: see the module docstring."""
         if block.round == 0 or block.height == 0:
             raise WrongRound("round 0 / height 0 is genesis only; it is never sent")
         if not block.qc.round < block.round:
             raise WrongRound(f"block of round {block.round} above a QC of round {block.qc.round}")
         self._member(block.author, "block author")
-        if block.author != self._election.leader(block.round):
-            raise WrongProposer(f"{block.author} is not the leader of round {block.round}")
         signed = block_signing_bytes(self._committee.chain_id, block.id)
         self._check_sig(block.author, signed, block.signature)
         self.verify_qc(block.qc)

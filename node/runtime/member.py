@@ -51,7 +51,7 @@ from consensus.core import Core, CoreConfig, Recovery
 from consensus.crypto import Ed25519Scheme, Ed25519Signer, sha256
 from consensus.errors import InvalidMessage as ConsensusError
 from consensus.events import Event, MessageReceived, PayloadReady, Start, TimerFired
-from consensus.leader_election import RoundRobin
+from consensus.leader_election import LeaderReputation
 from consensus.safety_data import SafetyData
 from consensus.types import (
     Block,
@@ -81,6 +81,7 @@ from node.net.transport import Peer, Transport, TransportConfig
 from node.payload import (
     TAG_DEPOSIT,
     BadEntry,
+    decode_committed,
     decode_deposit,
     deposit_entry,
     intent_entry,
@@ -155,7 +156,8 @@ class Node:
         self.committee = Committee(
             tuple(m.ed25519_pubkey for m in genesis.members), self.genesis_hash
         )
-        self.election = RoundRobin(self.n)
+        # Leaders from committed history: a member that stopped is skipped (CONSENSUS.md)
+        self.election = LeaderReputation(self.n)
         self.verifier = Verifier(self.committee, Ed25519Scheme(), self.election)
         self.signer = Ed25519Signer(bytes(setup.keys.identity))
         self.core_config = CoreConfig(base_timeout_ms=genesis.consensus.round_timeout_ms)
@@ -305,6 +307,9 @@ class Node:
     # ------------------------------------------------------------ recovery
 
     def _build_core(self, root: tuple[Block, QuorumCert] | None = None) -> Core:
+        """The core at start, or above a synced root: its election learns the committed
+        log's tail, so it names the leaders every up-to-date member names."""
+        self.election.seed(self._committed_tail())
         safety_raw = self.storage.load_safety()
         safety = SafetyData() if safety_raw is None else SafetyData.decode(safety_raw)
         if root is None:
@@ -322,6 +327,14 @@ class Node:
         )
         recovery = Recovery(safety, block, blocks, qc)
         return Core(self.committee, self.me, self.signer, self.core_config, self.election, recovery)
+
+    def _committed_tail(self) -> list[Block]:
+        height = self.storage.committed_height()
+        if not height:
+            return []
+        first = max(1, height - self.election.history_blocks + 1)
+        rows = self.storage.load_committed(first, height - first + 1)
+        return [decode_committed(data)[0] for _, data in rows]
 
     # ------------------------------------------------------------ run
 
@@ -914,6 +927,7 @@ class Node:
             "index": self.me,
             "round": s.round,
             "leader": s.leader,
+            "leader_candidates": list(self.election.candidates(s.round)),
             "high_qc_round": s.high_qc_round,
             "committed_height": self.exec_height,
             "consensus_committed_height": s.committed_height,

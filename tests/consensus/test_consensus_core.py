@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 
 import pytest
 from consensus_testkit import Kit
@@ -212,3 +213,83 @@ def test_cluster_sizes_commit_in_step(n: int, crypto: str) -> None:
     assert stats.min_honest_height >= 20, stats
     logs = {tuple(i.disk.log[:20]) for i in sim.instances}
     assert len(logs) == 1
+
+
+class Scripted:
+    """A leader election whose answers a test sets: round-robin unless `leaders` says
+    otherwise, settled or not as `settled_from` says; it records the commits it is fed."""
+
+    def __init__(self, n: int, leaders: dict[int, int] | None = None, settled_from: int = 0):
+        self.n = n
+        self.leaders = dict(leaders or {})
+        self.settled_from = settled_from  # rounds below this are settled
+        self.committed: list[Block] = []
+
+    def leader(self, round_: int) -> int:
+        return self.leaders.get(round_, round_ % self.n)
+
+    def settled(self, round_: int) -> bool:
+        return round_ < self.settled_from
+
+    def observe_commit(self, blocks: Sequence[Block]) -> None:
+        self.committed.extend(blocks)
+
+    def seed(self, blocks: Sequence[Block]) -> None:
+        self.committed = list(blocks)
+
+
+def test_the_core_feeds_every_commit_to_its_election() -> None:
+    kit = Kit(4)
+    election = Scripted(4, settled_from=10**9)
+    core = Core(kit.committee, 3, kit.signers[3], election=election)
+    core.handle(Start(), 0)
+    chain = kit.chain(5)
+    committed: list[Block] = []
+    for block in chain[1:]:
+        for action in receive(core, block.author, Proposal(block, None)):
+            if isinstance(action, Commit):
+                committed.extend(action.blocks)
+    assert [b.round for b in committed] == [1, 2, 3]
+    assert election.committed == committed
+
+
+def test_no_vote_for_a_proposal_by_whom_the_election_does_not_name() -> None:
+    kit = Kit(4)
+    election = Scripted(4, leaders={1: 2}, settled_from=10**9)
+    core = Core(kit.committee, 3, kit.signers[3], election=election)
+    core.handle(Start(), 0)
+    by_one = kit.block(1, kit.genesis, author=1)
+    assert sent(receive(core, 1, Proposal(by_one, None)), Vote) == []
+    by_two = kit.block(1, kit.genesis, author=2)
+    assert len(sent(receive(core, 2, Proposal(by_two, None)), Vote)) == 1
+
+
+def test_an_unsettled_next_leader_gets_the_vote_from_everyone() -> None:
+    """While the election cannot name the next leader for sure, the vote is broadcast:
+    whoever leads next has the QC (the QC itself usually carries the deciding commit)."""
+    kit = Kit(4)
+    settled = Core(kit.committee, 3, kit.signers[3], election=Scripted(4, settled_from=10**9))
+    settled.handle(Start(), 0)
+    b1 = kit.chain(1)[1]
+    actions = receive(settled, 1, Proposal(b1, None))
+    assert [a.to for a in actions if isinstance(a, Send) and isinstance(a.msg, Vote)] == [2]
+    unsettled = Core(kit.committee, 3, kit.signers[3], election=Scripted(4, settled_from=2))
+    unsettled.handle(Start(), 0)
+    actions = receive(unsettled, 1, Proposal(b1, None))
+    assert [type(a.msg) for a in actions if isinstance(a, Broadcast)] == [Vote]
+    assert not [a for a in actions if isinstance(a, Send) and isinstance(a.msg, Vote)]
+
+
+def test_a_commit_that_changes_the_leader_cancels_our_proposal() -> None:
+    kit = Kit(4)
+    election = Scripted(4, settled_from=10**9)
+    core = Core(kit.committee, 1, kit.signers[1], election=election)
+    (ask,) = [a for a in core.handle(Start(), 0) if isinstance(a, NeedPayload)]
+    election.leaders[ask.round] = 2  # what a commit in between would do
+    assert sent(core.handle(PayloadReady(ask.round, (b"tx",)), 10), Proposal) == []
+
+
+def test_reputation_cluster_commits_in_step() -> None:
+    sim = Simulation(quiet_plan(4), random.Random(0), Knobs(election="reputation"))
+    stats = sim.run()
+    assert stats.min_honest_height >= 20 and stats.wrong_proposer == 0, stats

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import msgpack
 import pytest
 from consensus_testkit import CHAIN_ID, Kit
@@ -80,7 +82,7 @@ def test_round_trip_every_message() -> None:
         assert encode_message(back) == data
 
 
-def test_block_id_binds_content_not_qc_signatures() -> None:
+def test_block_id_binds_content_and_qc_signers_not_signature_bytes() -> None:
     kit = Kit()
     g = kit.genesis
     b1 = kit.block(1, g, payload=(b"x",))
@@ -89,7 +91,11 @@ def test_block_id_binds_content_not_qc_signatures() -> None:
     chain = kit.chain(1)
     qc_a = kit.qc(chain[1], [0, 1, 2])
     qc_b = kit.qc(chain[1], [1, 2, 3])
-    assert kit.block(2, chain[1], qc=qc_a).id == kit.block(2, chain[1], qc=qc_b).id
+    # Who voted is agreed history (leader reputation reads it), so it is in the id ...
+    assert kit.block(2, chain[1], qc=qc_a).id != kit.block(2, chain[1], qc=qc_b).id
+    # ... but not the signature bytes, which a signer could vary without changing who voted.
+    other_bytes = dataclasses.replace(qc_a, signatures=tuple(bytes(64) for _ in range(3)))
+    assert kit.block(2, chain[1], qc=qc_a).id == kit.block(2, chain[1], qc=other_bytes).id
     assert genesis_block(b"other-chain").id != g.id
 
 

@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 from consensus_testkit import Kit
 
+from consensus.crypto import Ed25519Scheme
 from consensus.errors import (
     BadQC,
     BadSignature,
@@ -18,7 +19,9 @@ from consensus.errors import (
     WrongRound,
     WrongSender,
 )
+from consensus.leader_election import RoundRobin
 from consensus.types import BlockResponse, Proposal, QuorumCert, SyncInfo, encode_message
+from consensus.verifier import Verifier
 
 
 @pytest.fixture
@@ -154,3 +157,33 @@ def test_all_errors_are_invalid_message() -> None:
     for error in (BadQC, BadSignature, BadTC, Malformed, UnknownSigner, WrongProposer):
         assert issubclass(error, InvalidMessage)
     assert issubclass(WrongRound, InvalidMessage) and issubclass(WrongSender, InvalidMessage)
+
+
+class _Unsettled(RoundRobin):
+    """Round-robin answers that the node cannot yet vouch for (it lags behind)."""
+
+    def settled(self, round_: int) -> bool:
+        return False
+
+
+def test_the_proposer_is_checked_only_when_the_election_is_settled(kit: Kit) -> None:
+    """A lagging node hands a proposal by an unexpected author to the core, which checks
+    again once it has processed the proposal's QC (which may settle the question)."""
+    chain = kit.chain(2)
+    stranger = Proposal(kit.block(3, chain[2], author=0), None)
+    with pytest.raises(WrongProposer):
+        kit.verifier().verify(0, stranger)
+    lagging = Verifier(kit.committee, Ed25519Scheme(), _Unsettled(kit.n))
+    assert lagging.verify(0, stranger).msg == stranger
+    with pytest.raises(BadSignature):  # everything else is still checked
+        forged = dataclasses.replace(stranger.block, signature=chain[1].signature)
+        lagging.verify(0, Proposal(forged, None))
+
+
+def test_fetched_blocks_are_not_checked_against_the_election(kit: Kit) -> None:
+    """Each block of a response is certified (by the QC that named it, or its child's):
+    a quorum accepted its author, and an old round may be past the election's memory."""
+    chain = kit.chain(1)
+    odd = kit.block(2, chain[1], author=3)  # round 2's leader is 2
+    child = kit.block(3, odd)
+    kit.verifier().verify(1, BlockResponse((child, odd, chain[1])))
