@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
-from node.caches import ITEM_OVERHEAD_BYTES, ByteLRU
+from node.runtime.caches import ITEM_OVERHEAD_BYTES, ByteLRU
 
 
 def test_oldest_items_leave_when_the_byte_budget_is_passed() -> None:
