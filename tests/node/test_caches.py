@@ -1,9 +1,10 @@
-"""Byte-bounded caches (node/caches.py)."""
+"""Byte-bounded caches (node/runtime/caches.py)."""
 
 from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
+
 from node.runtime.caches import ITEM_OVERHEAD_BYTES, ByteLRU
 
 
