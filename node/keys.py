@@ -27,7 +27,7 @@ import coincurve
 from nacl.signing import SigningKey
 
 from node.intents import address_of_private_key, format_address
-from node.storage import fsync_dir
+from node.store.storage import fsync_dir
 
 IDENTITY_KIND: Final = "ed25519"
 SETTLEMENT_KIND: Final = "secp256k1"

@@ -24,7 +24,7 @@ from node.config import ConfigError
 from node.genesis import load_node_setup
 from node.keys import KeyFileError
 from node.runtime import Node, NodeOptions
-from node.storage import CorruptStorage, open_storage
+from node.store.storage import CorruptStorage, open_storage
 
 log = structlog.get_logger("seqnet.node")
 

@@ -3,7 +3,7 @@
 `node.runtime.Node` talks to the network, the clock and the disk only through these
 small interfaces. Production binds them to the authenticated TCP transport
 (node/net/transport.py), the wall clock and SQLite plus the safety file
-(node/storage.py); the runtime simulator (node/sim/runtime_sim.py) binds them to a
+(node/store/storage.py); the runtime simulator (node/sim/runtime_sim.py) binds them to a
 seeded in-memory network, trio's MockClock and an in-memory store that loses unsynced
 writes on a crash. The same runtime code runs above both (TigerBeetle's VOPR and
 FoundationDB's simulator work this way).
@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import trio
 
-from node.storage import WriteBatch
+from node.store.storage import WriteBatch
 
 Clock = Callable[[], int]  # wall-clock milliseconds since the Unix epoch
 
@@ -67,7 +67,7 @@ class PeerNetwork(Protocol):
 
 
 class NodeStorage(Protocol):
-    """What the runtime reads and writes (node/storage.py has both implementations)."""
+    """What the runtime reads and writes (node/store/storage.py has both implementations)."""
 
     def load_meta(self, key: str) -> bytes | None: ...
 

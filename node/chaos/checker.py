@@ -27,7 +27,7 @@ from consensus.types import Block
 from node.chaos.harness import Answer
 from node.intents import Domain
 from node.payload import BadEntry, decode_committed, decode_entry
-from node.storage import CorruptStorage, open_storage
+from node.store.storage import CorruptStorage, open_storage
 
 MAX_LOG_HEIGHT = 10_000_000
 EQUIVOCATION_MARKERS = ("equivocat", "double vote", "double-vote")

@@ -38,7 +38,7 @@ from node.runtime.logger import log
 from node.runtime.outcomes import Outcomes
 from node.runtime.verification import EntryVerifier
 from node.seam import NodeStorage
-from node.storage import WriteBatch
+from node.store.storage import WriteBatch
 
 NO_SIGNER = bytes(20)  # the recorded signer of an entry no trader signed (a deposit)
 _DEPOSIT_TAG = bytes((TAG_DEPOSIT,))

@@ -108,7 +108,7 @@ from node.runtime.outcomes import Outcomes
 from node.runtime.sync import LogSync, Root
 from node.runtime.verification import EntryVerifier
 from node.seam import Clock, NodeStorage, PeerNetwork, wall_ms
-from node.storage import WriteBatch
+from node.store.storage import WriteBatch
 
 # What our own decoders raise on a peer's bad input; anything else is a bug of ours.
 _PEER_ERRORS = (ConsensusError, PeerProtocolError, IntentError, BadEntry, ValueError)
@@ -388,7 +388,7 @@ class Node:
 
     async def _wal_checkpoints(self) -> None:
         """SQLite's fsyncs, off the event loop: the WAL is copied into the database from
-        a worker thread, so no round waits for it (storage.py)."""
+        a worker thread, so no round waits for it (node/store/storage.py)."""
         while True:
             await trio.sleep(self.options.wal_checkpoint_interval_s)
             try:

@@ -66,7 +66,7 @@ from consensus.types import (
 from node.net.framing import pack
 from node.payload import TAG_DEPOSIT, TAG_INTENT, encode_committed
 from node.sim.simnet import SimEndpoint
-from node.storage import MemoryStorage
+from node.store.storage import MemoryStorage
 
 EXTREME_INTS = (-1, -(2**63), 0, 1, 2**31, 2**32, 2**53 + 1, 2**62, 2**63 - 1, 2**63, 2**64 - 1)
 UNENCODABLE_INTS = (2**64, -(2**63) - 1)  # msgpack refuses them: counted, never sent

@@ -1,6 +1,6 @@
 """The runtime simulator's disk: `MemoryStorage` with `SqliteStorage`'s durability.
 
-node/storage.py documents two durability levels, and this store keeps both apart:
+node/store/storage.py documents two durability levels, and this store keeps both apart:
 
 - the safety record is synced before `write` returns (the safety file's `fdatasync`):
   it survives every crash;
@@ -22,7 +22,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from node.storage import MemoryStorage, WriteBatch
+from node.store.storage import MemoryStorage, WriteBatch
 
 
 @dataclass(slots=True)

@@ -19,7 +19,7 @@ from node.intents import Domain, intent_to_json
 from node.localnet import Localnet, down, node_status, start_node, up
 from node.payload import decode_committed
 from node.procs import free_base_port
-from node.storage import open_storage
+from node.store.storage import open_storage
 from tests.node.cluster import place, trader_key, wait_for
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,7 @@ from node.genesis import ConsensusParams, committee_init, load_node_setup
 from node.procs import free_base_port
 from node.runtime import Node, NodeOptions
 from node.runtime.clock import CommitteeClock
-from node.storage import open_storage
+from node.store.storage import open_storage
 from tests.node.cluster import place, trader_key
 
 DAY_MS = 24 * 3600 * 1000

@@ -35,7 +35,7 @@ from node.mempool import PoolItem
 from node.payload import intent_entry
 from node.procs import free_base_port
 from node.runtime import Node, NodeOptions
-from node.storage import open_storage
+from node.store.storage import open_storage
 from seqnet_sdk import Client
 
 VICTIM_KEY = (0x5EC).to_bytes(32, "big")

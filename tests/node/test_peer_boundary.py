@@ -33,7 +33,7 @@ from node.peer_messages import (
     decode_peer_message,
 )
 from node.runtime import Node, NodeOptions
-from node.storage import MemoryStorage
+from node.store.storage import MemoryStorage
 
 # ------------------------------------------------------------------ the decoder
 

@@ -17,7 +17,7 @@ from node.genesis import ConsensusParams, committee_init, load_node_setup
 from node.intents import Entry, IntentError
 from node.procs import free_base_port
 from node.runtime import Node, NodeOptions
-from node.storage import open_storage
+from node.store.storage import open_storage
 from tests.node.cluster import place, trader_key
 
 FAST = NodeOptions(idle_block_interval_ms=40)

@@ -26,7 +26,7 @@ from node.sim.runtime_sim import (
     run_seeds,
 )
 from node.sim.simstore import SimStorage
-from node.storage import WriteBatch
+from node.store.storage import WriteBatch
 
 SWEEP_SEEDS = 100  # per mode: plain and Byzantine, 200 in all
 CHUNK = 25

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from node.storage import (
+from node.store.storage import (
     CorruptStorage,
     MemoryStorage,
     SafetyFile,
