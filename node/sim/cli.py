@@ -10,13 +10,10 @@ Exit status 1 on any violation; each failure prints its seed and repro command.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
-import sys
-import time
 
 from node.sim.cluster import Knobs
-from node.sim.runner import run_seeds
+from node.sim.runner import SimResult, run_seeds
+from node.sim.sweep import report
 
 
 def main(argv: list[str], prog: str = "seqnet sim") -> int:
@@ -62,47 +59,14 @@ def main(argv: list[str], prog: str = "seqnet sim") -> int:
         args.unsafe_amnesia,
         args.election,
     )
-    started = time.perf_counter()
-    failures = 0
-    runs = 0
-    failed: list[dict[str, object]] = []
-    sweep_digest = hashlib.sha256()
-    for result in run_seeds(args.seed, args.seeds, args.nodes, knobs, args.safety_ms, args.jobs):
-        runs += 1
-        sweep_digest.update(bytes.fromhex(result.digest))
-        if args.json:
-            if args.seeds == 1:
-                print(json.dumps(result.to_json(), sort_keys=True))
-            elif not result.ok:
-                failed.append(result.to_json())
-        elif args.verbose or not result.ok or args.seeds == 1:
-            verdict = "ok  " if result.ok else "FAIL"
-            stats = result.stats
-            print(
-                f"{verdict} seed={result.seed} n={result.n} height={stats.min_honest_height} "
-                f"rounds={stats.max_round} crashes={stats.crashes} "
-                f"liveness_rounds={stats.liveness_rounds} digest={result.digest[:16]} "
-                f"({result.wall_s:.2f}s)",
-                flush=True,
-            )
-        if not result.ok:
-            failures += 1
-            print(f"FAIL seed={result.seed}: {result.violation}", file=sys.stderr)
-            print(f"  plan: {result.plan}", file=sys.stderr)
-            print(f"  reproduce: {result.repro}", file=sys.stderr, flush=True)
-            if not args.keep_going:
-                break
-    elapsed = time.perf_counter() - started
-    if not args.json:
-        print(f"{runs} seeds, {failures} failed, {elapsed:.1f}s")
-    elif args.seeds > 1:
-        summary = {
-            "first_seed": args.seed,
-            "seeds": runs,
-            "failed": failures,
-            "failures": failed,
-            "sweep_digest": sweep_digest.hexdigest(),
-            "elapsed_s": round(elapsed, 1),
-        }
-        print(json.dumps(summary, sort_keys=True))
-    return 1 if failures else 0
+    results = run_seeds(args.seed, args.seeds, args.nodes, knobs, args.safety_ms, args.jobs)
+    return report(args, results, _describe, lambda r: str(r.violation))
+
+
+def _describe(result: SimResult) -> str:
+    stats = result.stats
+    return (
+        f"n={result.n} height={stats.min_honest_height} rounds={stats.max_round} "
+        f"crashes={stats.crashes} liveness_rounds={stats.liveness_rounds} "
+        f"digest={result.digest[:16]} ({result.wall_s:.2f}s)"
+    )

@@ -30,9 +30,7 @@ from __future__ import annotations
 import argparse
 import functools
 import hashlib
-import json
 import random
-import sys
 import time
 from collections.abc import Iterator, MutableMapping
 from concurrent.futures import ProcessPoolExecutor
@@ -68,6 +66,7 @@ from node.sim.runtime_check import (
 )
 from node.sim.simnet import NO_BANS, LinkFaults, SimEndpoint, SimNetwork
 from node.sim.simstore import SimStorage
+from node.sim.sweep import report
 
 START_WALL_MS = 1_700_000_000_000  # the virtual wall clock at virtual time 0
 LIVENESS_BLOCKS = 2
@@ -831,53 +830,24 @@ def run_seeds(
 
 def cli_run(args: argparse.Namespace) -> int:
     """`seqnet sim --runtime [--byzantine] --seeds K [--seed S]` (node/sim/cli.py)."""
-    started = time.perf_counter()
-    failures = 0
-    runs = 0
-    failed: list[dict[str, object]] = []
-    sweep_digest = hashlib.sha256()
     results = run_seeds(
         args.seed, args.seeds, args.nodes, args.byzantine, args.unsafe_trust_sync, args.jobs
     )
-    for result in results:
-        runs += 1
-        sweep_digest.update(bytes.fromhex(result.digest))
-        if args.json:
-            if args.seeds == 1:
-                print(json.dumps(result.to_json(), sort_keys=True))
-            elif not result.ok:
-                failed.append(result.to_json())
-        elif args.verbose or not result.ok or args.seeds == 1:
-            stats = result.stats
-            verdict = "ok  " if result.ok else "FAIL"
-            print(
-                f"{verdict} seed={result.seed} n={result.n} heights={stats.heights} "
-                f"crashes={stats.crashes} syncs={stats.syncs}/{stats.snapshot_syncs} "
-                f"actor_sent={stats.actor_sent} liveness_ms={stats.liveness_ms} "
-                f"digest={result.digest[:16]} ({result.wall_s:.2f}s, "
-                f"{result.virtual_s:.1f}s virtual)",
-                flush=True,
-            )
-        if not result.ok:
-            failures += 1
-            print(f"FAIL seed={result.seed}: {result.failure}", file=sys.stderr)
-            print(f"  plan: {result.plan}", file=sys.stderr)
-            if result.traceback:
-                print("  " + result.traceback.rstrip().replace("\n", "\n  "), file=sys.stderr)
-            print(f"  reproduce with: {result.repro}", file=sys.stderr, flush=True)
-            if not args.keep_going:
-                break
-    elapsed = time.perf_counter() - started
-    if not args.json:
-        print(f"{runs} seeds, {failures} failed, {elapsed:.1f}s ({elapsed / runs:.2f}s per seed)")
-    elif args.seeds > 1:
-        summary = {
-            "first_seed": args.seed,
-            "seeds": runs,
-            "failed": failures,
-            "failures": failed,
-            "sweep_digest": sweep_digest.hexdigest(),
-            "elapsed_s": round(elapsed, 1),
-        }
-        print(json.dumps(summary, sort_keys=True))
-    return 1 if failures else 0
+    return report(args, results, _describe, _failure)
+
+
+def _describe(result: RuntimeSimResult) -> str:
+    stats = result.stats
+    return (
+        f"n={result.n} heights={stats.heights} crashes={stats.crashes} "
+        f"syncs={stats.syncs}/{stats.snapshot_syncs} actor_sent={stats.actor_sent} "
+        f"liveness_ms={stats.liveness_ms} digest={result.digest[:16]} "
+        f"({result.wall_s:.2f}s, {result.virtual_s:.1f}s virtual)"
+    )
+
+
+def _failure(result: RuntimeSimResult) -> str:
+    text = str(result.failure)
+    if result.traceback:
+        text += "\n  " + result.traceback.rstrip().replace("\n", "\n  ")
+    return text

@@ -109,7 +109,7 @@ def test_cli_exit_status_and_repro(capsys: pytest.CaptureFixture[str]) -> None:
     assert "3 seeds, 0 failed" in capsys.readouterr().out
     assert sim_main(["--seeds", "100", "--unsafe-one-chain-commit"], prog="seqnet sim") == 1
     err = capsys.readouterr().err
-    assert "reproduce: seqnet sim --seed" in err and "--unsafe-one-chain-commit" in err
+    assert "reproduce with: seqnet sim --seed" in err and "--unsafe-one-chain-commit" in err
 
 
 @pytest.mark.slow
