@@ -46,7 +46,7 @@ class PeerNetwork(Protocol):
     """Links to the other members. Messages are msgpack-able lists `[kind, …]`.
 
     `inbound` yields `(peer index, message)`; a message has only been decoded from
-    msgpack, nothing more: the runtime's peer boundary (node/peer_messages.py) checks it.
+    msgpack, nothing more: the runtime's peer boundary (node/net/messages.py) checks it.
     `send`/`broadcast` never block (a full queue drops the oldest frame)."""
 
     @property

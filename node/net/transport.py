@@ -3,7 +3,7 @@
 The room for moving consensus messages between committee members. It knows the members
 (id → host, port, Ed25519 key, pinned from genesis) and nothing of what the messages
 mean: the consensus layer verifies its own signatures, and the runtime's peer boundary
-(node/peer_messages.py) checks every message's shape. Wire format and handshake:
+(node/net/messages.py) checks every message's shape. Wire format and handshake:
 framing.py, handshake.py, docs/PROTOCOL.md §6. Every limit below is listed, with its
 default and what happens when it is hit, in docs/OPERATIONS.md "Limits and budgets".
 

@@ -9,7 +9,7 @@ The member is wired from parts, one room each (node/runtime/):
 and this module, which drives the consensus core and owns the tasks (one nursery):
 - transport: links to the other members through the I/O seam (node/seam.py; in
   production node/net/transport.py);
-- dispatcher: the peer boundary: every message decoded by node/peer_messages.py, then
+- dispatcher: the peer boundary: every message decoded by node/net/messages.py, then
   consensus messages verified (`consensus.Verifier`, and the payload of a current-round
   proposal by `EntryVerifier`) and queued for the consensus task; a bad message is its
   sender's fault, never the process's;
@@ -77,16 +77,7 @@ from node.genesis import NodeSetup
 from node.intents import IntentError, SignedIntent, unpack_intent
 from node.log import LogGate
 from node.mempool import Mempool
-from node.net.transport import Peer, Transport, TransportConfig
-from node.payload import (
-    TAG_DEPOSIT,
-    BadEntry,
-    decode_committed,
-    decode_deposit,
-    deposit_entry,
-    intent_entry,
-)
-from node.peer_messages import (
+from node.net.messages import (
     SYNC_REPLIES,
     CheckpointSignature,
     ConsensusBytes,
@@ -97,6 +88,15 @@ from node.peer_messages import (
     SnapshotInfoRequest,
     SyncRequest,
     decode_peer_message,
+)
+from node.net.transport import Peer, Transport, TransportConfig
+from node.payload import (
+    TAG_DEPOSIT,
+    BadEntry,
+    decode_committed,
+    decode_deposit,
+    deposit_entry,
+    intent_entry,
 )
 from node.runtime import queries
 from node.runtime.clock import CommitteeClock
@@ -692,7 +692,7 @@ class Node:
     # ------------------------------------------------------------ the peer boundary
 
     async def _dispatcher(self) -> None:
-        """Every peer message passes the typed boundary (node/peer_messages.py), then its
+        """Every peer message passes the typed boundary (node/net/messages.py), then its
         handler. Whatever goes wrong while handling one peer's message is that peer's
         problem: the message is dropped, the peer is penalized (the transport disconnects
         a repeat offender with back-off) and it is logged at most once per interval. The

@@ -21,8 +21,8 @@ import trio
 from consensus.committee import Committee
 from consensus.types import Block, QuorumCert
 from consensus.verifier import Verifier
+from node.net.messages import MAX_SYNC_BLOCKS, SnapshotChunk, SnapshotInfo, SyncReply
 from node.payload import decode_committed
-from node.peer_messages import MAX_SYNC_BLOCKS, SnapshotChunk, SnapshotInfo, SyncReply
 from node.runtime.execution import Executor
 from node.runtime.logger import log
 from node.runtime.options import NodeOptions

@@ -24,7 +24,7 @@ from consensus.types import (
 )
 from consensus.types import genesis_qc as make_genesis_qc
 from node.genesis import ConsensusParams, committee_init, load_node_setup
-from node.peer_messages import (
+from node.net.messages import (
     MAX_HEIGHT,
     PeerProtocolError,
     SnapshotChunk,
