@@ -10,6 +10,7 @@
 
 The transport moves msgpack values between members and knows nothing of what they mean:
 the peer boundary (messages.py) checks each message the runtime takes, and the runtime
-reports a bad one through `Transport.penalize`. docs/PROTOCOL.md §6 has the bytes; docs/OPERATIONS.md
-"Limits and budgets" has every limit, its default and what happens when it is hit.
+reports a bad one through `Transport.penalize`. docs/PROTOCOL.md §6 has the bytes;
+docs/OPERATIONS.md "Limits and budgets" has every limit, its default and what happens
+when it is hit.
 """
