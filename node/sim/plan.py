@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +31,31 @@ class FaultPlan:
     safety_ms: int  # length of the faulty phase before the network heals
     base_timeout_ms: int
     payload_delay_ms: int  # the runtime's batching delay before answering NeedPayload
+
+    @classmethod
+    def calm(cls, n: int, seed: int = 0, **changes: Any) -> FaultPlan:
+        """No faults at all (short delays, no drops, crashes, partitions or skew), for
+        scripted runs and benchmarks; `changes` set any field."""
+        fields: dict[str, Any] = {
+            "seed": seed,
+            "n": n,
+            "twins": (),
+            "silent": (),
+            "crash_gap_ms": 0,
+            "down_ms": (0, 0),
+            "mid_list_crash": False,
+            "drop_permille": 0,
+            "dup_permille": 0,
+            "delay_ms": (1, 5),
+            "tail_permille": 0,
+            "tail_ms": 5,
+            "partition_gap_ms": 0,
+            "skew_ms": 0,
+            "safety_ms": 0,
+            "base_timeout_ms": 100,
+            "payload_delay_ms": 1,
+        }
+        return cls(**(fields | changes))
 
     def describe(self) -> str:
         lo, hi = self.delay_ms

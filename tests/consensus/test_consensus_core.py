@@ -185,25 +185,7 @@ def test_proposal_leaves_before_the_leaders_sync_and_its_vote_after() -> None:
 
 
 def quiet_plan(n: int, seed: int = 0) -> FaultPlan:
-    return FaultPlan(
-        seed=seed,
-        n=n,
-        twins=(),
-        silent=(),
-        crash_gap_ms=0,
-        down_ms=(50, 100),
-        mid_list_crash=False,
-        drop_permille=0,
-        dup_permille=0,
-        delay_ms=(1, 5),
-        tail_permille=0,
-        tail_ms=5,
-        partition_gap_ms=0,
-        skew_ms=0,
-        safety_ms=400,
-        base_timeout_ms=100,
-        payload_delay_ms=1,
-    )
+    return FaultPlan.calm(n, seed, down_ms=(50, 100), safety_ms=400)
 
 
 @pytest.mark.parametrize(("n", "crypto"), [(1, "fast"), (4, "ed25519"), (7, "fast"), (10, "fast")])

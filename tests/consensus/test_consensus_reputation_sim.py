@@ -21,25 +21,7 @@ from node.sim.runner import repro_command, run_seeds
 
 
 def quiet_plan(n: int = 4, seed: int = 0, twins: tuple[int, ...] = ()) -> FaultPlan:
-    return FaultPlan(
-        seed=seed,
-        n=n,
-        twins=twins,
-        silent=(),
-        crash_gap_ms=0,
-        down_ms=(0, 0),
-        mid_list_crash=False,
-        drop_permille=0,
-        dup_permille=0,
-        delay_ms=(1, 5),
-        tail_permille=0,
-        tail_ms=5,
-        partition_gap_ms=0,
-        skew_ms=0,
-        safety_ms=0,
-        base_timeout_ms=100,
-        payload_delay_ms=1,
-    )
+    return FaultPlan.calm(n, seed, twins=twins)
 
 
 def scripted(election: str, outages: list[tuple[int, int, int | None]], end_ms: int) -> Simulation:
