@@ -48,6 +48,7 @@ from consensus.actions import (
 )
 from consensus.committee import Committee
 from consensus.core import Core, CoreConfig, Recovery
+from consensus.core import Status as CoreStatus
 from consensus.crypto import Ed25519Scheme, Ed25519Signer, sha256
 from consensus.errors import InvalidMessage as ConsensusError
 from consensus.events import Event, MessageReceived, PayloadReady, Start, TimerFired
@@ -137,13 +138,6 @@ class Node:
         """`network` and `clock` are the I/O seam (node/seam.py): by default the TCP
         transport to the members in genesis and the wall clock."""
         self.setup = setup
-        self.clock = CommitteeClock(
-            lambda: clock() + self.options.clock_skew_ms,
-            me=setup.index,
-            quorum=2 * ((len(setup.genesis.members) - 1) // 3) + 1,
-            alarm_ms=(options or NodeOptions()).clock_alarm_ms,
-            max_correction_ms=(options or NodeOptions()).clock_max_correction_ms,
-        )
         self.options = options = options or NodeOptions()
         genesis = setup.genesis
         if options.byzantine is not None and genesis.chain_id != DEV_CHAIN_ID:
@@ -155,6 +149,13 @@ class Node:
         self.n = len(genesis.members)
         self.committee = Committee(
             tuple(m.ed25519_pubkey for m in genesis.members), self.genesis_hash
+        )
+        self.clock = CommitteeClock(
+            lambda: clock() + options.clock_skew_ms,
+            me=self.me,
+            quorum=self.committee.quorum,
+            alarm_ms=options.clock_alarm_ms,
+            max_correction_ms=options.clock_max_correction_ms,
         )
         # Leaders from committed history: a member that stopped is skipped (CONSENSUS.md)
         self.election = LeaderReputation(self.n)
@@ -756,10 +757,13 @@ class Node:
             return  # catching up first; the core resyncs with peers once it starts
         verified = self.verifier.decode(peer, data)
         msg = verified.msg
-        self._maybe_sync(peer, msg)
+        qc = _qc_of(msg)
+        if qc is not None:
+            status = self.core.status()  # once per message: it names the round's leader
+            self._maybe_sync(peer, qc, status)
         if isinstance(msg, Proposal):
             block = msg.block
-            current = self.core.status().round
+            current = status.round
             if block.round < current - 1:
                 return  # too late to be certified: no payload work, nothing stored
             # The previous round's block too: the core keeps it (its QC may be on the
@@ -805,18 +809,10 @@ class Node:
             self._inbox_bytes -= size
             self._inbox_drained.set()
 
-    def _maybe_sync(self, peer: int, msg: object) -> None:
+    def _maybe_sync(self, peer: int, qc: QuorumCert, status: CoreStatus) -> None:
         """Start a log sync when a verified QC proves the committee is far ahead of us.
         Heights in a block are only its author's claim, so they never start a sync; a
         QC carries 2f + 1 signatures. `peer` sent it, so it is asked first."""
-        qc: QuorumCert | None = None
-        if isinstance(msg, Proposal):
-            qc = msg.block.qc
-        elif isinstance(msg, TimeoutMsg | SyncInfo):
-            qc = msg.high_qc
-        if qc is None:
-            return
-        status = self.core.status()
         options = self.options
         # Behind in rounds, or current in rounds but not committing: ancestors we lack
         # may be committed and pruned at our peers, so only the committed log brings them.
@@ -825,7 +821,7 @@ class Node:
             or qc.round > status.committed_round + options.sync_commit_lag_rounds
         )
         now = trio.current_time()
-        if behind and now - self._last_sync_start >= self.options.sync_timeout_s:
+        if behind and now - self._last_sync_start >= options.sync_timeout_s:
             self._last_sync_start = now
             assert self._nursery is not None
             self.sync.start(self._nursery, peer)
@@ -986,6 +982,15 @@ class Node:
         if root[0].height > self.core.status().committed_height:
             self.core = self._build_core(root)
             await self._inbox_send.send(Start())
+
+
+def _qc_of(msg: object) -> QuorumCert | None:
+    """The verified QC a message carries (a proposal's parent QC, a high QC)."""
+    if isinstance(msg, Proposal):
+        return msg.block.qc
+    if isinstance(msg, TimeoutMsg | SyncInfo):
+        return msg.high_qc
+    return None
 
 
 def _round_of(msg: object) -> int | None:

@@ -10,6 +10,7 @@ import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -188,28 +189,28 @@ def test_a_dead_member_stops_being_elected_and_returns(net: Localnet) -> None:
     os.kill(net.nodes[dead].pid, signal.SIGKILL)
     live = [0, 1, 2]
 
-    def status(i: int) -> dict[str, object]:
+    def status(i: int) -> dict[str, Any]:
         found = node_status(net.nodes[i].api)
         assert found is not None
         return found
 
     wait_for(
-        lambda: all(dead not in status(i)["leader_candidates"] for i in live),  # type: ignore[operator]
+        lambda: all(dead not in status(i)["leader_candidates"] for i in live),
         60,
         "the dead member leaves every live member's candidates",
     )
-    timeouts = sum(int(status(i)["timeouts"]) for i in live)  # type: ignore[call-overload]
+    timeouts = sum(int(status(i)["timeouts"]) for i in live)
     start = min(heights(net, live))
     wait_for(lambda: min(heights(net, live)) >= start + 40, 60, "40 more blocks")
     # Round-robin timed out about every other round here (the dead member's and the one
     # whose votes went to it): some 60 timer firings over three members for 40 blocks.
     # With it skipped, none should, bar the odd slow round on a loaded machine.
-    assert sum(int(status(i)["timeouts"]) for i in live) - timeouts <= 9  # type: ignore[call-overload]
+    assert sum(int(status(i)["timeouts"]) for i in live) - timeouts <= 9
     node = net.nodes[dead]
     node.pid = start_node(Path(node.config), Path(node.log))
     net.save()
     wait_for(
-        lambda: all(dead in status(i)["leader_candidates"] for i in live),  # type: ignore[operator]
+        lambda: all(dead in status(i)["leader_candidates"] for i in live),
         90,
         "the member is a candidate again once it votes",
     )
