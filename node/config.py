@@ -261,6 +261,9 @@ class NodeConfig:
     # itself. None: one per core this process may use (none with a single core).
     # Members sharing a host share its cores: `committee init` writes cores // members.
     verify_threads: int | None = None
+    # Committed blocks kept below the latest snapshot, for peers that catch up by log
+    # (docs/OPERATIONS.md "Disk"); None: the runtime's default (NodeOptions).
+    history_blocks: int | None = None
 
     def to_toml(self, relative_to: Path | None = None) -> dict[str, Any]:
         """TOML-ready dict; paths are written relative to `relative_to` when given."""
@@ -283,6 +286,8 @@ class NodeConfig:
             extra["chain"] = self.chain.to_toml()
         if self.verify_threads is not None:
             extra["verify_threads"] = self.verify_threads
+        if self.history_blocks is not None:
+            extra["history_blocks"] = self.history_blocks
         return {
             "name": self.name,
             "genesis": rel(self.genesis),
@@ -300,6 +305,9 @@ class NodeConfig:
 
 def _relative(path: Path, base: Path) -> str:
     return os.path.relpath(path, base)
+
+
+MIN_HISTORY_BLOCKS = 1_000  # at least a snapshot interval: peers a little behind use the log
 
 
 def _parse_node_config(table: Table, base: Path) -> NodeConfig:
@@ -331,6 +339,9 @@ def _parse_node_config(table: Table, base: Path) -> NodeConfig:
         verify_threads=None
         if table.optional_raw("verify_threads", None) is None
         else table.integer("verify_threads", 0, MAX_VERIFY_THREADS),
+        history_blocks=None
+        if table.optional_raw("history_blocks", None) is None
+        else table.integer("history_blocks", MIN_HISTORY_BLOCKS, 1 << 40),
     )
     listen.done()
     table.done()

@@ -6,11 +6,17 @@ without a format change:
 
     0x01 ‖ msgpack(signed intent)            (PROTOCOL.md §4 wire form)
     0x02 ‖ msgpack(deposit record)           (PROTOCOL.md §7, from the chain watcher)
+    0x03 ‖ signer_0 ‖ … ‖ signer_{k-1}       (the signers entry: last, 20 bytes each)
 
-Every replica decodes and checks every entry's signature before it votes for a block (a
-cache keyed by the entry bytes makes that free for intents it has already seen). The
-committed log stores, per block, the block's wire form plus the recovered signer of each
-entry, so that replaying the log after a restart costs no signature recoveries.
+A non-empty payload ends with its signers entry: the signer each entry recovers to (an
+intent's key, or 20 zero bytes for a deposit), in payload order. Every replica recovers
+every intent's signer before it votes (a cache keyed by the entry bytes makes that free
+for intents it has already seen) and votes only if the signers entry says the same; so
+the block id, and with it a QC, covers the signers. A member that replays its log, or
+takes blocks from a peer by sync, reads the signers instead of recovering them: catch-up
+costs one QC check per batch, not one recovery per entry (PROTOCOL.md §9.1).
+
+The committed log stores each block's wire form, nothing else.
 """
 
 from __future__ import annotations
@@ -25,7 +31,9 @@ from node.intents import IntentError, SignedIntent, unpack_intent
 
 TAG_INTENT = 0x01
 TAG_DEPOSIT = 0x02
-MAX_SIGNER_BYTES = 20
+TAG_SIGNERS = 0x03
+SIGNER_BYTES = 20
+NO_SIGNER = bytes(SIGNER_BYTES)  # the signer of an entry no trader signed (a deposit)
 U32_MAX = (1 << 32) - 1
 U64_MAX = (1 << 64) - 1
 U256_BYTES = 32
@@ -48,20 +56,43 @@ def decode_entry(entry: bytes) -> SignedIntent:
         raise BadEntry(f"{exc.code}: {exc.message}") from exc
 
 
-def encode_committed(block: Block, signers: list[bytes]) -> bytes:
-    data: bytes = msgpack.packb([block.to_wire(), signers], use_bin_type=True)
+def signers_entry(signers: list[bytes]) -> bytes:
+    """0x03 ‖ the signers, 20 bytes each, in payload order."""
+    return bytes((TAG_SIGNERS,)) + b"".join(signers)
+
+
+def with_signers(entries: list[bytes], signers: list[bytes]) -> tuple[bytes, ...]:
+    """A block payload: the entries, then their signers entry (none when empty)."""
+    return (*entries, signers_entry(signers)) if entries else ()
+
+
+def split_payload(payload: tuple[bytes, ...]) -> tuple[tuple[bytes, ...], list[bytes]]:
+    """(entries, signer of each) of a block payload; BadEntry unless the payload is
+    empty or ends with a signers entry of exactly one signer per entry before it."""
+    if not payload:
+        return (), []
+    last = payload[-1]
+    entries = payload[:-1]
+    if not entries or last[:1] != _SIGNERS_TAG or len(last) != 1 + SIGNER_BYTES * len(entries):
+        raise BadEntry("a payload must end with one signer per entry (tag 0x03)")
+    signers = [last[i : i + SIGNER_BYTES] for i in range(1, len(last), SIGNER_BYTES)]
+    return entries, signers
+
+
+_SIGNERS_TAG = bytes((TAG_SIGNERS,))
+
+
+def encode_committed(block: Block) -> bytes:
+    """A committed-log record: the block's wire form (PROTOCOL.md §9.1)."""
+    data: bytes = msgpack.packb(block.to_wire(), use_bin_type=True)
     return data
 
 
-def decode_committed(data: bytes) -> tuple[Block, list[bytes]]:
-    raw: Any = msgpack.unpackb(data, raw=False)
-    block = Block.from_wire(raw[0])
-    signers = list(raw[1])
-    if len(signers) != len(block.payload) or any(
-        not isinstance(s, bytes) or len(s) != MAX_SIGNER_BYTES for s in signers
-    ):
-        raise ValueError("committed record: signers do not match the payload")
-    return block, signers
+def decode_committed(data: bytes) -> Block:
+    """The block of a committed-log record; its payload splits (`split_payload`)."""
+    block = Block.from_wire(msgpack.unpackb(data, raw=False))
+    split_payload(block.payload)
+    return block
 
 
 # ---------------------------------------------------------------------------------------

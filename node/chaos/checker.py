@@ -63,10 +63,10 @@ def read_node(name: str, data_dir: Path, log: Path, genesis_hash: bytes, domain:
         return node
     try:
         for height, data in storage.load_committed(1, MAX_LOG_HEIGHT):
-            block, _ = decode_committed(data)
+            block = decode_committed(data)
             assert block.height == height, (height, block.height)
             ids = []
-            for raw in block.payload:
+            for raw in block.payload[:-1]:  # the signers entry last
                 try:
                     ids.append(decode_entry(raw).digest(domain).hex())
                 except BadEntry:

@@ -5,7 +5,9 @@
     seqnet chaos --all [--duration 20] [--seed 1] [--json]
 
 Exit status 1 on any violation (a lost acknowledged intent, diverging logs, a duplicate,
-an equivocation, no progress after healing); each failure names its seed.
+an equivocation, no progress after healing); each failure names its seed. Measured
+figures (throughput and latency per phase, capacity, restart times) are printed beside
+the verdict, never judged.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ def _print_row(r: RunResult) -> None:
         print(f"    fault: {fault}")
     for note in r.notes:
         print(f"    note: {note}")
+    for name, value in r.figures.items():
+        print(f"    figure: {name} = {json.dumps(value)}")
     for v in r.violations:
         print(f"    VIOLATION: {v}")
     if r.violations:
@@ -60,9 +64,7 @@ def main(argv: list[str], prog: str = "seqnet chaos") -> int:
         return 0
     if not 5.0 <= args.duration <= 3600.0:
         parser.error("--duration must be in 5..3600 seconds")
-    names = sorted(CATALOGUE) if args.all else [args.scenario]
-    if args.all:
-        names = list(CATALOGUE)
+    names = list(CATALOGUE) if args.all else [args.scenario]
     failed = False
     for name in names:
         result = trio.run(run_scenario, CATALOGUE[name], args.seed, args.duration, args.dir)

@@ -1,7 +1,7 @@
 """A committee of real `seqnet node run` processes behind fault-injecting proxies, a
 bounded load generator that records a history, and the timeline of one chaos run.
 
-Layout of a run folder (kept with `--keep`):
+Layout of a run folder (kept with `--dir`):
 
     genesis.toml            the committee (`committee init`)
     nodeI/config.toml       peer_addresses: member j -> the proxy listener for (I, j)
@@ -16,13 +16,22 @@ Timeline (`Cluster.run_scenario`): start and wait for a first commit; load for t
 duration; at 20% the scenario injects its faults, at 60% it heals; a probe measures the
 seconds until an intent commits again; when the load stops, every member must reach the
 highest acknowledged height; the nodes are stopped and the checker reads their logs.
+Besides its verdict, a run reports figures (`RunResult.figures`): committed intents per
+second and light-load latency (p50/p99) of the healthy phase and of the fault, and what a
+scenario measures itself (a capacity burst, restart times). A fault that takes time to
+settle (a dead member leaving the leader candidates) is measured from when the scenario
+says it settled (`fault_measured_from`); the heal and the end of the load move so that
+phase lasts as long as the healthy one.
+
 Every loop is bounded by count and time; every process started is killed in `close`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
+import math
 import os
 import random
 import resource
@@ -40,7 +49,13 @@ import trio
 from node.chaos.proxy import ProxyNet, serve_listener
 from node.config import HostPort, load_node_config
 from node.genesis import Genesis, committee_init
-from node.intents import address_of_private_key, intent_to_json, place_action, sign_intent
+from node.intents import (
+    SignedIntent,
+    address_of_private_key,
+    intent_to_json,
+    place_action,
+    sign_intent,
+)
 from node.procs import free_base_port, pid_alive, start_node
 
 HOST: Final = "127.0.0.1"
@@ -52,6 +67,18 @@ LOAD_WORKERS: Final = 3
 LOAD_PAUSE_S: Final = 0.05
 MAX_INTENTS_PER_WORKER: Final = 5000
 STOP_TIMEOUT_S: Final = 10.0
+READY_TIMEOUT_S: Final = 60.0
+MAX_BATCH_INTENTS: Final = 500  # per POST (the API takes up to 1,000)
+BURST_SENDERS: Final = 8
+BURST_BATCHES: Final = 8  # per sender
+BURST_BATCH_INTENTS: Final = 50
+BURST_TIMEOUT_MS: Final = 15_000
+# libfaketime as Debian's `faketime` package installs it (any architecture).
+FAKETIME_GLOBS: Final = (
+    "/usr/lib/*/faketime/libfaketime.so.1",
+    "/usr/lib/faketime/libfaketime.so.1",
+    "/usr/local/lib/faketime/libfaketime.so.1",
+)
 
 
 @dataclass
@@ -64,12 +91,21 @@ class Answer:
     answer_s: float
     status: str  # committed | rejected | accepted | timeout | error:…
     height: int | None  # the committed height the node answered, if any
-    probe: bool = False
+    kind: str = "load"  # load (light, one at a time) | probe | burst (capacity) | resubmit
+    code: str | None = None  # the rejection code, if any
 
     @property
     def acknowledged(self) -> bool:
         """The node said it is in the committed log (an engine rejection is committed too)."""
         return self.height is not None and self.status in ("committed", "rejected")
+
+    @property
+    def probe(self) -> bool:
+        return self.kind == "probe"
+
+    @property
+    def latency_ms(self) -> float:
+        return (self.answer_s - self.sent_s) * 1000
 
 
 @dataclass
@@ -98,6 +134,7 @@ class RunResult:
     heights: list[int] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    figures: dict[str, Any] = field(default_factory=dict)  # measured, never a verdict
     skipped: str | None = None
     folder: str = ""
 
@@ -119,6 +156,11 @@ class Cluster:
         self.notes: list[str] = []
         self.faulty: set[int] = set()  # members that may legitimately lag or stop
         self.byzantine: set[int] = set()  # members that misbehave on purpose (not honest)
+        self.violations: list[str] = []  # what a scenario's own checks found
+        self.figures: dict[str, Any] = {}  # what a scenario measured (RunResult.figures)
+        self.fault_measured_from: float | None = None  # run time the fault phase settled
+        self.load_until_s = 0.0  # run time the load stops
+        self.signed: dict[str, SignedIntent] = {}  # every intent sent, by id (resubmission)
         self.t0 = time.monotonic()
         self._pids: set[int] = set()
         self._nonces: dict[int, int] = {}
@@ -208,6 +250,36 @@ class Cluster:
             await _wait_dead(pid, STOP_TIMEOUT_S)
         m.pid = None
 
+    async def stop_member(self, i: int) -> float | None:
+        """SIGTERM member i; the seconds until it exited (SIGKILL and None past
+        STOP_TIMEOUT_S)."""
+        m = self.members[i]
+        if m.pid is None:
+            return None
+        pid, started = m.pid, time.monotonic()
+        self.signal_member(i, signal.SIGTERM)
+        stopped = await _wait_dead(pid, STOP_TIMEOUT_S)
+        if not stopped:
+            await self.kill_member(i)
+        m.pid = None
+        return time.monotonic() - started if stopped else None
+
+    async def wait_status(
+        self,
+        client: httpx.AsyncClient,
+        i: int,
+        predicate: Callable[[dict[str, Any]], bool],
+        timeout_s: float,
+    ) -> dict[str, Any] | None:
+        """Member i's status once `predicate` holds for it; None after `timeout_s`."""
+        with trio.move_on_after(timeout_s):
+            while True:
+                s = await self.status(client, i)
+                if s is not None and predicate(s):
+                    return s
+                await trio.sleep(0.1)
+        return None
+
     def alive(self, i: int) -> bool:
         pid = self.members[i].pid
         return pid is not None and pid_alive(pid)
@@ -274,59 +346,218 @@ class Cluster:
                     await trio.sleep(0.2)
         raise RuntimeError(f"committee did not commit height {min_height} in {timeout_s} s")
 
-    async def submit_one(
-        self, client: httpx.AsyncClient, worker: int, node: int, probe: bool = False
-    ) -> Answer:
-        key = (0x5EC0_0000 + worker).to_bytes(32, "big")
-        nonce = max(self._nonces.get(worker, 0) + 1, time.time_ns() // 1_000_000)
-        self._nonces[worker] = nonce
-        intent = sign_intent(key, address_of_private_key(key), nonce, _PLACE, self.domain)
-        answer = Answer(intent.digest(self.domain).hex(), node, self.now_s(), 0.0, "", None, probe)
-        url = f"{self.members[node].api}/v1/intents?wait=committed&timeout_ms={SUBMIT_TIMEOUT_MS}"
+    def sign(self, key_index: int, count: int) -> list[SignedIntent]:
+        """`count` signed orders of one load key, nonces rising (milliseconds from now).
+        Remembered by id, for resubmission."""
+        key = (0x5EC0_0000 + key_index).to_bytes(32, "big")
+        account = address_of_private_key(key)
+        out = []
+        for _ in range(count):
+            nonce = max(self._nonces.get(key_index, 0) + 1, time.time_ns() // 1_000_000)
+            self._nonces[key_index] = nonce
+            intent = sign_intent(key, account, nonce, _PLACE, self.domain)
+            self.signed[intent.digest(self.domain).hex()] = intent
+            out.append(intent)
+        return out
+
+    async def submit(
+        self,
+        client: httpx.AsyncClient,
+        node: int,
+        intents: list[SignedIntent],
+        kind: str = "load",
+        wait_ms: int | None = SUBMIT_TIMEOUT_MS,
+        record: bool = True,
+    ) -> list[Answer]:
+        """POST a batch to `node` (waiting for the commit unless `wait_ms` is None); one
+        Answer per intent, in order, added to the history when `record`."""
+        assert 0 < len(intents) <= MAX_BATCH_INTENTS
+        sent = self.now_s()
+        answers = [
+            Answer(si.digest(self.domain).hex(), node, sent, 0.0, "", None, kind) for si in intents
+        ]
+        query = "" if wait_ms is None else f"?wait=committed&timeout_ms={wait_ms}"
         try:
             r = await client.post(
-                url,
-                json={"intents": [intent_to_json(intent)]},
-                timeout=SUBMIT_TIMEOUT_MS / 1000 + 2,
+                f"{self.members[node].api}/v1/intents{query}",
+                json={"intents": [intent_to_json(si) for si in intents]},
+                timeout=(wait_ms or 0) / 1000 + 5,
             )
             if r.status_code == 200:
-                result = r.json()["results"][0]
-                answer.status = str(result["status"])
-                height = result.get("height")
-                answer.height = int(height) if height is not None else None
+                results = r.json()["results"]
+                assert len(results) == len(answers), (len(results), len(answers))
+                for answer, result in zip(answers, results, strict=True):
+                    answer.status = str(result["status"])
+                    height = result.get("height")
+                    answer.height = int(height) if height is not None else None
+                    answer.code = result.get("code")
             else:
-                answer.status = f"error:http {r.status_code}"
-        except (httpx.HTTPError, ValueError, KeyError, IndexError) as exc:
-            answer.status = f"error:{type(exc).__name__}"
-        answer.answer_s = self.now_s()
-        self.history.append(answer)
+                for answer in answers:
+                    answer.status = f"error:http {r.status_code}"
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+            for answer in answers:
+                answer.status = f"error:{type(exc).__name__}"
+        done = self.now_s()
+        for answer in answers:
+            answer.answer_s = done
+        if record:
+            self.history += answers
+        return answers
+
+    async def submit_one(
+        self, client: httpx.AsyncClient, worker: int, node: int, kind: str = "load"
+    ) -> Answer:
+        (answer,) = await self.submit(client, node, self.sign(worker, 1), kind)
         return answer
 
-    async def load(self, deadline_s: float) -> None:
-        """LOAD_WORKERS workers, each one intent at a time to a random member, until the
-        deadline (run time in seconds) or MAX_INTENTS_PER_WORKER each."""
+    def running(self) -> list[int]:
+        """Members whose process runs (a paused one counts: clients cannot tell)."""
+        return [i for i in range(self.n) if self.alive(i)]
+
+    async def load(self) -> None:
+        """LOAD_WORKERS workers, each one intent at a time to a random running member (as
+        a client behind a health-checking balancer), until `load_until_s` (run time in
+        seconds; the timeline may move it) or MAX_INTENTS_PER_WORKER each."""
 
         async def worker(w: int) -> None:
             rng = random.Random(self.seed * 1000 + w)
             async with httpx.AsyncClient() as client:
                 for _ in range(MAX_INTENTS_PER_WORKER):
-                    if self.now_s() >= deadline_s:
+                    if self.now_s() >= self.load_until_s:
                         return
-                    await self.submit_one(client, w, rng.randrange(self.n))
+                    node = rng.randrange(self.n)
+                    if not self.alive(node):
+                        node = rng.choice(self.running() or [node])
+                    await self.submit_one(client, w, node)
                     await trio.sleep(LOAD_PAUSE_S)
 
         async with trio.open_nursery() as nursery:
             for w in range(LOAD_WORKERS):
                 nursery.start_soon(worker, w)
 
+    async def capacity(self, nodes: list[int]) -> dict[str, float]:
+        """Committed intents per second at saturation: BURST_SENDERS senders, each posting
+        BURST_BATCHES batches of BURST_BATCH_INTENTS orders (signed beforehand) to `nodes`
+        in turn and waiting for their commit. The light load keeps running meanwhile."""
+        assert nodes
+        batches = [
+            await trio.to_thread.run_sync(
+                self.sign, BURST_KEY + s, BURST_BATCHES * BURST_BATCH_INTENTS
+            )
+            for s in range(BURST_SENDERS)
+        ]
+        acked = 0
+        start = self.now_s()
+
+        async def sender(s: int) -> None:
+            nonlocal acked
+            intents = batches[s]
+            async with httpx.AsyncClient() as client:
+                for b in range(BURST_BATCHES):
+                    node = nodes[(s + b) % len(nodes)]
+                    chunk = intents[b * BURST_BATCH_INTENTS : (b + 1) * BURST_BATCH_INTENTS]
+                    answers = await self.submit(client, node, chunk, "burst", BURST_TIMEOUT_MS)
+                    acked += sum(1 for a in answers if a.acknowledged)
+
+        async with trio.open_nursery() as nursery:
+            for s in range(BURST_SENDERS):
+                nursery.start_soon(sender, s)
+        elapsed = max(self.now_s() - start, 1e-3)
+        sent = BURST_SENDERS * BURST_BATCHES * BURST_BATCH_INTENTS
+        return {
+            "intents": sent,
+            "acknowledged": acked,
+            "seconds": round(elapsed, 3),
+            "committed_per_s": round(acked / elapsed, 1),
+        }
+
+    async def resubmit_acknowledged(self, client: httpx.AsyncClient, node: int) -> int:
+        """Send every acknowledged intent again to `node` (without waiting): each must get
+        its first answer back (same status, height and code), and none may commit twice
+        (the checker reads the logs). Mismatches are violations; returns how many were sent."""
+        first: dict[str, Answer] = {}
+        for a in self.history:
+            if a.acknowledged and a.id not in first:
+                first[a.id] = a
+        ids = list(first)
+        mismatches = []
+        for start in range(0, len(ids), MAX_BATCH_INTENTS):
+            chunk = ids[start : start + MAX_BATCH_INTENTS]
+            again = await self.submit(
+                client, node, [self.signed[i] for i in chunk], "resubmit", None, record=False
+            )
+            for answer in again:
+                before = first[answer.id]
+                seen = (answer.status, answer.height, answer.code)
+                if seen != (before.status, before.height, before.code):
+                    mismatches.append(
+                        f"node{node} answered a resubmitted intent {answer.id[:16]}… with "
+                        f"{seen}, first answer (node{before.node}) "
+                        f"{(before.status, before.height, before.code)}"
+                    )
+        if mismatches:
+            more = f" (and {len(mismatches) - 5} more)" if len(mismatches) > 5 else ""
+            self.violations += mismatches[:5]
+            if more:
+                self.violations.append(
+                    f"{len(mismatches)} resubmitted intents answered differently{more}"
+                )
+        return len(ids)
+
+    async def restart_timed(self, client: httpx.AsyncClient, i: int) -> dict[str, Any]:
+        """Stop member i with SIGTERM and start it again with its data: the seconds it
+        took to exit, and from process start to /healthz 200 and to /readyz 200, at the
+        height it had (its history length). A member not ready within READY_TIMEOUT_S is a
+        violation (with what /readyz said)."""
+        m = self.members[i]
+        s = await self.status(client, i)
+        height = None if s is None else int(s["committed_height"])
+        stop_s = await self.stop_member(i)
+        self.start_member(i)
+        started = time.monotonic()
+        healthz_s = readyz_s = None
+        said = ""
+        with trio.move_on_after(READY_TIMEOUT_S):
+            while readyz_s is None:
+                if not self.alive(i):
+                    break
+                try:
+                    if healthz_s is None:
+                        r = await client.get(f"{m.api}/healthz", timeout=1.0)
+                        if r.status_code == 200:
+                            healthz_s = time.monotonic() - started
+                    if healthz_s is not None:
+                        r = await client.get(f"{m.api}/readyz", timeout=1.0)
+                        said = r.text[:200]
+                        if r.status_code == 200:
+                            readyz_s = time.monotonic() - started
+                except httpx.HTTPError:
+                    pass
+                if readyz_s is None:
+                    await trio.sleep(0.02)
+        if readyz_s is None:
+            state = "running" if self.alive(i) else f"exited: {last_error_line(m.log)}"
+            self.violations.append(
+                f"{m.name} not ready {READY_TIMEOUT_S:.0f} s after a restart ({state}); "
+                f"/readyz said {said or 'nothing'}"
+            )
+        return {
+            "member": m.name,
+            "height": height,
+            "stop_s": None if stop_s is None else round(stop_s, 3),
+            "healthz_s": None if healthz_s is None else round(healthz_s, 3),
+            "readyz_s": None if readyz_s is None else round(readyz_s, 3),
+        }
+
     async def probe_recovery(self, since_s: float) -> float | None:
-        """Seconds from `since_s` until an intent sent to a healthy member commits."""
+        """Seconds from `since_s` until an intent sent to a healthy member commits (within
+        RECOVERY_TIMEOUT_S of now: a heal step that measures something may take longer)."""
         healthy = [i for i in range(self.n) if i not in self.faulty] or list(range(self.n))
         async with httpx.AsyncClient() as client:
-            deadline = since_s + RECOVERY_TIMEOUT_S
+            deadline = max(since_s, self.now_s()) + RECOVERY_TIMEOUT_S
             while self.now_s() < deadline:
                 node = self.rng.choice(healthy)
-                answer = await self.submit_one(client, LOAD_WORKERS, node, probe=True)
+                answer = await self.submit_one(client, LOAD_WORKERS, node, "probe")
                 if answer.acknowledged:
                     return round(answer.answer_s - since_s, 3)
                 await trio.sleep(0.1)
@@ -353,6 +584,7 @@ class Cluster:
 
 
 _PLACE: Final = place_action(0, "buy", 3_000_000, 10**6)
+BURST_KEY: Final = 1_000  # load keys: workers 0.., the probe LOAD_WORKERS, bursts from here
 
 
 async def _wait_dead(pid: int, timeout_s: float) -> bool:
@@ -389,14 +621,25 @@ async def run_timeline(
     duration = result.duration_s
     start = cluster.now_s()
     inject_at, heal_at, end_at = (start + duration * f for f in (0.2, 0.6, 1.0))
+    cluster.load_until_s = end_at
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(cluster.load, end_at)
+        nursery.start_soon(cluster.load)
         async with httpx.AsyncClient() as client:
+            height_start = max(await cluster.heights(client))
             await trio.sleep(max(0.0, inject_at - cluster.now_s()))
             fault_start = cluster.now_s()
+            height_fault = max(await cluster.heights(client))
             await inject(cluster, client)
+            if cluster.fault_measured_from is not None:
+                # A fault that takes time to settle gets a measured phase as long as the
+                # healthy one; the heal and the end of the load move by as much.
+                late = cluster.fault_measured_from + (fault_start - start) - heal_at
+                if late > 0:
+                    heal_at += late
+                    cluster.load_until_s += late
             await trio.sleep(max(0.0, heal_at - cluster.now_s()))
             fault_end = cluster.now_s()
+            height_heal = max(await cluster.heights(client))
             await heal(cluster, client)
             cluster.record_fault("healed")
             recovery = await cluster.probe_recovery(fault_end)
@@ -410,10 +653,83 @@ async def run_timeline(
         result.violations.append(
             "no intent committed during the fault although at most f members were faulty"
         )
+    # The fault phase is measured from when the scenario says it settled (the fault
+    # injected, a dead leader skipped), else from the injection.
+    measured_from = cluster.fault_measured_from or fault_start
+    result.figures["light_load"] = {
+        "healthy": light_load(cluster.history, start, fault_start),
+        "fault": light_load(cluster.history, measured_from, fault_end),
+    }
+    result.figures["blocks_per_s"] = {
+        "healthy": round((height_fault - height_start) / max(fault_start - start, 1e-3), 2),
+        "fault": round((height_heal - height_fault) / max(fault_end - fault_start, 1e-3), 2),
+    }
+    result.figures.update(cluster.figures)
     result.heights = await cluster.converge(CONVERGE_TIMEOUT_S)
     for m in cluster.members:
         if m.pid is not None and not cluster.alive(m.index):
             result.violations.append(f"{m.name} died: {last_error_line(m.log)}")
+    result.violations += cluster.violations
+
+
+def light_load(history: list[Answer], start_s: float, end_s: float) -> dict[str, Any]:
+    """The light load's answers sent and answered within [start_s, end_s): intents
+    committed per second and their latency (wait=committed round trip)."""
+    acked = [
+        a
+        for a in history
+        if a.kind == "load" and a.acknowledged and start_s <= a.sent_s and a.answer_s < end_s
+    ]
+    latencies = sorted(a.latency_ms for a in acked)
+    return {
+        "seconds": round(end_s - start_s, 2),
+        "acknowledged": len(acked),
+        "committed_per_s": round(len(acked) / max(end_s - start_s, 1e-3), 1),
+        "latency_ms_p50": percentile(latencies, 50),
+        "latency_ms_p99": percentile(latencies, 99),
+    }
+
+
+def percentile(ordered: list[float], q: float) -> float | None:
+    """Nearest-rank percentile of sorted values (None for none)."""
+    if not ordered:
+        return None
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return round(ordered[rank - 1], 1)
+
+
+def faketime_library() -> str | None:
+    """libfaketime's preload library, if installed (Debian: `apt-get install faketime`)."""
+    for pattern in FAKETIME_GLOBS:
+        found = sorted(glob.glob(pattern))
+        if found:
+            return found[0]
+    return None
+
+
+FAKETIME_MISSING: Final = (
+    "libfaketime not installed (apt-get install faketime): no process with a wrong clock"
+)
+
+
+def faketime_env(offset: str) -> dict[str, str]:
+    """The environment that runs a process with its wall clock `offset` off ("-5s",
+    "+3d": libfaketime's relative offsets). Only the wall clock (CLOCK_REALTIME, which
+    time.time() reads) is faked: trio's deadlines and timeouts run on CLOCK_MONOTONIC,
+    which libfaketime would otherwise shift too, to a reading derived from the faked wall
+    clock; a broken NTP moves the wall clock, never the monotonic one. File timestamps
+    stay real (NO_FAKE_STAT). FAKETIME_NO_CACHE is not needed: it re-reads a faketime
+    file, and the offset here comes from the environment, fixed for the process."""
+    library = faketime_library()
+    if library is None:
+        raise RuntimeError(FAKETIME_MISSING)
+    return {
+        "LD_PRELOAD": library,
+        "FAKETIME": offset,
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1",  # libfaketime >= 0.9.9
+        "DONT_FAKE_MONOTONIC": "1",  # its name before 0.9.9
+        "NO_FAKE_STAT": "1",
+    }
 
 
 def last_error_line(log: Path) -> str:

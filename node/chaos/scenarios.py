@@ -13,15 +13,19 @@ import shutil
 import signal
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import trio
 
 from node.chaos.checker import check, read_node
 from node.chaos.harness import (
+    FAKETIME_MISSING,
     Cluster,
     RunResult,
     Step,
+    faketime_env,
+    faketime_library,
     last_error_line,
     make_run_folder,
     run_timeline,
@@ -31,6 +35,10 @@ from node.chaos.proxy import LinkFaults
 NODES = 4
 WAL_TRUNCATE_BYTES = 100
 DISK_LIMIT_HEADROOM_BYTES = 256 * 1024
+SETTLE_TIMEOUT_S = 30.0  # a dead member leaves the leader candidates (reputation window)
+CATCH_UP_TIMEOUT_S = 30.0
+SKEW_DETECT_TIMEOUT_S = 30.0
+SLOW_CLOCK = "-5s"
 
 
 @dataclass(frozen=True)
@@ -221,6 +229,134 @@ async def _restart_honest(cluster: Cluster, client: httpx.AsyncClient) -> None:
         cluster.record_fault(f"node{i} restarted honest, with its data")
 
 
+# ---------------------------------------------------------------- measured faults
+
+
+async def _candidates_without(cluster: Cluster, client: httpx.AsyncClient, gone: int) -> bool:
+    live = [i for i in cluster.running() if i != gone]
+    for i in live:
+        s = await cluster.status(client, i)
+        if s is None or gone in s.get("leader_candidates", [gone]):
+            return False
+    return bool(live)
+
+
+async def _one_down(cluster: Cluster, client: httpx.AsyncClient) -> None:
+    """Capacity of the healthy committee, then kill -9 one member and wait until the
+    others stopped electing it (leader reputation): the fault phase is measured from
+    there, the steady state of a committee with one member down."""
+    everyone = list(range(cluster.n))
+    cluster.figures["capacity"] = {"healthy": await cluster.capacity(everyone)}
+    victim = cluster.rng.randrange(cluster.n)
+    cluster.faulty.add(victim)
+    await cluster.kill_member(victim)
+    killed = cluster.now_s()
+    cluster.record_fault(f"kill -9 node{victim}; it stays down until heal")
+    with trio.move_on_after(SETTLE_TIMEOUT_S):
+        while not await _candidates_without(cluster, client, victim):
+            await trio.sleep(0.2)
+    settled = cluster.now_s()
+    cluster.figures["settle_s"] = round(settled - killed, 2)
+    cluster.record_fault(f"node{victim} out of every live member's leader candidates")
+    cluster.fault_measured_from = settled
+
+
+async def _one_down_heal(cluster: Cluster, client: httpx.AsyncClient) -> None:
+    live = cluster.running()
+    capacity = cluster.figures["capacity"]
+    capacity["one_down"] = await cluster.capacity(live)
+    healthy = capacity["healthy"]["committed_per_s"]
+    capacity["ratio"] = round(capacity["one_down"]["committed_per_s"] / max(healthy, 1e-3), 2)
+    await _restart_dead(cluster, client)
+
+
+async def _slow_clock_and_crash(cluster: Cluster, client: httpx.AsyncClient) -> None:
+    """Issue 17's scenario: a member 5 s slow (libfaketime) used to send no votes at all,
+    so one more member crashing stopped the committee. Now the slow member runs on the
+    committee's time: with another member dead, the committee needs its votes."""
+    slow = await _follower(cluster, client)
+    crashed = cluster.rng.choice([i for i in range(cluster.n) if i != slow])
+    await cluster.kill_member(slow)
+    cluster.start_member(slow, env=faketime_env(SLOW_CLOCK))
+    cluster.record_fault(f"node{slow} restarted with its clock {SLOW_CLOCK} (libfaketime)")
+    status = await cluster.wait_status(
+        client, slow, lambda s: s.get("phase") == "clock_skew", SKEW_DETECT_TIMEOUT_S
+    )
+    if status is None:
+        cluster.violations.append(
+            f"node{slow} (clock {SLOW_CLOCK}) never reported phase clock_skew"
+        )
+        return
+    cluster.notes.append(f"node{slow}: clock_offset_ms {status['clock_offset_ms']}")
+    cluster.faulty.add(crashed)
+    await cluster.kill_member(crashed)
+    cluster.record_fault(f"kill -9 node{crashed}: the committee now needs node{slow}'s votes")
+    cluster.fault_measured_from = cluster.now_s()
+    cluster.figures["slow_member"] = {"node": slow, "votes_sent_at_crash": status["votes_sent"]}
+
+
+async def _slow_clock_heal(cluster: Cluster, client: httpx.AsyncClient) -> None:
+    slow = cluster.figures.get("slow_member")
+    if slow is not None:
+        since = cluster.fault_measured_from or 0.0
+        acked = sum(1 for a in cluster.history if a.acknowledged and a.sent_s >= since)
+        status = await cluster.status(client, slow["node"])
+        votes = None if status is None else int(status["votes_sent"])
+        slow.update(votes_sent_at_heal=votes, acknowledged_after_crash=acked)
+        if not acked:
+            cluster.violations.append(
+                f"nothing committed after the crash with node{slow['node']} {SLOW_CLOCK} slow"
+            )
+        if votes is None or votes <= slow["votes_sent_at_crash"]:
+            cluster.violations.append(f"node{slow['node']} sent no votes after the crash")
+    await _restart_dead(cluster, client)
+
+
+async def _kill_any(cluster: Cluster, client: httpx.AsyncClient) -> None:
+    victim = cluster.rng.randrange(cluster.n)
+    cluster.faulty.add(victim)
+    await cluster.kill_member(victim)
+    cluster.record_fault(f"kill -9 node{victim}; it stays down until heal")
+
+
+async def _restart_and_resubmit(cluster: Cluster, client: httpx.AsyncClient) -> None:
+    """Restart the killed member with its data; once it has every acknowledged height,
+    resubmit every acknowledged intent to it: the intents committed before the kill it
+    knows from its own log, those committed while it was down from its peers."""
+    await _restart_dead(cluster, client)
+    for i in sorted(cluster.faulty):
+        target = max((a.height or 0 for a in cluster.history if a.acknowledged), default=0)
+
+        def caught_up(s: dict[str, Any], target: int = target) -> bool:
+            return int(s["committed_height"]) >= target
+
+        status = await cluster.wait_status(client, i, caught_up, CATCH_UP_TIMEOUT_S)
+        if status is None:
+            cluster.violations.append(f"node{i} did not reach height {target} after restart")
+            continue
+        started = cluster.now_s()
+        sent = await cluster.resubmit_acknowledged(client, i)
+        cluster.record_fault(f"resubmitted {sent} acknowledged intents to node{i}")
+        cluster.figures["resubmitted"] = {
+            "intents": sent,
+            "seconds": round(cluster.now_s() - started, 3),
+        }
+
+
+async def _timed_restart(cluster: Cluster, client: httpx.AsyncClient) -> None:
+    """SIGTERM a follower and start it again, timed (process start to /readyz 200). At
+    the injection and again at heal (the same member): two history lengths of one run."""
+    earlier = cluster.figures.setdefault("restarts", [])
+    victim = earlier[0]["index"] if earlier else await _follower(cluster, client)
+    cluster.faulty.add(victim)
+    timing = {"index": victim, **await cluster.restart_timed(client, victim)}
+    earlier.append(timing)
+    cluster.record_fault(
+        f"SIGTERM node{victim} at height {timing['height']}, restarted: "
+        f"ready after {timing['readyz_s']} s"
+    )
+
+
 CATALOGUE: dict[str, Scenario] = {
     s.name: s
     for s in (
@@ -305,6 +441,35 @@ CATALOGUE: dict[str, Scenario] = {
             _restart_honest,
         ),
         Scenario(
+            "one-down",
+            "kill -9 one member until heal: capacity and light-load latency with one down "
+            "against the same run's healthy phase",
+            _one_down,
+            _one_down_heal,
+        ),
+        Scenario(
+            "slow-clock-crash",
+            "one member's clock 5 s slow (libfaketime), then another member killed: the slow "
+            "one's votes keep the committee committing",
+            _slow_clock_and_crash,
+            _slow_clock_heal,
+            skip=None if faketime_library() else FAKETIME_MISSING,
+        ),
+        Scenario(
+            "resubmit",
+            "kill -9 a member; restart it; every acknowledged intent resubmitted to it gets "
+            "its first answer, none commits twice",
+            _kill_any,
+            _restart_and_resubmit,
+        ),
+        Scenario(
+            "restart-timed",
+            "SIGTERM and restart a follower at 20 % and at 60 % of the run: seconds from "
+            "process start to /readyz 200 at two history lengths",
+            _timed_restart,
+            _timed_restart,
+        ),
+        Scenario(
             "byzantine",
             "one member equivocates as leader and double-votes (test-only switch, dev chain)",
             _restart_with(
@@ -317,7 +482,15 @@ CATALOGUE: dict[str, Scenario] = {
     )
 }
 
-SHORT_CATALOGUE = ("kill-leader", "partition-leader", "pause", "delay-jitter", "byzantine")
+SHORT_CATALOGUE = (
+    "kill-leader",
+    "partition-leader",
+    "pause",
+    "delay-jitter",
+    "byzantine",
+    "one-down",
+    "resubmit",
+)
 
 
 async def run_scenario(

@@ -11,6 +11,15 @@ latest offset `timestamp - local now` per member and uses the median of those, o
 ones, and with fewer it trusts its own clock). Network delay makes an offset look a few
 milliseconds smaller than it is; the skew alarm is in seconds.
 
+Two guards keep the measure honest over months. A leader's timestamp is its *corrected*
+clock, so members that all corrected by what they measured would feed each other's
+delivery delay back, a millisecond a block, until every one of them raised the alarm
+(seen: -2 s after 1,800 blocks). So there is a dead band: a median within `alarm_ms / 2`
+is no evidence that our clock is off, and the member uses its own clock as it is. Only a
+member really off by more corrects, and the others, on their own clocks, never move
+because of it. And a sample expires after `sample_ttl_ms`: a member that stopped
+proposing (crashed, or cut off) no longer votes on our time.
+
 A member whose offset passes `alarm_ms` says so: a warning in the log, the
 `clock_offset_ms` gauge, and `/readyz` 503 `clock_skew` until it is fixed. It keeps
 voting on the committee's time meanwhile, within `max_correction_ms`.
@@ -31,13 +40,17 @@ class CommitteeClock:
         quorum: int,
         alarm_ms: int,
         max_correction_ms: int,
+        sample_ttl_ms: int = 60_000,
     ) -> None:
         self._local_ms = local_ms
         self._me = me
         self._quorum = quorum  # 2f + 1: samples needed before correcting
         self.alarm_ms = alarm_ms
         self._max_correction_ms = max_correction_ms
-        self._samples: dict[int, int] = {}  # member -> latest offset (ms)
+        self._dead_band_ms = alarm_ms // 2
+        self._sample_ttl_ms = sample_ttl_ms
+        # member -> (latest offset, our clock when it was taken), in ms
+        self._samples: dict[int, tuple[int, int]] = {}
         self.offset_ms = 0
 
     def now_ms(self) -> int:
@@ -53,11 +66,20 @@ class CommitteeClock:
             return
         if parent_timestamp_ms is not None and timestamp_ms <= parent_timestamp_ms + 1:
             return
-        self._samples[member] = timestamp_ms - self._local_ms()
-        if len(self._samples) + 1 >= self._quorum:
-            # Our own clock counts as one sample (offset 0): with 2f + 1 readings, the
-            # median lies between honest ones whatever f of them say.
-            median = int(statistics.median([0, *self._samples.values()]))
+        local = self._local_ms()
+        self._samples[member] = (timestamp_ms - local, local)
+        expired = [m for m, (_, at) in self._samples.items() if local - at > self._sample_ttl_ms]
+        for m in expired:
+            del self._samples[m]
+        if len(self._samples) + 1 < self._quorum:
+            self.offset_ms = 0  # too few readings: our own clock
+            return
+        # Our own clock counts as one sample (offset 0): with 2f + 1 readings, the median
+        # lies between honest ones whatever f of them say.
+        median = int(statistics.median([0, *(o for o, _ in self._samples.values())]))
+        if abs(median) <= self._dead_band_ms:
+            self.offset_ms = 0
+        else:
             bound = self._max_correction_ms
             self.offset_ms = max(-bound, min(bound, median))
 

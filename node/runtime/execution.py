@@ -2,10 +2,16 @@
 
 Every path that applies a block goes through here: blocks the core commits, blocks taken
 by log sync, and the committed log replayed at start-up. Each applied block is appended to
-the committed log (with the signer of each entry, so a replay needs no recovery), seals a
-checkpoint at every checkpoint-interval height, records the intents' outcomes and wakes
-the block listeners (indexer, streams, metrics). Heights at or below `height` are
-skipped, which makes a `Commit` replayed after a crash harmless.
+the committed log, seals a checkpoint at every checkpoint-interval height, records the
+intents' outcomes and wakes the block listeners (indexer, streams, metrics). Heights at
+or below `height` are skipped, which makes a `Commit` replayed after a crash harmless.
+No path recovers a signature: a committed block's signers entry names them
+(node/payload.py).
+
+A member snapshot (taken at the same heights by every member, so that f + 1 of them can
+vouch for one) is msgpack([SNAPSHOT_FORMAT, engine snapshot, outcome rows]): the intents'
+outcomes are replicated state too, so a member restored from a snapshot answers a
+resubmission as the others do.
 """
 
 from __future__ import annotations
@@ -27,12 +33,14 @@ from node.chain.watcher import ChainWatcher
 from node.genesis import Genesis
 from node.mempool import Mempool
 from node.payload import (
+    NO_SIGNER,
     TAG_DEPOSIT,
     decode_committed,
     decode_deposit,
     decode_entry,
     deposit_engine_entry,
     encode_committed,
+    split_payload,
 )
 from node.runtime.logger import log
 from node.runtime.outcomes import Outcomes
@@ -40,8 +48,8 @@ from node.runtime.verification import EntryVerifier
 from node.seam import NodeStorage
 from node.store.storage import WriteBatch
 
-NO_SIGNER = bytes(20)  # the recorded signer of an entry no trader signed (a deposit)
 _DEPOSIT_TAG = bytes((TAG_DEPOSIT,))
+SNAPSHOT_FORMAT = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +82,7 @@ class Executor:
         outcomes: Outcomes,
         mempool: Mempool,
         snapshot_interval_blocks: int,
+        history_blocks: int,
         counters: dict[str, int],
     ) -> None:
         self._genesis = genesis
@@ -83,6 +92,7 @@ class Executor:
         self._outcomes = outcomes
         self._mempool = mempool
         self._snapshot_interval = snapshot_interval_blocks
+        self._history_blocks = history_blocks
         self._counters = counters
         self._listeners: list[Callable[[ExecutedBlock], None]] = []
         self.watcher: ChainWatcher | None = None
@@ -94,23 +104,23 @@ class Executor:
     # ------------------------------------------------------------ start-up
 
     def _restore(self) -> tuple[Engine, int]:
-        """The latest snapshot, then the committed log above it, replayed with the
-        recorded signers (no recovery). Outcomes are recorded as they are live."""
+        """The latest snapshot (engine and outcomes), then the committed log above it,
+        replayed with the signers its blocks name (no recovery)."""
         snap = self._storage.latest_snapshot()
         if snap is None:
             engine, height = Engine(self._genesis.exchange), 0
         else:
             height, data = snap
-            engine = Engine.restore(data)
+            engine = self._load_snapshot(data)
         replayed = 0
         # The outcomes of the last blocks (as many entries as Outcomes keeps): their ids
         # are computed once the replay is done, so a long log costs no digests.
         tail: deque[tuple[int, tuple[bytes, ...], list[list[EngineEvent]]]] = deque()
         tail_entries = 0
         for h, record in self._storage.iter_committed(height + 1):
-            block, signers = decode_committed(record)
+            block = decode_committed(record)
             assert block.height == h, f"committed log height {h} holds block height {block.height}"
-            entries = [_recorded_entry(e, s) for e, s in zip(block.payload, signers, strict=True)]
+            entries = [e.engine_entry for e in self.committed_entries(block, with_ids=False)]
             result = self._run_block(engine, block, entries, live=False)
             tail.append((h, block.payload, result.events))
             tail_entries += len(block.payload)
@@ -122,13 +132,28 @@ class Executor:
         for h, payload, events in tail:
             ids = [
                 None if raw[:1] == _DEPOSIT_TAG else decode_entry(raw).digest(domain)
-                for raw in payload
+                for raw in payload[:-1]  # the signers entry last
             ]
             self._outcomes.record(h, ids, events)
         log.info(
             "engine restored", height=height, from_snapshot=snap is not None, replayed=replayed
         )
         return engine, height
+
+    def _load_snapshot(self, data: bytes) -> Engine:
+        """A member snapshot: the engine, and the outcomes into `self._outcomes`."""
+        version, engine_data, outcomes = msgpack.unpackb(data, raw=False)
+        if version != SNAPSHOT_FORMAT:
+            raise ValueError(f"member snapshot format {version} (this build reads 1)")
+        engine = Engine.restore(engine_data)
+        self._outcomes.load(outcomes)
+        return engine
+
+    def _snapshot(self) -> bytes:
+        data: bytes = msgpack.packb(
+            [SNAPSHOT_FORMAT, self.engine.snapshot(), self._outcomes.dump()], use_bin_type=True
+        )
+        return data
 
     # ------------------------------------------------------------ applying blocks
 
@@ -144,54 +169,78 @@ class Executor:
         fresh = [b for b in blocks if b.height > self.height]
         if not fresh:
             return
+        root = msgpack.packb([fresh[-1].to_wire(), proof.to_wire()], use_bin_type=True)
+        # The consensus blocks up to the new root are in the committed log now: stored once.
+        await self._apply_all(fresh, {"root": root}, prune_rounds_below=fresh[-1].round + 1)
+
+    async def commit_synced(self, blocks: Sequence[Block]) -> None:
+        """Blocks proven committed by sync (each extends the last executed one): applied
+        and written in one batch, one write for the whole batch."""
+        fresh = [b for b in blocks if b.height > self.height]
+        await self._apply_all(fresh, {})
+
+    async def _apply_all(
+        self, blocks: Sequence[Block], meta: dict[str, bytes], prune_rounds_below: int | None = None
+    ) -> None:
+        """Apply `blocks`, then write them in one batch with `meta`. The batch also drops
+        the log below `history_blocks` (the storage keeps the latest snapshot's record
+        and everything above it, so snapshot sync and serving still work)."""
+        if not blocks:
+            return
         records: list[tuple[int, bytes]] = []
         snapshot = None
-        for block in fresh:
+        for block in blocks:
             assert block.height == self.height + 1, (
                 f"gap: executed {self.height}, got {block.height}"
             )
-            entries = [self.executable(raw) for raw in block.payload]
-            records.append((block.height, encode_committed(block, [e.signer for e in entries])))
-            self._apply(block, entries)
+            records.append((block.height, encode_committed(block)))
+            self._apply(block, self.committed_entries(block))
             snapshot = self._maybe_snapshot() or snapshot
-        root = msgpack.packb([fresh[-1].to_wire(), proof.to_wire()], use_bin_type=True)
-        batch = WriteBatch(committed=records, meta={"root": root}, snapshot=snapshot)
+        batch = WriteBatch(
+            committed=records,
+            meta=meta,
+            snapshot=snapshot,
+            prune_blocks_below_round=prune_rounds_below,
+            prune_log_below=max(0, self.height - self._history_blocks) or None,
+        )
         async with self.storage_lock:
             self._storage.write(batch)
 
-    async def commit_synced(self, records: list[tuple[Block, list[bytes]]]) -> None:
-        """Blocks proven committed by sync. The signer lists came from a peer and are not
-        covered by the block ids, so signers are recovered here, not taken on trust."""
-        for block, _ in records:
-            if block.height != self.height + 1:
-                continue
-            await self._verifier.verify_committed(block.payload)
-            if block.height != self.height + 1:
-                continue  # executed meanwhile
-            entries = [self.executable(raw) for raw in block.payload]
-            record = encode_committed(block, [e.signer for e in entries])
-            self._apply(block, entries)
-            snapshot = self._maybe_snapshot()
-            async with self.storage_lock:
-                self._storage.write(
-                    WriteBatch(committed=[(block.height, record)], snapshot=snapshot)
-                )
-
     async def install_snapshot(self, height: int, data: bytes, record: bytes) -> None:
-        """Replace the engine by a snapshot f + 1 members agree on (snapshot sync)."""
-        engine = Engine.restore(data)
+        """Replace the engine and the outcomes by a snapshot f + 1 members agree on."""
+        engine = self._load_snapshot(data)
         async with self.storage_lock:
             self._storage.install_snapshot(height, data, record)
         self.engine, self.height = engine, height
-        self._tip = decode_committed(record)[0]
+        self._tip = decode_committed(record)
         if self.watcher is not None:
             self.watcher.applied(engine.last_deposit_id)
 
-    def executable(self, raw: bytes) -> Executable:
-        if raw[:1] == _DEPOSIT_TAG:
-            return Executable(deposit_engine_entry(decode_deposit(raw)), NO_SIGNER, None)
-        entry = self._verifier.entry_of(raw)
-        return Executable(entry.to_dict(), entry.signer, entry.intent_id)
+    def committed_entries(self, block: Block, with_ids: bool = True) -> list[Executable]:
+        """The engine entries of a committed block, with the signers its signers entry
+        names (checked by 2f + 1 voters before the QC): no recovery. An entry we verified
+        ourselves (we voted for the block) comes from the cache with its id; `with_ids`
+        False leaves the others' ids None (a replay computes the tail's ids later)."""
+        entries, signers = split_payload(block.payload)
+        known, domain = self._verifier.known, self._verifier.domain
+        out: list[Executable] = []
+        for raw, signer in zip(entries, signers, strict=True):
+            if raw[:1] == _DEPOSIT_TAG:
+                out.append(Executable(deposit_engine_entry(decode_deposit(raw)), NO_SIGNER, None))
+                continue
+            entry = known(raw)
+            if entry is not None and entry.signer == signer:
+                out.append(Executable(entry.to_dict(), signer, entry.intent_id))
+                continue
+            si = decode_entry(raw)
+            engine_entry = {
+                "account": si.account,
+                "signer": signer,
+                "nonce": si.nonce,
+                "action": si.action,
+            }
+            out.append(Executable(engine_entry, signer, si.digest(domain) if with_ids else None))
+        return out
 
     def tip_block(self) -> Block | None:
         """The last executed block (None before the first). Kept in memory: the block is
@@ -209,7 +258,7 @@ class Executor:
             return None
         rows = self._storage.load_committed(self.height, 1)
         assert rows, f"committed log lacks executed height {self.height}"
-        return decode_committed(rows[0][1])[0]
+        return decode_committed(rows[0][1])
 
     def _run_block(
         self, engine: Engine, block: Block, entries: list[dict[str, Any]], live: bool
@@ -235,7 +284,7 @@ class Executor:
         if self.watcher is not None:
             self.watcher.applied(self.engine.last_deposit_id)
         forget, mempool = self._verifier.forget, self._mempool
-        for entry, raw in zip(entries, block.payload, strict=True):
+        for entry, raw in zip(entries, block.payload, strict=False):  # the signers entry last
             forget(raw)
             if entry.intent_id is not None:
                 # By (signer, nonce): that pair can never apply again. Not by id: a bad
@@ -253,12 +302,4 @@ class Executor:
         """Every member snapshots at the same heights (what snapshot sync relies on)."""
         if self.height % self._snapshot_interval:
             return None
-        return self.height, self.engine.snapshot()
-
-
-def _recorded_entry(raw: bytes, signer: bytes) -> dict[str, Any]:
-    """The engine entry of a committed-log entry: the recorded signer, no recovery."""
-    if raw[:1] == _DEPOSIT_TAG:
-        return deposit_engine_entry(decode_deposit(raw))
-    si = decode_entry(raw)
-    return {"account": si.account, "signer": signer, "nonce": si.nonce, "action": si.action}
+        return self.height, self._snapshot()

@@ -92,12 +92,15 @@ from node.net.messages import (
 )
 from node.net.transport import Peer, Transport, TransportConfig
 from node.payload import (
+    NO_SIGNER,
+    SIGNER_BYTES,
     TAG_DEPOSIT,
     BadEntry,
     decode_committed,
     decode_deposit,
     deposit_entry,
     intent_entry,
+    with_signers,
 )
 from node.runtime import queries
 from node.runtime.clock import CommitteeClock
@@ -109,7 +112,7 @@ from node.runtime.outcomes import Outcomes
 from node.runtime.sync import LogSync, Root
 from node.runtime.verification import EntryVerifier
 from node.seam import Clock, NodeStorage, PeerNetwork, wall_ms
-from node.store.storage import WriteBatch
+from node.store.storage import CorruptStorage, WriteBatch
 
 # What our own decoders raise on a peer's bad input; anything else is a bug of ours.
 _PEER_ERRORS = (ConsensusError, PeerProtocolError, IntentError, BadEntry, ValueError)
@@ -185,7 +188,7 @@ class Node:
             options.verified_cache_bytes,
             options.bad_entry_cache_bytes,
         )
-        self.outcomes = Outcomes(options.result_cache)
+        self.outcomes = Outcomes()
         self.mempool = Mempool()
         self.executor = Executor(
             genesis=genesis,
@@ -194,6 +197,7 @@ class Node:
             outcomes=self.outcomes,
             mempool=self.mempool,
             snapshot_interval_blocks=options.snapshot_interval_blocks,
+            history_blocks=setup.config.history_blocks or options.history_blocks,
             counters=self.counters,
         )
         self.core = self._build_core()
@@ -335,7 +339,7 @@ class Node:
             return []
         first = max(1, height - self.election.history_blocks + 1)
         rows = self.storage.load_committed(first, height - first + 1)
-        return [decode_committed(data)[0] for _, data in rows]
+        return [decode_committed(data) for _, data in rows]
 
     # ------------------------------------------------------------ run
 
@@ -417,7 +421,7 @@ class Node:
                 continue
             try:
                 await self._execute(actions)
-            except (sqlite3.Error, OSError) as exc:
+            except (sqlite3.Error, OSError, CorruptStorage) as exc:
                 self._halt(f"storage write failed: {exc}")
 
     def _halt(self, reason: str) -> None:
@@ -685,10 +689,12 @@ class Node:
             )
             records = self.watcher.next_deposits(after, max(1, limit // 10), min_age_s)
             deposits = [deposit_entry(r) for r in records]
-        items = self.intake.take_batch(
-            limit - len(deposits), self.options.max_block_bytes, exclude={*exclude}
-        )
-        return PayloadReady(round_, (*deposits, *(i.entry for i in items)))
+        # Room for the signers entry: 20 bytes an entry, and its tag.
+        room = self.options.max_block_bytes - 1 - SIGNER_BYTES * limit
+        items = self.intake.take_batch(limit - len(deposits), room, exclude={*exclude})
+        entries = [*deposits, *(i.entry for i in items)]
+        signers = [NO_SIGNER] * len(deposits) + [i.signer for i in items]
+        return PayloadReady(round_, with_signers(entries, signers))
 
     # ------------------------------------------------------------ the peer boundary
 
@@ -701,7 +707,7 @@ class Node:
         async for peer, raw in self.transport.inbound:
             try:
                 await self._on_peer_message(peer, decode_peer_message(raw))
-            except (sqlite3.Error, OSError) as exc:
+            except (sqlite3.Error, OSError, CorruptStorage) as exc:
                 self._halt(f"storage failed while serving peer {peer}: {exc}")
             except Exception as exc:  # contained to the peer that sent it (see docstring)
                 self._peer_fault(peer, exc)
@@ -832,7 +838,7 @@ class Node:
         payload = block.payload
         limit = self.genesis.consensus.max_block_entries
         size = sum(map(len, payload))
-        if len(payload) > limit or size > self.options.max_block_bytes:
+        if len(payload) > limit + 1 or size > self.options.max_block_bytes:  # + signers entry
             self.counters["proposals_rejected"] += 1
             raise PeerProtocolError(
                 f"proposal of round {block.round}: {len(payload)} entries, {size} bytes "
@@ -898,7 +904,7 @@ class Node:
             "inbox_bytes": (self._inbox_bytes, options.inbox_bytes),
             "verified_bytes": (self.entries.verified.used_bytes, options.verified_cache_bytes),
             "bad_entries_bytes": (self.entries.bad.used_bytes, options.bad_entry_cache_bytes),
-            "results": (len(self.outcomes), options.result_cache),
+            "results": (len(self.outcomes), self.outcomes.max_items),
             "waiters": (self.outcomes.waiting(), MAX_WAITERS),
             "recent": (len(self._recent), RECENT_BLOCKS),
             "inflight": (len(self._inflight), MAX_INFLIGHT),

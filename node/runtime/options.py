@@ -21,11 +21,13 @@ class NodeOptions:
     sync_timeout_s: float = 3.0
     join_wait_s: float = 1.0  # at start: how long to wait for a first peer to sync from
     snapshot_sync_gap_blocks: int = 5_000  # further behind than this: install a snapshot
+    # committed blocks kept below the top for peers that catch up by log (the config's
+    # `history_blocks` overrides); older ones go once a snapshot covers them
+    history_blocks: int = 10_000
     max_snapshot_bytes: int = 1 << 30
     verified_cache_bytes: int = 128 << 20  # verified entries waiting for their block
     bad_entry_cache_bytes: int = 16 << 20  # entries whose signature failed, by bytes
     sync_serve_per_s: float = 200.0  # sync and snapshot requests served per peer
-    result_cache: int = 200_000
     max_forward_batch: int = 512
     inbox: int = 4096
     inbox_bytes: int = 64 << 20  # consensus messages waiting for the consensus task

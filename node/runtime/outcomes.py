@@ -1,10 +1,13 @@
 """What became of committed intents: intent id -> (height, the engine's refusal or None),
 and the clients waiting for an answer.
 
-Filled from every block the engine applies, live or replayed at start-up, so a client
-resubmitting an intent that committed before a restart still gets its real outcome (as
-far back as the replayed log and `max_items` reach). Kept compact: one tuple per intent;
-`SubmitResult`s are built when asked.
+Replicated state, beside the engine's: filled from every block the engine applies (live,
+replayed at start-up or taken by sync), kept for the last `OUTCOMES_KEPT` intents (a
+protocol constant, so that every member holds the same index at the same height), and
+carried in every member snapshot (`dump`/`load`). A client resubmitting an intent that
+committed before a restart, or to another member, or to one that installed a snapshot
+since, gets its real outcome. Kept compact: one tuple per intent; `SubmitResult`s are
+built when asked.
 """
 
 from __future__ import annotations
@@ -19,9 +22,14 @@ from matching.events import Event as EngineEvent
 from matching.events import Reason, Rejected
 from node.api.facade import SubmitResult
 
+# The intents whose outcome a resubmission is answered with, newest first: about 40 s of
+# the committee's saturation throughput, hours at usual load. Older ones are refused by
+# the engine's nonce check instead (docs/API.md). ~32 MB in memory, ~10 MB in a snapshot.
+OUTCOMES_KEPT = 200_000
+
 
 class Outcomes:
-    def __init__(self, max_items: int) -> None:
+    def __init__(self, max_items: int = OUTCOMES_KEPT) -> None:
         self.max_items = max_items
         self._done: OrderedDict[bytes, tuple[int, Rejected | None]] = OrderedDict()
         # intent id -> [event, waiters on it]
@@ -63,6 +71,25 @@ class Outcomes:
                 waiting[0].set()
         while len(done) > self.max_items:
             done.popitem(last=False)
+
+    def dump(self) -> list[list[Any]]:
+        """The index in recording order, canonical: [id, height, code, message] (code and
+        message None for an intent that executed)."""
+        return [
+            [i, h, None, None] if r is None else [i, h, r.code, r.message]
+            for i, (h, r) in self._done.items()
+        ]
+
+    def load(self, rows: list[Any]) -> None:
+        """Replace the index by a `dump` (from our own snapshot, or one f + 1 members
+        agree on: the rows are trusted, but their shape is still checked)."""
+        done: OrderedDict[bytes, tuple[int, Rejected | None]] = OrderedDict()
+        for row in rows[-self.max_items :]:
+            intent_id, height, code, message = row
+            if type(intent_id) is not bytes or type(height) is not int:
+                raise ValueError("outcome row: id must be bytes and height an integer")
+            done[intent_id] = (height, None if code is None else Rejected(code, message))
+        self._done = done
 
     def result(self, intent_id: bytes) -> SubmitResult | None:
         """The outcome of a committed intent (None: not committed, or forgotten). An entry

@@ -3,9 +3,10 @@ snapshot) from its peers, and serves theirs (docs/PROTOCOL.md §9.3).
 
 Nothing a peer sends is taken on its word. A block is taken only if it extends our last
 executed block (ids are content hashes) and a QC whose signatures we check proves it
-committed by the 2-chain rule; signers are recovered, not read from the peer's record. A
-snapshot is taken only if f + 1 members report the same (height, digest, block id). A
-peer whose answer does not check out is penalized and the next one is asked.
+committed by the 2-chain rule: one QC check for a whole batch, and no signature recovery
+(the proven blocks name their entries' signers, node/payload.py). A snapshot is taken
+only if f + 1 members report the same (height, digest, block id). A peer whose answer
+does not check out is penalized and the next one is asked.
 """
 
 from __future__ import annotations
@@ -153,7 +154,7 @@ class LogSync:
         root."""
         height = self._executor.height
         records = [decode_committed(r) for r in reply.records]
-        records = [r for r in records if r[0].height > height]
+        records = [b for b in records if b.height > height]
         proof = None if reply.proof is None else QuorumCert.from_wire(reply.proof)
         if not records and proof is not None and reply.root_height == height:
             tip = self._executor.tip_block()
@@ -164,26 +165,23 @@ class LogSync:
         if taken:
             await self._executor.commit_synced(records[:taken])
         if proof is not None and records and taken == len(records):
-            return taken, (records[-1][0], proof)
+            return taken, (records[-1], proof)
         return taken, None
 
-    def committed_prefix(
-        self, records: list[tuple[Block, list[bytes]]], proof: QuorumCert | None
-    ) -> int:
+    def committed_prefix(self, blocks: list[Block], proof: QuorumCert | None) -> int:
         """How many leading records are proven committed. They must chain from our last
         executed block (ids are content hashes, so the chain fixes every payload). A block
         is committed directly when its child in the very next round is certified (the
         2-chain rule), and with it all its ancestors: find the last such block, checking
         the certifying QC's signatures. `proof` (sent with the peer's tip) is the QC that
         committed the last record."""
-        if not records:
+        if not blocks:
             return 0
         prev_id = self._executor.tip_id()
-        for block, _ in records:
+        for block in blocks:
             if block.qc.vote_data.block_id != prev_id:
                 raise ValueError(f"sync: block at height {block.height} does not extend our chain")
             prev_id = block.id
-        blocks = [b for b, _ in records]
         if proof is not None and _commits(proof, blocks[-1].id):
             self._verifier.verify_qc(proof)
             return len(blocks)
@@ -261,7 +259,7 @@ class LogSync:
             rows = self._storage.load_committed(height, 1)
             if not rows or rows[0][0] != height:
                 return None
-            block_id = decode_committed(rows[0][1])[0].id
+            block_id = decode_committed(rows[0][1]).id
             cached = self._snapshot_cache = (height, _digest(data), block_id)
         return cached
 
@@ -349,7 +347,7 @@ def _matches(data: bytes | bytearray, record: bytes, agreed: tuple[int, bytes, b
     """Snapshot bytes and the committed record at its height are what f + 1 reported."""
     height, digest, block_id = agreed
     try:
-        block, _ = decode_committed(record)
+        block = decode_committed(record)
     except Exception:  # a source's bad record
         return False
     return _digest(bytes(data)) == digest and block.id == block_id and block.height == height

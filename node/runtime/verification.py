@@ -3,7 +3,9 @@ recovered once per member, and the answer is remembered by the entry's bytes (wh
 cover both the digest and the signature).
 
 Good entries wait in a byte-bounded cache until their block executes (the engine's
-input); bad ones are remembered too, so a replayed bad payload costs no recovery.
+input); bad ones are remembered too, so a replayed bad payload costs no recovery. A
+committed block never needs a recovery: its signers entry, checked by 2f + 1 voters
+before the QC, names them (node/payload.py).
 coincurve releases the GIL around each recovery, so big batches are split over worker
 threads (`threads`, 0 or 1 for none: the simulator needs none, for determinism).
 """
@@ -20,7 +22,7 @@ from node.intents import (
     SignedIntent,
     verify_intent,
 )
-from node.payload import TAG_DEPOSIT, BadEntry, decode_entry
+from node.payload import NO_SIGNER, TAG_DEPOSIT, BadEntry, decode_entry, split_payload
 from node.runtime.caches import ByteLRU
 
 MAX_ENTRY_BYTES = 1 + MAX_INTENT_MSGPACK_BYTES  # a payload entry: tag byte + packed intent
@@ -56,19 +58,16 @@ class EntryVerifier:
         except BadEntry:
             return raw
 
-    def entry_of(self, raw: bytes) -> Entry:
-        """A committed intent entry, verified now unless it already was (a block we voted
-        for, or recovered from storage)."""
-        entry = self.verified.get(raw)
-        if entry is None:
-            entry = verify_intent(decode_entry(raw), self.domain)
-        return entry
-
     async def check_payload(self, payload: tuple[bytes, ...]) -> str | None:
-        """Every intent entry decodes and carries a valid trader signature: None when all
-        do, else why the first bad one is bad. Deposit entries are not checked here."""
+        """Every intent entry decodes and carries a valid trader signature, and the
+        payload's signers entry names the signer each entry recovers to (node/payload.py):
+        None when so, else why not. Deposit entries are checked by the caller."""
+        try:
+            entries, signers = split_payload(payload)
+        except BadEntry as exc:
+            return str(exc)
         todo: list[bytes] = []
-        for e in payload:
+        for e in entries:
             if e[:1] == DEPOSIT_TAG or e in self.verified:
                 continue
             if len(e) > MAX_ENTRY_BYTES:
@@ -77,8 +76,6 @@ class EntryVerifier:
             if known_bad is not None:
                 return known_bad
             todo.append(e)
-        if not todo:
-            return None
         decoded: list[tuple[bytes, SignedIntent]] = []
         for e in todo:
             try:
@@ -86,25 +83,27 @@ class EntryVerifier:
             except BadEntry as exc:
                 return self._remember_bad(e, f"undecodable entry: {exc}")
         results = await self.verify([si for _, si in decoded])
+        fresh: dict[bytes, Entry] = {}
         bad: str | None = None
         for (raw, _), result in zip(decoded, results, strict=True):
             if isinstance(result, IntentError):
                 bad = bad or self._remember_bad(raw, f"{result.code}: {result.message}")
             else:
                 self.remember(raw, result)
-        return bad
-
-    async def verify_committed(self, payload: tuple[bytes, ...]) -> None:
-        """Recover the signers of a committed block's entries not seen before (a block
-        taken by sync: the signer lists a peer sends are not covered by the block id).
-        Raises ValueError if one does not verify: the block is not what 2f + 1 members
-        voted for, so whoever sent it lied."""
-        missing = [raw for raw in payload if raw not in self.verified and raw[:1] != DEPOSIT_TAG]
-        decoded = [decode_entry(raw) for raw in missing]
-        for raw, result in zip(missing, await self.verify(decoded), strict=True):
-            if isinstance(result, IntentError):
-                raise ValueError(f"committed entry with a bad signature: {result}")
-            self.remember(raw, result)
+                fresh[raw] = result
+        if bad is not None:
+            return bad
+        for i, (e, signer) in enumerate(zip(entries, signers, strict=True)):
+            if e[:1] == DEPOSIT_TAG:
+                recovered = NO_SIGNER
+            else:
+                entry = fresh.get(e) or self.verified.get(e)
+                if entry is None:  # evicted by a later entry of this very payload
+                    return "payload larger than the verified-entry cache"
+                recovered = entry.signer
+            if signer != recovered:
+                return f"signers entry names 0x{signer.hex()} for entry {i}, not its signer"
+        return None
 
     def _remember_bad(self, raw: bytes, why: str) -> str:
         self.bad.put(raw, why, len(raw))

@@ -64,7 +64,15 @@ from consensus.types import (
     timeout_signing_bytes,
 )
 from node.net.framing import pack
-from node.payload import TAG_DEPOSIT, TAG_INTENT, encode_committed
+from node.payload import (
+    TAG_DEPOSIT,
+    TAG_INTENT,
+    BadEntry,
+    decode_committed,
+    encode_committed,
+    split_payload,
+    with_signers,
+)
 from node.sim.simnet import SimEndpoint
 from node.store.storage import MemoryStorage
 
@@ -140,6 +148,8 @@ class ByzantineActor:
         self._tcs: OrderedDict[int, TimeoutCert] = OrderedDict()
         self._blocks: OrderedDict[bytes, Block] = OrderedDict()
         self._intents: deque[bytes] = deque(maxlen=64)  # packed signed intents
+        # payload entries of honest proposals, with the signer their signers entry names
+        self._signed: deque[tuple[bytes, bytes]] = deque(maxlen=64)
         self._forged_for: set[tuple[int, int]] = set()  # (peer, from_height) answered
         self._max_round = 0
         self._catalogue: list[tuple[str, int, Callable[[], list[tuple[int | None, Any]]]]] = [
@@ -262,6 +272,9 @@ class ByzantineActor:
             if msg.tc is not None:
                 tcs.append(msg.tc)
             self._intents.extend(e[1:] for e in msg.block.payload[:8] if e[:1] == b"\x01")
+            with contextlib.suppress(BadEntry):
+                entries, signers = split_payload(msg.block.payload)
+                self._signed.extend(list(zip(entries, signers, strict=True))[:8])
         elif isinstance(msg, TimeoutMsg):
             qcs.append(msg.high_qc)
             if msg.last_tc is not None:
@@ -432,7 +445,14 @@ class ByzantineActor:
         real = list(self._intents)
         if roll < 0.3 or not real:
             return ()
-        if roll < 0.5:  # real intents, replayed (perhaps long committed)
+        signed = list(self._signed)
+        if roll < 0.4 and signed:  # real entries and signers, replayed (perhaps committed)
+            picked = rng.sample(signed, min(len(signed), 4))
+            return with_signers([e for e, _ in picked], [s for _, s in picked])
+        if roll < 0.45 and signed:  # real entries, a lying signers entry
+            picked = rng.sample(signed, min(len(signed), 4))
+            return with_signers([e for e, _ in picked], [rng.randbytes(20) for _ in picked])
+        if roll < 0.5:  # real intents with no signers entry
             return tuple(b"\x01" + x for x in rng.sample(real, min(len(real), 4)))
         if roll < 0.65:  # one bad signature among good ones
             good = [b"\x01" + x for x in real[:3]]
@@ -584,7 +604,7 @@ class ByzantineActor:
             block = draft.with_signature(
                 self.signer.sign(block_signing_bytes(self.chain_id, draft.id))
             )
-            records.append(encode_committed(block, []))
+            records.append(encode_committed(block))
             parent = block
         proof: Any = None
         roll = rng.random()
@@ -603,7 +623,7 @@ class ByzantineActor:
         rows = self.inner_storage.load_committed(height, 1)
         if not rows or rows[0][0] != height:
             return self._genesis
-        return Block.from_wire(msgpack.unpackb(rows[0][1], raw=False)[0])
+        return decode_committed(rows[0][1])
 
     def _forged_snapshot_info(self) -> list[Any]:
         rng = self.rng

@@ -146,7 +146,7 @@ class Checker:
     def on_commit(self, member: int, height: int, record: bytes) -> None:
         if member not in self.honest:
             return
-        block, _ = decode_committed(record)
+        block = decode_committed(record)
         if block.height != height:
             self.fail(
                 Failure("SAFETY", member, f"record of height {block.height} stored at {height}")

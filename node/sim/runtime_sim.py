@@ -287,7 +287,7 @@ def unsafe_trusting_sync() -> Iterator[None]:
     def trusting(self: LogSync, records: list[Any], proof: Any) -> int:
         return len(records)
 
-    LogSync.committed_prefix = trusting  # type: ignore[method-assign]
+    LogSync.committed_prefix = trusting  # type: ignore[method-assign,assignment]
     try:
         yield
     finally:

@@ -99,3 +99,46 @@ async def test_a_member_days_fast_still_admits_intents(tmp_path: Path) -> None:
         result = await fast.submit([intent], wait=True, timeout_s=20)
         assert result[0].status in ("committed", "rejected") and result[0].height, result
         nursery.cancel_scope.cancel()
+
+
+def test_members_that_read_each_others_corrected_clocks_do_not_drift() -> None:
+    """Each leader stamps its corrected clock, and each sample arrives `delay` late. With
+    every member correcting by the median, the delays compounded (about 1 ms a block, the
+    alarm after ~1,800 blocks); within the dead band nobody corrects, so nothing moves."""
+    delay, n = 2, 4
+    local = [1_000_000]
+    clocks = [
+        CommitteeClock(
+            lambda: local[0], me=i, quorum=3, alarm_ms=2_000, max_correction_ms=7 * DAY_MS
+        )
+        for i in range(n)
+    ]
+    for block in range(5_000):
+        leader = block % n
+        stamp = clocks[leader].now_ms()
+        local[0] += delay
+        for i, clock in enumerate(clocks):
+            clock.observe(leader, stamp, None)
+            assert i == leader or abs(clock.offset_ms) <= delay
+    assert not any(c.skewed() for c in clocks)
+
+
+def test_a_slow_member_corrects_while_the_others_stay_on_their_own_clocks() -> None:
+    local = [1_000_000]
+    slow = _clock(local)  # member 0, 5 s behind the other three
+    for block in range(300):
+        leader = 1 + block % 3
+        slow.observe(leader, local[0] + 5_000, None)
+        local[0] += 3
+    assert 4_990 <= slow.offset_ms <= 5_000 and slow.skewed()
+
+
+def test_a_silent_members_reading_expires() -> None:
+    local = [1_000_000]
+    clock = _clock(local)
+    clock.observe(1, local[0] + 5_000, None)
+    clock.observe(2, local[0] + 5_000, None)
+    assert clock.skewed()
+    local[0] += 61_000  # both went quiet; one speaks again, on our time
+    clock.observe(3, local[0], None)
+    assert clock.offset_ms == 0 and not clock.skewed()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import msgpack
 import pytest
 import trio
 
@@ -15,6 +16,7 @@ from consensus.safety_data import SafetyData
 from consensus.types import Vote, VoteData, genesis_block, genesis_qc
 from node.genesis import ConsensusParams, committee_init, load_node_setup
 from node.intents import Entry, IntentError
+from node.payload import decode_committed
 from node.procs import free_base_port
 from node.runtime import Node, NodeOptions
 from node.store.storage import open_storage
@@ -198,9 +200,15 @@ async def test_wiped_node_withholds_votes_for_rounds_it_may_have_signed(tmp_path
 async def test_far_behind_node_installs_a_snapshot_that_f_plus_1_peers_agree_on(
     tmp_path: Path,
 ) -> None:
+    """…and with it the intents' outcomes: a resubmission to it gets what the others said
+    (issue 17). Every member keeps only `history_blocks` of log below its snapshot, and
+    each committed block once (the consensus blocks at or below the root are dropped)."""
     nodes = make_nodes(tmp_path, 4)
     options = NodeOptions(
-        idle_block_interval_ms=20, snapshot_interval_blocks=5, snapshot_sync_gap_blocks=10
+        idle_block_interval_ms=20,
+        snapshot_interval_blocks=5,
+        snapshot_sync_gap_blocks=10,
+        history_blocks=8,
     )
     for i, node in enumerate(nodes):
         node.storage.close()
@@ -215,8 +223,11 @@ async def test_far_behind_node_installs_a_snapshot_that_f_plus_1_peers_agree_on(
         scopes[3][-1].cancel()
         await trio.sleep(0.1)
         domain = nodes[0].domain
-        for i in range(20):
-            await nodes[i % 3].submit([place(trader_key(i), domain)], wait=False, timeout_s=1)
+        intents = [place(trader_key(i), domain, size=10**6 * (1 + i % 2)) for i in range(20)]
+        answers = []
+        for i, intent in enumerate(intents):
+            answers += await nodes[i % 3].submit([intent], wait=True, timeout_s=20)
+        assert all(a.status in ("committed", "rejected") for a in answers), answers
         await wait_height(nodes[:3], nodes[3].exec_height + 20)
         nodes[3].storage.close()
         setup = nodes[3].setup
@@ -225,16 +236,31 @@ async def test_far_behind_node_installs_a_snapshot_that_f_plus_1_peers_agree_on(
         await nursery.start(_run_until_cancelled, nodes[3], scopes[3])
         await wait_height(nodes, nodes[0].exec_height)
         assert nodes[3].counters["snapshot_syncs"] == 1
+        again = await nodes[3].submit(intents, wait=True, timeout_s=5)
+        assert [(a.status, a.height, a.code) for a in again] == [
+            (a.status, a.height, a.code) for a in answers
+        ]
+        assert all(a.duplicate for a in again)
         # and it votes again: with node 2 down the quorum needs it
         scopes[2][-1].cancel()
         result = await nodes[3].submit([place(trader_key(99), domain)], wait=True, timeout_s=20)
         assert result[0].height is not None
         nursery.cancel_scope.cancel()
-    base = nodes[3].storage.load_committed(1, 1)[0][0]
+    base = max(nodes[i].storage.first_committed_height() for i in (0, 3))
     top = min(n.storage.committed_height() for n in nodes[:2] + nodes[3:])
-    assert base > 2
-    logs = {tuple(n.storage.load_committed(base + 1, top - base)) for n in (nodes[0], nodes[3])}
+    assert base > 2 and top >= base
+    logs = {tuple(n.storage.load_committed(base, top - base + 1)) for n in (nodes[0], nodes[3])}
     assert len(logs) == 1
+    for node in nodes:
+        storage = node.storage
+        snapshot = storage.latest_snapshot()
+        assert snapshot is not None
+        first = storage.first_committed_height()
+        # (a member that installed a snapshot has no log below it at all)
+        assert min(snapshot[0], storage.committed_height() - 8) <= first <= snapshot[0]
+        stored = {msgpack.unpackb(b, raw=False)[0] for b in storage.load_blocks(0)}
+        rows = storage.load_committed(first, 1 << 20)
+        assert not stored & {decode_committed(data).round for _, data in rows}, node.me
 
 
 async def test_committed_blocks_run_after_the_vote_and_the_proposal_leave(
