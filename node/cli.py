@@ -38,6 +38,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
         "settlement contract gas: checkpoints, claim, deposit, exit",
     ),
     ("bench", "cluster"): ("node.bench.cluster", "local committee of processes under signed load"),
+    ("bench", "catchup"): ("node.bench.catchup", "log catch-up of a member: blocks/s, entries/s"),
     ("trade",): ("node.trade_cli", "trade with the SDK: place, cancel, orders, balances, book, …"),
     ("keys", "generate"): ("node.keys", "generate a node's Ed25519 identity and settlement keys"),
     ("committee", "init"): ("node.genesis", "create keys, genesis.toml and node configs"),

@@ -2,81 +2,177 @@
 
 `run` loads the config, genesis and keys (refusing keys that do not match genesis),
 opens and verifies the data directory (refusing to start from a corrupted one rather
-than sign from bad state), then runs the node and its client API until SIGTERM or
-SIGINT, on which it stops cleanly: tasks cancelled, storage closed.
+than sign from bad state), restores the engine, then runs the node and its client API
+until SIGTERM or SIGINT, on which it stops cleanly: tasks cancelled, storage closed,
+exit status 0.
+
+A stop is honoured the same way in every phase, start-up included:
+
+- `main` catches SIGTERM and SIGINT before anything else is done (only stdlib modules are
+  imported at the top of this file; the rest takes ~1.7 s to import) with `_record_stop`,
+  a plain handler that records the request;
+- start-up looks at the record at safe points: before opening storage, before the engine
+  restore and after it; if a stop came, it closes what it opened and exits 0;
+- the engine restore (`Node(...)` replays the committed log above the latest snapshot, a
+  few seconds or more for a busy member) is the one long phase, and it only reads:
+  during it, a stop interrupts it at once (storage is closed, nothing was written);
+- once trio's signal receiver listens, a stop cancels the run, and one recorded before
+  it listened cancels it as soon as it does.
+
+The interpreter's own start (~40 ms before `main` runs) is covered only if the launcher
+blocks the two signals across `exec`: `main` unblocks them once its handler is in place,
+and a pending one is delivered then.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import signal
 import sys
 from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
-import structlog
-import trio
+if TYPE_CHECKING:
+    import trio
 
-from node import log as node_log
-from node.config import ConfigError
-from node.genesis import load_node_setup
-from node.keys import KeyFileError
-from node.runtime import Node, NodeOptions
-from node.store.storage import CorruptStorage, open_storage
+    from node.genesis import NodeSetup
+    from node.runtime import Node, NodeOptions
 
-log = structlog.get_logger("seqnet.node")
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+# The first stop signal received while trio's receiver was not listening (None: none).
+_stop_signal: int | None = None
+# True only while the engine restore runs: a stop signal then interrupts it.
+_interrupt = False
+
+
+class _StopRequested(BaseException):
+    """A stop signal arrived during start-up. A BaseException, as KeyboardInterrupt is,
+    so that no `except Exception` in the code it interrupts takes it for an error."""
+
+
+def _record_stop(signum: int, frame: FrameType | None) -> None:
+    """The handler while trio's receiver is not listening. It records the stop; it raises
+    only during the restore, which writes nothing. Anywhere else an exception raised
+    wherever the main thread happens to be could leave a storage write half done."""
+    global _stop_signal, _interrupt
+    if _stop_signal is None:
+        _stop_signal = signum
+    if _interrupt:
+        _interrupt = False  # once: never again from inside the cleanup
+        raise _StopRequested("during the engine restore")
+
+
+def _catch_stop_signals() -> None:
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _record_stop)
+    # A launcher may block them across exec to cover interpreter start-up; a pending one
+    # is delivered to _record_stop here. An inherited block would also leave the member
+    # deaf to SIGTERM (trio's receiver does not unblock): never run with one.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
+def _stop_point(at: str) -> None:
+    """A start-up safe point: leave now if a stop signal was recorded."""
+    if _stop_signal is not None:
+        raise _StopRequested(at)
+
+
+def _log() -> Any:
+    import structlog
+
+    return structlog.get_logger("seqnet.node")
 
 
 async def _run(config: Path) -> int:
-    from node.api.app import create_app, serve_api
+    global _interrupt
+    from node import log as node_log
+    from node.genesis import load_node_setup
+    from node.runtime import Node
+    from node.store.storage import open_storage
 
     setup = load_node_setup(config)
     node_log.configure(setup.config.log_level, node=setup.member.name)
-    storage = open_storage(setup.config.data_dir, setup.genesis.genesis_hash())
+    log = _log()
     try:
-        node = Node(setup, storage, _options_from_env())
-        # The engine's state is long-lived and acyclic: move it out of the collector's
-        # view and collect rarely, or each full collection pauses the node for 50-100 ms
-        # (measured by the matching benchmark).
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(100_000, 50, 100)
-        app = create_app(node)
-        async with trio.open_nursery() as nursery:
-            # Signals first: a stop is honoured at once in every phase, catch-up included.
-            await nursery.start(_stop_on_signal, nursery.cancel_scope)
-            # The API next, so /healthz answers and /readyz says why it is not ready yet
-            # while the member catches up from its peers.
-            api = setup.config.api_listen
-            await nursery.start(serve_api, app, api.host, api.port)
-            await nursery.start(node.run)
-            log.info(
-                "node running",
-                index=setup.index,
-                consensus=str(setup.config.consensus_listen),
-                api=f"http://{api.host}:{api.port}",
-            )
-    finally:
-        storage.close()
-        log.info("stopped")
+        _stop_point("before opening storage")
+        storage = open_storage(setup.config.data_dir, setup.genesis.genesis_hash())
+        try:
+            # The restore replays the log above the latest snapshot; it logs "engine
+            # restored" when done: the two lines time it.
+            log.info("storage opened", committed_height=storage.committed_height())
+            _interrupt = True  # before the safe point: no signal slips in between
+            try:
+                _stop_point("before the engine restore")
+                node = Node(setup, storage, _options_from_env())
+            finally:
+                _interrupt = False
+            _stop_point("after the engine restore")
+            await _serve(setup, node)
+        finally:
+            storage.close()
+    except _StopRequested as stop:
+        assert _stop_signal is not None
+        log.info("stopping", signal=signal.Signals(_stop_signal).name, at=str(stop))
+    log.info("stopped")
     return 0
 
 
-async def _stop_on_signal(
-    scope: trio.CancelScope, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-) -> None:
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+async def _serve(setup: NodeSetup, node: Node) -> None:
+    """Run the node and its API until a stop signal cancels them."""
+    import gc
+
+    import trio
+
+    from node.api.app import create_app, serve_api
+
+    # The engine's state is long-lived and acyclic: move it out of the collector's view
+    # and collect rarely, or each full collection pauses the node for 50-100 ms (measured
+    # by the matching benchmark).
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
+    app = create_app(node)
+    async with trio.open_nursery() as nursery:
+        # Signals first: a stop is honoured at once in every phase, catch-up included.
+        await nursery.start(_stop_on_signal, nursery.cancel_scope)
+        # The API next, so /healthz answers and /readyz says why it is not ready yet
+        # while the member catches up from its peers.
+        api = setup.config.api_listen
+        await nursery.start(serve_api, app, api.host, api.port)
+        await nursery.start(node.run)
+        _log().info(
+            "node running",
+            index=setup.index,
+            consensus=str(setup.config.consensus_listen),
+            api=f"http://{api.host}:{api.port}",
+        )
+
+
+async def _stop_on_signal(scope: trio.CancelScope, *, task_status: trio.TaskStatus[None]) -> None:
+    import trio
+
+    with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
         task_status.started()
-        async for signum in signals:
-            log.info("stopping", signal=signal.Signals(signum).name)
-            scope.cancel()
-            return
+        # Listening now: a signal recorded before (by _record_stop, after the last safe
+        # point) stops the run at once; any later one comes through the receiver.
+        signum = _stop_signal
+        if signum is None:
+            signum = await signals.__anext__()
+        _log().info("stopping", signal=signal.Signals(signum).name)
+        scope.cancel()
+    # Leaving the receiver put _record_stop back: a second signal during the shutdown
+    # is recorded and ignored, not the default action (status -15).
 
 
 def _options_from_env() -> NodeOptions:
     """Test-only switches for the fault suite (refused off the dev chain by Node)."""
+    from node.config import ConfigError
+    from node.runtime import NodeOptions
+
     skew = os.environ.get("SEQNET_TEST_CLOCK_SKEW_MS")
     byzantine = os.environ.get("SEQNET_TEST_BYZANTINE") or None
     if byzantine is not None and not set(byzantine.split(",")) <= {"equivocate", "double-vote"}:
@@ -108,6 +204,15 @@ def main(argv: list[str], prog: str) -> int:
     group.add_argument("--config", type=Path, help="the node's config (finds its API address)")
     group.add_argument("--api", help="the node's API URL, e.g. http://127.0.0.1:8000")
     args = parser.parse_args(argv)
+    if args.cmd == "run":
+        _catch_stop_signals()  # before the imports below: they alone take ~1.7 s
+    import trio
+
+    from node.config import ConfigError
+    from node.genesis import load_node_setup
+    from node.keys import KeyFileError
+    from node.store.storage import CorruptStorage
+
     try:
         if args.cmd == "status":
             if args.api:

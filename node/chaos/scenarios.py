@@ -489,7 +489,8 @@ SHORT_CATALOGUE = (
     "delay-jitter",
     "byzantine",
     "one-down",
-    "resubmit",
+    # "resubmit" runs with SEQNET_SLOW=1 until its one CI failure is understood
+    # (docs/RELIABILITY.md, findings)
 )
 
 

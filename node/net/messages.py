@@ -21,7 +21,7 @@ from typing import Any, Final
 # Heights, offsets and sizes stay below 2**62: far beyond any real value, and every sum
 # of two of them still fits SQLite's INTEGER and msgpack's int64.
 MAX_HEIGHT: Final = (1 << 62) - 1
-MAX_SYNC_BLOCKS: Final = 256  # records per "sr" request
+MAX_SYNC_BLOCKS: Final = 1024  # records per "sr" request
 MAX_SYNC_REPLY_BYTES: Final = 3 << 20  # records in one "sp" reply (we send <= 2 MiB)
 MAX_COMMITTED_RECORD_BYTES: Final = 3 << 20  # one block with its signer list
 MAX_SNAPSHOT_CHUNK_BYTES: Final = 1 << 20

@@ -31,13 +31,13 @@ from matching.events import Event as EngineEvent
 from node.chain.checkpointer import Checkpointer
 from node.chain.watcher import ChainWatcher
 from node.genesis import Genesis
+from node.intents import committed_intent
 from node.mempool import Mempool
 from node.payload import (
     NO_SIGNER,
     TAG_DEPOSIT,
     decode_committed,
     decode_deposit,
-    decode_entry,
     deposit_engine_entry,
     encode_committed,
     split_payload,
@@ -131,7 +131,7 @@ class Executor:
         domain = self._genesis.domain()
         for h, payload, events in tail:
             ids = [
-                None if raw[:1] == _DEPOSIT_TAG else decode_entry(raw).digest(domain)
+                None if raw[:1] == _DEPOSIT_TAG else committed_intent(raw[1:]).digest(domain)
                 for raw in payload[:-1]  # the signers entry last
             ]
             self._outcomes.record(h, ids, events)
@@ -232,7 +232,7 @@ class Executor:
             if entry is not None and entry.signer == signer:
                 out.append(Executable(entry.to_dict(), signer, entry.intent_id))
                 continue
-            si = decode_entry(raw)
+            si = committed_intent(raw[1:])
             engine_entry = {
                 "account": si.account,
                 "signer": signer,

@@ -933,8 +933,11 @@ class Node:
             "high_qc_round": s.high_qc_round,
             "committed_height": self.exec_height,
             "consensus_committed_height": s.committed_height,
-            "highest_seen_height": self._highest_seen_height,
-            "lag": max(0, self._highest_seen_height - self.exec_height),
+            # a proposal's height is its leader's claim; a sync reply's is a peer's root
+            "highest_seen_height": (
+                seen := max(self._highest_seen_height, self.sync.target_height)
+            ),
+            "lag": max(0, seen - self.exec_height),
             "peers": len(self.transport.connected_peers()),
             "mempool": len(self.mempool),
             "phase": self._phase(),

@@ -60,6 +60,7 @@ class LogSync:
         self._peer_fault = peer_fault
         self._on_root = on_root  # a synced root above the core's: rebuild the core there
         self.running = False
+        self.target_height = 0  # the highest committed height a sync reply showed
         self._replies: trio.MemorySendChannel[tuple[int, Any]] | None = None
         self._snapshot_cache: tuple[int, bytes, bytes] | None = None
 
@@ -97,10 +98,13 @@ class LogSync:
         snapshot_tried = False
         misses = 0
         failures = 0
+        prefetched: tuple[int, int] | None = None  # (peer, from_height) asked ahead
         try:
             while failures < 2 * self._n:
                 asked = executor.height + 1
-                self._network.send(peer, ["sr", asked, MAX_SYNC_BLOCKS])
+                if prefetched != (peer, asked):
+                    self._network.send(peer, ["sr", asked, MAX_SYNC_BLOCKS])
+                prefetched = None
                 reply: SyncReply | None = None
                 with trio.move_on_after(self._options.sync_timeout_s):
                     while reply is None:
@@ -118,7 +122,18 @@ class LogSync:
                         break
                     peer = self._next_peer(peer)
                     continue
+                self.target_height = max(self.target_height, reply.root_height)
                 gap = reply.root_height - executor.height
+                ahead = asked + len(reply.records)
+                if (
+                    reply.records
+                    and ahead <= reply.root_height
+                    and gap <= self._options.snapshot_sync_gap_blocks
+                ):
+                    # Pipelined: the peer reads and sends the next range while we check
+                    # and execute this one.
+                    self._network.send(peer, ["sr", ahead, MAX_SYNC_BLOCKS])
+                    prefetched = (peer, ahead)
                 if gap > self._options.snapshot_sync_gap_blocks and not snapshot_tried:
                     snapshot_tried = True
                     if await self._snapshot_sync(receive):

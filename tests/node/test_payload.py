@@ -3,13 +3,25 @@
 
 from __future__ import annotations
 
+import random
+from typing import Any
+
 import msgpack
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from matching.events import Reason, Rejected
-from node.intents import Domain, address_of_private_key, pack_intent, place_action, sign_intent
+from node.intents import (
+    Domain,
+    IntentError,
+    address_of_private_key,
+    committed_intent,
+    pack_intent,
+    place_action,
+    sign_intent,
+    unpack_intent,
+)
 from node.payload import (
     NO_SIGNER,
     BadEntry,
@@ -118,3 +130,37 @@ def test_outcomes_dump_and_load_give_the_same_answers_and_order() -> None:
     original.record(8, more, [[]])
     copy.record(8, more, [[]])
     assert copy.dump() == original.dump()
+
+
+ACTIONS: list[dict[str, Any]] = [
+    place_action(0, "buy", 3_000_000, 10**6),
+    {"type": "cancel", "market": 1, "oid": 7},
+    {"type": "cancel_all", "market": None},
+    {"type": "withdraw", "asset": 1, "amount": 5},
+    {"type": "approve_agent", "agent": bytes(19) + b"\x09", "name": "bot"},
+]
+
+
+@given(st.sampled_from(ACTIONS), st.randoms(use_true_random=False), st.integers(1, 2**63))
+def test_committed_intents_decode_as_the_full_path_does(
+    action: dict[str, Any], rng: random.Random, nonce: int
+) -> None:
+    """Replay's shortcut (node/intents.py `committed_intent`) gives the validated intent,
+    whatever key order the packed bytes use; so the same id and the same engine entry."""
+    si = sign_intent(KEY, SIGNER, nonce, action, DOMAIN)
+    wire = msgpack.unpackb(pack_intent(si), raw=False)
+    items = list(wire["action"].items())
+    rng.shuffle(items)
+    wire["action"] = dict(items)
+    outer = list(wire.items())
+    rng.shuffle(outer)
+    packed = msgpack.packb(dict(outer), use_bin_type=True)
+    full = unpack_intent(packed)
+    fast = committed_intent(packed)
+    assert fast == full and list(fast.action) == list(full.action)
+    assert fast.digest(DOMAIN) == si.digest(DOMAIN)
+
+
+def test_a_committed_intent_that_is_not_well_formed_takes_the_full_path() -> None:
+    with pytest.raises(IntentError):
+        committed_intent(msgpack.packb({"action": {"type": "nope"}}, use_bin_type=True))

@@ -26,6 +26,7 @@ from consensus.types import genesis_qc as make_genesis_qc
 from node.genesis import ConsensusParams, committee_init, load_node_setup
 from node.net.messages import (
     MAX_HEIGHT,
+    MAX_SYNC_BLOCKS,
     PeerProtocolError,
     SnapshotChunk,
     SyncReply,
@@ -58,7 +59,7 @@ def test_every_kind_decodes_to_its_type() -> None:
         ["sr", True, 1],
         ["sp", 1, [b"x"], None, 1 << 64],  # finding 2: crashed the sync
         ["sp", 1, "records", None, 1],
-        ["sp", 1, [b"x"] * 300, None, 1],
+        ["sp", 1, [b"x"] * (MAX_SYNC_BLOCKS + 1), None, 1],
         ["sp", 1, [], [1, 2], 1],
         ["ssi", 5, b"short", b"short"],
         ["ssd", 1, 0, b"x" * ((1 << 20) + 1), 1 << 21, b""],
