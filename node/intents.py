@@ -735,6 +735,130 @@ def parse_intent_json(raw: bytes | str) -> SignedIntent:
     return intent_from_json(parse_json_bounded(raw, MAX_INTENT_JSON_BYTES))
 
 
+# The per-intent limits (§4.5) inside a batch: a request may be far larger than one intent,
+# so each element's own encoded length is what is measured. An element's encoding is at
+# least as long as its compact form (orjson's, or msgpack's smallest) and at most that
+# plus everything in the request that is not a compact element or the comma between two:
+# only when an element's two bounds straddle the limit are the elements measured one by
+# one. That never happens to a request written compactly (orjson, JavaScript's
+# JSON.stringify, the SDK, `pack_intent`), whatever its length, nor to one with a little
+# whitespace; a pretty-printed batch or a padded intent is scanned (JSON ~13 µs an intent).
+
+# A JSON string literal or one structural character: enough to find where each element
+# of an array begins and ends (numbers and literals lie between them).
+_JSON_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}:,]')
+_QUOTE, _COLON, _COMMA, _OPEN_ARRAY, _OPEN_OBJECT = b'":,[{'
+
+
+def oversized_json_items(
+    raw: bytes | str, items: list[Any], key: str = "intents", limit: int = MAX_INTENT_JSON_BYTES
+) -> list[int]:
+    """The indexes of `items`, the array under the top-level `key` of the JSON document
+    `raw` (already parsed), whose text in `raw` is longer than `limit` bytes."""
+    length = len(raw) if isinstance(raw, bytes) or raw.isascii() else len(raw.encode())
+    try:
+        compact = [len(orjson.dumps(item)) for item in items]
+    except TypeError:  # an integer beyond 64 bits: orjson cannot write it; measure
+        compact = None
+    if compact is not None and not _straddles(compact, length, limit):
+        return [i for i, size in enumerate(compact) if size > limit]
+    sizes = json_item_sizes(raw.encode() if isinstance(raw, str) else raw, key)
+    if sizes is None or len(sizes) != len(items):
+        # Not UTF-8 (the stdlib parser also takes UTF-16 and UTF-32): the compact sizes,
+        # lower bounds, are all there is.
+        sizes = compact or []
+    return [i for i, size in enumerate(sizes) if size > limit]
+
+
+def _straddles(compact: list[int], length: int, limit: int) -> bool:
+    excess = length - sum(compact) - max(0, len(compact) - 1)
+    return any(size <= limit < size + excess for size in compact)
+
+
+def json_item_sizes(data: bytes, key: str) -> list[int] | None:
+    """The length in bytes of each element of the array under the top-level `key` of the
+    JSON object `data` (valid JSON: it has been parsed), the whitespace around an element
+    not counted; None if there is no such array."""
+    depth = 0
+    expect_key = matched = value_next = inside = False
+    sizes: list[int] | None = None
+    start = 0
+    for token in _JSON_TOKEN.finditer(data):
+        char = data[token.start()]
+        after_key, value_next = value_next, False
+        if char == _QUOTE:
+            if depth == 1 and expect_key:
+                matched = json.loads(token.group()) == key
+            expect_key = False
+        elif char == _COLON:
+            value_next = depth == 1 and matched
+        elif char == _COMMA:
+            expect_key = depth == 1
+            if inside and depth == 2:
+                assert sizes is not None
+                sizes.append(len(data[start : token.start()].strip()))
+                start = token.end()
+        elif char in (_OPEN_ARRAY, _OPEN_OBJECT):
+            if after_key and char == _OPEN_ARRAY:
+                inside, sizes, start = True, [], token.end()
+            depth += 1
+            expect_key = depth == 1
+        else:  # a closing bracket
+            depth -= 1
+            if inside and depth == 1:
+                assert sizes is not None
+                last = len(data[start : token.start()].strip())
+                if last or sizes:  # "[]" holds no element
+                    sizes.append(last)
+                inside = False
+    return sizes
+
+
+def oversized_msgpack_items(
+    data: bytes, items: list[Any], key: str = "intents", limit: int = MAX_INTENT_MSGPACK_BYTES
+) -> list[int]:
+    """`oversized_json_items` for a msgpack map `data` (already unpacked). An element
+    that is the packed bytes of one intent is left to `unpack_intent`, which measures
+    those bytes themselves."""
+    try:
+        compact = [len(msgpack.packb(item, use_bin_type=True)) for item in items]
+    except (ValueError, TypeError, OverflowError):  # nested beyond the packer's limit
+        compact = None
+    if compact is None or _straddles(compact, len(data) + len(items), limit):  # no commas
+        sizes = msgpack_item_sizes(data, key)
+        if sizes is not None and len(sizes) == len(items):
+            compact = sizes
+    if compact is None:
+        return []
+    return [i for i, size in enumerate(compact) if size > limit and not isinstance(items[i], bytes)]
+
+
+def msgpack_item_sizes(data: bytes, key: str) -> list[int] | None:
+    """The length in bytes of each element of the array under the top-level `key` of the
+    msgpack map `data` (valid: it has been unpacked); None if there is no such array."""
+    unpacker = msgpack.Unpacker(raw=False, max_buffer_size=max(len(data), 1))
+    unpacker.feed(data)
+    sizes: list[int] | None = None
+    try:
+        for _ in range(unpacker.read_map_header()):
+            if unpacker.unpack() != key:
+                unpacker.skip()
+                continue
+            try:
+                count = unpacker.read_array_header()
+            except msgpack.UnpackValueError:  # not an array
+                unpacker.skip()
+                continue
+            sizes = []
+            for _ in range(count):
+                start = unpacker.tell()
+                unpacker.skip()
+                sizes.append(unpacker.tell() - start)
+    except Exception:  # msgpack raises a zoo of types; `data` was unpacked once already
+        return None
+    return sizes
+
+
 def intent_to_wire(intent: SignedIntent) -> dict[str, Any]:
     """msgpack-ready map (addresses and signature as bytes), for embedding in frames."""
     return {

@@ -6,6 +6,14 @@ its folder), waits until every node has committed a block, and prints the endpoi
 Without `--detach` it stays in the foreground showing status and stops the committee on
 Ctrl-C; with `--detach` it returns and `status` / `down` find the processes again from
 `localnet.json` in the folder.
+
+SIGTERM (a supervisor, `timeout`, a CI job) and SIGHUP (a closed terminal) mean what
+Ctrl-C means, at any moment of `up`: the members and anvil started so far are stopped,
+then it exits 0. The members and anvil run in sessions of their own (they must outlive
+a detached `up`), so no signal reaches them but the ones `down` sends. A signal that
+arrives while a child is being spawned, or while the contracts are being deployed, is
+taken as soon as that step ends, so that no PID is ever lost; one that arrives while the
+committee is being stopped changes nothing.
 """
 
 from __future__ import annotations
@@ -16,8 +24,11 @@ import os
 import shutil
 import signal
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import httpx
@@ -28,6 +39,62 @@ from node.procs import pid_alive, start_node, stop_pid
 STATE_FILE = "localnet.json"
 CHAIN_FILE = "chain.json"
 DEFAULT_DIR = Path(".localnet")
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class Stop(BaseException):
+    """A stop signal reached the foreground `up`. A BaseException, as KeyboardInterrupt
+    is, so that no `except Exception` on the way takes it for an error."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class StopSignals:
+    """SIGINT, SIGTERM and SIGHUP, once `install`ed, all raise `Stop` in the main thread,
+    as Ctrl-C raises KeyboardInterrupt, except inside `held()`, where the first one is
+    recorded and raised when the block ends. Only the first signal counts: one that
+    arrives while the committee is being stopped is ignored."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._held = 0
+        self._raised = False
+
+    def install(self) -> None:
+        for signum in STOP_SIGNALS:
+            # An inherited SIG_IGN is a choice (`nohup`, a shell's background job): keep it.
+            if signal.getsignal(signum) is not signal.SIG_IGN:
+                signal.signal(signum, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self.received is not None:
+            return  # the stop is under way
+        self.received = signum
+        if not self._held:
+            self._raise()
+
+    def _raise(self) -> None:
+        assert self.received is not None
+        self._raised = True
+        raise Stop(self.received)
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """A step that must not be cut in the middle (a child being spawned and its PID
+        recorded): a stop signal during it is raised when it ends."""
+        self._held += 1
+        try:
+            yield
+        finally:
+            self._held -= 1
+        if not self._held and self.received is not None and not self._raised:
+            self._raise()
+
+
+# The foreground `up` installs them (`main`); without that, `held()` changes nothing.
+_signals = StopSignals()
 
 
 @dataclass
@@ -127,24 +194,26 @@ def up(
         # gone with it, so the only consistent restart is a fresh committee.
         print(f"the local chain of {folder} is gone; starting a fresh committee")
         shutil.rmtree(folder)
-    if not (folder / "genesis.toml").exists():
-        committee_init(folder, nodes, base_port=base_port, consensus=consensus)
-        if chain or chain_url:
-            _wire_chain(folder, chain_url, deployer_key)
-    genesis = load_genesis(folder / "genesis.toml")
     net = Localnet(str(folder), [])
-    for member in genesis.members:
-        node_dir = folder / member.name
-        config = node_dir / "config.toml"
-        log = node_dir / "node.log"
-        pid = start_node(config, log)
-        api = f"http://{member.host}:{member.api_port}"
-        net.nodes.append(NodeProcess(member.name, pid, str(config), api, str(log)))
-    net.save()
     try:
+        if not (folder / "genesis.toml").exists():
+            committee_init(folder, nodes, base_port=base_port, consensus=consensus)
+            if chain or chain_url:
+                with _signals.held():  # anvil is spawned in there; deploying takes seconds
+                    _wire_chain(folder, chain_url, deployer_key)
+        genesis = load_genesis(folder / "genesis.toml")
+        for member in genesis.members:
+            node_dir = folder / member.name
+            config = node_dir / "config.toml"
+            log = node_dir / "node.log"
+            with _signals.held():  # the PID is recorded before a stop can be taken
+                pid = start_node(config, log)
+                api = f"http://{member.host}:{member.api_port}"
+                net.nodes.append(NodeProcess(member.name, pid, str(config), api, str(log)))
+                net.save()
         wait_committed(net, 1, timeout_s)
     except BaseException:
-        down(net)
+        down(net)  # the members started so far, and anvil if this folder started one
         raise
     return net
 
@@ -242,9 +311,20 @@ def main(argv: list[str], prog: str) -> int:
         down(Localnet.load(folder))
         print(f"stopped the localnet in {folder}")
         return 0
+    _signals.install()  # before anything is started: see the module docstring
+    try:
+        return _up_in_foreground(args, folder)
+    except Stop as stop:
+        # `up` has stopped what it started; a stop in the foreground loop, `finally` did.
+        print(f"{stop}: stopped")
+        return 0
+
+
+def _up_in_foreground(args: argparse.Namespace, folder: Path) -> int:
     if args.fresh and folder.exists():
         if (folder / STATE_FILE).exists():
-            down(Localnet.load(folder))
+            with _signals.held():
+                down(Localnet.load(folder))
         shutil.rmtree(folder)
     deployer = bytes.fromhex(args.deployer_key.removeprefix("0x")) if args.deployer_key else None
     net = up(
@@ -260,14 +340,10 @@ def main(argv: list[str], prog: str) -> int:
     if args.detach:
         print(f"detached; `seqnet localnet status --dir {folder}` / `down --dir {folder}`")
         return 0
-    print("committee running; Ctrl-C stops it")
+    print("committee running; Ctrl-C (or SIGTERM, SIGHUP) stops it", flush=True)
     try:
         while True:
             time.sleep(5)
             print_status(net)
-    except KeyboardInterrupt:
-        pass
     finally:
         down(net)
-        print("stopped")
-    return 0

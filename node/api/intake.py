@@ -32,11 +32,16 @@ import trio
 from node.api.facade import ApiLimits, NodeFacade, SubmitResult
 from node.api.ratelimit import NO_WAIT, TokenBuckets
 from node.intents import (
+    MAX_INTENT_JSON_BYTES,
+    MAX_INTENT_MSGPACK_BYTES,
     U64_MAX,
     IntentError,
+    MalformedIntent,
     SignedIntent,
     intent_from_json,
     intent_from_wire,
+    oversized_json_items,
+    oversized_msgpack_items,
     parse_json_bounded,
     unpack_intent,
 )
@@ -138,8 +143,15 @@ def _result(
 
 
 def _decode_items(
-    raw_items: Any, parse: Callable[[Any], SignedIntent], limits: ApiLimits
+    raw_items: Any,
+    parse: Callable[[Any], SignedIntent],
+    limits: ApiLimits,
+    oversized: Callable[[list[Any]], list[int]],
+    intent_limit: int,
 ) -> list[Item]:
+    """Each element decoded, or why not. An element over the per-intent size limit
+    (PROTOCOL.md §4.5; `oversized` measures it in the request) is refused `too_large`
+    without being looked at, let alone its signature recovered."""
     if not isinstance(raw_items, list):
         raise ApiError(400, "bad_type", "intents must be an array", field="intents")
     if not raw_items:
@@ -151,8 +163,12 @@ def _decode_items(
             f"{len(raw_items)} intents in one request; at most {limits.max_batch_intents}",
             field="intents",
         )
+    too_large = set(oversized(raw_items))
     items: list[Item] = []
-    for raw in raw_items:
+    for index, raw in enumerate(raw_items):
+        if index in too_large:
+            items.append(_too_large(intent_limit))
+            continue
         try:
             items.append(parse(raw))
         except IntentError as error:
@@ -160,11 +176,16 @@ def _decode_items(
     return items
 
 
+def _too_large(limit: int) -> MalformedIntent:
+    return MalformedIntent("too_large", f"intent larger than {limit} bytes")
+
+
 def decode_http_body(raw: bytes, limits: ApiLimits) -> list[Item]:
     """POST /v1/intents body: one intent object, or {"intents": [...]}.
 
-    A body that is not JSON, or a single intent that is malformed, is refused whole; in a
-    batch, each malformed intent becomes its own `rejected` answer."""
+    A body that is not JSON, or a single intent that is malformed or over the per-intent
+    size limit, is refused whole; in a batch, each malformed or oversized intent becomes
+    its own `rejected` answer."""
     try:
         obj = parse_json_bounded(raw, limits.max_body_bytes)
     except IntentError as error:
@@ -173,7 +194,15 @@ def decode_http_body(raw: bytes, limits: ApiLimits) -> list[Item]:
         extra = [key for key in obj if key != "intents"]
         if extra:
             raise ApiError(400, "unknown_field", f"unknown field {extra[0]!r}", field=extra[0])
-        return _decode_items(obj["intents"], intent_from_json, limits)
+        return _decode_items(
+            obj["intents"],
+            intent_from_json,
+            limits,
+            lambda items: oversized_json_items(raw, items),
+            MAX_INTENT_JSON_BYTES,
+        )
+    if len(raw.strip()) > MAX_INTENT_JSON_BYTES:
+        raise from_intent_error(_too_large(MAX_INTENT_JSON_BYTES))
     try:
         return [intent_from_json(obj)]
     except IntentError as error:
@@ -198,7 +227,13 @@ def decode_ws_text(text: str, limits: ApiLimits) -> Message:
         obj = parse_json_bounded(text, limits.max_body_bytes)
     except IntentError as error:
         raise from_intent_error(error) from None
-    return _decode_message(obj, intent_from_json, limits)
+    return _decode_message(
+        obj,
+        intent_from_json,
+        limits,
+        lambda items: oversized_json_items(text, items),
+        MAX_INTENT_JSON_BYTES,
+    )
 
 
 def decode_ws_binary(data: bytes, limits: ApiLimits) -> Message:
@@ -220,14 +255,26 @@ def decode_ws_binary(data: bytes, limits: ApiLimits) -> Message:
         )
     except Exception as error:  # msgpack raises a zoo of types on garbage
         raise ApiError(400, "bad_encoding", f"not valid msgpack: {error}") from None
-    return _decode_message(obj, _intent_from_msgpack, limits)
+    return _decode_message(
+        obj,
+        _intent_from_msgpack,
+        limits,
+        lambda items: oversized_msgpack_items(data, items),
+        MAX_INTENT_MSGPACK_BYTES,
+    )
 
 
 def _intent_from_msgpack(obj: Any) -> SignedIntent:
     return unpack_intent(obj) if isinstance(obj, bytes) else intent_from_wire(obj)
 
 
-def _decode_message(obj: Any, parse: Callable[[Any], SignedIntent], limits: ApiLimits) -> Message:
+def _decode_message(
+    obj: Any,
+    parse: Callable[[Any], SignedIntent],
+    limits: ApiLimits,
+    oversized: Callable[[list[Any]], list[int]],
+    intent_limit: int,
+) -> Message:
     if not isinstance(obj, dict):
         raise ApiError(400, "bad_type", "a message must be a map")
     request_id = _request_id(obj.get("id"))
@@ -238,7 +285,7 @@ def _decode_message(obj: Any, parse: Callable[[Any], SignedIntent], limits: ApiL
         if "intents" not in obj:
             raise ApiError(400, "missing_field", "a message needs 'intents'", field="intents")
         wait, timeout_s = wait_and_timeout(obj.get("wait"), obj.get("timeout_ms"), limits)
-        items = _decode_items(obj["intents"], parse, limits)
+        items = _decode_items(obj["intents"], parse, limits, oversized, intent_limit)
     except ApiError as error:
         error.request_id = request_id
         raise

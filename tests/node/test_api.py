@@ -449,13 +449,14 @@ async def test_ws_bad_frames_get_errors_then_close(
 async def test_ws_deeply_nested_intent_map_is_a_rejection(
     nursery: trio.Nursery, facade: LocalFacade
 ) -> None:
-    """An intent map in a binary frame has no size limit of its own, so msgpack nests it
-    up to 1,024 levels: validation answers per intent and never walks or reprs the value
-    (a 1,020-deep `type` once raised RecursionError out of the decoder)."""
+    """An intent map in a binary frame is bounded by its encoded size (1,024 bytes,
+    PROTOCOL §4.5), within which msgpack still nests 800 levels: validation answers per
+    intent and never walks or reprs the value (a 1,020-deep `type` once raised
+    RecursionError out of the decoder)."""
     url = await start(nursery, facade)
     intent = msgpack.unpackb(pack_intent(signed(CANCEL)))
     deep: Any = 1
-    for _ in range(1020):
+    for _ in range(800):
         deep = [deep]
     frame = {"id": 3, "intents": [{**intent, "action": {"type": deep}}, pack_intent(signed())]}
     async with open_websocket_url(ws_url(url)) as ws:

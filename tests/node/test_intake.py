@@ -1,7 +1,8 @@
 """Intake against a real node (a committee of one, in process): a bad copy of an intent
 never censors the genuine one, a forged signer is refused at the door and charged to no
 one, and a revoked agent is refused at the door and in the engine (issue 12, findings 6
-and 7, agent revocation)."""
+and 7, agent revocation). And the per-intent size limits of PROTOCOL.md §4.5 on every
+client path, before any signature is recovered (issue 16)."""
 
 from __future__ import annotations
 
@@ -10,22 +11,27 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgpack
 import orjson
 import pytest
 import trio
+from trio_websocket import open_websocket_url
 
 from node import trade_cli
 from node.api.app import ApiLimits, create_app, serve_api
 from node.api.facade import SubmitResult
 from node.api.intake import Intake, Item
+from node.api.local import LocalFacade
 from node.api.ratelimit import RateLimit
 from node.genesis import ConsensusParams, committee_init, load_node_setup
 from node.intents import (
     BadSignature,
+    Domain,
     SignedIntent,
     address_of_private_key,
     format_address,
     intent_to_json,
+    intent_to_wire,
     pack_intent,
     place_action,
     sign_intent,
@@ -263,3 +269,105 @@ async def test_sdk_and_trade_cli_approve_and_revoke_agents(
         assert (await agent.cancel_all()).code == "unauthorized_signer"
         assert await trio.to_thread.run_sync(trade, "agent", "revoke", format_address(AGENT)) == 1
     assert '"code": "unknown_agent"' in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------------------
+# Per-intent size limits (PROTOCOL.md §4.5): 2,048 bytes of JSON, 1,024 of msgpack
+
+
+def padded_json(intent: SignedIntent, size: int = 3400) -> str:
+    """The intent's JSON with whitespace after its first brace, `size` bytes in all: a
+    well-formed, validly signed intent over the limit."""
+    text = orjson.dumps(intent_to_json(intent)).decode()
+    return text.replace("{", "{" + " " * (size - len(text)), 1)
+
+
+def padded_msgpack(intent: SignedIntent) -> bytes:
+    """The intent's msgpack map with its signature entry repeated 20 times (unpacking
+    keeps the last): well formed, validly signed, ~1.5 KB."""
+    packer = msgpack.Packer(use_bin_type=True)
+    wire = intent_to_wire(intent)
+    out: bytes = packer.pack_map_header(4 + 19)
+    for key in ("action", "account", "nonce"):
+        out += packer.pack(key) + packer.pack(wire[key])
+    out += (packer.pack("signature") + packer.pack(intent.signature)) * 20
+    return out
+
+
+@pytest.fixture
+async def local_api(nursery: trio.Nursery) -> tuple[str, LocalFacade]:
+    """The API over a `LocalFacade`, whose `verified` counts recovered signatures."""
+    facade = LocalFacade(DOMAIN)
+    limits = ApiLimits(ip_limit=None, account_limit=None)
+    port = await nursery.start(serve_api, create_app(facade, limits), "127.0.0.1", 0)
+    return f"http://127.0.0.1:{port}", facade
+
+
+DOMAIN = Domain(31337, bytes(20))
+_NONCES = iter(range(1_700_000_000_000, 1_800_000_000_000))
+
+
+def fresh() -> SignedIntent:
+    return sign_intent(VICTIM_KEY, VICTIM, next(_NONCES), PLACE, DOMAIN)
+
+
+async def test_a_3_4_kb_intent_is_refused_on_http_before_its_signature_is_checked(
+    local_api: tuple[str, LocalFacade],
+) -> None:
+    url, facade = local_api
+    big = padded_json(fresh())
+    assert len(big) == 3400 and orjson.loads(big)  # a good intent, but for its size
+    headers = {"content-type": "application/json"}
+    async with httpx.AsyncClient(base_url=url) as http:
+        single = await http.post("/v1/intents", content=big, headers=headers)
+        assert single.status_code == 413, single.text
+        assert single.json()["error"]["code"] == "too_large"
+        assert facade.verified == 0
+        # In a batch, each intent is answered for itself; the layout does not matter.
+        for separator in (",", ",\n  "):
+            items = [orjson.dumps(intent_to_json(fresh())).decode(), big, padded_json(fresh())]
+            items[2] = items[2].replace(" " * 1352, "", 1)  # 2,048 bytes: at the limit
+            body = '{"intents": [' + separator.join(items) + "]}"
+            batch = await http.post("/v1/intents", content=body, headers=headers)
+            assert batch.status_code == 200, batch.text
+            results = batch.json()["results"]
+            assert [r["status"] for r in results] == ["accepted", "rejected", "accepted"]
+            assert results[1] == {
+                "id": None,
+                "status": "rejected",
+                "code": "too_large",
+                "message": "intent larger than 2048 bytes",
+            }
+    assert facade.verified == 4  # the two good intents of each batch, never the big one
+
+
+async def test_a_3_4_kb_intent_is_refused_on_the_websocket_before_its_signature_is_checked(
+    local_api: tuple[str, LocalFacade],
+) -> None:
+    url, facade = local_api
+    async with open_websocket_url(url.replace("http://", "ws://") + "/v1/ws") as ws:
+        body = ", ".join([orjson.dumps(intent_to_json(fresh())).decode(), padded_json(fresh())])
+        await ws.send_message('{"id": 1, "intents": [' + body + "]}")
+        with trio.fail_after(10):
+            text = orjson.loads(await ws.get_message())
+        packed = {"id": 2, "intents": [pack_intent(fresh()), pack_intent(fresh()) + bytes(1100)]}
+        await ws.send_message(msgpack.packb(packed))
+        packer = msgpack.Packer(use_bin_type=True)
+        frame = (
+            packer.pack_map_header(2)
+            + packer.pack("id")
+            + packer.pack(3)
+            + packer.pack("intents")
+            + packer.pack_array_header(2)
+            + packer.pack(intent_to_wire(fresh()))
+            + padded_msgpack(fresh())
+        )
+        await ws.send_message(frame)
+        with trio.fail_after(10):
+            answers = [msgpack.unpackb(await ws.get_message()) for _ in range(2)]
+    binary = {answer["id"]: answer["results"] for answer in answers}
+    for results in (text["results"], binary[2], binary[3]):
+        assert [r["status"] for r in results] == ["accepted", "rejected"], results
+        assert results[1]["code"] == "too_large"
+    assert text["id"] == 1
+    assert facade.verified == 3

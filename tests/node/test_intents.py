@@ -37,6 +37,10 @@ from node.intents import (
     intent_from_wire,
     intent_to_json,
     intent_to_wire,
+    json_item_sizes,
+    msgpack_item_sizes,
+    oversized_json_items,
+    oversized_msgpack_items,
     pack_intent,
     parse_intent_json,
     sign_intent,
@@ -52,7 +56,8 @@ KEY = bytes(31) + b"\x01"
 AGENT_KEY = bytes(31) + b"\x02"
 ACCOUNT = address_of_private_key(KEY)
 AGENT = address_of_private_key(AGENT_KEY)
-CONTRACT = bytes.fromhex("5fbdb2315678afecb367f032d93f642f64180aa3")
+# The settlement contract of a fresh localnet (PROTOCOL.md §4.6; test_doc_domain_...).
+CONTRACT = bytes.fromhex("9fe46736679d2d9a65f0992f2272de9f3c7fa6e0")
 DOMAIN = Domain(31337, CONTRACT)
 NONCE = 1_700_000_000_000
 
@@ -227,6 +232,23 @@ def test_doc_domain() -> None:
     assert len(DOC["vectors"]) >= 10
     kinds = {v["intent"]["action"]["type"] for v in DOC["vectors"]}
     assert kinds == set(ACTIONS), "every action type has a vector"
+
+
+def test_doc_domain_is_the_settlement_contract_of_a_fresh_localnet(tmp_path: Path) -> None:
+    """The vectors' verifyingContract is where `localnet up` deploys the Settlement on a
+    fresh anvil (node/chain/localchain.py: anvil's first dev account deploys a TestToken
+    per non-ETH asset, then the Settlement), not a token: a client that copies the
+    vectors' domain signs for that localnet."""
+    from contracts.settlement import ETH
+    from node.genesis import committee_init, load_genesis
+
+    committee_init(tmp_path, 4)
+    tokens = [a for a in load_genesis(tmp_path / "genesis.toml").exchange.assets if a.token != ETH]
+    deployer = bytes.fromhex("f39fd6e51aad88f6f4ce6ab8827279cfffb92266")  # anvil's account 0
+    nonce = len(tokens)
+    assert 0 < nonce < 0x80  # one RLP byte
+    created = keccak.new(digest_bits=256, data=b"\xd6\x94" + deployer + bytes([nonce])).digest()
+    assert "0x" + created[12:].hex() == DOC["verifying_contract"]
 
 
 def test_doc_typehashes() -> None:
@@ -483,6 +505,90 @@ def test_msgpack_wire_limits() -> None:
         with pytest.raises(MalformedIntent) as error:
             unpack_intent(data)
         assert _code(error) == code, data
+
+
+# The per-intent limits inside a batch (§4.5; the intake's use: tests/node/test_intake.py)
+
+ITEMS: list[Any] = [
+    {"a": 'x,]}["{:\\"', "b": [1, {"c": []}]},
+    {"\u00e9": "\u00e9"},
+    [],
+    {},
+    3,
+    "s",
+    None,
+]
+
+
+@pytest.mark.parametrize(
+    "dump",
+    [
+        lambda obj: json.dumps(obj, separators=(",", ":")),
+        lambda obj: json.dumps(obj),  # ", " and ": "
+        lambda obj: json.dumps(obj, ensure_ascii=False),
+    ],
+)
+def test_json_item_sizes_are_the_elements_texts(dump: Any) -> None:
+    doc = {"id": 1, "other": {"intents": [1, 2]}, "intents": ITEMS, "wait": None}
+    assert json_item_sizes(dump(doc).encode(), "intents") == [
+        len(dump(item).encode()) for item in ITEMS
+    ]
+
+
+def test_json_item_sizes_find_the_key_however_it_is_written() -> None:
+    raw = b'{ "\\u0069ntents" :\n [ {"a":1}  ,\n\t{"b" : 2} ] }'
+    assert json_item_sizes(raw, "intents") == [7, 9]  # the whitespace around not counted
+    assert json_item_sizes(b'{"intents": [ ]}', "intents") == []
+    assert json_item_sizes(b'{"intents": 3}', "intents") is None
+    assert json_item_sizes(b'{"x": {"intents": [1]}}', "intents") is None
+    assert json_item_sizes(b"[1, 2]", "intents") is None
+
+
+def test_oversized_json_items_are_found_however_the_batch_is_laid_out() -> None:
+    intent = _json_intent()
+    padded = json.dumps(intent).replace("{", "{" + " " * 3000, 1)  # a 3.4 KB intent
+    assert len(padded) > 3000
+    compact = json.dumps({"intents": [intent] * 1500}, separators=(",", ":"))
+    assert oversized_json_items(compact, [intent] * 1500) == []
+    pretty = json.dumps({"intents": [intent] * 3}, indent=2)
+    assert oversized_json_items(pretty, [intent] * 3) == []
+    batch = '{"intents": [' + ", ".join([json.dumps(intent), padded, json.dumps(intent)]) + "]}"
+    assert oversized_json_items(batch, json.loads(batch)["intents"]) == [1]
+    assert oversized_json_items(batch.encode(), json.loads(batch)["intents"]) == [1]
+    # Just over and just under, when the rest of the batch could hide either.
+    exact = json.dumps(intent)
+    for extra, over in ((2048 - len(exact), []), (2049 - len(exact), [0])):
+        text = '{"intents":[' + exact.replace("{", "{" + " " * extra, 1) + "," + exact + "]}"
+        assert oversized_json_items(text, json.loads(text)["intents"]) == over
+
+
+def test_oversized_msgpack_items_are_found_in_maps_and_left_to_unpack_intent_in_bytes() -> None:
+    intent = _signed(ACTIONS["place"])
+    wire = intent_to_wire(intent)
+    packer = msgpack.Packer(use_bin_type=True)
+    # A map with its signature repeated 20 times (unpacking keeps the last): valid, 1.5 KB.
+    padded = packer.pack_map_header(4 + 19)
+    for key in ("action", "account", "nonce"):
+        padded += packer.pack(key) + packer.pack(wire[key])
+    padded += (packer.pack("signature") + packer.pack(intent.signature)) * 20
+    assert len(padded) > 1024 and intent_from_wire(msgpack.unpackb(padded)) == intent
+    message = (
+        packer.pack_map_header(2)
+        + packer.pack("id")
+        + packer.pack(7)
+        + packer.pack("intents")
+        + packer.pack_array_header(3)
+        + packer.pack(wire)
+        + padded
+        + packer.pack(pack_intent(intent))
+    )
+    items = msgpack.unpackb(message)["intents"]
+    sizes = msgpack_item_sizes(message, "intents")
+    assert sizes == [len(packer.pack(wire)), len(padded), len(pack_intent(intent)) + 2]
+    assert oversized_msgpack_items(message, items) == [1]
+    plain = msgpack.packb({"intents": [wire] * 100, "id": 1})
+    assert oversized_msgpack_items(plain, [wire] * 100) == []
+    assert msgpack_item_sizes(msgpack.packb({"intents": 3}), "intents") is None
 
 
 def test_decode_action_requires_canonical_bytes() -> None:
