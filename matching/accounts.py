@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
     from matching.book import Order
+    from matching.margin import PerpAccount
 
 MAX_OPEN_ORDERS: Final = 1_000  # per account
 MAX_AGENTS: Final = 16  # per account
@@ -43,6 +44,7 @@ class Account:
         "leaf",
         "locked",
         "orders",
+        "perp",
         "raw_nonces",
     )
 
@@ -61,6 +63,7 @@ class Account:
         # (a million small objects pinned all over the heap otherwise).
         self.raw_nonces: array[int] = array("Q")
         self.agent_nonces: dict[bytes, array[int]] = {}  # agent -> raw array, as above
+        self.perp: PerpAccount | None = None  # positions, once the account trades perps
 
     @property
     def nonces(self) -> array[int]:

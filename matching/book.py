@@ -25,6 +25,7 @@ from matching.config import BPS, Market
 
 if TYPE_CHECKING:
     from matching.accounts import Account
+    from matching.margin import PerpMarket
 
 
 class Order:
@@ -148,6 +149,7 @@ class Book:
         "lot",
         "maker_bps",
         "market",
+        "perp",
         "quote",
         "taker_bps",
         "tick",
@@ -156,7 +158,9 @@ class Book:
     def __init__(self, market: Market, base_index: int, quote_index: int) -> None:
         self.market = market
         self.id = market.id
-        self.base = base_index  # dense asset indexes into Account.available / .locked
+        # Dense asset indexes into Account.available / .locked. A perp market has no base
+        # asset: its orders lock nothing, and `base` names the collateral like `quote`.
+        self.base = base_index
         self.quote = quote_index
         self.lot = market.lot_size
         self.tick = market.tick_size
@@ -165,6 +169,7 @@ class Book:
         self.fee_bps_max = max(market.maker_fee_bps, market.taker_fee_bps)
         self.bids = Side()
         self.asks = Side()
+        self.perp: PerpMarket | None = None  # a perpetual market's state (perp.py)
 
     def reserve(self, price: int, size: int) -> int:
         """Quote units a buy of `size` at `price` locks: notional plus the larger of the

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from matching.accounts import Account
 from matching.config import Asset
-from matching.merkle import MerkleTree, balance_leaf, withdrawal_leaf
+from matching.merkle import MerkleTree, balance_leaf, position_leaf, withdrawal_leaf
+
+if TYPE_CHECKING:
+    from matching.margin import Position
 
 KEPT_CHECKPOINTS = 256  # withdrawal proofs stay available for this many checkpoints
 
@@ -42,9 +46,14 @@ class Checkpoint:
 
 
 class StateTree:
-    """Balance leaves, maintained incrementally."""
+    """Balance leaves and position leaves, maintained incrementally.
 
-    __slots__ = ("assets", "dirty", "pairs", "totals", "tree")
+    A pair (account, k) names a balance leaf for k >= 0 (an asset index) and a position
+    leaf for k < 0 (market id -1 - k). With perpetual markets, the collateral leaf of an
+    account with perp state commits to its exit value (`exit_values`, set by the engine
+    before each root; docs/MATCHING.md), and position leaves are always rehashed."""
+
+    __slots__ = ("assets", "collateral", "dirty", "exit_values", "pairs", "totals", "tree")
 
     def __init__(self, assets: tuple[Asset, ...]) -> None:
         self.assets = assets
@@ -52,15 +61,36 @@ class StateTree:
         self.pairs: list[tuple[Account, int]] = []  # leaf index -> (account, asset index)
         self.totals: list[int] = []  # leaf index -> total hashed at the last checkpoint
         self.dirty: dict[Account, None] = {}  # accounts whose totals may have moved
+        # account -> the collateral total its leaf commits to, for accounts with perp state
+        self.exit_values: dict[Account, int] = {}
+        self.collateral = -1  # the perp collateral's asset index, -1 without perp markets
 
     def new_leaf(self, account: Account, asset: int) -> None:
         account.leaf[asset] = len(self.pairs)
         self.pairs.append((account, asset))
         self.totals.append(-1)
 
+    def new_position_leaf(self, account: Account, market: int, position: Position) -> None:
+        position.leaf = len(self.pairs)
+        self.pairs.append((account, -1 - market))
+        self.totals.append(-1)
+
     def _leaf(self, account: Account, asset: int, total: int) -> bytes:
         token = self.assets[asset]
         return balance_leaf(account.address, token.token, total * token.unit)
+
+    def _total(self, account: Account, asset: int) -> int:
+        if asset == self.collateral:
+            value = self.exit_values.get(account)
+            if value is not None:
+                return value
+        return account.available[asset] + account.locked[asset]
+
+    def _position_leaf(self, account: Account, market: int) -> bytes:
+        perp = account.perp
+        assert perp is not None
+        pos = perp.positions[market]
+        return position_leaf(account.address, market, pos.size, pos.entry, pos.margin)
 
     def root(self) -> bytes:
         tree, totals, pairs = self.tree, self.totals, self.pairs
@@ -68,13 +98,23 @@ class StateTree:
         for account in self.dirty:
             for asset, index in enumerate(account.leaf):
                 if 0 <= index < hashed:
-                    total = account.available[asset] + account.locked[asset]
+                    total = self._total(account, asset)
                     if total != totals[index]:
                         totals[index] = total
                         tree.update(index, self._leaf(account, asset, total))
+            perp = account.perp
+            if perp is not None:
+                for market, pos in perp.positions.items():
+                    if 0 <= pos.leaf < hashed:
+                        leaf = self._position_leaf(account, market)
+                        if leaf != tree.leaf(pos.leaf):
+                            tree.update(pos.leaf, leaf)
         for index in range(hashed, len(pairs)):
             account, asset = pairs[index]
-            total = account.available[asset] + account.locked[asset]
+            if asset < 0:
+                tree.append(self._position_leaf(account, -1 - asset))
+                continue
+            total = self._total(account, asset)
             totals[index] = total
             tree.append(self._leaf(account, asset, total))
         self.dirty = {}
@@ -83,7 +123,9 @@ class StateTree:
     def proof(self, account: Account, asset: int) -> tuple[bytes, list[bytes]] | None:
         """(leaf, proof) of the pair as of the last checkpoint, or None if it has no leaf
         there yet."""
-        index = account.leaf[asset]
+        return self.proof_at(account.leaf[asset])
+
+    def proof_at(self, index: int) -> tuple[bytes, list[bytes]] | None:
         if not 0 <= index < len(self.tree):
             return None
         return self.tree.leaf(index), self.tree.proof(index)

@@ -19,6 +19,16 @@ MAX_FEE_BPS: Final = (
 MAX_ASSETS: Final = 1_024
 MAX_MARKETS: Final = 1_024
 SYMBOL_MAX_BYTES: Final = 32
+# Perpetual futures (docs/MATCHING.md, "Perpetual futures").
+RATE_SCALE: Final = 10**9  # funding rates, premiums, interest: parts per billion (ppb)
+MAX_LEVERAGE: Final = 200
+MAX_MARGIN_TIERS: Final = 16
+MAX_ORACLE_MEMBERS: Final = 256
+DEFAULT_FUNDING_INTERVAL_MS: Final = 3_600_000
+DEFAULT_FUNDING_CAP_PPB: Final = 40_000_000  # 4 % per interval (Hyperliquid's hourly cap)
+DEFAULT_INTEREST_PPB: Final = 12_500  # 0.00125 % per interval = 0.01 % per 8 h
+DEFAULT_LIQUIDATION_FEE_BPS: Final = 100
+DEFAULT_ORACLE_MAX_AGE_MS: Final = 15_000
 
 
 class ConfigError(ValueError):
@@ -74,27 +84,65 @@ class Asset:
 
 
 @dataclass(frozen=True, slots=True)
-class Market:
-    id: int
-    symbol: str
-    base: int  # asset id
-    quote: int  # asset id
-    lot_size: int  # base engine units per lot
-    tick_size: int  # quote engine units per lot per tick
-    maker_fee_bps: int
-    taker_fee_bps: int
+class PerpParams:
+    """A perpetual market's risk and funding parameters (docs/MATCHING.md). Margin tiers
+    are (max_notional, initial_bps, maintenance_bps) by ascending notional in quote engine
+    units; the last tier also applies beyond its max_notional."""
+
+    margin_tiers: tuple[tuple[int, int, int], ...]
+    max_leverage: int
+    funding_interval_ms: int
+    funding_cap_ppb: int
+    interest_ppb: int
+    liquidation_fee_bps: int
+    oracle_max_age_ms: int
 
     def to_plain(self) -> dict[str, Any]:
         return {
-            "id": self.id,
-            "symbol": self.symbol,
-            "base": self.base,
-            "quote": self.quote,
-            "lot_size": self.lot_size,
-            "tick_size": self.tick_size,
-            "maker_fee_bps": self.maker_fee_bps,
-            "taker_fee_bps": self.taker_fee_bps,
+            "margin_tiers": [list(t) for t in self.margin_tiers],
+            "max_leverage": self.max_leverage,
+            "funding_interval_ms": self.funding_interval_ms,
+            "funding_cap_ppb": self.funding_cap_ppb,
+            "interest_ppb": self.interest_ppb,
+            "liquidation_fee_bps": self.liquidation_fee_bps,
+            "oracle_max_age_ms": self.oracle_max_age_ms,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Market:
+    id: int
+    symbol: str
+    base: int | None  # asset id; None for a perpetual market (no on-chain base asset)
+    quote: int  # asset id (a perpetual market's collateral)
+    lot_size: int  # base engine units per lot (a perp: contract units per lot)
+    tick_size: int  # quote engine units per lot per tick
+    maker_fee_bps: int
+    taker_fee_bps: int
+    perp: PerpParams | None = None  # set iff kind == "perp"
+
+    @property
+    def kind(self) -> str:
+        return "spot" if self.perp is None else "perp"
+
+    def to_plain(self) -> dict[str, Any]:
+        plain: dict[str, Any] = {"id": self.id, "symbol": self.symbol}
+        if self.perp is not None:
+            plain["kind"] = "perp"
+        else:
+            plain["base"] = self.base
+        plain.update(
+            {
+                "quote": self.quote,
+                "lot_size": self.lot_size,
+                "tick_size": self.tick_size,
+                "maker_fee_bps": self.maker_fee_bps,
+                "taker_fee_bps": self.taker_fee_bps,
+            }
+        )
+        if self.perp is not None:
+            plain.update(self.perp.to_plain())
+        return plain
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +150,15 @@ class Genesis:
     assets: tuple[Asset, ...]
     markets: tuple[Market, ...]
     fee_account: bytes
+    # Required only with perpetual markets: the backstop account that receives liquidation
+    # fees and funding residue, and the committee members whose oracle entries count.
+    insurance_account: bytes | None = None
+    oracle_members: tuple[bytes, ...] = ()
+    oracle_quorum: int = 0
+
+    @property
+    def perp_markets(self) -> tuple[Market, ...]:
+        return tuple(m for m in self.markets if m.perp is not None)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Genesis:
@@ -116,7 +173,26 @@ class Genesis:
             raise ConfigError(f"markets must be a list of at most {MAX_MARKETS} tables")
         assets = tuple(_asset(a, i) for i, a in enumerate(raw_assets))
         markets = tuple(_market(m, i) for i, m in enumerate(raw_markets))
-        genesis = cls(assets=assets, markets=markets, fee_account=fee_account)
+        insurance = None
+        members: tuple[bytes, ...] = ()
+        quorum = 0
+        if any(m.perp is not None for m in markets):
+            insurance = parse_address(raw.get("insurance_account"), "insurance_account")
+            raw_members = raw.get("oracle_members")
+            if not isinstance(raw_members, list) or not 0 < len(raw_members) <= MAX_ORACLE_MEMBERS:
+                raise ConfigError(f"oracle_members must be a list of 1..{MAX_ORACLE_MEMBERS}")
+            members = tuple(
+                parse_address(a, f"oracle_members[{i}]") for i, a in enumerate(raw_members)
+            )
+            quorum = _uint(raw, "oracle_quorum", "genesis", 1, len(members))
+        genesis = cls(
+            assets=assets,
+            markets=markets,
+            fee_account=fee_account,
+            insurance_account=insurance,
+            oracle_members=members,
+            oracle_quorum=quorum,
+        )
         genesis.check()
         return genesis
 
@@ -130,17 +206,32 @@ class Genesis:
         if len(set(market_ids)) != len(market_ids):
             raise ConfigError("market ids must be unique")
         for m in self.markets:
-            if m.base not in asset_ids or m.quote not in asset_ids:
+            if m.quote not in asset_ids or (m.perp is None and m.base not in asset_ids):
                 raise ConfigError(f"market {m.symbol}: unknown base or quote asset")
             if m.base == m.quote:
                 raise ConfigError(f"market {m.symbol}: base and quote must differ")
+        perps = self.perp_markets
+        if perps:
+            # One collateral for every perpetual market: cross margin is one balance.
+            if len({m.quote for m in perps}) != 1:
+                raise ConfigError("every perp market must have the same quote (collateral)")
+            if len(set(self.oracle_members)) != len(self.oracle_members):
+                raise ConfigError("oracle_members must be distinct")
+            special = {self.fee_account, self.insurance_account}
+            if len(special) != 2:
+                raise ConfigError("insurance_account must differ from fee_account")
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        plain: dict[str, Any] = {
             "fee_account": address_hex(self.fee_account),
             "assets": [a.to_plain() for a in self.assets],
             "markets": [m.to_plain() for m in self.markets],
         }
+        if self.insurance_account is not None:
+            plain["insurance_account"] = address_hex(self.insurance_account)
+            plain["oracle_members"] = [address_hex(a) for a in self.oracle_members]
+            plain["oracle_quorum"] = self.oracle_quorum
+        return plain
 
 
 def _asset(raw: object, index: int) -> Asset:
@@ -162,13 +253,69 @@ def _market(raw: object, index: int) -> Market:
     what = f"markets[{index}]"
     if not isinstance(raw, dict):
         raise ConfigError(f"{what}: expected a table")
+    kind = raw.get("kind", "spot")
+    if kind not in ("spot", "perp"):
+        raise ConfigError(f"{what}: kind must be spot or perp, got {kind!r}")
+    perp = _perp(raw, what) if kind == "perp" else None
+    if perp is not None and raw.get("base") is not None:
+        raise ConfigError(f"{what}: a perp market has no base asset")
     return Market(
         id=_uint(raw, "id", what, 0, U32_MAX),
         symbol=_symbol(raw, what),
-        base=_uint(raw, "base", what, 0, U32_MAX),
+        base=None if perp is not None else _uint(raw, "base", what, 0, U32_MAX),
         quote=_uint(raw, "quote", what, 0, U32_MAX),
         lot_size=_uint(raw, "lot_size", what, 1),
         tick_size=_uint(raw, "tick_size", what, 1),
         maker_fee_bps=_uint(raw, "maker_fee_bps", what, 0, MAX_FEE_BPS),
         taker_fee_bps=_uint(raw, "taker_fee_bps", what, 0, MAX_FEE_BPS),
+        perp=perp,
+    )
+
+
+def _optional(raw: dict[str, Any], key: str, what: str, default: int, low: int, high: int) -> int:
+    return _uint(raw, key, what, low, high) if key in raw else default
+
+
+def _perp(raw: dict[str, Any], what: str) -> PerpParams:
+    tiers_raw = raw.get("margin_tiers")
+    if not isinstance(tiers_raw, list) or not 0 < len(tiers_raw) <= MAX_MARGIN_TIERS:
+        raise ConfigError(f"{what}: margin_tiers must be a list of 1..{MAX_MARGIN_TIERS} tiers")
+    tiers: list[tuple[int, int, int]] = []
+    for i, tier in enumerate(tiers_raw):
+        if (
+            not isinstance(tier, list | tuple)
+            or len(tier) != 3
+            or not all(type(v) is int for v in tier)
+        ):
+            raise ConfigError(f"{what}: margin_tiers[{i}] must be [max_notional, im_bps, mm_bps]")
+        cap, im, mm = tier
+        if not (0 < cap <= U64_MAX and 0 < mm < im <= BPS):
+            raise ConfigError(
+                f"{what}: margin_tiers[{i}] needs 0 < max_notional <= 2^64-1 and "
+                "0 < maintenance_bps < initial_bps <= 10000"
+            )
+        if tiers and not (cap > tiers[-1][0] and im >= tiers[-1][1] and mm >= tiers[-1][2]):
+            raise ConfigError(f"{what}: margin tiers must grow in notional and in both rates")
+        tiers.append((cap, im, mm))
+    max_leverage = _uint(raw, "max_leverage", what, 1, MAX_LEVERAGE)
+    if BPS // max_leverage < tiers[0][2] * 2 and max_leverage > 1:
+        # At full leverage the initial margin must stay well above maintenance, or a
+        # fresh position would be liquidatable by its own fee.
+        raise ConfigError(f"{what}: max_leverage leaves less than 2x the maintenance margin")
+    return PerpParams(
+        margin_tiers=tuple(tiers),
+        max_leverage=max_leverage,
+        funding_interval_ms=_optional(
+            raw, "funding_interval_ms", what, DEFAULT_FUNDING_INTERVAL_MS, 1_000, U32_MAX
+        ),
+        funding_cap_ppb=_optional(
+            raw, "funding_cap_ppb", what, DEFAULT_FUNDING_CAP_PPB, 0, RATE_SCALE
+        ),
+        interest_ppb=_optional(raw, "interest_ppb", what, DEFAULT_INTEREST_PPB, 0, RATE_SCALE),
+        liquidation_fee_bps=_optional(
+            raw, "liquidation_fee_bps", what, DEFAULT_LIQUIDATION_FEE_BPS, 0, MAX_FEE_BPS
+        ),
+        oracle_max_age_ms=_optional(
+            raw, "oracle_max_age_ms", what, DEFAULT_ORACLE_MAX_AGE_MS, 1, U32_MAX
+        ),
     )

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 from array import array
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from heapq import heappop, heappush
 from typing import Any, Final, TypeGuard
 
@@ -57,6 +57,7 @@ from matching.events import (
     Withdrawn,
 )
 from matching.merkle import MerkleTree
+from matching.perp import Perps
 
 # Module constants are Final: the compiled build (docs/MATCHING.md) then reads them as C
 # statics or literals instead of looking them up in the module dict.
@@ -90,17 +91,24 @@ _FIELDS = {
     "approve_agent": ("type", "agent", "name"),
     "revoke_agent": ("type", "agent"),
     "deposit": ("type", "deposit_id", "account", "asset", "amount"),
+    "set_leverage": ("type", "market", "leverage", "isolated"),
+    "add_margin": ("type", "market", "amount"),
+    "remove_margin": ("type", "market", "amount"),
+    "oracle": ("type", "member", "prices"),
 }
 
 
 @dataclass(frozen=True, slots=True)
 class BlockResult:
     """`events[i]` belongs to `entries[i]` (cancels were applied first, see MATCHING.md);
-    `expired` are the orders that expired at this block's timestamp, before any entry."""
+    `expired` are the orders that expired at this block's timestamp, before any entry;
+    `end` are the events of the block's end step with perp markets (prices, funding,
+    liquidations), after every entry."""
 
     timestamp_ms: int
     expired: list[Event]
     events: list[list[Event]]
+    end: list[Event] = field(default_factory=list)
 
 
 def _is_u64(value: object) -> TypeGuard[int]:
@@ -165,7 +173,11 @@ class Engine:
         self.asset_ids = [a.id for a in genesis.assets]  # asset index -> asset id
         self.asset_index = {a.id: i for i, a in enumerate(genesis.assets)}
         self.books: dict[int, Book] = {
-            m.id: Book(m, self.asset_index[m.base], self.asset_index[m.quote])
+            m.id: Book(
+                m,
+                self.asset_index[m.quote if m.base is None else m.base],
+                self.asset_index[m.quote],
+            )
             for m in genesis.markets
         }
         self.accounts: dict[bytes, Account] = {}
@@ -184,6 +196,10 @@ class Engine:
         self.last_deposit_id = 0
         self.sequence = 0  # of the last checkpoint
         self.fee_account = self._account(genesis.fee_account)
+        self.perps: Perps | None = None
+        if genesis.perp_markets:
+            self.perps = Perps(self, genesis)
+            self.state.collateral = self.perps.coll
         self._handlers = {
             "place": self._place,
             "cancel": self._cancel,
@@ -194,6 +210,10 @@ class Engine:
             "approve_agent": self._approve_agent,
             "revoke_agent": self._revoke_agent,
         }
+        if self.perps is not None:
+            self._handlers["set_leverage"] = self.perps.set_leverage
+            self._handlers["add_margin"] = self.perps.add_margin
+            self._handlers["remove_margin"] = self.perps.remove_margin
 
     def _account(self, address: bytes) -> Account:
         account = self.accounts.get(address)
@@ -311,7 +331,10 @@ class Engine:
                 out[i] = ev
             else:
                 out[i] = apply(entry)
-        return BlockResult(timestamp_ms, expired, out)
+        end: list[Event] = []
+        if self.perps is not None:
+            self.perps.end_block(timestamp_ms, end)
+        return BlockResult(timestamp_ms, expired, out, end)
 
     def _apply(self, entry: Any) -> list[Event]:
         ev: list[Event] = []
@@ -325,6 +348,8 @@ class Engine:
         if handler is None:
             if kind == "deposit":
                 self._deposit(action, ev)
+            elif kind == "oracle" and self.perps is not None:
+                self.perps.observe(action, ev)
             else:
                 msg = f"unknown action {_show(kind)}"
                 ev.append(_new(Rejected, (Reason.UNKNOWN_ACTION, msg)))
@@ -413,6 +438,12 @@ class Engine:
             ev.append(_new(Rejected, _malformed("place")))
             return
         book = self.books.get(market) if type(market) is int else None
+        if book is not None and book.perp is not None:
+            self._place_perp(
+                address, account, book, market, side, kind, price, size, tif, reduce_only,
+                cloid, expires_ms, ev,
+            )  # fmt: skip
+            return
         # Every static check in one expression; if any fails, _place_rejection finds which.
         if (
             book is None
@@ -436,6 +467,7 @@ class Engine:
             rejection = _place_rejection(
                 self, account, market, side, kind, price, size, tif, reduce_only, cloid, expires_ms
             )
+            assert rejection is not None
             ev.append(_new(Rejected, rejection))
             return
         # The dynamic checks of _check_order, inlined for the common case; on any doubt
@@ -456,7 +488,12 @@ class Engine:
             keys = book.bids.keys
             crosses = bool(keys) and keys[-1] >= price
         available = account.available
-        if available[asset] < need or tif == "fok" or (crosses and tif == "post"):
+        if (
+            available[asset] < need
+            or tif == "fok"
+            or (crosses and tif == "post")
+            or account.perp is not None
+        ):
             checked = self._check_order(account, book, is_buy, price, size, tif, 0)
             if type(checked) is not int:
                 ev.append(_new(Rejected, checked))
@@ -496,6 +533,40 @@ class Engine:
         else:
             ev.append(_new(Cancelled, (oid, address, book.id, size, Reason.IOC)))
 
+    def _place_perp(
+        self,
+        address: bytes,
+        account: Account,
+        book: Book,
+        market: object,
+        side: object,
+        kind: object,
+        price: object,
+        size: object,
+        tif: object,
+        reduce_only: object,
+        cloid: object,
+        expires_ms: object,
+        ev: list[Event],
+    ) -> None:
+        """A place in a perp market: the same static checks as spot (reduce-only allowed),
+        then margin, matching and settlement in perp.py."""
+        rejection = _place_rejection(
+            self, account, market, side, kind, price, size, tif, reduce_only, cloid, expires_ms
+        )
+        if rejection is not None:
+            ev.append(_new(Rejected, rejection))
+            return
+        perps = self.perps
+        assert perps is not None
+        assert type(price) is int and type(size) is int and type(kind) is str
+        assert type(tif) is str
+        perps.place(
+            address, account, book, side == BUY, kind, price, size, tif, reduce_only is True,
+            cloid if type(cloid) is int else None,
+            expires_ms if type(expires_ms) is int else None, ev,
+        )  # fmt: skip
+
     def _check_order(
         self,
         account: Account,
@@ -516,6 +587,13 @@ class Engine:
             asset = book.base
             need = size
         have = account.available[asset] + credit
+        perps = self.perps
+        if perps is not None and asset == perps.coll and account.perp is not None:
+            # Collateral backing perp positions is not free to lock (docs/MATCHING.md).
+            free = perps.cross_free(account) + credit
+            if free < have:
+                have = free
+            perps.touched[account] = None
         if have < need:
             symbol = self.assets[asset].symbol
             return Reason.INSUFFICIENT_BALANCE, f"needs {need} {symbol} available, has {have}"
@@ -641,6 +719,10 @@ class Engine:
             locked[asset] -= reserved
             available[asset] += reserved
             order.reserved = 0
+        elif book.perp is not None:  # a perp order reserves nothing
+            perps = self.perps
+            assert perps is not None
+            perps.order_gone(order)
         ev.append(_new(Cancelled, (oid, address, market, order.size, Reason.USER)))
         ev.append(
             _new(BalanceChanged, (address, self.asset_ids[asset], available[asset], locked[asset]))
@@ -719,6 +801,10 @@ class Engine:
             account.locked[asset] -= reserved
             account.available[asset] += reserved
             order.reserved = 0
+        elif order.book.perp is not None:  # a perp order reserves nothing
+            perps = self.perps
+            assert perps is not None
+            perps.order_gone(order)
 
     def _modify(self, address: bytes, account: Account, a: Any, ev: list[Event]) -> None:
         """Cancel-replace. The order keeps its oid, cloid and expiry; it keeps its place
@@ -746,6 +832,11 @@ class Engine:
         bad = _check_price_size(book, price, size)
         if bad is not None:
             ev.append(_new(Rejected, bad))
+            return
+        if book.perp is not None:
+            perps = self.perps
+            assert perps is not None
+            perps.modify(address, account, order, price, size, ev)
             return
         is_buy = order.is_buy
         asset = book.quote if is_buy else book.base
@@ -974,6 +1065,10 @@ class Engine:
             ev.append(_new(Rejected, (Reason.BAD_AMOUNT, bad[1])))
             return
         have = account.available[asset]
+        perps = self.perps
+        if perps is not None and asset == perps.coll and account.perp is not None:
+            have = perps.cross_free(account)  # collateral backing positions stays
+            perps.touched[account] = None
         if have < amount:
             msg = f"withdraw {amount} {self.assets[asset].symbol}: only {have} available"
             ev.append(_new(Rejected, (Reason.INSUFFICIENT_BALANCE, msg)))
@@ -1064,6 +1159,10 @@ class Engine:
             for wid, address, asset, amount in self.pending_withdrawals
         )
         tree = MerkleTree(w.leaf() for w in withdrawals)
+        if self.perps is not None:
+            # Exit values move with the mark: every perp account's leaves are rehashed.
+            exit_values = self.state.exit_values = self.perps.exit_values()
+            self.state.dirty.update(dict.fromkeys(exit_values))
         self.sequence += 1
         checkpoint = Checkpoint(
             sequence=self.sequence,
@@ -1084,6 +1183,14 @@ class Engine:
         if account is None or asset is None:
             return None
         return self.state.proof(account, asset)
+
+    def position_proof(self, address: bytes, market: int) -> tuple[bytes, list[bytes]] | None:
+        """(leaf, proof) of a perp position against the last checkpoint's state root, or
+        None if the position had no leaf there."""
+        account = self.accounts.get(address)
+        perp = account.perp if account is not None else None
+        pos = perp.positions.get(market) if perp is not None else None
+        return None if pos is None else self.state.proof_at(pos.leaf)
 
     def withdrawal_proof(
         self, sequence: int, withdrawal_id: int
@@ -1116,8 +1223,9 @@ def _place_rejection(
     reduce_only: object,
     cloid: object,
     expires_ms: object,
-) -> tuple[str, str]:
-    """Why a place failed the static checks of Engine._place (the slow path, in order)."""
+) -> tuple[str, str] | None:
+    """Why a place fails the static checks of Engine._place (the slow path, in order), or
+    None if it passes them."""
     book = engine.books.get(market) if type(market) is int else None
     if book is None:
         return Reason.UNKNOWN_MARKET, f"unknown market {_show(market)}"
@@ -1136,9 +1244,10 @@ def _place_rejection(
     else:
         return Reason.BAD_KIND, f"kind must be limit or market, got {_show(kind)}"
     if reduce_only is not False:
-        if reduce_only is True:
+        if reduce_only is not True:
+            return Reason.BAD_TYPE, "reduce_only must be a boolean"
+        if book.perp is None:
             return Reason.REDUCE_ONLY_SPOT, "reduce-only needs a position; spot markets have none"
-        return Reason.BAD_TYPE, "reduce_only must be a boolean"
     if cloid is not None:
         if not _is_u64(cloid):
             return Reason.BAD_TYPE, "cloid must be a u64 or nil"
@@ -1152,7 +1261,7 @@ def _place_rejection(
             return Reason.ALREADY_EXPIRED, msg
     if len(account.orders) >= MAX_OPEN_ORDERS:
         return Reason.TOO_MANY_ORDERS, f"an account may have {MAX_OPEN_ORDERS} open orders"
-    raise AssertionError("_place_rejection called for a valid place")
+    return None
 
 
 def _fillable(opposite: Side, threshold: int, size: int, account: Account) -> bool:

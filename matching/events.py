@@ -128,6 +128,124 @@ class AgentRevoked(NamedTuple):
     agent: bytes
 
 
+class Observed(NamedTuple):
+    """An oracle entry's price for one perp market, recorded at the block's timestamp."""
+
+    member: bytes
+    market: int
+    price: int  # quote engine units per lot (price_ticks x tick_size)
+
+
+class Prices(NamedTuple):
+    """A perp market's prices after a block (emitted when one of them changed).
+    `index` is 0 and `fresh` false without a fresh oracle quorum (reduce-only)."""
+
+    market: int
+    index_price: int
+    mark: int
+    premium_ppb: int  # the premium EMA (parts per billion of the index)
+    fresh: bool
+
+
+class PositionChanged(NamedTuple):
+    """A perp position after the entry or step. Sizes in base (contract) units, signed;
+    `entry_notional` is the signed cost of the open size, `realized_pnl` cumulative."""
+
+    account: bytes
+    market: int
+    size: int
+    entry_notional: int
+    realized_pnl: int
+    isolated_margin: int
+
+
+class LeverageSet(NamedTuple):
+    account: bytes
+    market: int
+    leverage: int
+    isolated: bool
+
+
+class MarginChanged(NamedTuple):
+    """Isolated margin moved: `amount` > 0 added from the cross balance, < 0 removed."""
+
+    account: bytes
+    market: int
+    amount: int
+    margin: int
+
+
+class FundingPaid(NamedTuple):
+    """One position's funding at an interval boundary: `amount` > 0 received, < 0 paid."""
+
+    account: bytes
+    market: int
+    amount: int
+
+
+class Funding(NamedTuple):
+    """A funding interval settled: the rate (ppb of the mark notional, > 0: longs pay)
+    and the rounding residue credited to the insurance fund."""
+
+    market: int
+    rate_ppb: int
+    mark: int
+    residue: int
+
+
+class Liquidation(NamedTuple):
+    """An account (market -1: its cross margin; else that isolated position) was found
+    under maintenance margin; its orders were cancelled and its positions are closed."""
+
+    account: bytes
+    market: int
+    equity: int
+    maintenance: int
+
+
+class LiquidationOrder(NamedTuple):
+    """A liquidated position goes to the book: an IOC of `size` (signed: the position's
+    side, so a long sells) whose limit is the bankruptcy price. Its fills carry oid 0."""
+
+    account: bytes
+    market: int
+    size: int
+    bankruptcy_price: int
+
+
+class Backstop(NamedTuple):
+    """The insurance fund took over a liquidated position at the bankruptcy price."""
+
+    account: bytes
+    market: int
+    size: int  # signed, from the liquidated account's side
+    price: int
+
+
+class Deleveraged(NamedTuple):
+    """Auto-deleveraging: `counterparty`'s opposing position was reduced against the
+    liquidated `account` at its bankruptcy price."""
+
+    account: bytes
+    counterparty: bytes
+    market: int
+    size: int  # signed, from the liquidated account's side
+    price: int
+
+
+class LiquidationFee(NamedTuple):
+    account: bytes
+    amount: int  # paid to the insurance fund
+
+
+class BadDebt(NamedTuple):
+    """A negative balance without positions, covered by the insurance fund (`covered`)."""
+
+    account: bytes
+    deficit: int
+    covered: int
+
+
 Event = (
     Accepted
     | Rejected
@@ -141,6 +259,19 @@ Event = (
     | Withdrawn
     | AgentApproved
     | AgentRevoked
+    | Observed
+    | Prices
+    | PositionChanged
+    | LeverageSet
+    | MarginChanged
+    | FundingPaid
+    | Funding
+    | Liquidation
+    | LiquidationOrder
+    | Backstop
+    | Deleveraged
+    | LiquidationFee
+    | BadDebt
 )
 
 KINDS: dict[type, str] = {
@@ -156,6 +287,19 @@ KINDS: dict[type, str] = {
     Withdrawn: "withdrawn",
     AgentApproved: "agent_approved",
     AgentRevoked: "agent_revoked",
+    Observed: "observed",
+    Prices: "prices",
+    PositionChanged: "position",
+    LeverageSet: "leverage_set",
+    MarginChanged: "margin_changed",
+    FundingPaid: "funding_paid",
+    Funding: "funding",
+    Liquidation: "liquidation",
+    LiquidationOrder: "liquidation_order",
+    Backstop: "backstop",
+    Deleveraged: "deleveraged",
+    LiquidationFee: "liquidation_fee",
+    BadDebt: "bad_debt",
 }
 
 
@@ -196,10 +340,22 @@ class Reason:
     BAD_AGENT: Final = "bad_agent"
     TOO_MANY_AGENTS: Final = "too_many_agents"
     UNKNOWN_AGENT: Final = "unknown_agent"
+    # Rejections: perpetual markets and the oracle.
+    NOT_PERP: Final = "not_perp"
+    ORACLE_STALE: Final = "oracle_stale"
+    INSUFFICIENT_MARGIN: Final = "insufficient_margin"
+    REDUCE_ONLY_TIF: Final = "reduce_only_tif"
+    REDUCE_ONLY_NO_POSITION: Final = "reduce_only_no_position"
+    BAD_LEVERAGE: Final = "bad_leverage"
+    POSITION_OPEN: Final = "position_open"
+    NOT_ISOLATED: Final = "not_isolated"
+    UNKNOWN_MEMBER: Final = "unknown_member"
     # Cancel reasons.
     USER: Final = "user"
     SELF_TRADE: Final = "self_trade"
     IOC: Final = "ioc"  # the unfilled remainder of an IOC, FOK or market order
+    REDUCE_ONLY: Final = "reduce_only"  # a reduce-only order's size beyond the position
+    LIQUIDATION: Final = "liquidation"  # the orders of an account being liquidated
 
 
 def _plain(value: Any) -> Any:

@@ -48,6 +48,34 @@ def balance_leaf(account: bytes, token: bytes, balance: int) -> bytes:
     return _leaf(_word_address(account) + _word_address(token) + _word_uint(balance))
 
 
+# The first word of a position leaf's preimage: keccak256("seqnet.position.v1"). A
+# position leaf hashes 6 words (192 bytes), a balance leaf 3 (96), a withdrawal leaf 4
+# (128): no preimage of one kind has the length of another, so a position leaf can never
+# pass for a balance leaf in the contract's exit proof (and the tag separates it from any
+# future 6-word leaf).
+POSITION_TAG = keccak(b"seqnet.position.v1")
+
+
+def _word_int(value: int) -> bytes:
+    if not -(1 << 255) <= value < (1 << 255):
+        raise ValueError(f"int256 out of range: {value}")
+    return (value % (1 << 256)).to_bytes(32, "big")
+
+
+def position_leaf(account: bytes, market: int, size: int, entry: int, margin: int) -> bytes:
+    """keccak(keccak(abi.encode(bytes32 tag, address account, uint256 market, int256 size,
+    int256 entry_notional, int256 isolated_margin))): sizes in base (contract) units,
+    notionals and margin in collateral engine units (docs/MATCHING.md)."""
+    return _leaf(
+        POSITION_TAG
+        + _word_address(account)
+        + _word_uint(market)
+        + _word_int(size)
+        + _word_int(entry)
+        + _word_int(margin)
+    )
+
+
 def withdrawal_leaf(withdrawal_id: int, account: bytes, token: bytes, amount: int) -> bytes:
     """keccak(keccak(abi.encode(uint256 id, address account, address token, uint256 amount)))."""
     return _leaf(

@@ -21,6 +21,7 @@ from matching.book import Order
 from matching.checkpoint import Checkpoint, Withdrawal
 from matching.config import U64_MAX, Genesis
 from matching.engine import Engine
+from matching.margin import PerpAccount, Position
 from matching.merkle import MerkleTree, balance_leaf
 
 VERSION = 1
@@ -99,8 +100,77 @@ def dump(engine: Engine) -> bytes:
         ],
         "checkpoints": checkpoints,
     }
+    if engine.perps is not None:
+        body["perp"] = _dump_perp(engine)
     data: bytes = msgpack.packb(body, use_bin_type=True)
     return data
+
+
+def _dump_perp(engine: Engine) -> dict[str, Any]:
+    """Perp state: market prices and funding accumulators, oracle observations, positions
+    (in each account's first-use order), and the position leaves hashed at the last
+    checkpoint. The liquidation index is not written: a restored engine rebuilds it, and
+    no output depends on it (liquidation.py)."""
+    perps = engine.perps
+    assert perps is not None
+    markets = [
+        [m.id, m.index, m.mark, m.fresh, m.premium_ema, _int_out(m.premium_sum),
+         m.premium_count, m.last_sample_ms, m.last_trade, m.next_funding_ms,
+         _int_out(m.variation)]
+        for m in perps.markets.values()
+    ]  # fmt: skip
+    oracle = [
+        [market, [[member, price, ts] for member, (price, ts) in sorted(seen.items())]]
+        for market, seen in perps.oracle.observations.items()
+    ]
+    positions = []
+    for account in perps.accounts:
+        pa = account.perp
+        assert pa is not None
+        rows = [
+            [p.market.id, _int_out(p.size), _int_out(p.entry), _int_out(p.realized),
+             _int_out(p.funding), p.isolated, _int_out(p.margin), p.leverage,
+             _int_out(p.bid_size), _int_out(p.bid_notional), _int_out(p.ask_size),
+             _int_out(p.ask_notional), p.leaf]
+            for p in pa.positions.values()
+        ]  # fmt: skip
+        positions.append([account.address, rows])
+    tree = engine.state.tree
+    hashed = len(tree)
+    leaves = [
+        [index, tree.leaf(index)]
+        for index, (_, kind) in enumerate(engine.state.pairs[:hashed])
+        if kind < 0
+    ]
+    return {"markets": markets, "oracle": oracle, "positions": positions, "leaves": leaves}
+
+
+def _load_perp(engine: Engine, perp: dict[str, Any]) -> dict[int, bytes]:
+    perps = engine.perps
+    assert perps is not None
+    for row in perp["markets"]:
+        m = perps.markets[row[0]]
+        (m.index, m.mark, m.fresh, m.premium_ema, premium_sum, m.premium_count,
+         m.last_sample_ms, m.last_trade, m.next_funding_ms, variation) = row[1:]  # fmt: skip
+        m.premium_sum = _int_in(premium_sum)
+        m.variation = _int_in(variation)
+    for market, seen in perp["oracle"]:
+        for member, price, ts in seen:
+            perps.oracle.observe(member, market, price, ts)
+    for address, rows in perp["positions"]:
+        account = engine.accounts[address]
+        pa = account.perp = PerpAccount()
+        perps.accounts[account] = None
+        for row in rows:
+            market = perps.markets[row[0]]
+            pos = pa.positions[market.id] = Position(market)
+            (pos.size, pos.entry, pos.realized, pos.funding) = _ints_in(row[1:5])
+            pos.isolated, pos.leverage, pos.leaf = row[5], row[7], row[12]
+            pos.margin = _int_in(row[6])
+            (pos.bid_size, pos.bid_notional, pos.ask_size, pos.ask_notional) = _ints_in(row[8:12])
+            if pos.size:
+                market.holders[account] = None
+    return {index: leaf for index, leaf in perp["leaves"]}
 
 
 def load(data: bytes) -> Engine:
@@ -153,12 +223,17 @@ def _load(body: dict[str, Any]) -> Engine:
                 for oid in oids:
                     side.add(by_oid[oid])
     engine.expiries = [(exp, oid, address) for exp, oid, address in body["expiries"]]
+    position_leaves: dict[int, bytes] = {}
+    if engine.perps is not None:
+        position_leaves = _load_perp(engine, body["perp"])
     state = engine.state
     for address, asset in body["pairs"]:
         state.pairs.append((accounts[address], asset))
     state.totals = _ints_in(body["totals"])
     state.tree = MerkleTree(
-        balance_leaf(
+        position_leaves[i]
+        if asset < 0
+        else balance_leaf(
             account.address,
             engine.assets[asset].token,
             state.totals[i] * engine.assets[asset].unit,
@@ -177,4 +252,6 @@ def _load(body: dict[str, Any]) -> Engine:
         )
         checkpoint = Checkpoint(sequence, state_root, withdrawals_root, last_deposit_id, sealed)
         engine.withdrawal_trees.add(checkpoint, MerkleTree(w.leaf() for w in sealed))
+    if engine.perps is not None:
+        engine.perps.liquidator.rebuild()
     return engine

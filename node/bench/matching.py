@@ -8,6 +8,11 @@ Three seeded streams over several markets and ~10,000 funded accounts, cut into 
   resting orders in bulk: a quarter of the stream is cancels packed into those blocks.
 - limit-only: GTC limits (some crossing) and cancels, run through our engine and through
   pyorderbook (pure-Python price-time book, no balances/fees/events) in the same run.
+- perp: the mixed stream's shape on four perpetual markets (every order checked for
+  initial margin, every fill moving positions), with the committee's oracle entries in
+  every block; and a liquidation cascade: 10,000 accounts long at ~8x, then one block in
+  which the oracle falls 10 % and the market maker requotes, timed as a whole (all are
+  liquidated inside it; the insurance fund takes what the book does not).
 
 The generator runs a shadow engine so that cancels target orders that really rest.
 Generation and funding are not timed; each timed run starts from a fresh engine with the
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import json
 import random
 import sys
@@ -43,6 +49,27 @@ Entry = dict[str, Any]
 
 def _address(n: int) -> bytes:
     return (0x5E00 + n).to_bytes(20, "big")
+
+
+MEMBERS = tuple(bytes([0xC0 + i]) * 20 for i in range(4))  # the oracle committee (quorum 3)
+INSURANCE = bytes([0x1F]) * 20
+
+
+def perp_genesis() -> Genesis:
+    """The spot genesis's four markets as perpetuals on USDC: lots and ticks as spot,
+    10x maximum leverage (10 % initial, 5 % maintenance; 20 % / 10 % beyond $10M)."""
+    raw = bench_genesis().to_dict()
+    raw["assets"] = raw["assets"][:1]
+    for market in raw["markets"]:
+        del market["base"]
+        market.update(
+            kind="perp", margin_tiers=[[10**13, 1_000, 500], [10**15, 2_000, 1_000]],
+            max_leverage=10, oracle_max_age_ms=10_000,
+        )  # fmt: skip
+    raw["insurance_account"] = "0x" + INSURANCE.hex()
+    raw["oracle_members"] = ["0x" + m.hex() for m in MEMBERS]
+    raw["oracle_quorum"] = 3
+    return Genesis.from_dict(raw)
 
 
 def bench_genesis() -> Genesis:
@@ -75,6 +102,7 @@ class Stream:
 
     name: str
     setup: list[list[Entry]]  # funding and agent approvals, not timed
+    genesis: Genesis
     blocks: list[bytes] = field(default_factory=list)
     entries: int = 0
     state_root: bytes = b""  # the shadow engine's, which the timed run must reproduce
@@ -86,10 +114,17 @@ class Stream:
 
 
 class Generator:
-    def __init__(self, seed: int, accounts: int, block_entries: int = BLOCK_ENTRIES) -> None:
+    def __init__(
+        self,
+        seed: int,
+        accounts: int,
+        block_entries: int = BLOCK_ENTRIES,
+        genesis: Genesis | None = None,
+    ) -> None:
         self.rng = random.Random(seed)
         self.block_entries = block_entries
-        self.genesis = bench_genesis()
+        self.genesis = genesis or bench_genesis()
+        self.perp = bool(self.genesis.perp_markets)
         self.accounts = [_address(i) for i in range(accounts)]
         self.agents = {i: _address(1_000_000 + i) for i in range(0, accounts, 10)}
         self.markets = self.genesis.markets
@@ -202,6 +237,8 @@ class Generator:
             for asset in self.genesis.assets:
                 deposit_id += 1
                 amount = 10**13 if asset.id == 0 else 10**14
+                if self.perp:
+                    amount = 10**10  # $10,000 of collateral per account
                 block.append({"action": {"type": "deposit", "deposit_id": deposit_id,
                                          "account": account, "asset": asset.id,
                                          "amount": amount}})  # fmt: skip
@@ -212,11 +249,22 @@ class Generator:
                 blocks.append(block)
                 block = []
         blocks.append(block)
+        if self.perp:
+            blocks.append(self.oracle())
         for b in blocks:
             self._shadow_apply(b)
         return blocks
 
+    def oracle(self) -> list[Entry]:
+        """Every member's prices (the current mids, in ticks): committee entries."""
+        prices = [[m.id, self.mid[i] // m.tick_size] for i, m in enumerate(self.markets)]
+        return [
+            {"action": {"type": "oracle", "member": member, "prices": prices}} for member in MEMBERS
+        ]
+
     def _add(self, stream: Stream, block: list[Entry]) -> None:
+        if self.perp:
+            block = block + self.oracle()
         stream.add(block)
         self._shadow_apply(block)
 
@@ -236,7 +284,7 @@ class Generator:
         """`mix` = (passive share, cancel share); the rest is marketable. With `bursts`,
         a quarter of the entries are cancels packed into `bursts` blocks spread out."""
         setup = self.setup()
-        stream = Stream(name, setup, [])
+        stream = Stream(name, setup, self.genesis)
         burst_entries = entries // 4 if bursts else 0
         regular = entries - burst_entries
         regular_blocks = -(-regular // self.block_entries)
@@ -265,7 +313,7 @@ class Generator:
         """GTC limits (~15% of them crossing) and cancels; every place is accepted, so
         the n-th place gets oid n (asserted) and pyorderbook can mirror it."""
         setup = self.setup()
-        stream = Stream("limit-only", setup, [])
+        stream = Stream("limit-only", setup, self.genesis)
         oid_base = self.shadow.next_oid
         places = 0
         done = 0
@@ -349,7 +397,7 @@ def _timed(
 
 
 def run_engine(stream: Stream) -> Result:
-    engine = Engine(bench_genesis())
+    engine = Engine(stream.genesis)
     ts = T0_MS
     for block in stream.setup:
         ts += BLOCK_MS
@@ -367,6 +415,77 @@ def run_engine(stream: Stream) -> Result:
     root = engine.checkpoint().state_root
     assert root == stream.state_root, f"{stream.name}: the timed run diverged from the shadow"
     return Result(stream.name, stream.entries, seconds, wall, block_ms)
+
+
+@dataclass
+class Cascade:
+    accounts: int
+    liquidated: int
+    backstopped: int
+    block_ms: float  # CPU time of the one block
+
+
+def run_cascade(accounts: int) -> Cascade:
+    """`accounts` traders each long ~8x ($8,000 of BTC-PERP on $1,000) against a market
+    maker; then one block in which the oracle falls 10 %, the maker requotes around the new
+    price and a trade prints there: the block's end step marks every trader under
+    maintenance and liquidates all of them (the maker's bids take some, the insurance fund
+    the rest). Only that block is timed."""
+    genesis = perp_genesis()
+    market = genesis.markets[1]
+    lot, tick = market.lot_size, market.tick_size
+    mid = 100_000 * tick
+    engine = Engine(genesis)
+    ts = T0_MS
+    maker, printer = _address(900_000), _address(900_001)
+    nonces = itertools.count(T0_MS)
+    traders = [_address(i) for i in range(accounts)]
+    deposits: list[Entry] = []
+    for who, amount in [(maker, 10**15), (printer, 10**13), (INSURANCE, 10**15)] + [
+        (t, 10**9) for t in traders
+    ]:
+        deposits.append({"action": {"type": "deposit", "deposit_id": len(deposits) + 1,
+                                    "account": who, "asset": 0, "amount": amount}})  # fmt: skip
+
+    def oracle(price: int) -> list[Entry]:
+        prices = [[m.id, (mid if m.id != market.id else price) // m.tick_size]
+                  for m in genesis.markets]  # fmt: skip
+        return [{"action": {"type": "oracle", "member": m, "prices": prices}} for m in MEMBERS]
+
+    def place(who: bytes, side: str, price: int, lots: int, tif: str) -> Entry:
+        action = {"type": "place", "market": market.id, "side": side, "kind": "limit",
+                  "price": price, "size": lots * lot, "tif": tif, "reduce_only": False,
+                  "cloid": None, "expires_ms": None}  # fmt: skip
+        return {"account": who, "signer": who, "nonce": next(nonces), "action": action}
+
+    def block(entries: list[Entry]) -> BlockResult:
+        nonlocal ts
+        ts += BLOCK_MS
+        return engine.apply_block(ts, entries)
+
+    for i in range(0, len(deposits), BLOCK_ENTRIES):
+        block(deposits[i : i + BLOCK_ENTRIES])
+    block(oracle(mid))
+    lots = 8 * 10**9 // mid
+    block([place(maker, "sell", mid, lots * accounts, "gtc")])
+    for i in range(0, accounts, BLOCK_ENTRIES):
+        block([place(t, "buy", mid, lots, "ioc") for t in traders[i : i + BLOCK_ENTRIES]])
+    low = mid * 9 // 10 // tick * tick
+    moved = [{"account": maker, "signer": maker, "nonce": next(nonces),
+              "action": {"type": "cancel_all", "market": None}}]  # fmt: skip
+    moved += [place(maker, "buy", low - k * tick, lots * accounts // 40, "gtc") for k in range(20)]
+    moved += [place(maker, "sell", low + tick, lots, "gtc"), place(printer, "sell", low, 1, "ioc")]
+    moved += oracle(low)
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    t = time.thread_time()
+    result = block(moved)
+    elapsed = time.thread_time() - t
+    gc.enable()
+    gc.unfreeze()
+    names = [type(e).__name__ for e in result.end]
+    return Cascade(accounts, names.count("Liquidation"), names.count("Backstop"), elapsed * 1e3)
 
 
 def run_peer(stream: Stream, prebuilt: bool) -> Result:
@@ -449,6 +568,14 @@ def main(argv: list[str], prog: str) -> int:
     peer = run_peer(limit_stream, prebuilt=False)
     peer_prebuilt = run_peer(limit_stream, prebuilt=True)
     ratio = limit_only.entries_per_s / peer.entries_per_s
+    say("perp ...")
+    perp_stream = Generator(args.seed + 3, args.accounts, genesis=perp_genesis()).stream(
+        "perp", args.entries, (0.55, 0.30)
+    )
+    perp = run_engine(perp_stream)
+    del perp_stream
+    say("liquidation cascade ...")
+    cascade = run_cascade(args.accounts)
 
     out = {
         "compiled": matching.compiled(),  # mypyc build of matching/ (docs/MATCHING.md)
@@ -470,6 +597,13 @@ def main(argv: list[str], prog: str) -> int:
         "ratio_vs_peer": round(ratio, 2),
         "peer_prebuilt_entries_per_s": round(peer_prebuilt.entries_per_s),
         "ratio_vs_peer_prebuilt": round(limit_only.entries_per_s / peer_prebuilt.entries_per_s, 2),
+        "perp_entries_per_s": round(perp.entries_per_s),
+        "perp_block_ms_p99": round(perp.block_ms_p(0.99), 3),
+        "perp_ratio_vs_spot": round(perp.entries_per_s / mixed.entries_per_s, 2),
+        "liquidation_cascade_ms": round(cascade.block_ms, 3),
+        "cascade_accounts": cascade.accounts,
+        "cascade_liquidated": cascade.liquidated,
+        "cascade_backstopped": cascade.backstopped,
     }
     if args.json:
         print(json.dumps(out))
@@ -477,7 +611,7 @@ def main(argv: list[str], prog: str) -> int:
     build = "compiled (mypyc)" if out["compiled"] else "interpreted"
     print(f"matching engine: {build}")
     print(f"{'stream':<30}{'entries':>11}{'entries/s':>12}{'p99 block ms':>14}{'max block ms':>14}")
-    for r in (mixed, burst, limit_only, peer, peer_prebuilt):
+    for r in (mixed, burst, limit_only, perp, peer, peer_prebuilt):
         label = r.name if r.name.startswith("pyorderbook") else f"{r.name} (seqnet)"
         print(
             f"{label:<30}{r.entries:>11,}{r.entries_per_s:>12,.0f}{r.block_ms_p(0.99):>14.2f}"
@@ -486,5 +620,11 @@ def main(argv: list[str], prog: str) -> int:
     print(
         f"ratio vs pyorderbook on the limit-only stream: {ratio:.2f}x "
         f"(vs prebuilt pyorderbook orders: {out['ratio_vs_peer_prebuilt']:.2f}x)"
+    )
+    print(f"perp vs spot (mixed) in this run: {out['perp_ratio_vs_spot']:.2f}x")
+    print(
+        f"liquidation cascade: {cascade.liquidated:,} of {cascade.accounts:,} accounts "
+        f"liquidated in one block of {cascade.block_ms:.1f} ms "
+        f"({cascade.backstopped:,} through the insurance fund)"
     )
     return 0

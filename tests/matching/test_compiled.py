@@ -24,6 +24,8 @@ from matching.engine import Engine
 from node.bench import matching as bench
 
 GOLDEN = "a159d52e1ff275b23642b03d99e0432c5c08f712b9959bec222e050e4cc54de7"
+# The perp engine as first written (interpreted), same construction: perp_digest().
+GOLDEN_PERP = "018383be67ecd7d35ee7a1db38052e58c1667b120f3fb1b0e165693dd675adf6"
 
 
 def stream_digest(entries: int = 12_000, accounts: int = 150) -> str:
@@ -48,8 +50,36 @@ def stream_digest(entries: int = 12_000, accounts: int = 150) -> str:
     return digest.hexdigest()
 
 
+def perp_digest(entries: int = 6_000, accounts: int = 150) -> str:
+    """The same over a seeded perp stream (margin checks, fills, oracle entries, funding
+    never: blocks are 50 ms apart) and a liquidation cascade's block, end events included."""
+    digest = hashlib.sha256()
+    gen = bench.Generator(14, accounts, block_entries=100, genesis=bench.perp_genesis())
+    stream = gen.stream("perp", entries, (0.55, 0.30))
+    engine = Engine(stream.genesis)
+    ts = bench.T0_MS
+    blocks = stream.setup + [msgpack.unpackb(raw, raw=False) for raw in stream.blocks]
+    for height, block in enumerate(blocks):
+        ts += bench.BLOCK_MS
+        result = engine.apply_block(ts, block)
+        digest.update(
+            msgpack.packb([ts, result.expired, result.events, result.end], use_bin_type=True)
+        )
+        if height % 5 == 0:
+            checkpoint = engine.checkpoint()
+            digest.update(checkpoint.state_root + checkpoint.withdrawals_root)
+    digest.update(engine.snapshot())
+    cascade = bench.run_cascade(200)
+    digest.update(repr((cascade.liquidated, cascade.backstopped)).encode())
+    return digest.hexdigest()
+
+
 def test_behaviour_is_the_pinned_one() -> None:
     assert stream_digest() == GOLDEN
+
+
+def test_perp_behaviour_is_the_pinned_one() -> None:
+    assert perp_digest() == GOLDEN_PERP
 
 
 def test_compiled_and_interpreted_agree(tmp_path: Path) -> None:
@@ -64,9 +94,10 @@ def test_compiled_and_interpreted_agree(tmp_path: Path) -> None:
     script = (
         f"import sys; sys.path.append({str(root)!r}); import matching; "
         "assert not matching.compiled(); "
-        "from tests.matching.test_compiled import stream_digest; print(stream_digest())"
+        "from tests.matching.test_compiled import stream_digest, perp_digest; "
+        "print(stream_digest(), perp_digest())"
     )
     run = subprocess.run(
         [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, check=True
     )
-    assert run.stdout.strip() == stream_digest() == GOLDEN
+    assert run.stdout.split() == [stream_digest(), perp_digest()] == [GOLDEN, GOLDEN_PERP]
