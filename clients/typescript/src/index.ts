@@ -21,3 +21,4 @@ export { packCanonical, type Packable } from "./msgpack.js";
 export { Settlement, type TxResult } from "./settlement.js";
 export { LocalBook, Stream, StreamClosed, StreamTimeout, type StreamMessage } from "./stream.js";
 export { AssetInfo, MarketInfo, Markets, OffGrid, type Numeric } from "./units.js";
+export type { Hex } from "viem";
