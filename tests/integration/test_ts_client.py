@@ -5,9 +5,9 @@
 - `test_ts_client_on_localnet`: a real committee (4 member processes, anvil, deployed
   contracts) started here with the same launcher as `seqnet localnet up`; the TS tests
   place/cancel, follow the stream through a lossy proxy (forced gap, resync) and do
-  deposit → withdraw → claim on anvil. The committee and anvil are stopped by PID
-  afterwards, and the node test runner (which forks a process per test file) is killed
-  with its whole process group if it overruns.
+  deposit → withdraw → claim on anvil; then the README's example runs as a script. The
+  committee and anvil are stopped by PID afterwards, and the node test runner (which
+  forks a process per test file) is killed with its whole process group if it overruns.
 
 The package is installed (`npm ci`) when its node_modules is missing or older than its
 lock file, and compiled with its pinned `tsc` before the tests run.
@@ -104,3 +104,8 @@ def test_ts_client_on_localnet(built: Path, localnet: tuple[list[str], ChainSetu
         SEQNET_TS_KEYS=",".join("0x" + t.key.hex() for t in chain.traders),
     )
     _passed(_run(["node", "--test", str(built / "integration")], NODE_TEST_TIMEOUT_S, env), 6)
+    # The README's example, as a user runs it, with the trader the tests left untouched.
+    example = built.parent / "examples" / "quickstart.js"
+    key = "0x" + chain.traders[2].key.hex()
+    out = _run(["node", str(example), apis[3], chain.url, key], 180)
+    assert "claimed" in out, out[-4000:]
