@@ -30,7 +30,7 @@ class FakeWatcher:
         self.head = 50
 
     def next_deposits(self, after_id: int, limit: int, min_age_s: float = 0.0) -> list[Any]:
-        out = []
+        out: list[DepositRecord] = []
         while len(out) < limit and (after_id + 1 + len(out)) in self.records:
             out.append(self.records[after_id + 1 + len(out)])
         return out
