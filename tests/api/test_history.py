@@ -8,6 +8,7 @@ import functools
 import itertools
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -23,6 +24,7 @@ from node.api.indexer import ChainEvent, Indexer
 from node.api.query import CLAIM_SIGNATURE, CLAIM_TYPES
 from node.intents import address_of_private_key, intent_to_json, place_action, sign_intent
 from node.runtime import Executable
+from seqnet_sdk import Client
 from tests.api.exchange import DOMAIN, ExchangeNode
 
 OPEN = ApiLimits(ip_limit=None, account_limit=None)
@@ -289,3 +291,41 @@ def test_history_survives_a_reopen_and_a_foreign_file_is_emptied(tmp_path: Any) 
     foreign = HistoryStore.open(path, b"genesis-b")
     assert foreign.height == 0 and not foreign.page("withdrawals", ALICE, 10).items
     foreign.close()
+
+
+async def test_sdk_history_decimals_and_withdrawal_id(nursery: trio.Nursery) -> None:
+    node = ChainedExchange()
+    url = await serve(nursery, node)
+    funded(node)
+    async with Client(url, ALICE_KEY) as alice, Client(url, BOB_KEY) as bob:
+        await alice.place("ETH-USDC", "sell", "0.5", "3000.25")
+        await bob.place("ETH-USDC", "buy", "0.2", "3000.25", tif="ioc")
+        await bob.place("ETH-USDC", "buy", "0.3", "3000.25", tif="ioc")
+        trades = await alice.trades("ETH-USDC", limit=1)
+        assert trades[0]["price_decimal"] == Decimal("3000.25")
+        assert trades[0]["size_decimal"] == Decimal("0.3") and trades[0]["size"] == 300_000_000
+        page = await alice.page("trades", "ETH-USDC", limit=1)
+        older = await alice.page("trades", "ETH-USDC", limit=1, cursor=page.next_cursor)
+        assert older.items[0]["size_decimal"] == Decimal("0.2") and older.next_cursor is None
+        every = [f async for f in alice.iterate("fills", limit=1)]
+        assert [f["size_decimal"] for f in every] == [Decimal("0.3"), Decimal("0.2")]
+        assert every[0]["fee_decimal"] == Decimal("0.180015")  # 2 bps of 900.075 USDC
+        history = await alice.order_history()
+        assert history[0]["status"] == "filled" and history[0]["filled_decimal"] == Decimal("0.5")
+
+        result = await alice.withdraw("USDC", "12.5")
+        assert result.withdrawal_id is not None
+        (withdrawal,) = await alice.withdrawals()
+        assert withdrawal["amount_decimal"] == Decimal("12.5") and withdrawal["status"] == "pending"
+        node.seal()
+        node.landed = 1
+        call = await alice.wait_claimable(result.withdrawal_id, timeout_s=5)
+        assert call["claimable"] and call["args"]["amount"] == "12500000"
+        deposits = await bob.deposits()
+        assert deposits[0]["amount_decimal"] == Decimal(10**6)  # 1M USDC
+
+        candles = await alice.candles("ETH-USDC", "1m")
+        assert candles[-1]["close_decimal"] == Decimal("3000.25")
+        assert candles[-1]["volume_decimal"] == Decimal("0.5")
+        stats = await alice.stats("ETH-USDC")
+        assert stats["trades"] == 2 and stats["quote_volume_decimal"] == Decimal("1500.125")
