@@ -222,6 +222,40 @@ def _parse_chain(table: Table) -> ChainSettings:
     return chain
 
 
+@dataclass(frozen=True, slots=True)
+class IndexSettings:
+    """The API's history file (`[index]` in the config; docs/OPERATIONS.md "Indexer").
+    Retention is by block time: rows older than that many days are deleted."""
+
+    file: Path | None = None  # None: index.sqlite in the data directory
+    retention_days: int = 30  # trades, fills, closed orders
+    money_retention_days: int = 365  # deposits, withdrawals, checkpoints
+    candle_retention_days: int = 365
+
+    def to_toml(self, rel: Callable[[Path], str]) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "retention_days": self.retention_days,
+            "money_retention_days": self.money_retention_days,
+            "candle_retention_days": self.candle_retention_days,
+        }
+        if self.file is not None:
+            out["file"] = rel(self.file)
+        return out
+
+
+def _parse_index(table: Table, base: Path) -> IndexSettings:
+    raw_file = table.optional_text("file")
+    days = 100 * 365
+    index = IndexSettings(
+        file=None if raw_file is None else (base / raw_file).resolve(),
+        retention_days=table.integer("retention_days", 1, days, 30),
+        money_retention_days=table.integer("money_retention_days", 1, days, 365),
+        candle_retention_days=table.integer("candle_retention_days", 1, days, 365),
+    )
+    table.done()
+    return index
+
+
 MAX_VERIFY_THREADS = 64
 
 
@@ -264,6 +298,11 @@ class NodeConfig:
     # Committed blocks kept below the latest snapshot, for peers that catch up by log
     # (docs/OPERATIONS.md "Disk"); None: the runtime's default (NodeOptions).
     history_blocks: int | None = None
+    index: IndexSettings = field(default_factory=IndexSettings)
+
+    @property
+    def index_file(self) -> Path:
+        return self.index.file or self.data_dir / "index.sqlite"
 
     def to_toml(self, relative_to: Path | None = None) -> dict[str, Any]:
         """TOML-ready dict; paths are written relative to `relative_to` when given."""
@@ -288,6 +327,8 @@ class NodeConfig:
             extra["verify_threads"] = self.verify_threads
         if self.history_blocks is not None:
             extra["history_blocks"] = self.history_blocks
+        if self.index != IndexSettings():
+            extra["index"] = self.index.to_toml(rel)
         return {
             "name": self.name,
             "genesis": rel(self.genesis),
@@ -342,6 +383,9 @@ def _parse_node_config(table: Table, base: Path) -> NodeConfig:
         history_blocks=None
         if table.optional_raw("history_blocks", None) is None
         else table.integer("history_blocks", MIN_HISTORY_BLOCKS, 1 << 40),
+        index=IndexSettings()
+        if table.optional_raw("index", None) is None
+        else _parse_index(table.table("index"), base),
     )
     listen.done()
     table.done()

@@ -125,9 +125,8 @@ async def _serve(setup: NodeSetup, node: Node) -> None:
     """Run the node and its API until a stop signal cancels them."""
     import gc
 
-    import trio
-
-    from node.api.app import create_app, serve_api
+    from node.api.app import create_app
+    from node.api.history import HistoryStore, Retention
 
     # The engine's state is long-lived and acyclic: move it out of the collector's view
     # and collect rarely, or each full collection pauses the node for 50-100 ms (measured
@@ -135,7 +134,27 @@ async def _serve(setup: NodeSetup, node: Node) -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(100_000, 50, 100)
-    app = create_app(node)
+    index = setup.config.index
+    history = HistoryStore.open(
+        setup.config.index_file,
+        node.genesis_hash,
+        Retention(index.retention_days, index.money_retention_days, index.candle_retention_days),
+    )
+    try:
+        # Attaching the indexer tops its history up from the committed log (a rebuild
+        # when the file is new): like the engine restore, a start-up phase that only
+        # reads the node's storage.
+        app = create_app(node, history=history)
+        await _serve_app(setup, node, app)
+    finally:
+        history.close()
+
+
+async def _serve_app(setup: NodeSetup, node: Node, app: Any) -> None:
+    import trio
+
+    from node.api.app import serve_api
+
     async with trio.open_nursery() as nursery:
         # Signals first: a stop is honoured at once in every phase, catch-up included.
         await nursery.start(_stop_on_signal, nursery.cancel_scope)

@@ -3,10 +3,13 @@
     seqnet trade balances                              # the localnet's first node, $SEQNET_KEY
     seqnet trade place ETH-USDC buy 0.5 2999.5 [--tif post] [--cloid 7]
     seqnet trade cancel ETH-USDC 42 | --cloid 7 | --all
-    seqnet trade orders [--history] [--fills]
+    seqnet trade orders [--history] [--fills] [--limit N] [--cursor C] [--start-ms T] [--end-ms T]
+    seqnet trade trades ETH-USDC | deposits | withdrawals   # history, same paging options
+    seqnet trade candles ETH-USDC [--interval 1h] | stats ETH-USDC
     seqnet trade book ETH-USDC [--depth 10] [--watch]  # --watch: live view (rich)
     seqnet trade deposit USDC 1000                     # on chain, then credited by the committee
-    seqnet trade withdraw USDC 250
+    seqnet trade withdraw USDC 250 [--claim]           # --claim: wait for the checkpoint, claim
+    seqnet trade claim 7                               # claim withdrawal 7 on chain
     seqnet trade agent approve 0x… bot-1               # let an API key trade for the account
     seqnet trade agent revoke 0x…                      # and take that right back
 
@@ -123,6 +126,55 @@ def _deposit(client: SyncClient, args: argparse.Namespace) -> int:
     return 0
 
 
+def _page_query(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "limit": args.limit,
+        "cursor": args.cursor,
+        "start_ms": args.start_ms,
+        "end_ms": args.end_ms,
+    }
+
+
+def _print_page(client: SyncClient, kind: str, of: Any, args: argparse.Namespace) -> int:
+    found = client.page(kind, of, **_page_query(args))
+    _print_json({kind: found.items, "next_cursor": found.next_cursor})
+    return 0
+
+
+def _claim(client: SyncClient, args: argparse.Namespace, withdrawal_id: int) -> int:
+    """Wait until the withdrawal's checkpoint landed, send its claim call, report."""
+    from contracts.settlement import Reverted, transact
+    from node.chain.localchain import ChainSetup, connect
+
+    print(f"withdrawal {withdrawal_id}: waiting for its checkpoint to land …", file=sys.stderr)
+    call = client.wait_claimable(withdrawal_id, args.timeout)
+    if call["status"] == "claimed":
+        _print_json({"withdrawal_id": withdrawal_id, "status": "claimed", "already": True})
+        return 0
+    chain_url = args.chain or ChainSetup.load(Path(args.localnet)).url
+    key = bytes.fromhex(_key(args).removeprefix("0x"))
+    contract = bytes.fromhex(call["contract"][2:])
+    try:
+        tx = transact(connect(chain_url), key, contract, bytes.fromhex(call["calldata"][2:]))
+    except Reverted as exc:
+        print(f"claim of withdrawal {withdrawal_id} reverted: {exc}", file=sys.stderr)
+        return 1
+    args_ = call["args"]
+    _print_json(
+        {
+            "withdrawal_id": withdrawal_id,
+            "status": "claimed",
+            "sequence": args_["sequence"],
+            "account": args_["account"],
+            "token": args_["token"],
+            "amount": args_["amount"],
+            "tx_hash": "0x" + tx.tx_hash.hex(),
+            "block": tx.block_number,
+        }
+    )
+    return 0
+
+
 def _run(client: SyncClient, args: argparse.Namespace) -> int:
     cmd = args.cmd
     if cmd == "place":
@@ -150,12 +202,31 @@ def _run(client: SyncClient, args: argparse.Namespace) -> int:
         return 0 if result.ok else 1
     if cmd == "orders":
         if args.fills:
-            _print_json(client.fills(limit=args.limit))
-        elif args.history:
-            _print_json(client.order_history(limit=args.limit))
-        else:
-            _print_json(client.open_orders())
+            return _print_page(client, "fills", None, args)
+        if args.history:
+            return _print_page(client, "orders", None, args)
+        _print_json(client.open_orders())
         return 0
+    if cmd == "trades":
+        return _print_page(client, "trades", args.market, args)
+    if cmd in ("deposits", "withdrawals"):
+        return _print_page(client, cmd, None, args)
+    if cmd == "candles":
+        _print_json(
+            client.candles(
+                args.market,
+                args.interval,
+                start_ms=args.start_ms,
+                end_ms=args.end_ms,
+                limit=args.limit,
+            )
+        )
+        return 0
+    if cmd == "stats":
+        _print_json(client.stats(args.market))
+        return 0
+    if cmd == "claim":
+        return _claim(client, args, args.withdrawal_id)
     if cmd == "balances":
         from rich.console import Console
         from rich.table import Table
@@ -174,7 +245,11 @@ def _run(client: SyncClient, args: argparse.Namespace) -> int:
     if cmd == "withdraw":
         result = client.withdraw(args.asset, args.amount)
         _print_json(result)
-        return 0 if result.ok else 1
+        if not args.claim or not result.ok:
+            return 0 if result.ok else 1
+        if result.withdrawal_id is None:
+            raise SystemExit("the node did not say the withdrawal id (wait for committed)")
+        return _claim(client, args, result.withdrawal_id)
     if cmd == "agent":
         if args.what == "approve":
             if args.name is None:
@@ -212,7 +287,21 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     p = sub.add_parser("orders", help="open orders (or --history, --fills)")
     p.add_argument("--history", action="store_true")
     p.add_argument("--fills", action="store_true")
-    p.add_argument("--limit", type=int, default=50)
+    _paging(p)
+    p = sub.add_parser("trades", help="a market's trades, most recent first")
+    p.add_argument("market")
+    _paging(p)
+    _paging(sub.add_parser("deposits", help="the account's deposits (chain tx, confirmations)"))
+    _paging(sub.add_parser("withdrawals", help="the account's withdrawals and their status"))
+    p = sub.add_parser("candles", help="OHLCV candles, oldest first")
+    p.add_argument("market")
+    p.add_argument("--interval", choices=("1m", "5m", "15m", "1h", "4h", "1d"), default="1h")
+    _paging(p)
+    p = sub.add_parser("stats", help="a market's last 24 h")
+    p.add_argument("market")
+    p = sub.add_parser("claim", help="claim a withdrawal on chain once its checkpoint landed")
+    p.add_argument("withdrawal_id", type=int)
+    _claiming(p)
     sub.add_parser("balances", help="available and locked per asset")
     p = sub.add_parser("book", help="order book (--watch: live)")
     p.add_argument("market")
@@ -225,6 +314,8 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     p = sub.add_parser("withdraw", help="withdraw (claim on chain after a checkpoint)")
     p.add_argument("asset")
     p.add_argument("amount")
+    p.add_argument("--claim", action="store_true", help="wait until it lands, then claim it")
+    _claiming(p)
     p = sub.add_parser("agent", help="approve or revoke an agent (API) key; the account signs")
     p.add_argument("what", choices=("approve", "revoke"))
     p.add_argument("agent", help="the agent's address, 0x…")
@@ -232,12 +323,24 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     return parser
 
 
+def _paging(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--limit", type=int, default=50, help="at most this many (≤ 1000)")
+    p.add_argument("--cursor", help="next_cursor of the previous page")
+    p.add_argument("--start-ms", type=int, help="from this block time (ms, inclusive)")
+    p.add_argument("--end-ms", type=int, help="to this block time (ms, exclusive)")
+
+
+def _claiming(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--chain", help="chain JSON-RPC URL (default: the localnet's chain.json)")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for landing")
+
+
 def main(argv: list[str], prog: str = "seqnet trade") -> int:
     args = _parser(prog).parse_args(argv)
     try:
         with SyncClient(_api_url(args), _key(args), account=args.account) as client:
             return _run(client, args)
-    except (ApiError, OffGrid, KeyError, ValueError) as exc:
+    except (ApiError, OffGrid, KeyError, ValueError, TimeoutError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

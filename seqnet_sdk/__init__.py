@@ -6,7 +6,7 @@ format, PROTOCOL.md §4) from the node package. See docs/API.md, "Trader SDK".
     from seqnet_sdk import Client, SyncClient
 """
 
-from seqnet_sdk.client import ApiError, Client, IntentResult
+from seqnet_sdk.client import ApiError, Client, HistoryPage, IntentResult
 from seqnet_sdk.stream import LocalBook, Stream, StreamClosed
 from seqnet_sdk.sync import SyncClient
 from seqnet_sdk.units import AssetInfo, MarketInfo, Markets, OffGrid
@@ -15,6 +15,7 @@ __all__ = [
     "ApiError",
     "AssetInfo",
     "Client",
+    "HistoryPage",
     "IntentResult",
     "LocalBook",
     "MarketInfo",

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 import httpx
+import trio
 
 from node.intents import (
     Domain,
@@ -33,7 +34,7 @@ from node.intents import (
     sign_intent,
 )
 from seqnet_sdk.stream import Stream
-from seqnet_sdk.units import Markets, Number
+from seqnet_sdk.units import Markets, Number, candle_view, stats_decimals, with_decimals
 
 Side = Literal["buy", "sell"]
 DEFAULT_TIMEOUT_S: Final = 10.0
@@ -58,6 +59,7 @@ class IntentResult:
     message: str | None = None
     height: int | None = None
     oid: int | None = None  # a committed order's id, when the node knows it
+    withdrawal_id: int | None = None  # a committed withdrawal's id
 
     @property
     def ok(self) -> bool:
@@ -72,7 +74,30 @@ class IntentResult:
             raw.get("message"),
             raw.get("height"),
             raw.get("oid"),
+            raw.get("withdrawal_id"),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    """One page of a history list, most recent first. Each item carries the node's
+    integers and their exact Decimals (`price_decimal`, `size_decimal`, …:
+    `units.with_decimals`). `next_cursor`: pass it as `cursor` for the next (older)
+    page; None when the range holds no more."""
+
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+# History lists: name -> (path template, answer key, scope: "market" or "account").
+HISTORY: Final = {
+    "trades": ("/v1/markets/{}/trades", "trades", "market"),
+    "fills": ("/v1/accounts/{}/fills", "fills", "account"),
+    "orders": ("/v1/accounts/{}/history", "orders", "account"),
+    "deposits": ("/v1/accounts/{}/deposits", "deposits", "account"),
+    "withdrawals": ("/v1/accounts/{}/withdrawals", "withdrawals", "account"),
+}
+CLAIM_POLL_S: Final = 0.5
 
 
 def _key_bytes(key: bytes | str) -> bytes:
@@ -288,7 +313,8 @@ class Client:
     async def withdraw(
         self, asset: int | str, amount: Number, *, wait: bool | None = None
     ) -> IntentResult:
-        """Debit `amount` (human units) now; claim it on chain once a checkpoint lands."""
+        """Debit `amount` (human units) now; claim it on chain once a checkpoint lands
+        (`wait_claimable(result.withdrawal_id)` gives the call)."""
         info = (await self.markets()).asset(asset)
         action = {"type": "withdraw", "asset": info.id, "amount": info.to_units(amount)}
         return await self._one(action, wait)
@@ -319,26 +345,135 @@ class Client:
         info = (await self.markets()).market(market)
         return await self._get(f"/v1/markets/{info.id}/book", depth=depth)
 
-    async def trades(self, market: int | str, limit: int = 100) -> Any:
-        info = (await self.markets()).market(market)
-        return (await self._get(f"/v1/markets/{info.id}/trades", limit=limit))["trades"]
+    async def page(
+        self,
+        kind: str,
+        of: int | str | bytes | None = None,
+        *,
+        limit: int = 100,
+        cursor: str | None = None,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+    ) -> HistoryPage:
+        """One page of a history list: `kind` is trades (of a market), fills, orders,
+        deposits or withdrawals (of an account, this client's by default); a time range
+        [start_ms, end_ms) in block time; at most `limit` (≤ 1000) items."""
+        template, key, scope = HISTORY[kind]
+        markets = await self.markets()
+        if scope == "market":
+            assert isinstance(of, int | str), "trades need a market"
+            where: str | int = markets.market(of).id
+        else:
+            assert not isinstance(of, int), "an account is an address"
+            where = self._addr(of)
+        raw = await self._get(
+            template.format(where), limit=limit, cursor=cursor, start_ms=start_ms, end_ms=end_ms
+        )
+        items = [with_decimals(markets, item) for item in raw[key]]
+        return HistoryPage(items, raw["next_cursor"])
+
+    async def iterate(
+        self, kind: str, of: int | str | bytes | None = None, **query: Any
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every item of a history list in the range, most recent first, page by page."""
+        cursor = None
+        while True:
+            found = await self.page(kind, of, cursor=cursor, **query)
+            for item in found.items:
+                yield item
+            if found.next_cursor is None:
+                return
+            cursor = found.next_cursor
+
+    async def trades(self, market: int | str, limit: int = 100, **query: Any) -> Any:
+        """Recent trades, most recent first (`query`: cursor, start_ms, end_ms)."""
+        return (await self.page("trades", market, limit=limit, **query)).items
 
     async def open_orders(self, address: bytes | str | None = None) -> Any:
-        return (await self._get(f"/v1/accounts/{self._addr(address)}/orders"))["orders"]
+        raw = (await self._get(f"/v1/accounts/{self._addr(address)}/orders"))["orders"]
+        markets = await self.markets()
+        return [with_decimals(markets, order) for order in raw]
 
-    async def order_history(self, address: bytes | str | None = None, limit: int = 100) -> Any:
-        path = f"/v1/accounts/{self._addr(address)}/history"
-        return (await self._get(path, limit=limit))["orders"]
+    async def order_history(
+        self, address: bytes | str | None = None, limit: int = 100, **query: Any
+    ) -> Any:
+        return (await self.page("orders", address, limit=limit, **query)).items
 
-    async def fills(self, address: bytes | str | None = None, limit: int = 100) -> Any:
-        path = f"/v1/accounts/{self._addr(address)}/fills"
-        return (await self._get(path, limit=limit))["fills"]
+    async def fills(
+        self, address: bytes | str | None = None, limit: int = 100, **query: Any
+    ) -> Any:
+        return (await self.page("fills", address, limit=limit, **query)).items
+
+    async def deposits(
+        self, address: bytes | str | None = None, limit: int = 100, **query: Any
+    ) -> Any:
+        """Deposits credited (chain tx, confirmations, credited height), most recent first."""
+        return (await self.page("deposits", address, limit=limit, **query)).items
+
+    async def withdrawals(
+        self, address: bytes | str | None = None, limit: int = 100, **query: Any
+    ) -> Any:
+        """Withdrawals with their status (pending, checkpointed, landed, claimed)."""
+        return (await self.page("withdrawals", address, limit=limit, **query)).items
+
+    async def withdrawal(self, withdrawal_id: int) -> Any:
+        return with_decimals(
+            await self.markets(), await self._get(f"/v1/withdrawals/{withdrawal_id}")
+        )
+
+    async def claim_call(self, withdrawal_id: int) -> Any:
+        """The exact `claimWithdrawal` call for a checkpointed withdrawal: `contract`,
+        `function`, `args` (in order) and `calldata`; `claimable` once it landed."""
+        return await self._get(f"/v1/withdrawals/{withdrawal_id}/claim")
+
+    async def wait_claimable(self, withdrawal_id: int, timeout_s: float = 300.0) -> Any:
+        """Poll until the withdrawal's checkpoint landed on chain; its claim call. Raises
+        TimeoutError after `timeout_s`, ApiError if the node does not know it."""
+        with trio.move_on_after(timeout_s):
+            while True:
+                try:
+                    call = await self.claim_call(withdrawal_id)
+                except ApiError as exc:
+                    if exc.code != "not_checkpointed":
+                        raise
+                else:
+                    if call["claimable"] or call["status"] == "claimed":
+                        return call
+                await trio.sleep(CLAIM_POLL_S)
+        raise TimeoutError(f"withdrawal {withdrawal_id} not claimable after {timeout_s} s")
+
+    async def candles(
+        self,
+        market: int | str,
+        interval: str = "1m",
+        *,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """OHLCV candles (1m, 5m, 15m, 1h, 4h, 1d), oldest first, integers and Decimals."""
+        info = (await self.markets()).market(market)
+        raw = await self._get(
+            f"/v1/markets/{info.id}/candles",
+            interval=interval,
+            start_ms=start_ms,
+            end_ms=end_ms,
+            limit=limit,
+        )
+        return [candle_view(info, c) for c in raw["candles"]]
+
+    async def stats(self, market: int | str) -> dict[str, Any]:
+        """The market's last 24 h: open, high, low, last, volume, trades (and Decimals)."""
+        info = (await self.markets()).market(market)
+        raw: dict[str, Any] = await self._get(f"/v1/markets/{info.id}/stats")
+        return {**raw, **stats_decimals(info, raw)}
 
     async def order(self, oid: int) -> Any:
-        return await self._get(f"/v1/orders/{oid}")
+        return with_decimals(await self.markets(), await self._get(f"/v1/orders/{oid}"))
 
     async def order_by_cloid(self, cloid: int, address: bytes | str | None = None) -> Any:
-        return await self._get(f"/v1/accounts/{self._addr(address)}/orders/cloid/{cloid}")
+        path = f"/v1/accounts/{self._addr(address)}/orders/cloid/{cloid}"
+        return with_decimals(await self.markets(), await self._get(path))
 
     async def checkpoints(self) -> Any:
         return (await self._get("/v1/checkpoints"))["checkpoints"]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import decimal
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 Number = str | Decimal | int
 _CONTEXT = decimal.Context(prec=120, traps=[decimal.InvalidOperation, decimal.Inexact])
@@ -173,3 +173,51 @@ class Markets:
                 if asset.symbol.upper() == which.upper():
                     return asset
         raise KeyError(f"unknown asset {which!r}")
+
+
+# Which integer fields of each history record are prices, sizes (base) or quote amounts.
+_PRICE_FIELDS: Final = ("price",)
+_SIZE_FIELDS: Final = ("size", "open", "filled", "remaining")
+
+
+def with_decimals(markets: Markets, record: dict[str, Any]) -> dict[str, Any]:
+    """The record with an exact Decimal beside each engine integer it carries:
+    `price_decimal` (quote per base), `size_decimal` (and `open_`, `filled_`,
+    `remaining_`: base units), `fee_decimal` (quote), `amount_decimal` (the record's
+    asset). The integers stay as they are, so nothing is lost."""
+    out = dict(record)
+    market = markets.markets.get(record["market"]) if "market" in record else None
+    if market is not None:
+        for name in _PRICE_FIELDS:
+            if isinstance(record.get(name), int):
+                out[f"{name}_decimal"] = market.ticks_to_price(record[name])
+        for name in _SIZE_FIELDS:
+            if isinstance(record.get(name), int):
+                out[f"{name}_decimal"] = market.units_to_size(record[name])
+        if isinstance(record.get("fee"), int):
+            out["fee_decimal"] = market.quote.from_units(record["fee"])
+    asset = markets.assets.get(record["asset"]) if "asset" in record else None
+    if asset is not None and asset.decimals is not None and isinstance(record.get("amount"), int):
+        out["amount_decimal"] = asset.from_units(record["amount"])
+    return out
+
+
+def candle_view(market: MarketInfo, raw: list[int]) -> dict[str, Any]:
+    """A candle row ([open_ms, open, high, low, close, volume, quote_volume, trades]) as a
+    dict with the integers and their Decimals (`open_decimal`, …, `volume_decimal`)."""
+    names = ("open_ms", "open", "high", "low", "close", "volume", "quote_volume", "trades")
+    out: dict[str, Any] = dict(zip(names, raw, strict=True))
+    return {**out, **stats_decimals(market, out)}
+
+
+def stats_decimals(market: MarketInfo, raw: dict[str, Any]) -> dict[str, Decimal]:
+    """Decimals of the price and volume fields of a candle or 24 h statistics."""
+    out: dict[str, Decimal] = {}
+    for name in ("open", "high", "low", "close", "last"):
+        if isinstance(raw.get(name), int):
+            out[f"{name}_decimal"] = market.ticks_to_price(raw[name])
+    if isinstance(raw.get("volume"), int):
+        out["volume_decimal"] = market.units_to_size(raw["volume"])
+    if isinstance(raw.get("quote_volume"), int):
+        out["quote_volume_decimal"] = market.quote.from_units(raw["quote_volume"])
+    return out

@@ -30,6 +30,7 @@ from hypercorn.trio import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from node.api.facade import ApiLimits, NodeFacade, SubmitResult, SubmitStatus
+from node.api.history import HistoryStore
 from node.api.indexer import IndexedNode, Indexer, IndexLimits
 from node.api.intake import (
     ApiError,
@@ -71,6 +72,7 @@ _HTTP_CODES: Final = {
     404: "not_found",
     405: "method_not_allowed",
     408: "timeout",
+    409: "conflict",
     413: "too_large",
     415: "unsupported_media_type",
     429: "rate_limited",
@@ -95,7 +97,10 @@ def create_app(
     *,
     stream_limits: StreamLimits | None = None,
     index_limits: IndexLimits | None = None,
+    history: HistoryStore | None = None,
 ) -> FastAPI:
+    """`history`: the indexer's persistent file (node/api/history.py); None keeps the
+    history in memory (tests, a node without a data directory)."""
     limits = limits or ApiLimits()
     stream_limits = stream_limits or StreamLimits()
     app = FastAPI(
@@ -112,7 +117,7 @@ def create_app(
     metrics = NodeMetrics(node, hub)
     indexer = None
     if node is not None:
-        indexer = Indexer.attach(node, index_limits, hub)
+        indexer = Indexer.attach(node, index_limits, hub, history)
         node.add_block_listener(metrics.on_block)
     intake = Intake(CountingFacade(facade, metrics), limits)
     connections = ConnectionCounter(limits.ws_max_connections, limits.ws_max_connections_per_ip)
@@ -206,6 +211,7 @@ def create_app(
             lambda request: intake.charge_request(client_key(request.scope)),
             _json,
             _error,
+            facade.domain.verifying_contract,
         )
         checkpoints = facade.checkpoints if isinstance(facade, QueryFacade) else None
         stream_connections = ConnectionCounter(
@@ -332,12 +338,17 @@ def _submit_query(
 
 
 def _add_order_ids(results: list[dict[str, Any]], indexer: Indexer) -> None:
-    """A committed `place` gets the id of the order it created (HTTP answers only)."""
+    """A committed `place` gets the id of the order it created, a committed `withdraw`
+    the id of its withdrawal (HTTP answers only)."""
     for result in results:
         if result["status"] == "committed" and isinstance(result["id"], bytes):
             oid = indexer.oid_of_intent(result["id"])
             if oid is not None:
                 result["oid"] = oid
+                continue
+            withdrawal_id = indexer.withdrawal_of_intent(result["id"])
+            if withdrawal_id is not None:
+                result["withdrawal_id"] = withdrawal_id
 
 
 def _check_content_type(request: Request) -> None:

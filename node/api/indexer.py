@@ -1,29 +1,41 @@
 """What the API answers beyond the engine's live state: order history, fills, trades,
-and the sequenced book deltas that streams carry.
+deposits and withdrawals, checkpoints, candles, and the sequenced book deltas that
+streams carry.
 
 The indexer is a block listener (`Node.add_block_listener`): after each executed block it
-folds the engine's events into bounded tables (orders by id and by client id, each
-account's recent orders and fills, each market's recent trades) and works out which
-aggregated book levels changed. Each market's book changes are numbered: delta `seq`
-follows `seq - 1` with no gap, so a client that sees a gap knows it missed something and
-takes a fresh snapshot (docs/API.md, streams).
+folds the engine's events into rows of the persistent history (node/api/history.py: one
+SQLite file beside the node's storage) and works out which aggregated book levels
+changed. Each market's book changes are numbered: delta `seq` follows `seq - 1` with no
+gap, so a client that sees a gap knows it missed something and takes a fresh snapshot
+(docs/API.md, streams).
+
+At start (`attach`) the history is brought up to the node's executed height by replaying
+the committed log through this same code (`catch_up`): a missing file is rebuilt, a file
+behind the node is topped up. A withdrawal's life (pending, in checkpoint N, landed,
+claimed) is put together from the engine's events, the checkpoints it seals (each with
+every withdrawal's Merkle proof) and, on a node wired to a chain, what the settlement
+loop reports (`ChainView`: deposit transactions, the landed sequence, claims seen).
 
 It reads the engine (never writes it) and only on the event loop, right after the block
 was applied, so what it reads is the state at that block's height. Everything is bounded:
-a node that runs for months keeps the most recent history, and an open order whose
-record was evicted is still found through the engine.
+the history by its retention, the order cache by `max_orders`; an open order whose record
+was evicted is still found through the history or the engine.
 
-It may not touch: consensus, storage, sockets. Publishing goes through `Publisher`.
+It may not touch: consensus, the node's storage, sockets. Publishing goes through
+`Publisher`.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import structlog
 
 from matching.book import Book, Order
+from matching.checkpoint import Checkpoint
 from matching.events import (
     Accepted,
     BalanceChanged,
@@ -37,21 +49,32 @@ from matching.events import (
     Trade,
     Withdrawn,
 )
+from matching.merkle import MerkleTree
+from node.api.history import (
+    BlockRows,
+    HistoryStore,
+    Page,
+    fill_row,
+    money_row,
+    order_row,
+    packed,
+    rows_or_none,
+    trade_row,
+)
 
 if TYPE_CHECKING:
     from matching.engine import Engine
     from node.runtime import ExecutedBlock
+
+log = structlog.get_logger("seqnet.indexer")
 
 Topic = tuple[Any, ...]  # ("book", market) | ("trades", market) | ("account", address) | ...
 
 
 @dataclass(frozen=True, slots=True)
 class IndexLimits:
-    max_orders: int = 200_000  # order records kept (least recently updated evicted)
-    max_accounts: int = 50_000  # accounts with kept history (least recently active evicted)
-    history_per_account: int = 500  # recent orders per account
-    fills_per_account: int = 500
-    trades_per_market: int = 1_000
+    max_orders: int = 200_000  # order records cached in memory (least recently updated out)
+    max_intents: int = 100_000  # intent id -> order id, for submit answers
     max_depth_levels: int = 1_000  # levels per side in a query answer
 
 
@@ -63,6 +86,45 @@ class IndexedNode(Protocol):
     exec_height: int
 
     def add_block_listener(self, listener: Callable[[ExecutedBlock], None]) -> None: ...
+
+
+@runtime_checkable
+class ReplaySource(Protocol):
+    """A node that can re-execute its kept committed log (node/runtime's `Node`)."""
+
+    def replay_blocks(self, after: int) -> Iterator[ExecutedBlock]:
+        """The executed blocks above `after` up to the executed height, re-run on a
+        separate engine; from a later height when the log no longer reaches back."""
+        ...
+
+
+class ChainEvent(Protocol):
+    """A confirmed settlement event (node/chain/watcher.py's `ChainSeen`): a deposit
+    (`id` its deposit id) or a claim (`id` the withdrawal id, `sequence` its checkpoint)."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def id(self) -> int: ...
+    @property
+    def tx_hash(self) -> bytes: ...
+    @property
+    def block_number(self) -> int: ...
+    @property
+    def sequence(self) -> int | None: ...
+
+
+@runtime_checkable
+class ChainView(Protocol):
+    """What the settlement loop knows that the committed log does not (node/runtime)."""
+
+    def deposit_origin(self, deposit_id: int) -> tuple[bytes, int] | None:
+        """(transaction hash, chain block) of a deposit the watcher saw."""
+        ...
+
+    def chain_head(self) -> int | None: ...
+    def landed_sequence(self) -> int | None: ...
+    def add_chain_listener(self, listener: Callable[[ChainEvent], None]) -> None: ...
 
 
 class Publisher(Protocol):
@@ -124,11 +186,15 @@ class OrderRecord:
             "intent_id": None if self.intent_id is None else _hex(self.intent_id),
         }
 
-
-@dataclass(slots=True)
-class _AccountHistory:
-    orders: deque[int]
-    fills: deque[dict[str, Any]]
+    @classmethod
+    def from_view(cls, view: dict[str, Any]) -> OrderRecord:
+        intent = view["intent_id"]
+        return cls(
+            view["oid"], _unhex(view["account"]), view["market"], view["side"], view["kind"],
+            view["price"], view["size"], view["tif"], view["cloid"], view["height"],
+            view["timestamp_ms"], None if intent is None else _unhex(intent), view["status"],
+            view["open"], view["filled"], view["reason"], view["updated_height"],
+        )  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -143,6 +209,10 @@ class _BookMirror:
 
 def _hex(data: bytes) -> str:
     return "0x" + data.hex()
+
+
+def _unhex(text: str) -> bytes:
+    return bytes.fromhex(text[2:])
 
 
 def _level_size(book: Book, is_buy: bool, price: int) -> int:
@@ -163,25 +233,27 @@ class Indexer:
         height: int,
         limits: IndexLimits | None = None,
         publisher: Publisher | None = None,
+        store: HistoryStore | None = None,
+        chain: ChainView | None = None,
     ) -> None:
         self.engine = engine
         self.height = height
-        self.timestamp_ms = 0
+        self.timestamp_ms = engine.timestamp_ms
         self.limits = limits or IndexLimits()
         self.publisher: Publisher = publisher or _NoPublisher()
+        self.store = store or HistoryStore.open(":memory:", b"")
+        self.chain = chain
         self._orders: OrderedDict[int, OrderRecord] = OrderedDict()
-        self._by_cloid: dict[tuple[bytes, int], int] = {}
-        self._by_intent: dict[bytes, int] = {}
-        self._accounts: OrderedDict[bytes, _AccountHistory] = OrderedDict()
-        self._trades: dict[int, deque[dict[str, Any]]] = {
-            m: deque(maxlen=self.limits.trades_per_market) for m in engine.books
-        }
+        self._by_intent: OrderedDict[bytes, int] = OrderedDict()  # place intent -> oid
+        self._withdrawal_by_intent: OrderedDict[bytes, int] = OrderedDict()
         self._books: dict[int, _BookMirror] = {}
         for market, book in engine.books.items():
             self._books[market] = _BookMirror(
                 _all_levels(book, True), _all_levels(book, False), 0, height
             )
         self.blocks_indexed = 0
+        self.assets = {a.id: a for a in engine.genesis.assets}
+        self.lot_sizes = {m.id: m.lot_size for m in engine.genesis.markets}
 
     @classmethod
     def attach(
@@ -189,58 +261,114 @@ class Indexer:
         node: IndexedNode,
         limits: IndexLimits | None = None,
         publisher: Publisher | None = None,
+        store: HistoryStore | None = None,
     ) -> Indexer:
-        indexer = cls(node.engine, node.exec_height, limits, publisher)
+        chain = node if isinstance(node, ChainView) else None
+        indexer = cls(node.engine, node.exec_height, limits, publisher, store, chain)
+        indexer.catch_up(node)
         node.add_block_listener(indexer.on_block)
+        if chain is not None:
+            chain.add_chain_listener(indexer.on_chain_event)
         return indexer
+
+    def catch_up(self, node: IndexedNode) -> int:
+        """Bring the history up to the node's executed height: replay the committed log
+        above the history's height through `on_block` (a missing file is rebuilt from
+        the log's start). Returns the blocks replayed."""
+        store = self.store
+        target = node.exec_height
+        if store.height > target:
+            # A history ahead of the node: the node's data was replaced. Start over.
+            log.warning("index ahead of the node: rebuilt", index=store.height, node=target)
+            store.reset()
+        replayed = 0
+        if store.height < target and isinstance(node, ReplaySource):
+            for block in node.replay_blocks(store.height):
+                self._index(block, live=False, first=replayed == 0)
+                replayed += 1
+        if store.height < target:  # a source that cannot replay: history starts here
+            store.write_block(BlockRows(target, self.timestamp_ms, first_height=target + 1))
+        store.flush()
+        self.height = target
+        self.timestamp_ms = node.engine.timestamp_ms
+        if replayed:
+            log.info("index caught up", replayed=replayed, height=target)
+        return replayed
 
     # ------------------------------------------------------------------ queries
 
     def order(self, oid: int) -> dict[str, Any] | None:
         record = self._orders.get(oid)
-        return None if record is None else record.view()
+        return record.view() if record is not None else self.store.order(oid)
 
     def oid_of_intent(self, intent_id: bytes) -> int | None:
         """The order a committed `place` intent created (while its record is kept)."""
         return self._by_intent.get(intent_id)
 
+    def withdrawal_of_intent(self, intent_id: bytes) -> int | None:
+        """The withdrawal a committed `withdraw` intent created (recent ones; the
+        history has them all: `GET /v1/accounts/{address}/withdrawals`)."""
+        return self._withdrawal_by_intent.get(intent_id)
+
     def order_by_cloid(self, account: bytes, cloid: int) -> dict[str, Any] | None:
-        oid = self._by_cloid.get((account, cloid))
-        if oid is not None and oid in self._orders:
-            return self._orders[oid].view()
         found = self.engine.accounts.get(account)
         order = None if found is None else found.cloids.get(cloid)
-        return None if order is None else _open_order_view(order)
+        if order is not None:
+            return self.order(order.oid) or _open_order_view(order)
+        return self.store.order_by_cloid(account, cloid)
 
     def open_orders(self, account: bytes) -> list[dict[str, Any]]:
         views = []
         for order in self.engine.open_orders(account):
-            record = self._orders.get(order.oid)
-            views.append(_open_order_view(order) if record is None else record.view())
+            view = self.order(order.oid)
+            views.append(_open_order_view(order) if view is None else view)
         return views
 
-    def order_history(self, account: bytes, limit: int) -> list[dict[str, Any]]:
-        """Most recent first."""
-        history = self._accounts.get(account)
-        if history is None:
-            return []
-        out = []
-        for oid in reversed(history.orders):
-            record = self._orders.get(oid)
-            if record is not None:
-                out.append(record.view())
-                if len(out) >= limit:
-                    break
-        return out
+    def order_history(self, account: bytes, limit: int, **page: Any) -> Page:
+        """Orders of any status, most recent first (`page`: cursor, start_ms, end_ms)."""
+        return self.store.page("orders", account, limit, **page)
 
-    def fills(self, account: bytes, limit: int) -> list[dict[str, Any]]:
-        history = self._accounts.get(account)
-        if history is None:
-            return []
-        return list(reversed(history.fills))[:limit]
+    def fills(self, account: bytes, limit: int, **page: Any) -> Page:
+        return self.store.page("fills", account, limit, **page)
 
-    def trades(self, market: int, limit: int) -> list[dict[str, Any]]:
-        return list(reversed(self._trades[market]))[:limit]
+    def trades(self, market: int, limit: int, **page: Any) -> Page:
+        return self.store.page("trades", market, limit, **page)
+
+    def deposits(self, account: bytes, limit: int, **page: Any) -> Page:
+        found = self.store.page("deposits", account, limit, **page)
+        return Page([self._deposit_view(d) for d in found.items], found.next_cursor)
+
+    def withdrawals(self, account: bytes, limit: int, **page: Any) -> Page:
+        found = self.store.page("withdrawals", account, limit, **page)
+        return Page([self._withdrawal_view(w) for w in found.items], found.next_cursor)
+
+    def withdrawal(self, withdrawal_id: int) -> dict[str, Any] | None:
+        found = self.store.withdrawal(withdrawal_id)
+        return None if found is None else self._withdrawal_view(found)
+
+    def checkpoint_records(self, limit: int) -> list[dict[str, Any]]:
+        return self.store.checkpoints(limit)
+
+    def _deposit_view(self, record: dict[str, Any]) -> dict[str, Any]:
+        head = None if self.chain is None else self.chain.chain_head()
+        block = record["chain_block"]
+        confirmations = None if head is None or block is None or head < 0 else head - block + 1
+        return {**record, "confirmations": confirmations}
+
+    def _withdrawal_view(self, record: dict[str, Any]) -> dict[str, Any]:
+        """The record with its status: pending -> checkpointed (in checkpoint
+        `sequence`) -> landed (that checkpoint accepted on chain) -> claimed."""
+        landed = None if self.chain is None else self.chain.landed_sequence()
+        sequence = record["sequence"]
+        if record.get("claim") is not None:
+            status = "claimed"
+        elif sequence is None:
+            status = "pending"
+        elif landed is not None and sequence <= landed:
+            status = "landed"
+        else:
+            status = "checkpointed"
+        return {**record, "claim": record.get("claim"), "status": status}
 
     def depth(self, market: int, levels: int) -> dict[str, Any]:
         """Aggregated levels, best first: [price, open size, order count]."""
@@ -270,6 +398,25 @@ class Indexer:
     # ------------------------------------------------------------------ indexing
 
     def on_block(self, block: ExecutedBlock) -> None:
+        if block.height != self.height + 1:
+            log.warning("index gap", indexed=self.height, block=block.height)
+        self._index(block, live=True)
+
+    def on_chain_event(self, event: ChainEvent) -> None:
+        """A claim or deposit seen on chain (idempotent: a rescan reports it again). A
+        deposit fills in the transaction of a record indexed without it (rebuilt from
+        the log, which does not carry it)."""
+        if event.kind == "claim":
+            claim = {
+                "sequence": event.sequence,
+                "tx_hash": _hex(event.tx_hash),
+                "chain_block": event.block_number,
+            }
+            self.store.set_claim(event.id, claim)
+        elif event.kind == "deposit":
+            self.store.set_deposit_origin(event.id, _hex(event.tx_hash), event.block_number)
+
+    def _index(self, block: ExecutedBlock, live: bool, first: bool = False) -> None:
         self.height = block.height
         self.timestamp_ms = block.timestamp_ms
         self.blocks_indexed += 1
@@ -277,8 +424,61 @@ class Indexer:
         self._fold(block.result.expired, None, None, work)
         for entry, events in zip(block.entries, block.result.events, strict=True):
             self._fold(events, entry.engine_entry, entry.intent_id, work)
-        self._publish_book_deltas(work)
-        self._publish_account_updates(work)
+        rows = self._rows(block, work)
+        if first and block.height > self.store.height + 1:
+            rows.first_height = block.height  # the log no longer reaches further back
+        self.store.write_block(rows)
+        if live:
+            self._publish_book_deltas(work)
+            self._publish_account_updates(work)
+
+    def _rows(self, block: ExecutedBlock, work: _BlockWork) -> BlockRows:
+        rows = BlockRows(block.height, block.timestamp_ms)
+        trades = [t for ts in work.trades.values() for t in ts]
+        rows.trades = rows_or_none(trade_row(t) for t in trades)
+        rows.candle_trades = [
+            (t["market"], t["timestamp_ms"], t["price"], t["size"],
+             t["price"] * t["size"] // self.lot_sizes[t["market"]])
+            for t in trades
+        ]  # fmt: skip
+        rows.fills = rows_or_none(fill_row(a, f) for a, f in work.fills)
+        rows.orders = rows_or_none(order_row(r.view(), r.account) for r in work.orders.values())
+        rows.deposits = rows_or_none(money_row(d["deposit_id"], a, d) for a, d in work.deposits)
+        rows.withdrawals = rows_or_none(
+            (w["withdrawal_id"], a, w["timestamp_ms"], i, packed(w)) for a, w, i in work.withdrawals
+        )
+        if block.checkpoint is not None:
+            self._seal(block, block.checkpoint, rows)
+        return rows
+
+    def _seal(self, block: ExecutedBlock, cp: Checkpoint, rows: BlockRows) -> None:
+        """The checkpoint's record, and each of its withdrawals' proof: what a claim
+        needs, kept as long as the withdrawal (the engine keeps 256 checkpoints' trees)."""
+        record = {
+            "sequence": cp.sequence,
+            "height": block.height,
+            "timestamp_ms": block.timestamp_ms,
+            "state_root": _hex(cp.state_root),
+            "withdrawals_root": _hex(cp.withdrawals_root),
+            "last_deposit_id": cp.last_deposit_id,
+            "withdrawals": len(cp.withdrawals),
+        }
+        rows.checkpoints = [(cp.sequence, block.timestamp_ms, packed(record))]
+        tree = MerkleTree(w.leaf() for w in cp.withdrawals)
+        sealed = []
+        for index, w in enumerate(cp.withdrawals):
+            found = self.store.withdrawal(w.withdrawal_id)
+            if found is None:  # withdrawn before the history began
+                continue
+            found.pop("claim", None)
+            found.update(
+                sequence=cp.sequence,
+                checkpoint_height=block.height,
+                leaf=_hex(tree.leaf(index)),
+                proof=[_hex(p) for p in tree.proof(index)],
+            )
+            sealed.append((cp.sequence, packed(found), w.withdrawal_id))
+        rows.sealed = sealed or None
 
     def _fold(
         self,
@@ -305,7 +505,7 @@ class Indexer:
                 work.order_update(record)
             elif isinstance(ev, Cancelled | Expired):
                 c: Cancelled | Expired = ev
-                record_or_none = self._orders.get(c.oid)
+                record_or_none = self._record(c.oid)
                 if record_or_none is None:
                     work.resync.add(c.market)
                     continue
@@ -313,12 +513,11 @@ class Indexer:
                 record_or_none.reason = c.reason if isinstance(c, Cancelled) else None
                 record_or_none.open = 0
                 record_or_none.updated_height = height
-                self._orders.move_to_end(c.oid)
                 work.touch(c.market, record_or_none.side == "buy", record_or_none.price)
                 work.order_update(record_or_none)
             elif isinstance(ev, Modified):
                 m: Modified = ev
-                record_or_none = self._orders.get(m.oid)
+                record_or_none = self._record(m.oid)
                 if record_or_none is None:
                     work.resync.add(m.market)
                     continue
@@ -329,7 +528,6 @@ class Indexer:
                 record_or_none.size = record_or_none.filled + m.size
                 record_or_none.open = m.size
                 record_or_none.updated_height = height
-                self._orders.move_to_end(m.oid)
                 work.order_update(record_or_none)
             elif isinstance(ev, Rejected) and entry is not None:
                 account = entry.get("account")
@@ -359,16 +557,52 @@ class Indexer:
                         "height": height,
                     },
                 )
-            elif isinstance(ev, Deposited | Withdrawn):
-                d: Deposited | Withdrawn = ev
-                message = {
-                    "type": "deposit" if kind is Deposited else "withdrawal",
-                    "id": d[0],
-                    "asset": d.asset,
-                    "amount": d.amount,
-                    "height": height,
-                }
-                work.account_message(d.account, message)
+            elif isinstance(ev, Deposited):
+                self._on_deposit(ev, work)
+            elif isinstance(ev, Withdrawn):
+                self._on_withdrawal(ev, intent_id, work)
+
+    def _on_deposit(self, d: Deposited, work: _BlockWork) -> None:
+        origin = None if self.chain is None else self.chain.deposit_origin(d.deposit_id)
+        asset = self.assets.get(d.asset)
+        record = {
+            "deposit_id": d.deposit_id,
+            "account": _hex(d.account),
+            "asset": d.asset,
+            "amount": d.amount,
+            "token": None if asset is None else _hex(asset.token),
+            "token_amount": None if asset is None else str(d.amount * asset.unit),
+            "height": self.height,
+            "timestamp_ms": self.timestamp_ms,
+            "tx_hash": None if origin is None else _hex(origin[0]),
+            "chain_block": None if origin is None else origin[1],
+        }
+        work.deposits.append((d.account, record))
+        message = {"type": "deposit", "id": d.deposit_id, "asset": d.asset, "amount": d.amount}
+        work.account_message(d.account, {**message, "height": self.height})
+
+    def _on_withdrawal(self, w: Withdrawn, intent_id: bytes | None, work: _BlockWork) -> None:
+        asset = self.assets[w.asset]
+        record = {
+            "withdrawal_id": w.withdrawal_id,
+            "account": _hex(w.account),
+            "asset": w.asset,
+            "amount": w.amount,
+            "token": _hex(asset.token),
+            "token_amount": str(w.amount * asset.unit),  # what the claim pays, base units
+            "height": self.height,
+            "timestamp_ms": self.timestamp_ms,
+            "intent_id": None if intent_id is None else _hex(intent_id),
+            "sequence": None,
+            "checkpoint_height": None,
+            "leaf": None,
+            "proof": None,
+        }
+        work.withdrawals.append((w.account, record, intent_id))
+        if intent_id is not None:
+            _remember_bounded(self._withdrawal_by_intent, intent_id, w.withdrawal_id, self.limits)
+        message = {"type": "withdrawal", "id": w.withdrawal_id, "asset": w.asset}
+        work.account_message(w.account, {**message, "amount": w.amount, "height": self.height})
 
     def _on_fill(self, f: Fill, work: _BlockWork) -> None:
         fill = {
@@ -384,16 +618,15 @@ class Indexer:
             "height": self.height,
             "timestamp_ms": self.timestamp_ms,
         }
-        self._history(f.account).fills.append(fill)
+        work.fills.append((f.account, fill))
         work.account_message(f.account, {"type": "fill", **fill})
-        record = self._orders.get(f.oid)
+        record = self._record(f.oid)
         if record is not None:
             record.filled += f.size
             record.open = f.remaining
             if not f.remaining:
                 record.status = "filled"
             record.updated_height = self.height
-            self._orders.move_to_end(f.oid)
             work.order_update(record)
         if f.maker:
             work.touch(f.market, f.side == "buy", f.price)
@@ -408,37 +641,31 @@ class Indexer:
             "height": self.height,
             "timestamp_ms": self.timestamp_ms,
         }
-        self._trades[t.market].append(trade)
         work.trades.setdefault(t.market, []).append(trade)
 
+    def _record(self, oid: int) -> OrderRecord | None:
+        """The cached record, else the one in the history (cached again)."""
+        record = self._orders.get(oid)
+        if record is not None:
+            self._orders.move_to_end(oid)
+            return record
+        view = self.store.order(oid)
+        if view is None:
+            return None
+        record = OrderRecord.from_view(view)
+        self._cache(record)
+        return record
+
     def _remember(self, record: OrderRecord) -> None:
+        self._cache(record)
+        if record.intent_id is not None:
+            _remember_bounded(self._by_intent, record.intent_id, record.oid, self.limits)
+
+    def _cache(self, record: OrderRecord) -> None:
         orders = self._orders
         orders[record.oid] = record
-        if record.cloid is not None:
-            self._by_cloid[(record.account, record.cloid)] = record.oid
-        if record.intent_id is not None:
-            self._by_intent[record.intent_id] = record.oid
-        self._history(record.account).orders.append(record.oid)
         while len(orders) > self.limits.max_orders:
-            _, old = orders.popitem(last=False)
-            if old.cloid is not None and self._by_cloid.get((old.account, old.cloid)) == old.oid:
-                del self._by_cloid[(old.account, old.cloid)]
-            if old.intent_id is not None:
-                self._by_intent.pop(old.intent_id, None)
-
-    def _history(self, account: bytes) -> _AccountHistory:
-        accounts = self._accounts
-        history = accounts.get(account)
-        if history is None:
-            history = accounts[account] = _AccountHistory(
-                deque(maxlen=self.limits.history_per_account),
-                deque(maxlen=self.limits.fills_per_account),
-            )
-            while len(accounts) > self.limits.max_accounts:
-                accounts.popitem(last=False)
-        else:
-            accounts.move_to_end(account)
-        return history
+            orders.popitem(last=False)
 
     # ------------------------------------------------------------------ streams
 
@@ -508,10 +735,22 @@ class _BlockWork:
     """What one block changed: book levels to re-read, order records and account
     messages to publish."""
 
-    __slots__ = ("messages", "orders", "resync", "touched", "trades")
+    __slots__ = (
+        "deposits",
+        "fills",
+        "messages",
+        "orders",
+        "resync",
+        "touched",
+        "trades",
+        "withdrawals",
+    )
 
     def __init__(self) -> None:
         self.trades: dict[int, list[dict[str, Any]]] = {}
+        self.fills: list[tuple[bytes, dict[str, Any]]] = []
+        self.deposits: list[tuple[bytes, dict[str, Any]]] = []
+        self.withdrawals: list[tuple[bytes, dict[str, Any], bytes | None]] = []
         self.touched: dict[int, set[tuple[bool, int]]] = {}
         self.resync: set[int] = set()
         self.orders: dict[int, OrderRecord] = {}
@@ -525,6 +764,14 @@ class _BlockWork:
 
     def account_message(self, account: bytes, message: dict[str, Any]) -> None:
         self.messages.setdefault(account, []).append(message)
+
+
+def _remember_bounded(
+    table: OrderedDict[bytes, int], intent_id: bytes, value: int, limits: IndexLimits
+) -> None:
+    table[intent_id] = value
+    while len(table) > limits.max_intents:
+        table.popitem(last=False)
 
 
 def _diff(levels: dict[int, int], price: int, size: int, changed: list[list[int]]) -> None:
@@ -558,6 +805,3 @@ def _open_order_view(order: Order) -> dict[str, Any]:
         "updated_height": None,
         "intent_id": None,
     }
-
-
-HISTORY_LIMIT_MAX: Final = 500

@@ -4,22 +4,26 @@ What a trader needs to follow their funds and to claim on chain: balances and op
 orders, the checkpoints (roots, signatures, settlement transaction), and Merkle proofs of
 a withdrawal or a balance against a checkpoint's roots, in exactly the form the
 settlement contract takes (docs/SETTLEMENT.md). With an indexer (node/api/indexer.py) also
-the exchange itself: markets and assets, book depth with the height it reflects, recent
-trades, an account's order history and fills, one order by id or client id.
-Bytes travel as 0x-hex; every answer is read on the event loop, so it is the state at
-one height.
+the exchange itself: markets and assets, book depth with the height it reflects, trades,
+candles and 24 h statistics, an account's orders, fills, deposits and withdrawals (with
+the exact arguments of the contract's claim call), one order by id or client id.
+Lists are paginated with a cursor and a time range (node/api/history.py). Bytes travel
+as 0x-hex; every answer is read on the event loop, so it is the state at one height.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, runtime_checkable
 
 import structlog
+from eth_abi.abi import encode as abi_encode
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
+from matching.merkle import keccak
+from node.api.history import INTERVALS, MAX_PAGE, HistoryError, Page
 from node.api.intake import ApiError
 from node.api.schema import error_responses
 from node.intents import ZERO_ADDRESS, IntentError, parse_address
@@ -54,6 +58,69 @@ class QueryFacade(Protocol):
     def balance_proof(self, address: bytes, asset_id: int) -> dict[str, Any] | None: ...
 
 
+class BalanceView(BaseModel):
+    asset: int
+    available: int  # engine units
+    locked: int
+
+
+class AccountOrderView(BaseModel):
+    oid: int
+    market: int
+    side: str
+    price: int
+    size: int
+    cloid: int | None
+    expires_ms: int | None
+
+
+class AccountResponse(BaseModel):
+    address: str
+    height: int
+    balances: dict[str, BalanceView]  # by asset symbol
+    open_orders: list[AccountOrderView] = []
+
+
+class CheckpointView(BaseModel):
+    sequence: int
+    height: int  # the committed height whose execution sealed it
+    state_root: str
+    withdrawals_root: str
+    last_deposit_id: int
+    # On a node wired to a chain (the settlement loop's record):
+    epoch: int | None = None
+    digest: str | None = None  # the EIP-712 digest members sign
+    signatures: dict[str, str] | None = None  # signer address -> 64-byte signature
+    mismatched_peers: list[int] | None = None
+    submit_tx: str | None = None  # the transaction that landed it
+    landed: bool | None = None  # accepted on chain
+    withdrawals: int | None = None  # on a node without a chain: how many it carries
+
+
+class CheckpointsResponse(BaseModel):
+    checkpoints: list[CheckpointView]  # ascending by sequence
+
+
+class WithdrawalProofResponse(BaseModel):
+    sequence: int
+    withdrawal_id: int
+    account: str
+    token: str
+    amount: str  # token base units, decimal string (may exceed 2^53)
+    leaf: str
+    proof: list[str]
+    withdrawals_root: str
+
+
+class BalanceProofResponse(BaseModel):
+    account: str
+    token: str
+    balance: str  # token base units as of the checkpoint, decimal string
+    sequence: int
+    leaf: str
+    proof: list[str]
+
+
 def install_query_routes(
     app: FastAPI,
     facade: QueryFacade,
@@ -66,16 +133,28 @@ def install_query_routes(
 
     answer = _answerer(charge, reply, error)
 
-    @app.get("/v1/accounts/{address}", summary="Balances and open orders of an account")
+    @app.get(
+        "/v1/accounts/{address}",
+        response_model=AccountResponse,
+        responses=error_responses(400, 429),
+        summary="Balances and open orders of an account",
+    )
     async def account(request: Request, address: str = _address()) -> Response:
         return answer(request, lambda: facade.account(parse_address(address)))
 
-    @app.get("/v1/checkpoints", summary="Recent checkpoints: roots, signatures, settlement tx")
+    @app.get(
+        "/v1/checkpoints",
+        response_model=CheckpointsResponse,
+        responses=error_responses(429),
+        summary="Recent checkpoints: height, roots, signatures, settlement tx, landed",
+    )
     async def checkpoints(request: Request) -> Response:
         return answer(request, lambda: {"checkpoints": facade.checkpoints()})
 
     @app.get(
         "/v1/proofs/withdrawal/{sequence}/{withdrawal_id}",
+        response_model=WithdrawalProofResponse,
+        responses=error_responses(400, 404, 429),
         summary="Merkle proof of a withdrawal against a checkpoint's withdrawals root",
     )
     async def withdrawal_proof(
@@ -91,6 +170,8 @@ def install_query_routes(
 
     @app.get(
         "/v1/proofs/balance/{address}/{asset_id}",
+        response_model=BalanceProofResponse,
+        responses=error_responses(400, 404, 429),
         summary="Merkle proof of a balance against the last checkpoint's state root",
     )
     async def balance_proof(
@@ -116,6 +197,8 @@ def _answerer(
             response = error(exc)
         except IntentError as exc:
             response = error(ApiError(400, exc.code, exc.message))
+        except HistoryError as exc:
+            response = error(ApiError(400, exc.code, exc.message, field=exc.field))
         return response
 
     return answer
@@ -131,7 +214,12 @@ KNOWN_DECIMALS: Final = {"ETH": 18, "WETH": 18, "USDC": 6, "USDT": 6, "BTC": 8, 
 DEFAULT_DEPTH: Final = 50
 MAX_DEPTH: Final = 1000
 DEFAULT_LIMIT: Final = 100
-MAX_LIMIT: Final = 500
+MAX_LIMIT: Final = MAX_PAGE
+MAX_CANDLES: Final = 1000
+I63: Final = 2**63 - 1
+# The settlement contract's claim function (contracts/src/Settlement.sol).
+CLAIM_SIGNATURE: Final = "claimWithdrawal(uint64,uint256,address,address,uint256,bytes32[])"
+CLAIM_TYPES: Final = ["uint64", "uint256", "address", "address", "uint256", "bytes32[]"]
 
 
 class AssetView(BaseModel):
@@ -180,6 +268,7 @@ class TradesResponse(BaseModel):
     market: int
     height: int
     trades: list[TradeView]  # most recent first
+    next_cursor: str | None  # pass as `cursor` for the next (older) page; null: no more
 
 
 class OrderView(BaseModel):
@@ -206,6 +295,7 @@ class OrdersResponse(BaseModel):
     account: str
     height: int
     orders: list[OrderView]
+    next_cursor: str | None = None  # history only
 
 
 class FillView(BaseModel):
@@ -226,6 +316,101 @@ class FillsResponse(BaseModel):
     account: str
     height: int
     fills: list[FillView]  # most recent first
+    next_cursor: str | None
+
+
+class DepositView(BaseModel):
+    deposit_id: int
+    account: str
+    asset: int
+    amount: int  # engine units credited
+    token: str | None
+    token_amount: str | None  # token base units, decimal string
+    height: int  # the committed height that credited it
+    timestamp_ms: int
+    tx_hash: str | None  # the chain transaction (null when this node did not see it)
+    chain_block: int | None
+    confirmations: int | None  # chain head − chain_block + 1, as this node's watcher sees it
+
+
+class DepositsResponse(BaseModel):
+    account: str
+    height: int
+    deposits: list[DepositView]  # most recent first
+    next_cursor: str | None
+
+
+class ClaimSeenView(BaseModel):
+    sequence: int
+    tx_hash: str
+    chain_block: int
+
+
+class WithdrawalView(BaseModel):
+    withdrawal_id: int
+    account: str
+    asset: int
+    amount: int  # engine units debited
+    token: str
+    token_amount: str  # what the claim pays, token base units (decimal string)
+    height: int  # the committed height that debited it
+    timestamp_ms: int
+    intent_id: str | None
+    status: Literal["pending", "checkpointed", "landed", "claimed"]
+    sequence: int | None  # the checkpoint that carries it (null while pending)
+    checkpoint_height: int | None
+    leaf: str | None
+    proof: list[str] | None
+    claim: ClaimSeenView | None  # the claim seen on chain
+
+
+class WithdrawalsResponse(BaseModel):
+    account: str
+    height: int
+    withdrawals: list[WithdrawalView]  # most recent first
+    next_cursor: str | None
+
+
+class ClaimArgs(BaseModel):
+    sequence: int
+    withdrawalId: int
+    account: str
+    token: str
+    amount: str  # uint256, decimal string
+    proof: list[str]
+
+
+class ClaimResponse(BaseModel):
+    withdrawal_id: int
+    status: Literal["checkpointed", "landed", "claimed"]
+    claimable: bool  # landed and not claimed yet: the call succeeds now
+    contract: str  # the settlement contract to call
+    function: str  # its Solidity signature
+    args: ClaimArgs  # the call's arguments, in order
+    calldata: str  # the ABI-encoded call (selector and arguments): the transaction's data
+
+
+class CandlesResponse(BaseModel):
+    market: int
+    interval: str
+    height: int
+    # [open_ms, open, high, low, close, volume (base units), quote volume (quote engine
+    # units), trades], oldest first
+    candles: list[list[int]]
+
+
+class StatsResponse(BaseModel):
+    market: int
+    height: int
+    timestamp_ms: int  # the latest block's time: the window's end
+    start_ms: int  # the window's start (a minute boundary, 24 h before)
+    open: int | None
+    high: int | None
+    low: int | None
+    last: int | None
+    volume: int  # base engine units
+    quote_volume: int  # quote engine units
+    trades: int
 
 
 def asset_view(asset: Any) -> dict[str, Any]:
@@ -234,10 +419,41 @@ def asset_view(asset: Any) -> dict[str, Any]:
     return view
 
 
+def claim_answer(withdrawal: dict[str, Any], contract: bytes) -> dict[str, Any]:
+    """The exact `claimWithdrawal` call for a checkpointed withdrawal."""
+    proof = [bytes.fromhex(p[2:]) for p in withdrawal["proof"]]
+    account = bytes.fromhex(withdrawal["account"][2:])
+    token = bytes.fromhex(withdrawal["token"][2:])
+    amount = int(withdrawal["token_amount"])
+    values = [withdrawal["sequence"], withdrawal["withdrawal_id"], account, token, amount, proof]
+    calldata = keccak(CLAIM_SIGNATURE.encode())[:4] + abi_encode(CLAIM_TYPES, values)
+    return {
+        "withdrawal_id": withdrawal["withdrawal_id"],
+        "status": withdrawal["status"],
+        "claimable": withdrawal["status"] == "landed",
+        "contract": "0x" + contract.hex(),
+        "function": CLAIM_SIGNATURE,
+        "args": {
+            "sequence": withdrawal["sequence"],
+            "withdrawalId": withdrawal["withdrawal_id"],
+            "account": withdrawal["account"],
+            "token": withdrawal["token"],
+            "amount": withdrawal["token_amount"],
+            "proof": withdrawal["proof"],
+        },
+        "calldata": "0x" + calldata.hex(),
+    }
+
+
+def _paged(key: str, found: Page, **head: Any) -> dict[str, Any]:
+    return {**head, key: found.items, "next_cursor": found.next_cursor}
+
+
 def install_market_routes(
-    app: FastAPI, indexer: Indexer, charge: Any, reply: Any, error: Any
+    app: FastAPI, indexer: Indexer, charge: Any, reply: Any, error: Any, contract: bytes
 ) -> None:
-    """Mount the indexer's routes (same conventions as `install_query_routes`)."""
+    """Mount the indexer's routes (same conventions as `install_query_routes`);
+    `contract`: the settlement contract's address (claims are calls to it)."""
     answer = _answerer(charge, reply, error)
     genesis = indexer.engine.genesis
     markets = {
@@ -252,6 +468,17 @@ def install_market_routes(
 
     def limit_query(default: int, high: int) -> Any:
         return Query(default, ge=1, le=high, description=f"at most {high}")
+
+    def cursor_query() -> Any:
+        return Query(
+            None,
+            max_length=64,
+            description="`next_cursor` of the previous page (most recent first)",
+        )
+
+    def time_query(which: str) -> Any:
+        bound = "inclusive" if which == "start" else "exclusive"
+        return Query(None, ge=0, le=I63, description=f"block time, ms ({bound})")
 
     @app.get(
         "/v1/markets",
@@ -279,16 +506,60 @@ def install_market_routes(
         "/v1/markets/{market}/trades",
         response_model=TradesResponse,
         responses=error_responses(400, 404, 429),
-        summary="Recent trades of a market, most recent first",
+        summary="Trades of a market, most recent first (cursor, time range)",
     )
     async def trades(
         request: Request,
         market: int = Path(ge=0, le=2**32 - 1),
         limit: int = limit_query(DEFAULT_LIMIT, MAX_LIMIT),
+        cursor: str | None = cursor_query(),
+        start_ms: int | None = time_query("start"),
+        end_ms: int | None = time_query("end"),
     ) -> Response:
         def handler() -> dict[str, Any]:
-            found = indexer.trades(market_of(market), limit)
-            return {"market": market, "height": indexer.height, "trades": found}
+            found = indexer.trades(
+                market_of(market), limit, cursor=cursor, start_ms=start_ms, end_ms=end_ms
+            )
+            return _paged("trades", found, market=market, height=indexer.height)
+
+        return answer(request, handler)
+
+    @app.get(
+        "/v1/markets/{market}/candles",
+        response_model=CandlesResponse,
+        responses=error_responses(400, 404, 429),
+        summary="OHLCV candles of a market, oldest first",
+    )
+    async def candles(
+        request: Request,
+        market: int = Path(ge=0, le=2**32 - 1),
+        interval: Literal["1m", "5m", "15m", "1h", "4h", "1d"] = Query("1m"),
+        start_ms: int | None = time_query("start"),
+        end_ms: int | None = time_query("end"),
+        limit: int = limit_query(DEFAULT_LIMIT, MAX_CANDLES),
+    ) -> Response:
+        def handler() -> dict[str, Any]:
+            start = 0 if start_ms is None else start_ms
+            end = I63 if end_ms is None else end_ms
+            if start > end:
+                raise HistoryError("bad_range", f"start_ms {start} is after end_ms {end}")
+            found = indexer.store.candles(market_of(market), INTERVALS[interval], start, end, limit)
+            return {"market": market, "interval": interval, "height": indexer.height,
+                    "candles": found}  # fmt: skip
+
+        return answer(request, handler)
+
+    @app.get(
+        "/v1/markets/{market}/stats",
+        response_model=StatsResponse,
+        responses=error_responses(400, 404, 429),
+        summary="24 h statistics of a market (open, high, low, last, volume, trades)",
+    )
+    async def stats(request: Request, market: int = Path(ge=0, le=2**32 - 1)) -> Response:
+        def handler() -> dict[str, Any]:
+            found = indexer.store.stats(market_of(market), indexer.timestamp_ms)
+            return {"market": market, "height": indexer.height,
+                    "timestamp_ms": indexer.timestamp_ms, **found}  # fmt: skip
 
         return answer(request, handler)
 
@@ -311,32 +582,114 @@ def install_market_routes(
         "/v1/accounts/{address}/history",
         response_model=OrdersResponse,
         responses=error_responses(400, 429),
-        summary="Recent orders of an account (any status), most recent first",
+        summary="Orders of an account (any status), most recent first (cursor, time range)",
     )
     async def order_history(
         request: Request,
         address: str = _address(),
         limit: int = limit_query(DEFAULT_LIMIT, MAX_LIMIT),
+        cursor: str | None = cursor_query(),
+        start_ms: int | None = time_query("start"),
+        end_ms: int | None = time_query("end"),
     ) -> Response:
-        return answer(
-            request,
-            lambda: orders_answer(address, indexer.order_history(parse_address(address), limit)),
-        )
+        def handler() -> dict[str, Any]:
+            found = indexer.order_history(
+                parse_address(address), limit, cursor=cursor, start_ms=start_ms, end_ms=end_ms
+            )
+            return _paged("orders", found, account=address.lower(), height=indexer.height)
+
+        return answer(request, handler)
 
     @app.get(
         "/v1/accounts/{address}/fills",
         response_model=FillsResponse,
         responses=error_responses(400, 429),
-        summary="Recent fills of an account, most recent first",
+        summary="Fills of an account, most recent first (cursor, time range)",
     )
     async def fills(
         request: Request,
         address: str = _address(),
         limit: int = limit_query(DEFAULT_LIMIT, MAX_LIMIT),
+        cursor: str | None = cursor_query(),
+        start_ms: int | None = time_query("start"),
+        end_ms: int | None = time_query("end"),
     ) -> Response:
         def handler() -> dict[str, Any]:
-            found = indexer.fills(parse_address(address), limit)
-            return {"account": address.lower(), "height": indexer.height, "fills": found}
+            found = indexer.fills(
+                parse_address(address), limit, cursor=cursor, start_ms=start_ms, end_ms=end_ms
+            )
+            return _paged("fills", found, account=address.lower(), height=indexer.height)
+
+        return answer(request, handler)
+
+    @app.get(
+        "/v1/accounts/{address}/deposits",
+        response_model=DepositsResponse,
+        responses=error_responses(400, 429),
+        summary="Deposits credited to an account, most recent first (cursor, time range)",
+    )
+    async def deposits(
+        request: Request,
+        address: str = _address(),
+        limit: int = limit_query(DEFAULT_LIMIT, MAX_LIMIT),
+        cursor: str | None = cursor_query(),
+        start_ms: int | None = time_query("start"),
+        end_ms: int | None = time_query("end"),
+    ) -> Response:
+        def handler() -> dict[str, Any]:
+            found = indexer.deposits(
+                parse_address(address), limit, cursor=cursor, start_ms=start_ms, end_ms=end_ms
+            )
+            return _paged("deposits", found, account=address.lower(), height=indexer.height)
+
+        return answer(request, handler)
+
+    @app.get(
+        "/v1/accounts/{address}/withdrawals",
+        response_model=WithdrawalsResponse,
+        responses=error_responses(400, 429),
+        summary="Withdrawals of an account with their status, most recent first",
+    )
+    async def withdrawals(
+        request: Request,
+        address: str = _address(),
+        limit: int = limit_query(DEFAULT_LIMIT, MAX_LIMIT),
+        cursor: str | None = cursor_query(),
+        start_ms: int | None = time_query("start"),
+        end_ms: int | None = time_query("end"),
+    ) -> Response:
+        def handler() -> dict[str, Any]:
+            found = indexer.withdrawals(
+                parse_address(address), limit, cursor=cursor, start_ms=start_ms, end_ms=end_ms
+            )
+            return _paged("withdrawals", found, account=address.lower(), height=indexer.height)
+
+        return answer(request, handler)
+
+    @app.get(
+        "/v1/withdrawals/{withdrawal_id}",
+        response_model=WithdrawalView,
+        responses=error_responses(400, 404, 429),
+        summary="One withdrawal and its status (pending, checkpointed, landed, claimed)",
+    )
+    async def withdrawal(request: Request, withdrawal_id: int = _u64()) -> Response:
+        missing = f"no withdrawal {withdrawal_id} in this node's history"
+        return answer(request, lambda: _found(indexer.withdrawal(withdrawal_id), missing))
+
+    @app.get(
+        "/v1/withdrawals/{withdrawal_id}/claim",
+        response_model=ClaimResponse,
+        responses=error_responses(400, 404, 409, 429),
+        summary="The exact claimWithdrawal call (contract, arguments, calldata)",
+    )
+    async def claim(request: Request, withdrawal_id: int = _u64()) -> Response:
+        def handler() -> dict[str, Any]:
+            missing = f"no withdrawal {withdrawal_id} in this node's history"
+            found = _found(indexer.withdrawal(withdrawal_id), missing)
+            if found["status"] == "pending":
+                message = f"withdrawal {withdrawal_id} is pending: it enters the next checkpoint"
+                raise ApiError(409, "not_checkpointed", message)
+            return claim_answer(found, contract)
 
         return answer(request, handler)
 

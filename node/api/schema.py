@@ -117,6 +117,7 @@ class IntentResult(_Model):
     height: int | None = None
     retry_after_ms: int | None = None
     oid: int | None = None  # HTTP: the order a committed `place` created
+    withdrawal_id: int | None = None  # HTTP: the withdrawal a committed `withdraw` created
 
 
 class DomainResponse(_Model):

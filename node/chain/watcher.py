@@ -8,6 +8,9 @@ API (what the runtime uses):
                                               #    the proposed record == this one)
     watcher.next_deposits(after_id, limit, min_age_s)  # -> consecutive records after_id+1, …
     watcher.applied(last_deposit_id)          # forget what the engine has applied (bounded map)
+    watcher.origin(deposit_id)                # -> (tx hash, block) of a recent deposit, for the API
+    watcher.add_listener(fn)                  # fn(ChainSeen): every confirmed Deposit and
+                                              #    WithdrawalClaimed, rescans included (API history)
     watcher.status()                          # for the API / metrics
 
 A deposit is reported only once it has `confirmations` (N) confirmations: its block and
@@ -28,7 +31,7 @@ event loop; this room owns no engine state and signs nothing.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +42,7 @@ from contracts.settlement import Settlement, decode_events
 from matching.config import Asset
 from node.payload import U64_MAX, VOID_ASSET, DepositRecord
 
-__all__ = ["ChainWatcher", "DepositRecord", "WatcherOptions", "map_deposit"]
+__all__ = ["ChainSeen", "ChainWatcher", "DepositRecord", "WatcherOptions", "map_deposit"]
 
 log = structlog.get_logger("seqnet.chain_watcher")
 
@@ -52,6 +55,7 @@ class WatcherOptions:
     max_blocks_per_poll: int = 2_000  # bounded eth_getLogs ranges
     max_pending: int = 100_000  # seen but not yet applied; scanning pauses when full
     scan_marks_kept: int = 256  # (height, hash) of past scans, to find a deep reorg's fork
+    origins_kept: int = 10_000  # (tx hash, block) of applied deposits, for the API
 
     def __post_init__(self) -> None:
         if self.confirmations < 1:
@@ -87,6 +91,19 @@ class _Scan:
     to_hash: bytes
     deposits: list[_RawDeposit]
     rewind_to: int | None = None
+    claims: tuple[ChainSeen, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ChainSeen:
+    """A confirmed settlement event the API's history wants: a `Deposit` (id =
+    depositId) or a `WithdrawalClaimed` (id = withdrawalId, `sequence` its checkpoint)."""
+
+    kind: str  # "deposit" | "claim"
+    id: int
+    tx_hash: bytes
+    block_number: int
+    sequence: int | None = None
 
 
 class _RetryScan(Exception):
@@ -129,6 +146,8 @@ class ChainWatcher:
         self._scanned = self.options.start_block - 1  # highest block read
         self._marks: OrderedDict[int, bytes] = OrderedDict()  # scanned height -> hash
         self.head = -1
+        self._origins: OrderedDict[int, tuple[bytes, int]] = OrderedDict()
+        self._listeners: list[Callable[[ChainSeen], None]] = []
         self.counters: dict[str, int] = {
             "deposits_seen": 0,
             "deposits_void": 0,
@@ -170,7 +189,25 @@ class ChainWatcher:
             first = next(iter(self._seen))
             if first > self._applied:
                 break
-            del self._seen[first]
+            seen = self._seen.pop(first)
+            self._remember_origin(first, seen.tx_hash, seen.block_number)
+
+    def origin(self, deposit_id: int) -> tuple[bytes, int] | None:
+        """(transaction hash, block number) of a deposit seen recently (bounded)."""
+        entry = self._seen.get(deposit_id)
+        if entry is not None:
+            return entry.tx_hash, entry.block_number
+        return self._origins.get(deposit_id)
+
+    def add_listener(self, listener: Callable[[ChainSeen], None]) -> None:
+        """Called on the event loop for each confirmed deposit and claim a poll reads
+        (again after a restart or a reorg rescan: listeners must be idempotent)."""
+        self._listeners.append(listener)
+
+    def _remember_origin(self, deposit_id: int, tx_hash: bytes, block_number: int) -> None:
+        self._origins[deposit_id] = (tx_hash, block_number)
+        while len(self._origins) > self.options.origins_kept:
+            self._origins.popitem(last=False)
 
     @property
     def highest_seen(self) -> int:
@@ -240,6 +277,7 @@ class ChainWatcher:
         )
         hashes: dict[int, bytes] = {to_block: to_hash}
         deposits = []
+        claims = []
         for lg in logs:
             # Logs carry their block's hash; another hash means a reorg while we read.
             number = int(lg["blockNumber"])
@@ -259,9 +297,19 @@ class ChainWatcher:
                             e.tx_hash,
                         )
                     )
+                elif e.name == "WithdrawalClaimed":
+                    claims.append(
+                        ChainSeen(
+                            "claim",
+                            int(e.args["withdrawalId"]),
+                            e.tx_hash,
+                            number,
+                            int(e.args["sequence"]),
+                        )
+                    )
         if self._canonical_hash(to_block) != to_hash:
             raise _RetryScan(f"block {to_block} changed while it was read")
-        return _Scan(to_block, to_hash, deposits)
+        return _Scan(to_block, to_hash, deposits, claims=tuple(claims))
 
     def _fork_point(self) -> int | None:
         """Blocking: None while the last scanned block is still canonical. Otherwise a
@@ -297,6 +345,12 @@ class ChainWatcher:
             self._rewind(scan.rewind_to)
             return 0
         added = 0
+        seen = [
+            ChainSeen("deposit", d.deposit_id, d.tx_hash, d.block_number) for d in scan.deposits
+        ]
+        for listener in self._listeners:
+            for event in (*seen, *scan.claims):
+                listener(event)
         for raw in scan.deposits:
             deposit_id = raw.deposit_id
             record, problem = map_deposit(
@@ -313,6 +367,7 @@ class ChainWatcher:
                     problem=problem,
                 )
             if deposit_id <= self._applied:
+                self._remember_origin(deposit_id, raw.tx_hash, raw.block_number)
                 continue
             old = self._seen.get(deposit_id)
             if old is not None and old.record != record:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,7 @@ import msgpack
 import trio
 
 from consensus.types import Block, QuorumCert, genesis_block
+from matching.checkpoint import Checkpoint as EngineCheckpoint
 from matching.engine import BlockResult, Engine
 from matching.events import Event as EngineEvent
 from node.chain.checkpointer import Checkpointer
@@ -70,6 +71,7 @@ class ExecutedBlock:
     entries: tuple[Executable, ...]
     result: BlockResult
     apply_s: float = 0.0  # engine time for the block (seconds), for the apply-time histogram
+    checkpoint: EngineCheckpoint | None = None  # sealed after this block, if it was one
 
 
 class Executor:
@@ -121,7 +123,7 @@ class Executor:
             block = decode_committed(record)
             assert block.height == h, f"committed log height {h} holds block height {block.height}"
             entries = [e.engine_entry for e in self.committed_entries(block, with_ids=False)]
-            result = self._run_block(engine, block, entries, live=False)
+            result, _ = self._run_block(engine, block, entries, live=False)
             tail.append((h, block.payload, result.events))
             tail_entries += len(block.payload)
             while tail_entries - len(tail[0][1]) >= self._outcomes.max_items:
@@ -140,14 +142,44 @@ class Executor:
         )
         return engine, height
 
-    def _load_snapshot(self, data: bytes) -> Engine:
+    def _load_snapshot(self, data: bytes, outcomes: bool = True) -> Engine:
         """A member snapshot: the engine, and the outcomes into `self._outcomes`."""
-        version, engine_data, outcomes = msgpack.unpackb(data, raw=False)
+        version, engine_data, rows = msgpack.unpackb(data, raw=False)
         if version != SNAPSHOT_FORMAT:
             raise ValueError(f"member snapshot format {version} (this build reads 1)")
         engine = Engine.restore(engine_data)
-        self._outcomes.load(outcomes)
+        if outcomes:
+            self._outcomes.load(rows)
         return engine
+
+    def replay_blocks(self, after: int) -> Iterator[ExecutedBlock]:
+        """The executed blocks above height `after`, up to the executed height, re-run on
+        a separate engine from the kept log: how a derived index that is missing or
+        behind (node/api/indexer.py) catches up through the same listener code. It
+        starts from the genesis state when the log still begins at height 1, else from
+        the latest snapshot (then history below the snapshot is not delivered, or below
+        the log's start when `after` is under the snapshot: the first block delivered
+        says where it starts). Read-only: the node's engine, log and outcomes are not
+        touched. Call it before the node runs (it holds the event loop)."""
+        top = self.height
+        snap = self._storage.latest_snapshot()
+        if snap is not None and (snap[0] <= after or self._storage.first_committed_height() > 1):
+            base, engine = snap[0], self._load_snapshot(snap[1], outcomes=False)
+        else:
+            base, engine = 0, Engine(self._genesis.exchange)
+        for h, record in self._storage.iter_committed(base + 1):
+            if h > top:
+                break
+            block = decode_committed(record)
+            deliver = h > after
+            entries = self.committed_entries(block, with_ids=deliver)
+            result, checkpoint = self._run_block(
+                engine, block, [e.engine_entry for e in entries], live=False
+            )
+            if deliver:
+                yield ExecutedBlock(
+                    h, block.timestamp_ms, tuple(entries), result, checkpoint=checkpoint
+                )
 
     def _snapshot(self) -> bytes:
         data: bytes = msgpack.packb(
@@ -262,21 +294,24 @@ class Executor:
 
     def _run_block(
         self, engine: Engine, block: Block, entries: list[dict[str, Any]], live: bool
-    ) -> BlockResult:
+    ) -> tuple[BlockResult, EngineCheckpoint | None]:
         """The deterministic step every path shares (commit, replay, sync): apply the
         block, then seal a checkpoint at every checkpoint-interval height. `live`: a
         block executed while running (not replayed at start-up), whose checkpoint is
         signed now; replayed checkpoints are handed over by `Node.run` before catch-up."""
         result = engine.apply_block(block.timestamp_ms, entries)
+        checkpoint = None
         if block.height % self._checkpoint_interval == 0:
             checkpoint = engine.checkpoint()
             if live and self.checkpointer is not None:
                 self.checkpointer.on_checkpoint(checkpoint)
-        return result
+        return result, checkpoint
 
     def _apply(self, block: Block, entries: list[Executable]) -> None:
         started = time.perf_counter()
-        result = self._run_block(self.engine, block, [e.engine_entry for e in entries], live=True)
+        result, checkpoint = self._run_block(
+            self.engine, block, [e.engine_entry for e in entries], live=True
+        )
         apply_s = time.perf_counter() - started
         self.height, self._tip = block.height, block
         self._counters["blocks_committed"] += 1
@@ -293,7 +328,7 @@ class Executor:
         self._outcomes.record(block.height, [e.intent_id for e in entries], result.events)
         if self._listeners:
             executed = ExecutedBlock(
-                block.height, block.timestamp_ms, tuple(entries), result, apply_s
+                block.height, block.timestamp_ms, tuple(entries), result, apply_s, checkpoint
             )
             for listener in self._listeners:
                 listener(executed)

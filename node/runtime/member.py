@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import msgpack
@@ -72,7 +72,7 @@ from matching.engine import Engine
 from node.api.facade import SubmitResult
 from node.api.ratelimit import NO_WAIT, RateLimit, TokenBuckets
 from node.chain.checkpointer import Checkpointer, CheckpointerOptions, SignatureResult
-from node.chain.watcher import ChainWatcher, WatcherOptions
+from node.chain.watcher import ChainSeen, ChainWatcher, WatcherOptions
 from node.config import verify_threads_for
 from node.genesis import NodeSetup
 from node.intents import IntentError, SignedIntent, unpack_intent
@@ -146,6 +146,7 @@ class Node:
         if options.byzantine is not None and genesis.chain_id != DEV_CHAIN_ID:
             raise ValueError("byzantine test modes run only on the dev chain id")
         self.genesis = genesis
+        self.checkpoint_interval = genesis.consensus.checkpoint_interval_blocks
         self.domain = genesis.domain()
         self.genesis_hash = genesis.genesis_hash()
         self.me = setup.index
@@ -967,7 +968,25 @@ class Node:
         return queries.account(self.engine, self.exec_height, assets, address)
 
     def checkpoints(self) -> list[dict[str, Any]]:
-        return queries.checkpoints(self.engine, self.checkpointer)
+        return queries.checkpoints(self.engine, self.checkpointer, self.checkpoint_interval)
+
+    # The history index's sources (node/api/indexer.py: ReplaySource, ChainView).
+
+    def replay_blocks(self, after: int) -> Iterator[ExecutedBlock]:
+        return self.executor.replay_blocks(after)
+
+    def deposit_origin(self, deposit_id: int) -> tuple[bytes, int] | None:
+        return None if self.watcher is None else self.watcher.origin(deposit_id)
+
+    def chain_head(self) -> int | None:
+        return None if self.watcher is None or self.watcher.head < 0 else self.watcher.head
+
+    def landed_sequence(self) -> int | None:
+        return None if self.checkpointer is None else self.checkpointer.landed_sequence
+
+    def add_chain_listener(self, listener: Callable[[ChainSeen], None]) -> None:
+        if self.watcher is not None:
+            self.watcher.add_listener(listener)
 
     def withdrawal_proof(self, sequence: int, withdrawal_id: int) -> dict[str, Any] | None:
         return queries.withdrawal_proof(self.engine, sequence, withdrawal_id)

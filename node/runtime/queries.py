@@ -52,12 +52,20 @@ def account(engine: Engine, height: int, assets: Sequence[Asset], address: bytes
     }
 
 
-def checkpoints(engine: Engine, checkpointer: Checkpointer | None) -> list[dict[str, Any]]:
+def checkpoints(
+    engine: Engine, checkpointer: Checkpointer | None, interval_blocks: int
+) -> list[dict[str, Any]]:
+    """Ascending by sequence; each with the committed `height` that sealed it (every
+    checkpoint-interval height seals the next sequence: height = sequence × interval)."""
     if checkpointer is not None:
-        return [jsonable(c) for c in checkpointer.checkpoints()]
+        return [
+            {**jsonable(c), "height": c["sequence"] * interval_blocks}
+            for c in checkpointer.checkpoints()
+        ]
     return [
         {
             "sequence": c.sequence,
+            "height": c.sequence * interval_blocks,
             "state_root": hexed(c.state_root),
             "withdrawals_root": hexed(c.withdrawals_root),
             "last_deposit_id": c.last_deposit_id,

@@ -52,11 +52,18 @@ class ExchangeNode:
         }
         self.apply([Executable({"action": action}, bytes(20), None)])
 
-    def apply(self, entries: list[Executable]) -> ExecutedBlock:
-        timestamp_ms = max(time.time_ns() // 1_000_000, self.engine.timestamp_ms)
+    def apply(
+        self, entries: list[Executable], *, seal: bool = False, timestamp_ms: int | None = None
+    ) -> ExecutedBlock:
+        """One block; `seal`: a checkpoint after it (as every interval height does)."""
+        if timestamp_ms is None:
+            timestamp_ms = max(time.time_ns() // 1_000_000, self.engine.timestamp_ms)
         result = self.engine.apply_block(timestamp_ms, [e.engine_entry for e in entries])
+        checkpoint = self.engine.checkpoint() if seal else None
         self.exec_height += 1
-        block = ExecutedBlock(self.exec_height, timestamp_ms, tuple(entries), result)
+        block = ExecutedBlock(
+            self.exec_height, timestamp_ms, tuple(entries), result, checkpoint=checkpoint
+        )
         for entry, events in zip(entries, result.events, strict=True):
             if entry.intent_id is None:
                 continue
@@ -74,10 +81,14 @@ class ExchangeNode:
         self._committed = trio.Event()
         return block
 
-    def commit(self) -> ExecutedBlock:
+    def commit(self, *, seal: bool = False) -> ExecutedBlock:
         entries = [Executable(e.to_dict(), e.signer, e.intent_id) for e in self.pending]
         self.pending = []
-        return self.apply(entries)
+        return self.apply(entries, seal=seal)
+
+    def seal(self) -> ExecutedBlock:
+        """An empty block that seals a checkpoint (the pending withdrawals enter it)."""
+        return self.apply([], seal=True)
 
     async def submit(
         self, intents: list[SignedIntent], wait: bool, timeout_s: float
