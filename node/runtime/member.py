@@ -105,7 +105,7 @@ from node.payload import (
 from node.runtime import queries
 from node.runtime.clock import CommitteeClock
 from node.runtime.execution import ExecutedBlock, Executor
-from node.runtime.intake import Intake
+from node.runtime.intake import Intake, used_nonce
 from node.runtime.logger import log
 from node.runtime.options import DEV_CHAIN_ID, NodeOptions
 from node.runtime.outcomes import Outcomes
@@ -137,9 +137,11 @@ class Node:
         *,
         network: PeerNetwork | None = None,
         clock: Clock = wall_ms,
+        on_replayed: Callable[[int], None] | None = None,
     ) -> None:
         """`network` and `clock` are the I/O seam (node/seam.py): by default the TCP
-        transport to the members in genesis and the wall clock."""
+        transport to the members in genesis and the wall clock. `on_replayed(height)`
+        is called after each block the engine restore replays (start-up progress)."""
         self.setup = setup
         self.options = options = options or NodeOptions()
         genesis = setup.genesis
@@ -199,6 +201,7 @@ class Node:
             snapshot_interval_blocks=options.snapshot_interval_blocks,
             history_blocks=setup.config.history_blocks or options.history_blocks,
             counters=self.counters,
+            on_replayed=on_replayed,
         )
         self.core = self._build_core()
         self.transport: PeerNetwork = network or Transport(
@@ -213,6 +216,9 @@ class Node:
             outcomes=self.outcomes,
             mempool=self.mempool,
             is_authorized=lambda account, signer: self.engine.is_authorized(account, signer),
+            used_nonce=lambda account, signer, nonce: used_nonce(
+                self.engine, account, signer, nonce
+            ),
             now_ms=self.now_ms,
             forward=lambda packed: self.transport.broadcast(["i", packed]),
             max_forward_batch=options.max_forward_batch,
