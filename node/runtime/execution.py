@@ -31,7 +31,7 @@ from matching.events import Event as EngineEvent
 from node.chain.checkpointer import Checkpointer
 from node.chain.watcher import ChainWatcher
 from node.genesis import Genesis
-from node.intents import committed_intent
+from node.intents import committed_action, committed_intent
 from node.mempool import Mempool
 from node.payload import (
     NO_SIGNER,
@@ -135,7 +135,7 @@ class Executor:
         domain = self._genesis.domain()
         for h, payload, events in tail:
             ids = [
-                None if raw[:1] == _DEPOSIT_TAG else committed_intent(raw[1:]).digest(domain)
+                None if raw[:1] == _DEPOSIT_TAG else committed_action(raw[1:], domain)[3]
                 for raw in payload[:-1]  # the signers entry last
             ]
             self._outcomes.record(h, ids, events)
@@ -244,6 +244,16 @@ class Executor:
             if entry is not None and entry.signer == signer:
                 out.append(Executable(entry.to_dict(), signer, entry.intent_id))
                 continue
+            if with_ids:
+                account, nonce, action, intent_id = committed_action(raw[1:], domain)
+                engine_entry = {
+                    "account": account,
+                    "signer": signer,
+                    "nonce": nonce,
+                    "action": action,
+                }
+                out.append(Executable(engine_entry, signer, intent_id))
+                continue
             si = committed_intent(raw[1:])
             engine_entry = {
                 "account": si.account,
@@ -251,7 +261,7 @@ class Executor:
                 "nonce": si.nonce,
                 "action": si.action,
             }
-            out.append(Executable(engine_entry, signer, si.digest(domain) if with_ids else None))
+            out.append(Executable(engine_entry, signer, None))
         return out
 
     def tip_block(self) -> Block | None:
