@@ -2,7 +2,7 @@
 
 Each member signs its own observations with its committee identity key (Ed25519) and
 sends them to its peers; a leader puts the latest one of each member in its block
-(PROTOCOL.md §7.2). A voter votes for a block only if every observation in it is signed
+(PROTOCOL.md §7.3). A voter votes for a block only if every observation in it is signed
 by the member it names, is that member's only one in the block, and was made within
 OBSERVATION_SKEW_MS of the block's timestamp: an old observation cannot be replayed to
 keep a price fresh, and the engine (matching/oracle.py) takes the block's timestamp as

@@ -32,6 +32,7 @@ from node.chain.checkpointer import Checkpointer
 from node.chain.watcher import ChainWatcher
 from node.genesis import Genesis
 from node.intents import committed_action, committed_intent
+from node.oracle.observation import TAG_ORACLE, decode_observation
 from node.mempool import Mempool
 from node.payload import (
     NO_SIGNER,
@@ -50,6 +51,8 @@ from node.seam import NodeStorage
 from node.store.storage import WriteBatch
 
 _DEPOSIT_TAG = bytes((TAG_DEPOSIT,))
+_ORACLE_TAG = bytes((TAG_ORACLE,))
+_COMMITTEE_TAGS = (_DEPOSIT_TAG, _ORACLE_TAG)  # entries no trader signed: no intent id
 SNAPSHOT_FORMAT = 1
 
 
@@ -88,6 +91,7 @@ class Executor:
         on_replayed: Callable[[int], None] | None = None,
     ) -> None:
         self._genesis = genesis
+        self._member_addresses = tuple(m.settlement_address for m in genesis.members)
         self._checkpoint_interval = genesis.consensus.checkpoint_interval_blocks
         self._storage = storage
         self._verifier = verifier
@@ -135,7 +139,7 @@ class Executor:
         domain = self._genesis.domain()
         for h, payload, events in tail:
             ids = [
-                None if raw[:1] == _DEPOSIT_TAG else committed_action(raw[1:], domain)[3]
+                None if raw[:1] in _COMMITTEE_TAGS else committed_action(raw[1:], domain)[3]
                 for raw in payload[:-1]  # the signers entry last
             ]
             self._outcomes.record(h, ids, events)
@@ -239,6 +243,11 @@ class Executor:
         for raw, signer in zip(entries, signers, strict=True):
             if raw[:1] == _DEPOSIT_TAG:
                 out.append(Executable(deposit_engine_entry(decode_deposit(raw)), NO_SIGNER, None))
+                continue
+            if raw[:1] == _ORACLE_TAG:
+                observation = decode_observation(raw)
+                address = self._member_addresses[observation.member]
+                out.append(Executable(observation.engine_entry(address), NO_SIGNER, None))
                 continue
             entry = known(raw)
             if entry is not None and entry.signer == signer:

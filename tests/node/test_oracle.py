@@ -242,3 +242,22 @@ async def test_the_feeder_signs_and_publishes_what_its_source_says() -> None:
     assert first.verify(CHAIN, KEYS[1], Ed25519Scheme())
     assert await feeder.observe_once() is None  # the source failed: nothing published
     assert published == [first] and feeder.failures == 1
+
+
+def test_protocol_vector() -> None:
+    """docs/PROTOCOL.md §7.3."""
+    signer = Ed25519Signer(bytes(range(32)))
+    o = sign_observation(signer, CHAIN, 2, 1_800_000_000_000, {7: 9_700_050, 3: 350_000})
+    assert signer.public_key.hex() == (
+        "03a107bff3ce10be1d70dd18e74bc09967e4d6309ba50d5f1ddc8664125531b8"
+    )
+    assert o.signing_bytes(CHAIN).hex() == (
+        "95b07365716e65742f6f7261636c652f7631c420"
+        + "11" * 32
+        + "02cf000001a3185c5000929203ce000557309207ce009402d2"
+    )
+    assert o.entry().hex() == (
+        "049402cf000001a3185c5000929203ce000557309207ce009402d2c440"
+        "39750c961bb633fe77104336d2fc7616335d163f96273009882a4edab111dd46"
+        "f3c1d1c2ed3606595f6b0a5a319e02c9a7cdcdcb6441e2c02ad41b16e6aa0d09"
+    )
