@@ -80,18 +80,25 @@ def _payload(obj: Any) -> tuple[bytes, ...]:
     return entries
 
 
+# Checks of a whole list run in C (map/set/min/max): these decode every QC a sync brings.
+
+
 def _uints(obj: Any, what: str, max_len: int) -> tuple[int, ...]:
     items = _list(obj, what=what)
     if len(items) > max_len:
         raise Malformed(f"{what}: more than {max_len} items")
-    return tuple(_uint(x, what) for x in items)
+    if items and (set(map(type, items)) != {int} or min(items) < 0 or max(items) > U64_MAX):
+        raise Malformed(f"{what}: expected unsigned 64-bit integers")
+    return tuple(items)
 
 
 def _sigs(obj: Any, what: str) -> tuple[bytes, ...]:
     items = _list(obj, what=what)
     if len(items) > MAX_SIGNERS:
         raise Malformed(f"{what}: more than {MAX_SIGNERS} signatures")
-    return tuple(_bytes(x, what, SIGNATURE_LEN) for x in items)
+    if items and (set(map(type, items)) != {bytes} or set(map(len, items)) != {SIGNATURE_LEN}):
+        raise Malformed(f"{what}: expected signatures of {SIGNATURE_LEN} bytes")
+    return tuple(items)
 
 
 # ---------------------------------------------------------------- certificates

@@ -96,6 +96,10 @@ class PerpParams:
     interest_ppb: int
     liquidation_fee_bps: int
     oracle_max_age_ms: int
+    # Decimals of the underlying in a size unit: 1.0 of it is 10**base_decimals base
+    # units (BTC-PERP: 8, sizes in satoshi). Only the node's oracle feeder reads it, to
+    # turn a ticker's price into ticks; the engine never does.
+    base_decimals: int = 0
 
     def to_plain(self) -> dict[str, Any]:
         return {
@@ -106,6 +110,7 @@ class PerpParams:
             "interest_ppb": self.interest_ppb,
             "liquidation_fee_bps": self.liquidation_fee_bps,
             "oracle_max_age_ms": self.oracle_max_age_ms,
+            "base_decimals": self.base_decimals,
         }
 
 
@@ -318,4 +323,5 @@ def _perp(raw: dict[str, Any], what: str) -> PerpParams:
         oracle_max_age_ms=_optional(
             raw, "oracle_max_age_ms", what, DEFAULT_ORACLE_MAX_AGE_MS, 1, U32_MAX
         ),
+        base_decimals=_optional(raw, "base_decimals", what, 0, 0, 30),
     )

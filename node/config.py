@@ -17,6 +17,8 @@ from typing import Any, Final, TypeVar
 
 import tomli_w
 
+from node.oracle.sources import parse_price
+
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 MAX_CONFIG_BYTES: Final = 1 << 20
 
@@ -256,6 +258,68 @@ def _parse_index(table: Table, base: Path) -> IndexSettings:
     return index
 
 
+@dataclass(frozen=True, slots=True)
+class OracleSettings:
+    """Where this member's oracle feeder reads prices (`[oracle]`; docs/OPERATIONS.md).
+    Used only when genesis has perpetual markets."""
+
+    source: str = "simulated"  # simulated | file | http
+    interval_ms: int = 2_000
+    seed: int = 0  # simulated: members with one seed see one price path
+    start: dict[str, str] = field(default_factory=dict)  # simulated: symbol -> start price
+    file: Path | None = None  # file: a JSON object {symbol: price}
+    # http: market symbol -> (url, dotted field path of the price in the JSON answer)
+    http: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    def to_toml(self, rel: Callable[[Path], str]) -> dict[str, Any]:
+        out: dict[str, Any] = {"source": self.source, "interval_ms": self.interval_ms}
+        if self.source == "simulated":
+            out["seed"] = self.seed
+        if self.start:
+            out["start"] = dict(self.start)
+        if self.file is not None:
+            out["file"] = rel(self.file)
+        if self.http:
+            out["http"] = {k: {"url": u, "field": f} for k, (u, f) in self.http.items()}
+        return out
+
+
+ORACLE_SOURCES = ("simulated", "file", "http")
+MAX_ORACLE_HTTP_MARKETS = 64
+
+
+def _parse_oracle(table: Table, base: Path) -> OracleSettings:
+    source = table.choice("source", ORACLE_SOURCES, "simulated")
+    interval_ms = table.integer("interval_ms", 200, 600_000, 2_000)
+    seed = table.integer("seed", 0, 2**63, 0)
+    raw_start = table.optional_raw("start", {})
+    if not isinstance(raw_start, dict) or len(raw_start) > MAX_ORACLE_HTTP_MARKETS:
+        raise table.error("start", 'must be a table of market symbol = "price"')
+    start: dict[str, str] = {}
+    for symbol, value in raw_start.items():
+        if parse_price(value) is None:
+            raise table.error("start", f"{symbol}: {value!r} is not a positive decimal price")
+        start[str(symbol)] = str(value)
+    file = None
+    if source == "file" or table.optional_raw("file", None) is not None:
+        file = (base / table.text("file", max_len=4096)).resolve()
+    http: dict[str, tuple[str, str]] = {}
+    raw_http = table.optional_raw("http", {})
+    if not isinstance(raw_http, dict) or len(raw_http) > MAX_ORACLE_HTTP_MARKETS:
+        raise table.error("http", "must be a table of market symbol = {url, field}")
+    for symbol in raw_http:
+        market = table.table("http").table(str(symbol))
+        url = market.text("url", max_len=2048)
+        if not url.startswith(("http://", "https://")):
+            raise market.error("url", "must be an http(s) URL")
+        http[str(symbol)] = (url, market.text("field", "price", max_len=256))
+        market.done()
+    if source == "http" and not http:
+        raise table.error("http", "source = http needs [oracle.http.SYMBOL] tables")
+    table.done()
+    return OracleSettings(source, interval_ms, seed, start, file, http)
+
+
 MAX_VERIFY_THREADS = 64
 
 
@@ -299,6 +363,7 @@ class NodeConfig:
     # (docs/OPERATIONS.md "Disk"); None: the runtime's default (NodeOptions).
     history_blocks: int | None = None
     index: IndexSettings = field(default_factory=IndexSettings)
+    oracle: OracleSettings = field(default_factory=OracleSettings)
 
     @property
     def index_file(self) -> Path:
@@ -329,6 +394,8 @@ class NodeConfig:
             extra["history_blocks"] = self.history_blocks
         if self.index != IndexSettings():
             extra["index"] = self.index.to_toml(rel)
+        if self.oracle != OracleSettings():
+            extra["oracle"] = self.oracle.to_toml(rel)
         return {
             "name": self.name,
             "genesis": rel(self.genesis),
@@ -386,6 +453,9 @@ def _parse_node_config(table: Table, base: Path) -> NodeConfig:
         index=IndexSettings()
         if table.optional_raw("index", None) is None
         else _parse_index(table.table("index"), base),
+        oracle=OracleSettings()
+        if table.optional_raw("oracle", None) is None
+        else _parse_oracle(table.table("oracle"), base),
     )
     listen.done()
     table.done()

@@ -21,11 +21,12 @@ from typing import Any, Final
 import msgpack
 
 from matching import config as exchange_config
-from matching.config import Asset, Market
+from matching.config import Asset, Market, PerpParams
 from node.config import (
     ConfigError,
     HostPort,
     NodeConfig,
+    OracleSettings,
     Table,
     first_duplicate,
     load_node_config,
@@ -155,6 +156,15 @@ def _validate(genesis: Genesis) -> None:
         raise ConfigError("members: at least one member is required")
     if not 1 <= genesis.chain_id <= U64_MAX:
         raise ConfigError("chain_id must be in 1..2**64-1")
+    exchange = genesis.exchange
+    if exchange.perp_markets:
+        # The engine counts oracle entries by the members' settlement addresses, and the
+        # node signs them with the members' identity keys: the two lists must match.
+        addresses = tuple(m.settlement_address for m in genesis.members)
+        if exchange.oracle_members != addresses:
+            raise ConfigError("exchange.oracle_members must be the members' settlement addresses")
+        if exchange.oracle_quorum != genesis.quorum:
+            raise ConfigError(f"exchange.oracle_quorum must be the quorum, {genesis.quorum}")
 
 
 # ---------------------------------------------------------------------------------------
@@ -174,22 +184,22 @@ def _parse_member(t: Table) -> Member:
     return member
 
 
-def _only_known_keys(raw: Any, allowed: type, where: str) -> None:
+def _only_known_keys(raw: Any, allowed: tuple[type, ...], where: str) -> None:
     """matching/ ignores keys it does not know; a typo in genesis must be an error."""
     if isinstance(raw, dict):
-        known = {f.name for f in dataclasses.fields(allowed)}
+        known = {f.name for kind in allowed for f in dataclasses.fields(kind)} | {"kind"}
         unknown = sorted(set(raw) - known)
         if unknown:
             raise ConfigError(f"{where}.{unknown[0]}: unknown key")
 
 
 def _parse_exchange(raw: Any) -> exchange_config.Genesis:
-    _only_known_keys(raw, exchange_config.Genesis, "exchange")
+    _only_known_keys(raw, (exchange_config.Genesis,), "exchange")
     if isinstance(raw, dict):
-        for key, kind in (("assets", Asset), ("markets", Market)):
+        for key, kinds in (("assets", (Asset,)), ("markets", (Market, PerpParams))):
             items = raw.get(key)
             for i, item in enumerate(items if isinstance(items, list) else []):
-                _only_known_keys(item, kind, f"exchange.{key}[{i}]")
+                _only_known_keys(item, kinds, f"exchange.{key}[{i}]")
     try:
         return exchange_config.Genesis.from_dict(raw)
     except exchange_config.ConfigError as error:
@@ -287,6 +297,36 @@ def default_markets() -> tuple[Market, ...]:
     )
 
 
+BTC_START_PRICE: Final = "97000"  # USDC per BTC: where the localnet's simulated oracle starts
+INSURANCE_ACCOUNT: Final = keccak256(b"seqnet insurance fund")[12:]  # the backstop account
+
+
+def perp_market() -> Market:
+    """BTC-PERP, settled in USDC: lot 0.0001 BTC (sizes in satoshi, base_decimals 8), tick
+    0.1 USDC per BTC (10 micro-USDC per lot), 10x at most with 5 % maintenance up to
+    1,000,000 USDC of notional, then 5x / 10 %; hourly funding."""
+    return Market(
+        2,
+        "BTC-PERP",
+        None,
+        1,
+        10**4,
+        10,
+        2,
+        5,
+        perp=PerpParams(
+            margin_tiers=((10**12, 1_000, 500), (10**13, 2_000, 1_000)),
+            max_leverage=10,
+            funding_interval_ms=3_600_000,
+            funding_cap_ppb=40_000_000,
+            interest_ppb=12_500,
+            liquidation_fee_bps=100,
+            oracle_max_age_ms=15_000,
+            base_decimals=8,
+        ),
+    )
+
+
 def committee_init(
     out: Path,
     nodes: int,
@@ -297,8 +337,11 @@ def committee_init(
     settlement_contract: bytes | None = None,
     fee_account: bytes | None = None,
     consensus: ConsensusParams | None = None,
+    perps: bool = False,
 ) -> Genesis:
     """Write OUT/genesis.toml and OUT/nodeI/{config.toml, keys/…} for `nodes` members.
+    With `perps`, genesis also lists BTC-PERP (`perp_market`) and every member's config
+    runs the simulated oracle from BTC_START_PRICE.
 
     Ports: consensus base+i, API base+1000+i, metrics base+2000+i."""
     if not 1 <= nodes <= MAX_MEMBERS:
@@ -334,6 +377,9 @@ def committee_init(
             api_listen=member.api_endpoint,
             metrics_listen=HostPort(host, base_port + 2000 + i),
             verify_threads=verify_threads_for(nodes),  # all of them on `host`
+            oracle=OracleSettings(seed=chain_id, start={"BTC-PERP": BTC_START_PRICE})
+            if perps
+            else OracleSettings(),
         )
         configs.append((node_dir / "config.toml", config))
     genesis = Genesis(
@@ -343,6 +389,19 @@ def committee_init(
         members=tuple(members),
         exchange=default_exchange(fee_account or members[0].settlement_address),
     )
+    if perps:
+        addresses = tuple(m.settlement_address for m in members)
+        genesis = dataclasses.replace(
+            genesis,
+            exchange=dataclasses.replace(
+                genesis.exchange,
+                markets=(*genesis.exchange.markets, perp_market()),
+                insurance_account=INSURANCE_ACCOUNT,
+                oracle_members=addresses,
+                oracle_quorum=genesis.quorum,
+            ),
+        )
+        genesis.exchange.check()
     genesis.write(out / "genesis.toml")
     for path, config in configs:
         config.write(path)

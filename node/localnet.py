@@ -197,7 +197,7 @@ def up(
     net = Localnet(str(folder), [])
     try:
         if not (folder / "genesis.toml").exists():
-            committee_init(folder, nodes, base_port=base_port, consensus=consensus)
+            committee_init(folder, nodes, base_port=base_port, consensus=consensus, perps=True)
             if chain or chain_url:
                 with _signals.held():  # anvil is spawned in there; deploying takes seconds
                     _wire_chain(folder, chain_url, deployer_key)

@@ -30,7 +30,9 @@ import argparse
 import json
 import os
 import signal
+import socket
 import sys
+from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -38,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import trio
 
+    from node.api.probe import StartupProbe
     from node.genesis import NodeSetup
     from node.runtime import Node, NodeOptions
 
@@ -90,6 +93,7 @@ def _log() -> Any:
 async def _run(config: Path) -> int:
     global _interrupt
     from node import log as node_log
+    from node.api.probe import StartupProbe, StartupProgress, listen
     from node.genesis import load_node_setup
     from node.runtime import Node
     from node.store.storage import open_storage
@@ -97,32 +101,49 @@ async def _run(config: Path) -> int:
     setup = load_node_setup(config)
     node_log.configure(setup.config.log_level, node=setup.member.name)
     log = _log()
+    api = setup.config.api_listen
+    # The API port opens first: until the real API takes the socket over, the probe
+    # answers /healthz 200 and /readyz 503 with the restore's progress.
+    sock = listen(api.host, api.port)
+    progress = StartupProgress(phase="opening_storage")
     try:
-        _stop_point("before opening storage")
-        storage = open_storage(setup.config.data_dir, setup.genesis.genesis_hash())
-        try:
-            # The restore replays the log above the latest snapshot; it logs "engine
-            # restored" when done: the two lines time it.
-            log.info("storage opened", committed_height=storage.committed_height())
-            _interrupt = True  # before the safe point: no signal slips in between
+        with StartupProbe(sock, progress) as probe:
+            _stop_point("before opening storage")
+            storage = open_storage(setup.config.data_dir, setup.genesis.genesis_hash())
             try:
-                _stop_point("before the engine restore")
-                node = Node(setup, storage, _options_from_env())
+                # The restore replays the log above the latest snapshot; it logs "engine
+                # restored" when done: the two lines time it.
+                progress.target = storage.committed_height()
+                progress.phase = "restoring"
+                log.info("storage opened", committed_height=progress.target)
+                _interrupt = True  # before the safe point: no signal slips in between
+                try:
+                    _stop_point("before the engine restore")
+                    node = Node(
+                        setup,
+                        storage,
+                        _options_from_env(),
+                        on_replayed=lambda h: setattr(progress, "height", h),
+                    )
+                finally:
+                    _interrupt = False
+                _stop_point("after the engine restore")
+                progress.phase = "indexing"
+                await _serve(setup, node, sock, probe)
             finally:
-                _interrupt = False
-            _stop_point("after the engine restore")
-            await _serve(setup, node)
-        finally:
-            storage.close()
+                storage.close()
     except _StopRequested as stop:
         assert _stop_signal is not None
         log.info("stopping", signal=signal.Signals(_stop_signal).name, at=str(stop))
+    finally:
+        sock.close()
     log.info("stopped")
     return 0
 
 
-async def _serve(setup: NodeSetup, node: Node) -> None:
-    """Run the node and its API until a stop signal cancels them."""
+async def _serve(setup: NodeSetup, node: Node, sock: socket.socket, probe: StartupProbe) -> None:
+    """Run the node and its API (on the already listening `sock`, where `probe` answers
+    until the API takes it over) until a stop signal cancels them."""
     import gc
 
     from node.api.app import create_app
@@ -145,12 +166,14 @@ async def _serve(setup: NodeSetup, node: Node) -> None:
         # when the file is new): like the engine restore, a start-up phase that only
         # reads the node's storage.
         app = create_app(node, history=history)
-        await _serve_app(setup, node, app)
+        await _serve_app(setup, node, app, sock, probe)
     finally:
         history.close()
 
 
-async def _serve_app(setup: NodeSetup, node: Node, app: Any) -> None:
+async def _serve_app(
+    setup: NodeSetup, node: Node, app: Any, sock: socket.socket, probe: StartupProbe
+) -> None:
     import trio
 
     from node.api.app import serve_api
@@ -161,7 +184,8 @@ async def _serve_app(setup: NodeSetup, node: Node, app: Any) -> None:
         # The API next, so /healthz answers and /readyz says why it is not ready yet
         # while the member catches up from its peers.
         api = setup.config.api_listen
-        await nursery.start(serve_api, app, api.host, api.port)
+        probe.stop()
+        await nursery.start(partial(serve_api, app, api.host, api.port, sock=sock))
         await nursery.start(node.run)
         _log().info(
             "node running",

@@ -95,6 +95,18 @@ def decode_committed(data: bytes) -> Block:
     return block
 
 
+def committed_contents(data: bytes) -> tuple[int, int, tuple[bytes, ...]]:
+    """(height, timestamp_ms, payload) of a record from our own committed log, without
+    building the block (no id, no QC): what the start-up replay needs, at a fraction of
+    `decode_committed`'s cost. Only for records the storage has checksummed (the peer
+    boundary decodes with `decode_committed`)."""
+    wire = msgpack.unpackb(data, raw=False)
+    _round, height, timestamp_ms, _author, _qc, payload, _sig = wire
+    if type(height) is not int or type(timestamp_ms) is not int or type(payload) is not list:
+        raise ValueError("committed-log record: not a block")
+    return height, timestamp_ms, tuple(payload)
+
+
 # ---------------------------------------------------------------------------------------
 # Deposits (tag 0x02): what the chain watcher saw, as the leader proposes it
 

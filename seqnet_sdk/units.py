@@ -143,7 +143,7 @@ class Markets:
             m["id"]: MarketInfo(
                 m["id"],
                 m["symbol"],
-                assets[m["base"]],
+                _underlying(m) if m.get("kind") == "perp" else assets[m["base"]],
                 assets[m["quote"]],
                 m["lot_size"],
                 m["tick_size"],
@@ -221,3 +221,10 @@ def stats_decimals(market: MarketInfo, raw: dict[str, Any]) -> dict[str, Decimal
     if isinstance(raw.get("quote_volume"), int):
         out["quote_volume_decimal"] = market.quote.from_units(raw["quote_volume"])
     return out
+
+
+def _underlying(market: dict[str, Any]) -> AssetInfo:
+    """A perpetual market has no on-chain base asset: its sizes count units of the
+    underlying with `base_decimals` decimals (docs/MATCHING.md, "Perpetual futures")."""
+    symbol = str(market["symbol"]).split("-")[0]
+    return AssetInfo(-1, symbol, "0x" + "00" * 20, 1, int(market.get("base_decimals", 0)))

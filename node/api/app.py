@@ -17,6 +17,8 @@ everything, and only a failure of the node itself answers 500.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, Literal, cast
 
@@ -257,8 +259,13 @@ def create_app(
             return _json(200, {"ready": True})
         status = facade.status()
         phase = status.get("phase", "starting")
-        where = f"height {status.get('committed_height')}, seen {status.get('highest_seen_height')}"
-        return _error(ApiError(503, "not_ready", f"the node is not ready: {phase} ({where})"))
+        height, seen = status.get("committed_height"), status.get("highest_seen_height")
+        body = ApiError(
+            503, "not_ready", f"the node is not ready: {phase} (height {height}, seen {seen})"
+        ).body()
+        # The same fields as the start-up probe's answer (node/api/probe.py).
+        body.update(phase=phase, committed_height=height, target_height=seen)
+        return _json(503, body)
 
     @app.websocket("/v1/ws")
     async def websocket_intake(websocket: WebSocket) -> None:
@@ -467,13 +474,19 @@ async def serve_api(
     port: int,
     *,
     graceful_timeout_s: float = 3.0,
+    sock: socket.socket | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until cancelled; `task_status.started(port)` with the bound port (useful
-    with port 0). On cancellation, stop accepting and give open requests
-    `graceful_timeout_s` to finish."""
+    with port 0). `sock`: a socket already listening on host:port (node/api/probe.py
+    answered on it during start-up), served instead of binding a new one. On
+    cancellation, stop accepting and give open requests `graceful_timeout_s` to
+    finish."""
     limits: ApiLimits = app.state.limits
     config = hypercorn_config(host, port, limits, graceful_timeout_s)
+    if sock is not None:
+        # hypercorn takes ownership of the descriptor it is given: hand it a duplicate.
+        config.bind = [f"fd://{os.dup(sock.fileno())}"]
     shutdown = trio.Event()
     # Shielded so that an outer cancel becomes a graceful shutdown, with a hard deadline.
     server_scope = trio.CancelScope(shield=True)

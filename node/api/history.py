@@ -52,6 +52,9 @@ _I63: Final = (1 << 63) - 1
 _CURSOR: Final = re.compile(r"^(\d{1,19})\.(\d{1,19})$")
 
 
+_SQLITE_MAX = (1 << 63) - 1
+
+
 class HistoryError(ValueError):
     """A client's bad history query (cursor, range): a 400 at the API."""
 
@@ -406,6 +409,8 @@ class HistoryStore:
         return Page(items, next_cursor)
 
     def order(self, oid: int) -> dict[str, Any] | None:
+        if oid > _SQLITE_MAX:  # a u64 the engine never reaches; SQLite's is i64
+            return None
         row = self._db.execute("SELECT record FROM orders WHERE oid = ?", (oid,)).fetchone()
         return None if row is None else _as_dict(_unpack(row[0]))
 
@@ -417,6 +422,8 @@ class HistoryStore:
         return None if row is None else _as_dict(_unpack(row[0]))
 
     def withdrawal(self, withdrawal_id: int) -> dict[str, Any] | None:
+        if withdrawal_id > _SQLITE_MAX:  # a u64 the engine never reaches; SQLite's is i64
+            return None
         row = self._db.execute(
             "SELECT record, claim FROM withdrawals WHERE withdrawal_id = ?", (withdrawal_id,)
         ).fetchone()

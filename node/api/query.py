@@ -233,12 +233,24 @@ class AssetView(BaseModel):
 class MarketView(BaseModel):
     id: int
     symbol: str
-    base: int
-    quote: int
+    kind: str = "spot"  # spot | perp
+    base: int | None = None  # asset id; none for a perpetual market
+    quote: int  # asset id (a perpetual market's collateral)
     lot_size: int
     tick_size: int
     maker_fee_bps: int
     taker_fee_bps: int
+    # Perpetual markets only (docs/MATCHING.md, "Perpetual futures"): sizes count units
+    # of the underlying with base_decimals decimals; margin tiers are [max notional,
+    # initial bps, maintenance bps]; rates in parts per billion.
+    base_decimals: int | None = None
+    margin_tiers: list[list[int]] | None = None
+    max_leverage: int | None = None
+    funding_interval_ms: int | None = None
+    funding_cap_ppb: int | None = None
+    interest_ppb: int | None = None
+    liquidation_fee_bps: int | None = None
+    oracle_max_age_ms: int | None = None
 
 
 class MarketsResponse(BaseModel):

@@ -5,8 +5,10 @@ Three members of a 4-member committee start from a committed log written beforeh
 funded accounts; every block and QC signed with the members' real Ed25519 keys). The
 fourth starts empty and catches up from them over real loopback TCP, through the whole
 runtime: the peer boundary's decoder, the QC check, the engine, the committed log on
-SQLite. All four members run in this one process, on one core: the servers' reads and
-sends are counted against the catching-up member's rate, so the figures are a floor.
+SQLite. The serving members are `seqnet node run` processes, so the catching-up member,
+alone in this process, is what is measured (on one core; the servers have the other).
+With `--inline` all four run in this one process, on one core: the servers' reads and
+sends are then counted against the catching-up member's rate (a floor).
 
 Reported: `blocks_per_s` over the empty part, `entries_per_s` over the part with
 entries, and, measured in the same run on the same entries, the engine's own replay rate
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import msgpack
 import trio
 
@@ -48,11 +51,12 @@ from node.payload import (
     intent_entry,
     with_signers,
 )
-from node.procs import free_base_port
+from node.procs import free_base_port, pid_alive, start_node, stop_pid
 from node.runtime import Node, NodeOptions
 from node.store.storage import WriteBatch, open_storage
 
 N = 4
+SERVER_START_S = 120.0  # a serving member restores the whole log before its API answers
 ETH, USDC = 0, 1
 WEI_PER_GWEI = 10**9
 
@@ -179,12 +183,15 @@ def _deposit(raw: bytes) -> DepositRecord:
 
 
 async def _catch_up(
-    setups: list[NodeSetup], chain: Chain, options: NodeOptions
+    setups: list[NodeSetup], chain: Chain, options: NodeOptions, inline: bool
 ) -> dict[str, float]:
+    """`inline`: the serving members run in this process too (their work counted
+    against the catching-up member); else they are `seqnet node run` processes."""
     empty_top = 1 + sum(1 for b in chain.blocks if not b.payload)
     target = chain.blocks[-1].height
+    served_by = setups if inline else setups[-1:]
     nodes = []
-    for setup in setups:
+    for setup in served_by:
         storage = open_storage(setup.config.data_dir, setup.genesis.genesis_hash())
         nodes.append(Node(setup, storage, options))
     marks: dict[str, float] = {}
@@ -220,7 +227,37 @@ async def _catch_up(
     }
 
 
-def run(empty: int, blocks: int, entries: int) -> dict[str, Any]:
+def _start_servers(root: Path, setups: list[NodeSetup]) -> list[int]:
+    """The serving members as `seqnet node run` processes; their PIDs once each one's
+    API answers (its engine is restored and it listens to peers)."""
+    pids = []
+    try:
+        for i in range(len(setups)):
+            config = root / f"node{i}" / "config.toml"
+            pids.append(start_node(config, root / f"node{i}.log"))
+        for i, setup in enumerate(setups):
+            api = setup.config.api_listen
+            deadline = time.monotonic() + SERVER_START_S
+            while True:
+                try:
+                    # 503 from the start-up probe until the engine is restored
+                    status = httpx.get(f"http://{api.host}:{api.port}/v1/status", timeout=1.0)
+                    if status.status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline or not pid_alive(pids[i]):
+                    tail = (root / f"node{i}.log").read_text(errors="replace")[-2000:]
+                    raise RuntimeError(f"serving member {i} did not start:\n{tail}")
+                time.sleep(0.05)
+    except BaseException:
+        for pid in pids:
+            stop_pid(pid)
+        raise
+    return pids
+
+
+def run(empty: int, blocks: int, entries: int, inline: bool = False) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="seqnet-catchup-") as tmp:
         root = Path(tmp)
         committee_init(
@@ -232,7 +269,12 @@ def run(empty: int, blocks: int, entries: int) -> dict[str, Any]:
             write_log(setup, chain)
         engine_rate = engine_replay_per_s(setups[0], chain)
         options = NodeOptions(snapshot_sync_gap_blocks=1 << 40)  # measure the log path
-        times = trio.run(_catch_up, setups, chain, options)
+        pids = [] if inline else _start_servers(root, setups[:-1])
+        try:
+            times = trio.run(_catch_up, setups, chain, options, inline)
+        finally:
+            for pid in pids:
+                stop_pid(pid)
     total_entries = blocks * entries
     entries_per_s = total_entries / max(times["entries_s"], 1e-6) if blocks else 0.0
     return {
@@ -244,6 +286,7 @@ def run(empty: int, blocks: int, entries: int) -> dict[str, Any]:
         "engine_replay_entries_per_s": engine_rate,
         "ratio_vs_engine": entries_per_s / engine_rate if engine_rate else 0.0,
         "catch_up_s": times["empty_s"] + times["entries_s"],
+        "servers": "inline" if inline else "processes",
     }
 
 
@@ -253,12 +296,18 @@ def main(argv: list[str], prog: str = "seqnet bench catchup") -> int:
     parser.add_argument("--empty", type=int, default=20_000, help="empty blocks to catch up")
     parser.add_argument("--blocks", type=int, default=100, help="blocks with entries")
     parser.add_argument("--entries", type=int, default=500, help="entries per such block")
+    parser.add_argument(
+        "--inline",
+        action="store_true",
+        help="run the serving members in this process (on the catching-up member's core)",
+    )
     args = parser.parse_args(argv)
-    result = run(args.empty, args.blocks, args.entries)
+    result = run(args.empty, args.blocks, args.entries, args.inline)
     if args.json:
         print(json.dumps(result, sort_keys=True))
         return 0
-    print(f"log catch-up of one member, {N} members in one process, loopback TCP")
+    where = "in this process" if args.inline else "as processes"
+    print(f"log catch-up of one member from {N - 1} serving members {where}, loopback TCP")
     print(f"{'':<34}{'rate':>14}")
     print(f"{'empty blocks':<34}{result['blocks_per_s']:>12,.0f}/s")
     print(f"{'entries (in blocks of entries)':<34}{result['entries_per_s']:>12,.0f}/s")

@@ -18,6 +18,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
+from node.oracle.observation import (
+    MAX_OBSERVATION_BYTES,
+    BadObservation,
+    Observation,
+    decode_observation,
+)
+
 # Heights, offsets and sizes stay below 2**62: far beyond any real value, and every sum
 # of two of them still fits SQLite's INTEGER and msgpack's int64.
 MAX_HEIGHT: Final = (1 << 62) - 1
@@ -44,6 +51,11 @@ class ConsensusBytes:
 @dataclass(frozen=True, slots=True)
 class ForwardedIntents:
     packed: tuple[bytes, ...]  # packed signed intents (node/intents.py unpack_intent)
+
+
+@dataclass(frozen=True, slots=True)
+class OracleObservation:
+    observation: Observation  # well formed; its signature is checked by the runtime
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +107,7 @@ class SnapshotChunk:
 PeerMessage = (
     ConsensusBytes
     | ForwardedIntents
+    | OracleObservation
     | CheckpointSignature
     | SyncRequest
     | SyncReply
@@ -151,6 +164,14 @@ def _consensus(m: list[Any]) -> ConsensusBytes:
 def _intents(m: list[Any]) -> ForwardedIntents:
     items = _byte_list(m[1], "forwarded intents", MAX_FORWARD_INTENTS, MAX_FORWARD_INTENT_BYTES)
     return ForwardedIntents(items)
+
+
+def _observation(m: list[Any]) -> OracleObservation:
+    entry = _bytes(m[1], "oracle observation", MAX_OBSERVATION_BYTES)
+    try:
+        return OracleObservation(decode_observation(entry))
+    except BadObservation as exc:
+        raise PeerProtocolError(str(exc)) from None
 
 
 def _checkpoint_signature(m: list[Any]) -> CheckpointSignature:
@@ -216,6 +237,7 @@ def _snapshot_chunk(m: list[Any]) -> SnapshotChunk:
 _DECODERS: dict[str, Callable[[list[Any]], PeerMessage]] = {
     "c": _consensus,
     "i": _intents,
+    "o": _observation,
     "cps": _checkpoint_signature,
     "sr": _sync_request,
     "sp": _sync_reply,
@@ -224,4 +246,15 @@ _DECODERS: dict[str, Callable[[list[Any]], PeerMessage]] = {
     "ssg": _snapshot_chunk_request,
     "ssd": _snapshot_chunk,
 }
-_ARITY = {"c": 2, "i": 2, "cps": 7, "sr": 3, "sp": 5, "ssr": 1, "ssi": 4, "ssg": 3, "ssd": 6}
+_ARITY = {
+    "c": 2,
+    "i": 2,
+    "o": 2,
+    "cps": 7,
+    "sr": 3,
+    "sp": 5,
+    "ssr": 1,
+    "ssi": 4,
+    "ssg": 3,
+    "ssd": 6,
+}

@@ -32,11 +32,13 @@ from matching.events import Event as EngineEvent
 from node.chain.checkpointer import Checkpointer
 from node.chain.watcher import ChainWatcher
 from node.genesis import Genesis
-from node.intents import committed_intent
+from node.intents import committed_action, committed_intent
 from node.mempool import Mempool
+from node.oracle.observation import TAG_ORACLE, decode_observation
 from node.payload import (
     NO_SIGNER,
     TAG_DEPOSIT,
+    committed_contents,
     decode_committed,
     decode_deposit,
     deposit_engine_entry,
@@ -50,6 +52,8 @@ from node.seam import NodeStorage
 from node.store.storage import WriteBatch
 
 _DEPOSIT_TAG = bytes((TAG_DEPOSIT,))
+_ORACLE_TAG = bytes((TAG_ORACLE,))
+_COMMITTEE_TAGS = (_DEPOSIT_TAG, _ORACLE_TAG)  # entries no trader signed: no intent id
 SNAPSHOT_FORMAT = 1
 
 
@@ -86,8 +90,10 @@ class Executor:
         snapshot_interval_blocks: int,
         history_blocks: int,
         counters: dict[str, int],
+        on_replayed: Callable[[int], None] | None = None,
     ) -> None:
         self._genesis = genesis
+        self._member_addresses = tuple(m.settlement_address for m in genesis.members)
         self._checkpoint_interval = genesis.consensus.checkpoint_interval_blocks
         self._storage = storage
         self._verifier = verifier
@@ -100,12 +106,12 @@ class Executor:
         self.watcher: ChainWatcher | None = None
         self.checkpointer: Checkpointer | None = None
         self.storage_lock = trio.Lock()  # FIFO: committed-log writes in execution order
-        self.engine, self.height = self._restore()
+        self.engine, self.height = self._restore(on_replayed)
         self._tip = self._stored_tip()
 
     # ------------------------------------------------------------ start-up
 
-    def _restore(self) -> tuple[Engine, int]:
+    def _restore(self, on_replayed: Callable[[int], None] | None) -> tuple[Engine, int]:
         """The latest snapshot (engine and outcomes), then the committed log above it,
         replayed with the signers its blocks name (no recovery)."""
         snap = self._storage.latest_snapshot()
@@ -120,20 +126,22 @@ class Executor:
         tail: deque[tuple[int, tuple[bytes, ...], list[list[EngineEvent]]]] = deque()
         tail_entries = 0
         for h, record in self._storage.iter_committed(height + 1):
-            block = decode_committed(record)
-            assert block.height == h, f"committed log height {h} holds block height {block.height}"
-            entries = [e.engine_entry for e in self.committed_entries(block, with_ids=False)]
-            result, _ = self._run_block(engine, block, entries, live=False)
-            tail.append((h, block.payload, result.events))
-            tail_entries += len(block.payload)
+            block_height, timestamp_ms, payload = committed_contents(record)
+            assert block_height == h, f"committed log height {h} holds block height {block_height}"
+            entries = [e.engine_entry for e in self.committed_entries(payload, with_ids=False)]
+            result, _ = self._run_block(engine, h, timestamp_ms, entries, live=False)
+            tail.append((h, payload, result.events))
+            tail_entries += len(payload)
             while tail_entries - len(tail[0][1]) >= self._outcomes.max_items:
                 tail_entries -= len(tail.popleft()[1])
             height = h
             replayed += 1
+            if on_replayed is not None:
+                on_replayed(h)
         domain = self._genesis.domain()
         for h, payload, events in tail:
             ids = [
-                None if raw[:1] == _DEPOSIT_TAG else committed_intent(raw[1:]).digest(domain)
+                None if raw[:1] in _COMMITTEE_TAGS else committed_action(raw[1:], domain)[3]
                 for raw in payload[:-1]  # the signers entry last
             ]
             self._outcomes.record(h, ids, events)
@@ -170,16 +178,14 @@ class Executor:
         for h, record in self._storage.iter_committed(base + 1):
             if h > top:
                 break
-            block = decode_committed(record)
+            _, timestamp_ms, payload = committed_contents(record)
             deliver = h > after
-            entries = self.committed_entries(block, with_ids=deliver)
+            entries = self.committed_entries(payload, with_ids=deliver)
             result, checkpoint = self._run_block(
-                engine, block, [e.engine_entry for e in entries], live=False
+                engine, h, timestamp_ms, [e.engine_entry for e in entries], live=False
             )
             if deliver:
-                yield ExecutedBlock(
-                    h, block.timestamp_ms, tuple(entries), result, checkpoint=checkpoint
-                )
+                yield ExecutedBlock(h, timestamp_ms, tuple(entries), result, checkpoint=checkpoint)
 
     def _snapshot(self) -> bytes:
         data: bytes = msgpack.packb(
@@ -205,31 +211,37 @@ class Executor:
         # The consensus blocks up to the new root are in the committed log now: stored once.
         await self._apply_all(fresh, {"root": root}, prune_rounds_below=fresh[-1].round + 1)
 
-    async def commit_synced(self, blocks: Sequence[Block]) -> None:
-        """Blocks proven committed by sync (each extends the last executed one): applied
-        and written in one batch, one write for the whole batch."""
-        fresh = [b for b in blocks if b.height > self.height]
-        await self._apply_all(fresh, {})
+    async def commit_synced(self, blocks: Sequence[Block], records: Sequence[bytes]) -> None:
+        """Blocks proven committed by sync (each extends the last executed one), with
+        the records they were decoded from (stored as received, not encoded again):
+        applied and written in one batch, one write for the whole batch."""
+        fresh = [(b, r) for b, r in zip(blocks, records, strict=True) if b.height > self.height]
+        await self._apply_all([b for b, _ in fresh], {}, records=[r for _, r in fresh])
 
     async def _apply_all(
-        self, blocks: Sequence[Block], meta: dict[str, bytes], prune_rounds_below: int | None = None
+        self,
+        blocks: Sequence[Block],
+        meta: dict[str, bytes],
+        prune_rounds_below: int | None = None,
+        records: Sequence[bytes] | None = None,
     ) -> None:
-        """Apply `blocks`, then write them in one batch with `meta`. The batch also drops
+        """Apply `blocks`, then write them in one batch with `meta`; `records` are their
+        committed-log records when at hand (else encoded here). The batch also drops
         the log below `history_blocks` (the storage keeps the latest snapshot's record
         and everything above it, so snapshot sync and serving still work)."""
         if not blocks:
             return
-        records: list[tuple[int, bytes]] = []
+        rows: list[tuple[int, bytes]] = []
         snapshot = None
-        for block in blocks:
+        for i, block in enumerate(blocks):
             assert block.height == self.height + 1, (
                 f"gap: executed {self.height}, got {block.height}"
             )
-            records.append((block.height, encode_committed(block)))
-            self._apply(block, self.committed_entries(block))
+            rows.append((block.height, encode_committed(block) if records is None else records[i]))
+            self._apply(block, self.committed_entries(block.payload))
             snapshot = self._maybe_snapshot() or snapshot
         batch = WriteBatch(
-            committed=records,
+            committed=rows,
             meta=meta,
             snapshot=snapshot,
             prune_blocks_below_round=prune_rounds_below,
@@ -248,21 +260,38 @@ class Executor:
         if self.watcher is not None:
             self.watcher.applied(engine.last_deposit_id)
 
-    def committed_entries(self, block: Block, with_ids: bool = True) -> list[Executable]:
+    def committed_entries(
+        self, payload: tuple[bytes, ...], with_ids: bool = True
+    ) -> list[Executable]:
         """The engine entries of a committed block, with the signers its signers entry
         names (checked by 2f + 1 voters before the QC): no recovery. An entry we verified
         ourselves (we voted for the block) comes from the cache with its id; `with_ids`
         False leaves the others' ids None (a replay computes the tail's ids later)."""
-        entries, signers = split_payload(block.payload)
+        entries, signers = split_payload(payload)
         known, domain = self._verifier.known, self._verifier.domain
         out: list[Executable] = []
         for raw, signer in zip(entries, signers, strict=True):
             if raw[:1] == _DEPOSIT_TAG:
                 out.append(Executable(deposit_engine_entry(decode_deposit(raw)), NO_SIGNER, None))
                 continue
+            if raw[:1] == _ORACLE_TAG:
+                observation = decode_observation(raw)
+                address = self._member_addresses[observation.member]
+                out.append(Executable(observation.engine_entry(address), NO_SIGNER, None))
+                continue
             entry = known(raw)
             if entry is not None and entry.signer == signer:
                 out.append(Executable(entry.to_dict(), signer, entry.intent_id))
+                continue
+            if with_ids:
+                account, nonce, action, intent_id = committed_action(raw[1:], domain)
+                engine_entry = {
+                    "account": account,
+                    "signer": signer,
+                    "nonce": nonce,
+                    "action": action,
+                }
+                out.append(Executable(engine_entry, signer, intent_id))
                 continue
             si = committed_intent(raw[1:])
             engine_entry = {
@@ -271,7 +300,7 @@ class Executor:
                 "nonce": si.nonce,
                 "action": si.action,
             }
-            out.append(Executable(engine_entry, signer, si.digest(domain) if with_ids else None))
+            out.append(Executable(engine_entry, signer, None))
         return out
 
     def tip_block(self) -> Block | None:
@@ -293,15 +322,20 @@ class Executor:
         return decode_committed(rows[0][1])
 
     def _run_block(
-        self, engine: Engine, block: Block, entries: list[dict[str, Any]], live: bool
+        self,
+        engine: Engine,
+        height: int,
+        timestamp_ms: int,
+        entries: list[dict[str, Any]],
+        live: bool,
     ) -> tuple[BlockResult, EngineCheckpoint | None]:
         """The deterministic step every path shares (commit, replay, sync): apply the
         block, then seal a checkpoint at every checkpoint-interval height. `live`: a
         block executed while running (not replayed at start-up), whose checkpoint is
         signed now; replayed checkpoints are handed over by `Node.run` before catch-up."""
-        result = engine.apply_block(block.timestamp_ms, entries)
+        result = engine.apply_block(timestamp_ms, entries)
         checkpoint = None
-        if block.height % self._checkpoint_interval == 0:
+        if height % self._checkpoint_interval == 0:
             checkpoint = engine.checkpoint()
             if live and self.checkpointer is not None:
                 self.checkpointer.on_checkpoint(checkpoint)
@@ -309,8 +343,9 @@ class Executor:
 
     def _apply(self, block: Block, entries: list[Executable]) -> None:
         started = time.perf_counter()
+        engine_entries = [e.engine_entry for e in entries]
         result, checkpoint = self._run_block(
-            self.engine, block, [e.engine_entry for e in entries], live=True
+            self.engine, block.height, block.timestamp_ms, engine_entries, live=True
         )
         apply_s = time.perf_counter() - started
         self.height, self._tip = block.height, block

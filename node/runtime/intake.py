@@ -6,7 +6,9 @@ signer checked against the latest executed state (the account itself or an appro
 agent), its nonce against the replay window; then it is admitted to the mempool and,
 when it came from a client, forwarded to the other members, who verify it themselves.
 Resubmitting is idempotent: an intent already committed gets its outcome, one already
-pending gets `accepted`.
+pending gets `accepted`. One committed so long ago that its outcome is no longer kept
+(Outcomes keeps the last OUTCOMES_KEPT) but whose nonce the engine still keeps is refused
+here, `nonce_reused`, instead of entering the log a second time.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from dataclasses import replace
 
 import trio
 
-from matching.accounts import NONCE_FUTURE_MS, NONCE_PAST_MS
+from matching.accounts import NONCE_FUTURE_MS, NONCE_PAST_MS, NONCE_SET_SIZE
+from matching.engine import Engine
 from node.api.facade import SubmitResult
 from node.intents import Entry, IntentError, SignedIntent, check_signer, pack_intent
 from node.mempool import AddResult, Mempool, PoolItem
@@ -40,6 +43,7 @@ class Intake:
         outcomes: Outcomes,
         mempool: Mempool,
         is_authorized: Callable[[bytes, bytes], bool],
+        used_nonce: Callable[[bytes, bytes, int], str | None],
         now_ms: Callable[[], int],
         forward: Callable[[list[bytes]], None],
         max_forward_batch: int,
@@ -51,6 +55,7 @@ class Intake:
         # (account, signer) -> may sign, as of the latest executed block: read at each
         # use, since execution moves on while a batch is being verified.
         self._is_authorized = is_authorized
+        self._used_nonce = used_nonce  # likewise
         self._now_ms = now_ms
         self._forward = forward
         self._max_forward_batch = max_forward_batch
@@ -143,6 +148,17 @@ class Intake:
                     entry.intent_id, "rejected", "nonce_out_of_window", message
                 )
                 continue
+            used = self._used_nonce(entry.account, entry.signer, entry.nonce)
+            if used is not None:
+                message = (
+                    f"nonce {entry.nonce} of 0x{entry.signer.hex()} was used by an intent "
+                    "committed earlier (its outcome is no longer kept)"
+                    if used == "nonce_reused"
+                    else f"nonce {entry.nonce} is older than every nonce the engine keeps "
+                    "for this signer"
+                )
+                results[i] = SubmitResult(entry.intent_id, "rejected", used, message)
+                continue
             is_cancel = entry.action["type"] in CANCEL_TYPES
             added = self.mempool.add(
                 PoolItem(entry.intent_id, entry.account, entry.signer, entry.nonce, is_cancel, raw)
@@ -176,3 +192,23 @@ class Intake:
         if not len(self.mempool):
             self.nonempty = trio.Event()
         return items
+
+
+def used_nonce(engine: Engine, account: bytes, signer: bytes, nonce: int) -> str | None:
+    """Would the engine refuse this (signer, nonce) as used? "nonce_reused" if it is
+    among the signer's kept nonces, "nonce_too_old" if below all of them with the set
+    full (matching/accounts.py `use_nonce`, without recording anything); else None."""
+    state = engine.accounts.get(account)
+    if state is None:
+        return None
+    raw = state.raw_nonces if signer == account else state.agent_nonces.get(signer)
+    if not raw:
+        return None
+    kept = raw[-NONCE_SET_SIZE:]
+    if nonce > kept[-1]:
+        return None  # the usual case: a new, higher nonce
+    if nonce in kept:
+        return "nonce_reused"
+    if len(kept) >= NONCE_SET_SIZE and nonce < kept[0]:
+        return "nonce_too_old"
+    return None

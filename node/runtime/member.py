@@ -83,6 +83,7 @@ from node.net.messages import (
     CheckpointSignature,
     ConsensusBytes,
     ForwardedIntents,
+    OracleObservation,
     PeerMessage,
     PeerProtocolError,
     SnapshotChunkRequest,
@@ -91,6 +92,7 @@ from node.net.messages import (
     decode_peer_message,
 )
 from node.net.transport import Peer, Transport, TransportConfig
+from node.oracle.member import ORACLE_TAG, MemberOracle, oracle_source
 from node.payload import (
     NO_SIGNER,
     SIGNER_BYTES,
@@ -105,7 +107,7 @@ from node.payload import (
 from node.runtime import queries
 from node.runtime.clock import CommitteeClock
 from node.runtime.execution import ExecutedBlock, Executor
-from node.runtime.intake import Intake
+from node.runtime.intake import Intake, used_nonce
 from node.runtime.logger import log
 from node.runtime.options import DEV_CHAIN_ID, NodeOptions
 from node.runtime.outcomes import Outcomes
@@ -137,9 +139,11 @@ class Node:
         *,
         network: PeerNetwork | None = None,
         clock: Clock = wall_ms,
+        on_replayed: Callable[[int], None] | None = None,
     ) -> None:
         """`network` and `clock` are the I/O seam (node/seam.py): by default the TCP
-        transport to the members in genesis and the wall clock."""
+        transport to the members in genesis and the wall clock. `on_replayed(height)`
+        is called after each block the engine restore replays (start-up progress)."""
         self.setup = setup
         self.options = options = options or NodeOptions()
         genesis = setup.genesis
@@ -200,6 +204,7 @@ class Node:
             snapshot_interval_blocks=options.snapshot_interval_blocks,
             history_blocks=setup.config.history_blocks or options.history_blocks,
             counters=self.counters,
+            on_replayed=on_replayed,
         )
         self.core = self._build_core()
         self.transport: PeerNetwork = network or Transport(
@@ -214,6 +219,9 @@ class Node:
             outcomes=self.outcomes,
             mempool=self.mempool,
             is_authorized=lambda account, signer: self.engine.is_authorized(account, signer),
+            used_nonce=lambda account, signer, nonce: used_nonce(
+                self.engine, account, signer, nonce
+            ),
             now_ms=self.now_ms,
             forward=lambda packed: self.transport.broadcast(["i", packed]),
             max_forward_batch=options.max_forward_batch,
@@ -233,6 +241,7 @@ class Node:
         )
         self.watcher, self.checkpointer = self._settlement()
         self.executor.watcher, self.executor.checkpointer = self.watcher, self.checkpointer
+        self.oracle = self._build_oracle()
         self._nursery: trio.Nursery | None = None
         self._inbox_send, self._inbox = trio.open_memory_channel[Event](options.inbox)
         self._inbox_bytes = 0
@@ -334,6 +343,23 @@ class Node:
         recovery = Recovery(safety, block, blocks, qc)
         return Core(self.committee, self.me, self.signer, self.core_config, self.election, recovery)
 
+    def _build_oracle(self) -> MemberOracle:
+        """The oracle: a feeder when genesis has perpetual markets (node/oracle/)."""
+        members = self.genesis.members
+        source, to_ticks = oracle_source(self.setup.config.oracle, self.genesis.exchange)
+        return MemberOracle(
+            me=self.me,
+            chain_id=self.genesis_hash,
+            public_keys=tuple(m.ed25519_pubkey for m in members),
+            member_addresses=tuple(m.settlement_address for m in members),
+            signer=self.signer,
+            now_ms=self.now_ms,
+            broadcast=self.transport.broadcast,
+            source=source,
+            to_ticks=to_ticks,
+            interval_ms=self.setup.config.oracle.interval_ms,
+        )
+
     def _committed_tail(self) -> list[Block]:
         height = self.storage.committed_height()
         if not height:
@@ -363,6 +389,7 @@ class Node:
             await self._catch_up_first()
             if self.checkpointer is not None:
                 nursery.start_soon(self.checkpointer.run)
+            await nursery.start(self.oracle.run)
             nursery.start_soon(self._consensus_task)
             if self._guard_round is not None:
                 nursery.start_soon(self._guard_window)
@@ -676,8 +703,8 @@ class Node:
         await self._inbox_send.send(self._fill(round_, parent_id))
 
     def _fill(self, round_: int, parent_id: bytes) -> PayloadReady:
-        """Our block's payload: deposits first, then mempool entries (cancels first) not
-        already carried by an uncommitted ancestor."""
+        """Our block's payload: price observations first, then deposits, then mempool
+        entries (cancels first) not already carried by an uncommitted ancestor."""
         exclude = self._pending_entries(parent_id)
         limit = self.genesis.consensus.max_block_entries
         deposits: list[bytes] = []
@@ -692,9 +719,12 @@ class Node:
             deposits = [deposit_entry(r) for r in records]
         # Room for the signers entry: 20 bytes an entry, and its tag.
         room = self.options.max_block_bytes - 1 - SIGNER_BYTES * limit
-        items = self.intake.take_batch(limit - len(deposits), room, exclude={*exclude})
-        entries = [*deposits, *(i.entry for i in items)]
-        signers = [NO_SIGNER] * len(deposits) + [i.signer for i in items]
+        # Price observations first: the block's orders and liquidations see them.
+        observations = self.oracle.for_block()
+        committee = len(observations) + len(deposits)
+        items = self.intake.take_batch(limit - committee, room, exclude={*exclude})
+        entries = [*observations, *deposits, *(i.entry for i in items)]
+        signers = [NO_SIGNER] * committee + [i.signer for i in items]
         return PayloadReady(round_, with_signers(entries, signers))
 
     # ------------------------------------------------------------ the peer boundary
@@ -720,6 +750,8 @@ class Node:
             packed = message.packed
             intents = [unpack_intent(raw) for raw in packed]
             await self.intake.admit(intents, False, [intent_entry(raw) for raw in packed])
+        elif isinstance(message, OracleObservation):
+            self.oracle.on_peer(peer, message.observation)
         elif isinstance(message, CheckpointSignature):
             if self.checkpointer is not None:
                 result = self.checkpointer.on_peer_signature(peer, message.message)
@@ -845,6 +877,12 @@ class Node:
                 f"proposal of round {block.round}: {len(payload)} entries, {size} bytes "
                 f"(limits {limit}, {self.options.max_block_bytes})"
             )
+        bad_observation = self.oracle.check_block(payload[:-1], block.timestamp_ms)
+        if bad_observation is not None:
+            self.counters["proposals_rejected"] += 1
+            raise PeerProtocolError(
+                f"proposal of round {block.round} by {block.author}: {bad_observation}"
+            )
         try:
             deposits_ok = self._check_deposits(block)
         except BadEntry:
@@ -874,13 +912,17 @@ class Node:
         return self.engine.last_deposit_id
 
     def _check_deposits(self, block: Block) -> bool:
-        """Deposit entries come first, continue the parent chain's deposit ids without a
-        gap, and each is exactly what our own watcher saw with enough confirmations."""
+        """Deposit entries come first (after price observations), continue the parent
+        chain's deposit ids without a gap, and each is exactly what our own watcher saw
+        with enough confirmations."""
         deposits = [e for e in block.payload if e[:1] == _TAG_DEPOSIT_BYTE]
         if not deposits:
             return True
+        first = 0  # after the price observations (checked by the oracle)
+        while first < len(block.payload) and block.payload[first][:1] == ORACLE_TAG:
+            first += 1
         if self.watcher is None or any(
-            e[:1] == _TAG_DEPOSIT_BYTE for e in block.payload[len(deposits) :]
+            e[:1] == _TAG_DEPOSIT_BYTE for e in block.payload[first + len(deposits) :]
         ):
             return False
         expected = self._deposit_tip(block.qc.vote_data.block_id) + 1
@@ -949,6 +991,7 @@ class Node:
             "last_deposit_id": self.engine.last_deposit_id,
             "checkpoint_sequence": self.engine.sequence,
             "chain": None if self.watcher is None else queries.jsonable(self.watcher.status()),
+            "oracle": self.oracle.status(),
             "checkpointer": None
             if self.checkpointer is None
             else queries.jsonable(self.checkpointer.status()),

@@ -168,8 +168,9 @@ class LogSync:
         taken and, when the reply reached the peer's root with its committing QC, that
         root."""
         height = self._executor.height
-        records = [decode_committed(r) for r in reply.records]
-        records = [b for b in records if b.height > height]
+        pairs = [(decode_committed(r), r) for r in reply.records]
+        pairs = [(b, r) for b, r in pairs if b.height > height]
+        records = [b for b, _ in pairs]
         proof = None if reply.proof is None else QuorumCert.from_wire(reply.proof)
         if not records and proof is not None and reply.root_height == height:
             tip = self._executor.tip_block()
@@ -178,7 +179,7 @@ class LogSync:
                 return 0, (tip, proof)
         taken = self.committed_prefix(records, proof)
         if taken:
-            await self._executor.commit_synced(records[:taken])
+            await self._executor.commit_synced(records[:taken], [r for _, r in pairs[:taken]])
         if proof is not None and records and taken == len(records):
             return taken, (records[-1], proof)
         return taken, None

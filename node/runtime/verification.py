@@ -22,12 +22,16 @@ from node.intents import (
     SignedIntent,
     verify_intent,
 )
+from node.oracle.observation import TAG_ORACLE
 from node.payload import NO_SIGNER, TAG_DEPOSIT, BadEntry, decode_entry, split_payload
 from node.runtime.caches import ByteLRU
 
 MAX_ENTRY_BYTES = 1 + MAX_INTENT_MSGPACK_BYTES  # a payload entry: tag byte + packed intent
 THREAD_BATCH_MIN = 64  # below this many recoveries, a thread hand-off costs more than it saves
 DEPOSIT_TAG = bytes((TAG_DEPOSIT,))
+# Entries no trader signed (their signer is NO_SIGNER): deposits, checked against our
+# own chain watcher, and price observations, checked by node/oracle/.
+COMMITTEE_TAGS = (DEPOSIT_TAG, bytes((TAG_ORACLE,)))
 
 
 class EntryVerifier:
@@ -61,14 +65,15 @@ class EntryVerifier:
     async def check_payload(self, payload: tuple[bytes, ...]) -> str | None:
         """Every intent entry decodes and carries a valid trader signature, and the
         payload's signers entry names the signer each entry recovers to (node/payload.py):
-        None when so, else why not. Deposit entries are checked by the caller."""
+        None when so, else why not. Deposit and observation entries are checked by the
+        caller."""
         try:
             entries, signers = split_payload(payload)
         except BadEntry as exc:
             return str(exc)
         todo: list[bytes] = []
         for e in entries:
-            if e[:1] == DEPOSIT_TAG or e in self.verified:
+            if e[:1] in COMMITTEE_TAGS or e in self.verified:
                 continue
             if len(e) > MAX_ENTRY_BYTES:
                 return f"entry of {len(e)} bytes (at most {MAX_ENTRY_BYTES})"
@@ -94,7 +99,7 @@ class EntryVerifier:
         if bad is not None:
             return bad
         for i, (e, signer) in enumerate(zip(entries, signers, strict=True)):
-            if e[:1] == DEPOSIT_TAG:
+            if e[:1] in COMMITTEE_TAGS:
                 recovered = NO_SIGNER
             else:
                 entry = fresh.get(e) or self.verified.get(e)

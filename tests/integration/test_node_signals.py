@@ -155,6 +155,26 @@ def assert_clean_stop(member: Member, took_s: float, code: int, moment: str) -> 
     return phase
 
 
+def probe_during_restore(member: Member, proc: subprocess.Popen[bytes]) -> dict[str, Any]:
+    """Once "storage opened" is logged, /healthz and /readyz until a /readyz answer
+    names the restore (or the restore ended first): the last answers seen."""
+    deadline = time.monotonic() + START_BOUND_S
+    while not any(e.get("event") == "storage opened" for e in member.events()):
+        assert proc.poll() is None and time.monotonic() < deadline, "no storage opened"
+        time.sleep(0.002)
+    seen: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        seen["healthz"] = httpx.get(f"{member.api}/healthz", timeout=2.0).status_code
+        r = httpx.get(f"{member.api}/readyz", timeout=2.0)
+        seen["readyz"] = r.status_code
+        seen.update({k: v for k, v in r.json().items() if k != "error"})
+        if seen.get("phase") == "restoring" or any(
+            e.get("event") == "engine restored" for e in member.events()
+        ):
+            break
+    return seen
+
+
 def start_and_wait_ready(member: Member) -> None:
     member.spawn()
     wait_for(member.ready, START_BOUND_S, "the member is ready")
@@ -244,8 +264,15 @@ def test_sigterm_during_the_engine_restore_of_a_longer_log(member: Member) -> No
     assert phase == "during the engine restore", phase
     assert not any(e.get("event") == "engine restored" for e in member.events())
 
-    # The undisturbed restart: the restore's length, and the same height as before.
-    start_and_wait_ready(member)
+    # The undisturbed restart: the API port answers during the restore (the start-up
+    # probe, node/api/probe.py), the restore's length, and the same height as before.
+    proc = member.spawn()
+    seen = probe_during_restore(member, proc)
+    print(f"during the restore: {seen}")
+    assert seen["healthz"] == 200
+    assert seen["readyz"] == 503 and seen["phase"] == "restoring", seen
+    assert seen["target_height"] >= height
+    wait_for(member.ready, START_BOUND_S, "the member is ready")
     events = member.events()
     opened = next(e for e in events if e.get("event") == "storage opened")
     restored = next(e for e in events if e.get("event") == "engine restored")

@@ -349,3 +349,36 @@ async def test_a_committee_of_one_commits_and_keeps_serving(tmp_path: Path) -> N
         assert done[0].height is not None and done[0].duplicate
         assert node.core.status().round < 1000  # no spinning through empty rounds
         nursery.cancel_scope.cancel()
+
+
+async def test_a_resubmission_whose_outcome_is_forgotten_is_refused_at_intake(
+    tmp_path: Path,
+) -> None:
+    """Outcomes keeps the last OUTCOMES_KEPT; an intent committed before that, whose nonce
+    the engine still keeps, is refused by intake (`nonce_reused`) rather than ordered a
+    second time. Its committed copy stays the only one in the log."""
+    node = make_nodes(tmp_path, 1)[0]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(node.run)
+        intents = [place(trader_key(i % 5), node.domain) for i in range(20)]
+        with trio.fail_after(20):
+            done = await node.submit(intents, wait=True, timeout_s=10)
+        assert all(r.height is not None for r in done)
+        height = node.exec_height
+        node.outcomes.load([])  # as if every one of them had aged out of the index
+        again = await node.submit(intents, wait=False, timeout_s=1)
+        assert [r.status for r in again] == ["rejected"] * len(intents)
+        assert {r.code for r in again} == {"nonce_reused"}, again[0]
+        assert len(node.mempool) == 0
+        # A fresh intent still goes through, and the log holds each id once.
+        fresh = [place(trader_key(0), node.domain)]
+        with trio.fail_after(20):
+            (result,) = await node.submit(fresh, wait=True, timeout_s=10)
+        assert result.height is not None and result.height > height
+        payloads = [
+            raw
+            for _, data in node.storage.load_committed(1, node.exec_height)
+            for raw in decode_committed(data).payload[:-1]
+        ]
+        assert len(payloads) == len(set(payloads)) == len(intents) + 1
+        nursery.cancel_scope.cancel()

@@ -188,13 +188,23 @@ export class Markets {
       if (found === undefined) throw new Error(`market refers to unknown asset ${String(id)}`);
       return found;
     };
+    // A perpetual market has no on-chain base asset: its sizes count units of the
+    // underlying with `base_decimals` decimals (docs/MATCHING.md, "Perpetual futures").
+    const underlying = (m: Record<string, unknown>) =>
+      new AssetInfo(
+        -1,
+        String(m["symbol"]).split("-")[0] ?? "",
+        "0x0000000000000000000000000000000000000000",
+        1n,
+        Number(m["base_decimals"] ?? 0),
+      );
     const markets = new Map(
       r.markets.map((m) => [
         Number(m["id"]),
         new MarketInfo(
           Number(m["id"]),
           String(m["symbol"]),
-          asset(m["base"]),
+          m["kind"] === "perp" ? underlying(m) : asset(m["base"]),
           asset(m["quote"]),
           toBigInt(m["lot_size"], "lot_size"),
           toBigInt(m["tick_size"], "tick_size"),

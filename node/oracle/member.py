@@ -1,0 +1,203 @@
+"""The oracle inside a running member: what member.py asks of it.
+
+- `run`: the feeder task (only with perpetual markets in genesis);
+- `on_peer`: a peer's "o" message (its own observation: rate-limited, time-checked,
+  signature-checked, then pooled);
+- `for_block`: the observations a leader puts at the front of its block;
+- `check_block`: a voter's check of a proposal's observations (node/oracle/observation.py
+  `block_observations`);
+- `engine_entry`: the engine's entry for a committed observation.
+
+A member without perpetual markets in genesis runs no feeder, proposes no observation
+and votes against a block that carries one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from typing import Any, Final
+
+import trio
+
+from consensus.crypto import Ed25519Scheme, Signer
+from matching.config import Genesis
+from node.api.query import KNOWN_DECIMALS
+from node.api.ratelimit import NO_WAIT, RateLimit, TokenBuckets
+from node.config import OracleSettings
+from node.net.messages import PeerProtocolError
+from node.oracle.feeder import Feeder, ObservationPool
+from node.oracle.observation import (
+    OBSERVATION_SKEW_MS,
+    TAG_ORACLE,
+    Observation,
+    block_observations,
+    decode_observation,
+)
+from node.oracle.sources import FileSource, HttpMarket, HttpSource, PriceSource, SimulatedSource
+
+ORACLE_TAG: Final = bytes((TAG_ORACLE,))
+PEER_OBSERVATIONS_PER_S: Final = 4.0  # a feeder sends one every interval_ms (>= 200 ms)
+
+
+class MemberOracle:
+    def __init__(
+        self,
+        *,
+        me: int,
+        chain_id: bytes,
+        public_keys: tuple[bytes, ...],
+        member_addresses: tuple[bytes, ...],
+        signer: Signer,
+        now_ms: Callable[[], int],
+        broadcast: Callable[[list[Any]], None],
+        source: PriceSource | None,
+        to_ticks: Mapping[str, Callable[[Decimal], tuple[int, int] | None]],
+        interval_ms: int,
+    ) -> None:
+        self._me = me
+        self._chain_id = chain_id
+        self._keys = public_keys
+        self._addresses = member_addresses
+        self._now_ms = now_ms
+        self._broadcast = broadcast
+        self._scheme = Ed25519Scheme()
+        self.pool = ObservationPool(len(public_keys))
+        self.enabled = source is not None
+        self._peers = TokenBuckets(
+            RateLimit(PEER_OBSERVATIONS_PER_S, burst=PEER_OBSERVATIONS_PER_S),
+            max_keys=len(public_keys),
+        )
+        self.counters = {"observations_sent": 0, "observations_taken": 0, "observations_late": 0}
+        self.feeder = (
+            None
+            if source is None
+            else Feeder(
+                member=me,
+                chain_id=chain_id,
+                signer=signer,
+                source=source,
+                to_ticks=to_ticks,
+                now_ms=now_ms,
+                publish=self._publish,
+                interval_ms=interval_ms,
+            )
+        )
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        if self.feeder is None:
+            task_status.started()
+            return
+        await self.feeder.run(task_status=task_status)
+
+    def _publish(self, observation: Observation) -> None:
+        self.pool.offer(observation)
+        self._broadcast(["o", observation.entry()])
+        self.counters["observations_sent"] += 1
+
+    def on_peer(self, peer: int, observation: Observation) -> None:
+        """A peer's observation: its own only, within the skew of our clock, signed."""
+        if not self.enabled:
+            raise PeerProtocolError("an oracle observation, but genesis has no perp market")
+        if observation.member != peer:
+            raise PeerProtocolError(f"observation of member {observation.member} from {peer}")
+        if self._peers.take(peer, 1, trio.current_time()) != NO_WAIT:
+            raise PeerProtocolError("oracle observations faster than a feeder sends them")
+        if abs(observation.observed_ms - self._now_ms()) > OBSERVATION_SKEW_MS:
+            # Its clock or ours is off (the committee clock reports which): not a fault.
+            self.counters["observations_late"] += 1
+            return
+        if not observation.verify(self._chain_id, self._keys[peer], self._scheme):
+            raise PeerProtocolError("oracle observation with a bad signature")
+        if self.pool.offer(observation):
+            self.counters["observations_taken"] += 1
+
+    def for_block(self) -> list[bytes]:
+        """Observation entries for the front of our next block."""
+        if not self.enabled:
+            return []
+        # Half the skew a voter accepts: room for the proposal's own delay.
+        fresh = self.pool.take(self._now_ms(), OBSERVATION_SKEW_MS // 2)
+        return [o.entry() for o in fresh]
+
+    def check_block(self, entries: tuple[bytes, ...], timestamp_ms: int) -> str | None:
+        if not self.enabled:
+            if any(e[:1] == ORACLE_TAG for e in entries):
+                return "an oracle observation, but genesis has no perp market"
+            return None
+        return block_observations(entries, timestamp_ms, self._keys, self._chain_id, self._scheme)
+
+    def status(self) -> dict[str, Any]:
+        """For /v1/status: whether a feeder runs, its counts, each member's newest
+        observation time (ms) as this member's pool holds it."""
+        feeder = self.feeder
+        return {
+            "enabled": self.enabled,
+            "interval_ms": None if feeder is None else feeder.interval_ms,
+            "observations": 0 if feeder is None else feeder.observations,
+            "source_failures": 0 if feeder is None else feeder.failures,
+            **self.counters,
+            "latest_observed_ms": [
+                None if o is None else o.observed_ms for o in self.pool.latest()
+            ],
+        }
+
+    def engine_entry(self, raw: bytes) -> dict[str, Any]:
+        """The engine's entry of a committed observation (checked by 2f + 1 voters)."""
+        observation = decode_observation(raw)
+        return observation.engine_entry(self._addresses[observation.member])
+
+
+def price_converter(
+    market_id: int, lot_size: int, tick_size: int, quote_exponent: int, base_decimals: int
+) -> Callable[[Decimal], tuple[int, int] | None]:
+    """Human price (quote per 1.0 of the underlying) -> (market id, ticks): the price
+    per lot in quote engine units divided by the tick size, rounded to the nearest
+    (the engine's oracle entry counts ticks); None for a price that rounds to nothing."""
+
+    def convert(price: Decimal) -> tuple[int, int] | None:
+        per_lot = price * lot_size * Decimal(10) ** (quote_exponent - base_decimals)
+        ticks = int((per_lot / tick_size).to_integral_value())
+        return None if ticks <= 0 else (market_id, ticks)
+
+    return convert
+
+
+def oracle_source(
+    settings: OracleSettings, exchange: Genesis
+) -> tuple[PriceSource | None, dict[str, Callable[[Decimal], tuple[int, int] | None]]]:
+    """The configured price source and, per perpetual market symbol, its converter to
+    ticks; (None, {}) when genesis has no perpetual market."""
+    perps = exchange.perp_markets
+    if not perps:
+        return None, {}
+    assets = {a.id: a for a in exchange.assets}
+    to_ticks = {}
+    for market in perps:
+        assert market.perp is not None
+        quote = assets[market.quote]
+        decimals = KNOWN_DECIMALS.get(quote.symbol)
+        if decimals is None:
+            raise ValueError(f"{market.symbol}: the decimals of {quote.symbol} are not known")
+        quote_exponent = decimals - (len(str(quote.unit)) - 1)
+        to_ticks[market.symbol] = price_converter(
+            market.id, market.lot_size, market.tick_size, quote_exponent, market.perp.base_decimals
+        )
+    source: PriceSource
+    if settings.source == "file":
+        assert settings.file is not None
+        source = FileSource(settings.file)
+    elif settings.source == "http":
+        source = HttpSource(
+            {s: HttpMarket(url, field) for s, (url, field) in settings.http.items()}
+        )
+    else:
+        start = {s: Decimal(p) for s, p in settings.start.items()}
+        missing = sorted(set(to_ticks) - set(start))
+        if missing:
+            raise ValueError(
+                f"[oracle] source = simulated needs a start price for {', '.join(missing)} "
+                '(start = { "BTC-PERP" = "97000" })'
+            )
+        source = SimulatedSource(start, seed=settings.seed)
+    return source, to_ticks
