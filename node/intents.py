@@ -204,6 +204,10 @@ SCHEMA: Final[dict[str, tuple[tuple[str, _Check], ...]]] = {
     "cancel_cloid": (("market", _u32), ("cloid", _u64)),
     "cancel_all": (("market", _optional(_u32)),),
     "modify": (("market", _u32), ("oid", _u64), ("price", _u64), ("size", _u64)),
+    # Perpetual futures (docs/MATCHING.md): trading actions, hashed like the others.
+    "set_leverage": (("market", _u32), ("leverage", _u32), ("isolated", _bool)),
+    "add_margin": (("market", _u32), ("amount", _u64)),
+    "remove_margin": (("market", _u32), ("amount", _u64)),
     "withdraw": (("asset", _u32), ("amount", _u64)),
     "approve_agent": (("agent", _address), ("name", _agent_name)),
     "revoke_agent": (("agent", _address),),

@@ -47,6 +47,11 @@ actions = st.one_of(
     st.fixed_dictionaries(
         {"type": st.just("modify"), "market": u32, "oid": u64, "price": u64, "size": u64}
     ),
+    st.fixed_dictionaries(
+        {"type": st.just("set_leverage"), "market": u32, "leverage": u32, "isolated": st.booleans()}
+    ),
+    st.fixed_dictionaries({"type": st.just("add_margin"), "market": u32, "amount": u64}),
+    st.fixed_dictionaries({"type": st.just("remove_margin"), "market": u32, "amount": u64}),
     st.fixed_dictionaries({"type": st.just("withdraw"), "asset": u32, "amount": u64}),
     st.fixed_dictionaries(
         {

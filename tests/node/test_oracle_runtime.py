@@ -94,3 +94,26 @@ async def test_a_proposal_with_a_forged_observation_gets_no_vote(tmp_path: Path)
     assert "more than" in (honest.oracle.check_block((stale.entry(),), now) or "")
     for node in nodes:
         node.storage.close()
+
+
+async def test_a_perp_action_signed_by_a_trader_commits(tmp_path: Path) -> None:
+    """set_leverage travels the whole path: signed, admitted, ordered, executed."""
+    from node.intents import address_of_private_key, sign_intent
+
+    (node,) = make_perp_nodes(tmp_path, 1)
+    key = (0xBEEF).to_bytes(32, "big")
+    account = address_of_private_key(key)
+    action = {"type": "set_leverage", "market": BTC_PERP, "leverage": 3, "isolated": True}
+    too_high = {**action, "leverage": 50}
+    async with trio.open_nursery() as nursery:
+        await nursery.start(node.run)
+        now = node.now_ms()
+        intents = [
+            sign_intent(key, account, now, action, node.domain),
+            sign_intent(key, account, now + 1, too_high, node.domain),
+        ]
+        with trio.fail_after(20):
+            ok, refused = await node.submit(intents, wait=True, timeout_s=10)
+        assert ok.status == "committed", ok
+        assert (refused.status, refused.code) == ("rejected", "bad_leverage"), refused
+        nursery.cancel_scope.cancel()
