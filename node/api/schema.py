@@ -39,6 +39,8 @@ FIELD_SCHEMAS: Final[dict[str, dict[str, Any]]] = {
     "amount": _U64,
     "agent": _ADDRESS,
     "name": {"type": "string", "maxLength": MAX_AGENT_NAME_BYTES},
+    "leverage": _U32,
+    "isolated": {"type": "boolean"},
 }
 # Fields that may be null, per action type (PROTOCOL.md §2: "u64 or nil", "u32 or nil").
 NULLABLE: Final = {("place", "cloid"), ("place", "expires_ms"), ("cancel_all", "market")}
