@@ -350,7 +350,13 @@ class Executor:
         apply_s = time.perf_counter() - started
         self.height, self._tip = block.height, block
         self._counters["blocks_committed"] += 1
-        self._counters["entries_committed"] += len(entries)
+        observations = 0  # price observations: first in a block (PROTOCOL §7.3)
+        for e in entries:
+            if e.intent_id is not None or e.engine_entry["action"]["type"] != "oracle":
+                break
+            observations += 1
+        self._counters["observations_committed"] += observations
+        self._counters["entries_committed"] += len(entries) - observations
         if self.watcher is not None:
             self.watcher.applied(self.engine.last_deposit_id)
         forget, mempool = self._verifier.forget, self._mempool

@@ -174,7 +174,8 @@ class Node:
         self.counters: dict[str, int] = dict.fromkeys(
             (
                 "blocks_committed",
-                "entries_committed",
+                "entries_committed",  # trader intents and deposits
+                "observations_committed",  # oracle price observations
                 "proposals_rejected",
                 "peer_messages_rejected",
                 "intents_admitted",
