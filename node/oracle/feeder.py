@@ -55,6 +55,12 @@ class ObservationPool:
             out.append(observation)
         return out
 
+    def carried(self, member: int, observed_ms: int) -> None:
+        """A block we saw (a valid proposal) carries this observation: no later block of
+        ours needs to carry it again."""
+        if observed_ms > self._proposed[member]:
+            self._proposed[member] = observed_ms
+
     def latest(self) -> list[Observation | None]:
         return list(self._latest)
 

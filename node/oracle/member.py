@@ -125,7 +125,17 @@ class MemberOracle:
             if any(e[:1] == ORACLE_TAG for e in entries):
                 return "an oracle observation, but genesis has no perp market"
             return None
-        return block_observations(entries, timestamp_ms, self._keys, self._chain_id, self._scheme)
+        bad = block_observations(entries, timestamp_ms, self._keys, self._chain_id, self._scheme)
+        if bad is None:
+            # Carried by this proposal: our next block need not carry them again (a
+            # certified chain rarely holds one observation twice; the engine would only
+            # record the same price again).
+            for entry in entries:
+                if entry[:1] != ORACLE_TAG:
+                    break
+                observation = decode_observation(entry)
+                self.pool.carried(observation.member, observation.observed_ms)
+        return bad
 
     def status(self) -> dict[str, Any]:
         """For /v1/status: whether a feeder runs, its counts, each member's newest
