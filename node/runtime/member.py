@@ -390,7 +390,8 @@ class Node:
             await self._catch_up_first()
             if self.checkpointer is not None:
                 nursery.start_soon(self.checkpointer.run)
-            await nursery.start(self.oracle.run)
+            if self.oracle.enabled:
+                await nursery.start(self.oracle.run)
             nursery.start_soon(self._consensus_task)
             if self._guard_round is not None:
                 nursery.start_soon(self._guard_window)

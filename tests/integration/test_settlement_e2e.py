@@ -143,10 +143,11 @@ def test_deposit_trade_withdraw_claim_then_freeze_and_exit(tmp_path: Path) -> No
         target = int(get(net, "/v1/status")["committed_height"])
 
         def caught_up() -> bool:
-            try:  # its API opens once catch-up is done
-                return int(get(net, "/v1/status", 3)["committed_height"]) >= target
+            try:  # its API answers 503 while it restores (node/api/probe.py), then status
+                status = get(net, "/v1/status", 3)
             except httpx.HTTPError:
                 return False
+            return status is not None and int(status["committed_height"]) >= target
 
         wait_for(caught_up, 60, "the restarted member catches up")
         assert pid_alive(lagger.pid), "the restarted member exited"

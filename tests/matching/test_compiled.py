@@ -25,7 +25,7 @@ from node.bench import matching as bench
 
 GOLDEN = "a159d52e1ff275b23642b03d99e0432c5c08f712b9959bec222e050e4cc54de7"
 # The perp engine as first written (interpreted), same construction: perp_digest().
-GOLDEN_PERP = "018383be67ecd7d35ee7a1db38052e58c1667b120f3fb1b0e165693dd675adf6"
+GOLDEN_PERP = "8d3de9163f086d22f102624db8c73a18f97eae69e7a4f03007389de422858051"
 
 
 def stream_digest(entries: int = 12_000, accounts: int = 150) -> str:
