@@ -184,7 +184,10 @@ def up(
     chain_url: str | None = None,
     deployer_key: bytes | None = None,
     consensus: ConsensusParams | None = None,
+    perps: bool = False,
 ) -> Localnet:
+    """`perps`: genesis also lists BTC-PERP and the members run the simulated oracle
+    (`localnet up`, so `./dev run`, does; tests choose)."""
     if (folder / STATE_FILE).exists():
         old = Localnet.load(folder)
         if any(pid_alive(n.pid) for n in old.nodes):
@@ -197,7 +200,7 @@ def up(
     net = Localnet(str(folder), [])
     try:
         if not (folder / "genesis.toml").exists():
-            committee_init(folder, nodes, base_port=base_port, consensus=consensus, perps=True)
+            committee_init(folder, nodes, base_port=base_port, consensus=consensus, perps=perps)
             if chain or chain_url:
                 with _signals.held():  # anvil is spawned in there; deploying takes seconds
                     _wire_chain(folder, chain_url, deployer_key)
@@ -335,6 +338,7 @@ def _up_in_foreground(args: argparse.Namespace, folder: Path) -> int:
         chain=not args.no_chain,
         chain_url=args.chain,
         deployer_key=deployer,
+        perps=True,
     )
     print_status(net)
     if args.detach:
