@@ -448,10 +448,18 @@ class Indexer:
             (w["withdrawal_id"], a, w["timestamp_ms"], i, packed(w)) for a, w, i in work.withdrawals
         )
         if block.checkpoint is not None:
-            self._seal(block, block.checkpoint, rows)
+            # A withdrawal of this very block is in its checkpoint but not in the store yet.
+            fresh = {w["withdrawal_id"]: w for _, w, _ in work.withdrawals}
+            self._seal(block, block.checkpoint, rows, fresh)
         return rows
 
-    def _seal(self, block: ExecutedBlock, cp: Checkpoint, rows: BlockRows) -> None:
+    def _seal(
+        self,
+        block: ExecutedBlock,
+        cp: Checkpoint,
+        rows: BlockRows,
+        fresh: dict[int, dict[str, Any]],
+    ) -> None:
         """The checkpoint's record, and each of its withdrawals' proof: what a claim
         needs, kept as long as the withdrawal (the engine keeps 256 checkpoints' trees)."""
         record = {
@@ -467,7 +475,8 @@ class Indexer:
         tree = MerkleTree(w.leaf() for w in cp.withdrawals)
         sealed = []
         for index, w in enumerate(cp.withdrawals):
-            found = self.store.withdrawal(w.withdrawal_id)
+            same_block = fresh.get(w.withdrawal_id)
+            found = dict(same_block) if same_block else self.store.withdrawal(w.withdrawal_id)
             if found is None:  # withdrawn before the history began
                 continue
             found.pop("claim", None)

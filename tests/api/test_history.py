@@ -329,3 +329,20 @@ async def test_sdk_history_decimals_and_withdrawal_id(nursery: trio.Nursery) -> 
         assert candles[-1]["volume_decimal"] == Decimal("0.5")
         stats = await alice.stats("ETH-USDC")
         assert stats["trades"] == 2 and stats["quote_volume_decimal"] == Decimal("1500.125")
+
+
+async def test_a_withdrawal_in_the_checkpoints_own_block_is_sealed(nursery: trio.Nursery) -> None:
+    """The block that seals a checkpoint may itself hold a withdrawal (its height is a
+    multiple of the interval): the checkpoint carries it, and so must its record."""
+    node = ChainedExchange()
+    url = await serve(nursery, node)
+    funded(node)
+    action = {"type": "withdraw", "asset": USDC, "amount": 7}
+    entry = {"account": ALICE, "signer": ALICE, "nonce": time.time_ns() // 10**6, "action": action}
+    block = node.apply([Executable(entry, ALICE, b"\x42" * 32)], seal=True)
+    assert block.checkpoint is not None and len(block.checkpoint.withdrawals) == 1
+    withdrawal_id = block.checkpoint.withdrawals[0].withdrawal_id
+    async with httpx.AsyncClient(base_url=url) as http:
+        record = await get(http, f"/v1/withdrawals/{withdrawal_id}")
+    assert record["status"] == "checkpointed" and record["sequence"] == block.checkpoint.sequence
+    assert record["checkpoint_height"] == block.height and record["proof"] is not None
