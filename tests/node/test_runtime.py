@@ -375,6 +375,9 @@ async def test_a_resubmission_whose_outcome_is_forgotten_is_refused_at_intake(
         with trio.fail_after(20):
             (result,) = await node.submit(fresh, wait=True, timeout_s=10)
         assert result.height is not None and result.height > height
+        with trio.fail_after(10):  # the log is written after the block is applied
+            while node.storage.committed_height() < result.height:
+                await trio.sleep(0.01)
         payloads = [
             raw
             for _, data in node.storage.load_committed(1, node.exec_height)
