@@ -112,6 +112,11 @@ class Status:
     committed_id: bytes
     last_voted_round: int
     blocks_in_tree: int
+    # The round of a block proven committed (a two-chain QC) that cannot be applied yet
+    # because an ancestor is missing; 0 without one. Above `committed_round`, it means
+    # the committee has committed past us: if our peers have pruned those ancestors,
+    # only the committed log brings them (the runtime starts a log sync).
+    pending_commit_round: int = 0
 
 
 @dataclass(slots=True)
@@ -198,6 +203,7 @@ class Core:
             committed_id=root.id,
             last_voted_round=self._safety.data.last_voted_round,
             blocks_in_tree=len(self._store),
+            pending_commit_round=0 if self._pending_commit is None else self._pending_commit[1],
         )
 
     @property

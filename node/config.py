@@ -20,6 +20,9 @@ import tomli_w
 from node.oracle.sources import parse_price
 
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
+# In a data directory, written by `committee init`: no member has run from it yet, so a
+# first start needs no wipe guard (docs/OPERATIONS.md, "Wiped data").
+FRESH_DATA_MARK: Final = "FRESH"
 MAX_CONFIG_BYTES: Final = 1 << 20
 
 T = TypeVar("T")

@@ -23,6 +23,7 @@ import msgpack
 from matching import config as exchange_config
 from matching.config import Asset, Market, PerpParams
 from node.config import (
+    FRESH_DATA_MARK,
     ConfigError,
     HostPort,
     NodeConfig,
@@ -382,6 +383,10 @@ def committee_init(
             else OracleSettings(),
         )
         configs.append((node_dir / "config.toml", config))
+        config.data_dir.mkdir(parents=True)
+        (config.data_dir / FRESH_DATA_MARK).write_text(
+            "made by committee init; the member deletes this file when it first starts\n"
+        )
     genesis = Genesis(
         chain_id=chain_id,
         settlement_contract=settlement_contract,

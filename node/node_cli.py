@@ -94,6 +94,7 @@ async def _run(config: Path) -> int:
     global _interrupt
     from node import log as node_log
     from node.api.probe import StartupProbe, StartupProgress, listen
+    from node.config import FRESH_DATA_MARK
     from node.genesis import load_node_setup
     from node.runtime import Node
     from node.store.storage import open_storage
@@ -109,7 +110,12 @@ async def _run(config: Path) -> int:
     try:
         with StartupProbe(sock, progress) as probe:
             _stop_point("before opening storage")
-            storage = open_storage(setup.config.data_dir, setup.genesis.genesis_hash())
+            data_dir = setup.config.data_dir
+            fresh_mark = data_dir / FRESH_DATA_MARK
+            fresh = fresh_mark.exists()  # no member has run from here: it signed nothing
+            storage = open_storage(data_dir, setup.genesis.genesis_hash())
+            # Gone before the member can sign anything: any restart is not a first start.
+            fresh_mark.unlink(missing_ok=True)
             try:
                 # The restore replays the log above the latest snapshot; it logs "engine
                 # restored" when done: the two lines time it.
@@ -124,6 +130,7 @@ async def _run(config: Path) -> int:
                         storage,
                         _options_from_env(),
                         on_replayed=lambda h: setattr(progress, "height", h),
+                        fresh=fresh,
                     )
                 finally:
                     _interrupt = False

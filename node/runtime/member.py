@@ -140,10 +140,14 @@ class Node:
         network: PeerNetwork | None = None,
         clock: Clock = wall_ms,
         on_replayed: Callable[[int], None] | None = None,
+        fresh: bool = False,
     ) -> None:
         """`network` and `clock` are the I/O seam (node/seam.py): by default the TCP
         transport to the members in genesis and the wall clock. `on_replayed(height)`
-        is called after each block the engine restore replays (start-up progress)."""
+        is called after each block the engine restore replays (start-up progress).
+        `fresh`: the store was made for this member and has never run one (the data
+        directory `committee init` marked, a new simulated store): it signed nothing
+        before, so no wipe guard (`_guard_window`)."""
         self.setup = setup
         self.options = options = options or NodeOptions()
         genesis = setup.genesis
@@ -259,8 +263,12 @@ class Node:
         self._joining = False
         self.halted: str | None = None
         self._peer_rounds: dict[int, int] = {}  # peer -> highest round it signed for
-        # None: no guard; -1: observing peers' rounds; R: withhold our signatures <= R
-        self._guard_round: int | None = -1 if storage.load_safety() is None else None
+        # None: no guard; -1: observing peers' rounds; R: withhold our signatures <= R.
+        # Without a safety record a member may have signed before a wipe, unless its
+        # store is fresh: a first start guarded could stall a committee whose other
+        # members advanced rounds without it meanwhile (simulator seed 166).
+        forgot = storage.load_safety() is None and not fresh
+        self._guard_round: int | None = -1 if forgot else None
         self._timer: tuple[int, int] | None = None  # (round, at_ms)
         self._timer_changed = trio.Event()
         self._proposing: int | None = None
@@ -854,15 +862,9 @@ class Node:
         """Start a log sync when a verified QC proves the committee is far ahead of us.
         Heights in a block are only its author's claim, so they never start a sync; a
         QC carries 2f + 1 signatures. `peer` sent it, so it is asked first."""
-        options = self.options
-        # Behind in rounds, or current in rounds but not committing: ancestors we lack
-        # may be committed and pruned at our peers, so only the committed log brings them.
-        behind = (
-            qc.round > status.high_qc_round + options.sync_gap_rounds
-            or qc.round > status.committed_round + options.sync_commit_lag_rounds
-        )
+        behind = committee_ahead(qc.round, status, self.options)
         now = trio.current_time()
-        if behind and now - self._last_sync_start >= options.sync_timeout_s:
+        if behind and now - self._last_sync_start >= self.options.sync_timeout_s:
             self._last_sync_start = now
             assert self._nursery is not None
             self.sync.start(self._nursery, peer)
@@ -1050,8 +1052,19 @@ class Node:
         self._ready = self.halted is None
 
     async def _on_synced_root(self, root: Root) -> None:
-        """Sync reached a peer's proven root: rebuild the core above it if it is above
-        the core's own."""
+        """Sync reached a peer's proven root: store it (the blocks up to it are written
+        already) and rebuild the core above it if it is above the core's own. Stored,
+        it is what this member's sync answers prove and where a restart rebuilds the
+        core; unstored, a member that caught up by sync served the root of its last
+        live commit, and two such members could not bring a third back (simulator seed
+        210 of the Byzantine sweep: no live commit came, as that third vote was needed)."""
+        block, proof = root
+        raw = self.storage.load_meta("root")
+        stored = -1 if raw is None else Block.from_wire(msgpack.unpackb(raw, raw=False)[0]).height
+        if stored < block.height <= self.executor.height:
+            record = msgpack.packb([block.to_wire(), proof.to_wire()], use_bin_type=True)
+            async with self.executor.storage_lock:
+                self.storage.write(WriteBatch(meta={"root": record}))
         if root[0].height > self.core.status().committed_height:
             self.core = self._build_core(root)
             await self._inbox_send.send(Start())
@@ -1074,3 +1087,18 @@ def _round_of(msg: object) -> int | None:
     if isinstance(msg, Proposal):
         return msg.block.round
     return None
+
+
+def committee_ahead(qc_round: int, status: CoreStatus, options: NodeOptions) -> bool:
+    """Whether a verified QC of `qc_round` (2f + 1 signatures: not one peer's claim)
+    shows the committee ahead of this member so that only the committed log can bring
+    it back: behind in rounds; or current in rounds but not committing; or holding a
+    proof that the committee committed past our root whose ancestors we lack. Those
+    ancestors may be committed and pruned at every peer. Without the last rule a member
+    3 rounds behind waited forever when no new QC could form because its own vote was
+    the one missing (RELIABILITY.md, the simulator's seed 94)."""
+    return (
+        qc_round > status.high_qc_round + options.sync_gap_rounds
+        or qc_round > status.committed_round + options.sync_commit_lag_rounds
+        or status.pending_commit_round > status.committed_round
+    )

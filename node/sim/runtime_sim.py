@@ -335,6 +335,7 @@ class _Slot:
     scope: trio.CancelScope | None = None
     endpoint: SimEndpoint | None = None
     syncing_since: float | None = None
+    started: bool = False  # a member has run from this store
 
 
 class RuntimeSimulation:
@@ -411,8 +412,14 @@ class RuntimeSimulation:
         endpoint = self.net.attach(i)
         try:
             node = Node(
-                self.setups[i], slot.storage, slot.options, network=endpoint, clock=virtual_wall_ms
+                self.setups[i],
+                slot.storage,
+                slot.options,
+                network=endpoint,
+                clock=virtual_wall_ms,
+                fresh=not slot.started,  # a restart keeps the store it crashed with
             )
+            slot.started = True
         except Exception as exc:  # recovery from our own store failed: a finding
             self.checker.raised(i, "Node() from the surviving store", exc)
             return

@@ -105,7 +105,11 @@ def test_missing_ancestors_are_fetched_then_committed() -> None:
     (request,) = sent(actions, BlockRequest)
     assert isinstance(request, BlockRequest) and request.block_id == chain[3].id
     assert next(a for a in actions if isinstance(a, Send)).to == 0  # the proposer has it
+    # QC(3) proves round 2 committed, above our root, with its ancestors missing: the
+    # runtime reads this as "the committee committed past us" and syncs the log.
+    assert (core.status().pending_commit_round, core.status().committed_round) == (2, 0)
     actions = receive(core, 0, BlockResponse((chain[3], chain[2], chain[1])))
+    assert core.status().pending_commit_round == 0
     persisted = [a.block.round for a in actions if isinstance(a, PersistBlock)]
     assert persisted == [1, 2, 3, 4]
     commits = [b.round for a in actions if isinstance(a, Commit) for b in a.blocks]

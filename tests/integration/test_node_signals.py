@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 import pytest
 
-from node.config import load_node_config
+from node.config import FRESH_DATA_MARK, load_node_config
 from node.genesis import committee_init, load_genesis
 from node.intents import intent_to_json
 from node.procs import free_base_port
@@ -198,6 +198,8 @@ def test_sigterm_at_any_moment_of_start_up_exits_0(member: Member, moment: str |
     phase = assert_clean_stop(member, took_s, code, f"SIGTERM {moment}")
     if moment == "ready":
         assert phase == "run"
+        # A member ran from this data directory: its next start may not skip the guard.
+        assert not (member.folder / "node0" / "data" / FRESH_DATA_MARK).exists()
     # It starts again from what it stored (or from nothing, stopped before storage).
     start_and_wait_ready(member)
     took_s, code = member.sigterm()

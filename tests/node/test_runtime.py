@@ -13,7 +13,7 @@ import trio
 from consensus.actions import Action, Commit, NeedPayload, PersistSafety, Send
 from consensus.events import PayloadReady
 from consensus.safety_data import SafetyData
-from consensus.types import Vote, VoteData, genesis_block, genesis_qc
+from consensus.types import Block, Vote, VoteData, genesis_block, genesis_qc
 from node.genesis import ConsensusParams, committee_init, load_node_setup
 from node.intents import Entry, IntentError
 from node.payload import decode_committed
@@ -127,6 +127,36 @@ async def test_restarted_node_catches_up_from_peers_and_votes_again(tmp_path: Pa
     assert len(logs) == 1
 
 
+async def test_a_member_that_caught_up_by_sync_serves_the_synced_root(tmp_path: Path) -> None:
+    """What a member took by log sync it proves to the next one: its stored root moves
+    to the synced tip, so its sync answers reach that height (and a restart rebuilds the
+    core there). Before, it kept the root of its last live commit: in the simulator two
+    such members could not bring a third back while that third's vote was the one
+    missing for any live commit (seed 210)."""
+    nodes = make_nodes(tmp_path, 4)
+    async with trio.open_nursery() as nursery:
+        scopes: list[list[trio.CancelScope]] = [[] for _ in nodes]
+        for node, box in zip(nodes, scopes, strict=True):
+            await nursery.start(_run_until_cancelled, node, box)
+        await wait_height(nodes, 2)
+        scopes[3][-1].cancel()  # node 3 goes down
+        await trio.sleep(0.1)
+        stopped_at = nodes[3].exec_height
+        await wait_height(nodes[:3], stopped_at + 12)
+        for i in (1, 2):  # no quorum from here on: nothing commits live any more
+            scopes[i][-1].cancel()
+        await trio.sleep(0.1)
+        tip = nodes[0].exec_height
+        nodes[3] = reopen(nodes[3])
+        await nursery.start(_run_until_cancelled, nodes[3], scopes[3])
+        await wait_height([nodes[3]], tip)
+        raw = nodes[3].storage.load_meta("root")
+        assert raw is not None
+        root, _proof = msgpack.unpackb(raw, raw=False)
+        assert Block.from_wire(root).height == tip > stopped_at
+        nursery.cancel_scope.cancel()
+
+
 async def test_byzantine_leader_and_double_voter_cannot_split_honest_nodes(tmp_path: Path) -> None:
     nodes = make_nodes(tmp_path, 4)
     setup = nodes[3].setup
@@ -202,6 +232,24 @@ async def test_wiped_node_withholds_votes_for_rounds_it_may_have_signed(tmp_path
         assert nodes[3]._guard_round > seen_round
         await wait_height(nodes, nodes[0].exec_height)  # it still catches up
         nursery.cancel_scope.cancel()
+
+
+def test_only_a_store_no_member_ran_from_starts_unguarded(tmp_path: Path) -> None:
+    """`committee init` marks each data directory fresh; a member on a fresh store signed
+    nothing before, so it does not withhold its votes (a first start guarded stalled a
+    committee that had advanced without it while a Byzantine peer fell silent: the
+    simulator's seed 166). An empty store without the mark may be a wiped disk."""
+    from node.config import FRESH_DATA_MARK
+
+    committee_init(tmp_path, 4, base_port=free_base_port(4))
+    setup = load_node_setup(tmp_path / "node0" / "config.toml")
+    assert (setup.config.data_dir / FRESH_DATA_MARK).is_file()
+    storage = open_storage(setup.config.data_dir, setup.genesis.genesis_hash())
+    try:
+        assert Node(setup, storage, FAST, fresh=True)._guard_round is None
+        assert Node(setup, storage, FAST)._guard_round == -1  # observing first
+    finally:
+        storage.close()
 
 
 async def test_far_behind_node_installs_a_snapshot_that_f_plus_1_peers_agree_on(

@@ -14,6 +14,7 @@ import random
 import re
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 
@@ -238,3 +239,31 @@ def test_plans_vary_with_the_seed() -> None:
 def test_parallel_seeds_match_sequential() -> None:
     sequential = [r.digest for r in run_seeds(2, 2, byzantine=True)]
     assert [r.digest for r in run_seeds(2, 2, byzantine=True, jobs=2)] == sequential
+
+
+def test_a_member_holding_a_commit_it_cannot_apply_syncs_the_log() -> None:
+    """Seed 94 of the Byzantine sweep, once the oracle task shifted its schedule: a member
+    three rounds behind, its root at round 13, holding QC(16) and a commit proof for
+    round 15 whose ancestors every peer had committed and pruned. No QC could form
+    without its vote, so the QC it saw stayed at round 16 and neither the round gap nor
+    the commit lag ever started a sync. The pending commit now does."""
+    from consensus.core import Status
+    from node.runtime.member import committee_ahead
+    from node.runtime.options import NodeOptions
+
+    options = NodeOptions()
+    stuck = Status(
+        round=38,
+        leader=2,
+        high_qc_round=16,
+        high_tc_round=37,
+        committed_round=16 - options.sync_commit_lag_rounds,
+        committed_height=9,
+        committed_id=bytes(32),
+        last_voted_round=37,
+        blocks_in_tree=1,
+    )
+    assert not committee_ahead(16, stuck, options)  # the gap that was
+    assert committee_ahead(16, replace(stuck, pending_commit_round=15), options)
+    current = replace(stuck, committed_round=15, pending_commit_round=15)
+    assert not committee_ahead(16, current, options)  # applied: nothing to fetch
