@@ -424,3 +424,53 @@ async def test_backstop_and_adl_are_indexed(nursery: trio.Nursery) -> None:
         ("deleveraged", "counterparty", ph.BTC_PERP)
     ]
     assert [r["kind"] for r in market].count("deleveraged") == 1  # once per event
+
+
+async def test_trade_cli_perp_commands(
+    node: ExchangeNode, url: str, bob: Client, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from node.trade_cli import main as trade_main
+
+    async def trade(*argv: str) -> tuple[int, Any]:
+        common = ["--api", url, "--key", "0x" + ALICE_KEY.hex()]
+        capsys.readouterr()  # the server's log lines so far
+        code = await trio.to_thread.run_sync(trade_main, [*common, *argv])
+        lines = capsys.readouterr().out.splitlines()
+        start = next((i for i, line in enumerate(lines) if line[:1] in "{["), None)
+        return code, None if start is None else json.loads("\n".join(lines[start:]))
+
+    code, result = await trade("set-leverage", "BTC-PERP", "4", "--isolated")
+    assert code == 0 and result["status"] == "committed", result
+    assert (await bob.place("BTC-PERP", "sell", "0.01", "97000", tif="post")).ok
+    code, result = await trade("place", "BTC-PERP", "buy", "0.01", "97000", "--tif", "ioc")
+    assert code == 0 and result["status"] == "committed", result
+    code, (position,) = await trade("positions")
+    assert (position["margin_mode"], position["leverage"], position["size"]) == (
+        "isolated",
+        4,
+        1_000_000,
+    )
+    pos = node.engine.accounts[ALICE].perp.positions[BTC_PERP]  # type: ignore[union-attr]
+    assert position["isolated_margin"] == pos.margin == -(-970_000_000 // 4)
+    code, result = await trade("add-margin", "BTC-PERP", "10")
+    assert code == 0 and result["status"] == "committed"
+    code, result = await trade("remove-margin", "BTC-PERP", "2.5")
+    assert code == 0 and result["status"] == "committed"
+    assert pos.margin == -(-970_000_000 // 4) + 7_500_000
+    code, summary = await trade("margin")
+    assert summary["isolated_margin"] == pos.margin and summary["positions"][0]["equity"] == (
+        pos.margin + 100 * btc(node).mark - pos.entry
+    )
+    code, prices = await trade("prices", "BTC-PERP")
+    assert prices["mark"] == btc(node).mark
+    code, page = await trade("funding")
+    assert code == 0 and page == {"funding": [], "next_cursor": None}
+    code, page = await trade("liquidations", "--market", "BTC-PERP", "--limit", "5")
+    assert code == 0 and page["liquidations"] == []
+    # Too much margin out: the engine refuses it; a size off the grid never leaves.
+    code, result = await trade("remove-margin", "BTC-PERP", "1000")
+    assert code == 1 and result["code"] == "insufficient_margin"
+    code, _ = await trade("add-margin", "BTC-PERP", "0.0000001")
+    assert code == 1
