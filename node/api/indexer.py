@@ -85,6 +85,10 @@ log = structlog.get_logger("seqnet.indexer")
 
 Topic = tuple[Any, ...]  # ("book", market) | ("trades", market) | ("account", address) | ...
 LIQUIDATION_KEY_BITS: Final = 24  # a liquidation record's id: height << 24 | its place
+# A `positions` update caused only by a mark move is sent at most this often per account
+# (block time); an update of the account's own state (fill, funding, margin action,
+# balance, liquidation) is sent in its block.
+POSITIONS_MARK_INTERVAL_MS: Final = 1_000
 _PERP_EVENTS: Final = frozenset(
     (PositionChanged, LeverageSet, MarginChanged, FundingPaid, Funding, Prices, Liquidation,
      LiquidationOrder, Backstop, Deleveraged, LiquidationFee, BadDebt)
@@ -281,6 +285,7 @@ class Indexer:
         self.assets = {a.id: a for a in engine.genesis.assets}
         self.lot_sizes = {m.id: m.lot_size for m in engine.genesis.markets}
         self.symbols = {m.id: m.symbol for m in engine.genesis.markets}
+        self._positions_sent_ms: dict[bytes, int] = {}  # last `positions` update per account
 
     @classmethod
     def attach(
@@ -927,15 +932,26 @@ class Indexer:
                 message = {"channel": "liquidations", "market": market, **stamp}
                 publisher.publish(("liquidations", market), {**message, "events": records})
         moved = work.prices
-        for topic in publisher.subscribed("positions"):
+        now = self.timestamp_ms
+        sent = self._positions_sent_ms
+        followed = publisher.subscribed("positions")
+        if len(sent) > 2 * len(followed):  # forget accounts nobody follows any more
+            self._positions_sent_ms = sent = {t[1]: sent[t[1]] for t in followed if t[1] in sent}
+        for topic in followed:
             address = topic[1]
             if address not in work.perp_accounts and address not in work.messages:
+                # Only the mark moved: at most one update per POSITIONS_MARK_INTERVAL_MS.
+                if now - sent.get(address, -POSITIONS_MARK_INTERVAL_MS) < (
+                    POSITIONS_MARK_INTERVAL_MS
+                ):
+                    continue
                 account = self.engine.accounts.get(address)
                 held = None if account is None or account.perp is None else account.perp
                 if held is None or not any(
                     p.size and m in moved for m, p in held.positions.items()
                 ):
                     continue
+            sent[address] = now
             publisher.publish(topic, self.positions_message(address))
 
     def positions_message(self, address: bytes) -> dict[str, Any]:

@@ -149,21 +149,29 @@ def _liquidation_price(pos: Position, base: int, lots: int) -> int | None:
     return hi
 
 
-def liquidation_price(account: Account, pos: Position, coll: int) -> int | None:
-    """The liquidation price of an open position (None when flat or out of range)."""
+def cross_base(account: Account, coll: int) -> int:
+    """Cross equity minus cross maintenance at the current marks."""
+    pa = account.perp
+    assert pa is not None
+    held = pa.positions
+    return cross_equity(held, account.available[coll]) - cross_maintenance(held)
+
+
+def liquidation_price(pos: Position, base: int) -> int | None:
+    """The liquidation price of an open position (None when flat or out of range).
+    `base`: the account's `cross_base` (read for a cross position only)."""
     lots = pos.size // pos.market.lot
     if not lots:
         return None
     if pos.isolated:
         return _liquidation_price(pos, pos.margin - pos.entry, lots)
-    pa = account.perp
-    assert pa is not None
-    others = {m: p for m, p in pa.positions.items() if p is not pos}
-    base = cross_equity(others, account.available[coll]) - cross_maintenance(others) - pos.entry
-    return _liquidation_price(pos, base, lots)
+    # This position's own mark-dependent parts out: what stays is the rest of the unit.
+    mark = pos.market.mark
+    own = lots * mark - pos.entry - pos.maintenance()
+    return _liquidation_price(pos, base - own - pos.entry, lots)
 
 
-def position_view(account: Account, pos: Position, coll: int, symbol: str) -> dict[str, Any]:
+def position_view(pos: Position, base: int, symbol: str) -> dict[str, Any]:
     market = pos.market
     lots = pos.size // market.lot
     value = lots * market.mark
@@ -188,20 +196,20 @@ def position_view(account: Account, pos: Position, coll: int, symbol: str) -> di
         "maintenance_margin": pos.maintenance(),
         "open_bid_size": pos.bid_size,
         "open_ask_size": pos.ask_size,
-        "liquidation_price": liquidation_price(account, pos, coll),
+        "liquidation_price": liquidation_price(pos, base),
     }
 
 
 def positions(engine: Engine, address: bytes, symbols: dict[int, str]) -> list[dict[str, Any]]:
     """Every perp position the account has used (market id order; flat ones keep their
-    leverage setting)."""
+    leverage setting). O(positions), plus one bisection per open position."""
     perps = engine.perps
     account = engine.accounts.get(address)
     if perps is None or account is None or account.perp is None:
         return []
-    coll = perps.coll
+    base = cross_base(account, perps.coll)
     found = account.perp.positions
-    return [position_view(account, found[m], coll, symbols[m]) for m in sorted(found)]
+    return [position_view(found[m], base, symbols[m]) for m in sorted(found)]
 
 
 def margin(engine: Engine, address: bytes, symbols: dict[int, str]) -> dict[str, Any]:

@@ -49,6 +49,9 @@ class StreamLimits:
     # about how many blocks a client may fall behind before it is dropped.
     queue_messages: int = 1024
     max_subscriptions: int = 64  # per connection
+    # Distinct accounts followed on the `positions` channel, node-wide: each costs a
+    # margin summary per block in which it changes (node/api/indexer.py).
+    max_position_accounts: int = 1024
     heartbeat_s: float = 5.0
     checkpoint_poll_s: float = 0.5
     max_bad_requests: int = 10
@@ -104,6 +107,7 @@ class StreamHub:
         return topic in self._topics
 
     def subscribed(self, channel: str) -> list[Topic]:
+        """The topics of a channel with at least one subscriber."""
         return list(self._by_channel.get(channel, ()))
 
     def publish(self, topic: Topic, message: dict[str, Any]) -> None:
@@ -257,6 +261,13 @@ class StreamSession:
             and len(self._sub.topics) >= self._limits.max_subscriptions
         ):
             raise ApiError(400, "too_many_subscriptions", "unsubscribe from something first")
+        if (
+            topic[0] == "positions"
+            and not self._hub.wants(topic)
+            and len(self._hub.subscribed("positions")) >= self._limits.max_position_accounts
+        ):
+            message = f"this node follows at most {self._limits.max_position_accounts} accounts"
+            raise ApiError(503, "too_many_subscriptions", message)
         self._hub.subscribe(self._sub, topic)
         self._sub.offer(
             _frame({"channel": "subscribed", "id": request_id, "subscription": subscription})

@@ -26,6 +26,8 @@ from matching.config import Genesis
 from matching.events import Backstop, Deleveraged, Fill, Funding, FundingPaid, LiquidationFee
 from matching.margin import PerpMarket, cross_equity, cross_initial, cross_maintenance
 from node.api.app import ApiLimits, create_app, serve_api
+from node.api.indexer import POSITIONS_MARK_INTERVAL_MS
+from node.api.streams import StreamLimits
 from node.genesis import default_exchange, perp_market
 from node.intents import address_of_private_key
 from node.runtime import Executable, ExecutedBlock
@@ -93,8 +95,8 @@ async def node() -> ExchangeNode:
     return exchange
 
 
-async def serve(nursery: trio.Nursery, node: ExchangeNode) -> str:
-    port = await nursery.start(serve_api, create_app(node, OPEN), "127.0.0.1", 0)
+async def serve(nursery: trio.Nursery, node: ExchangeNode, **options: Any) -> str:
+    port = await nursery.start(serve_api, create_app(node, OPEN, **options), "127.0.0.1", 0)
     return f"http://127.0.0.1:{port}"
 
 
@@ -314,6 +316,32 @@ async def test_perp_streams(node: ExchangeNode, alice: Client, bob: Client) -> N
         await stream._send({"op": "subscribe", "channel": "liquidations", "market": "2"})
         error = await receive_until(stream, lambda m: m.get("channel") == "error", 5)
         assert error["error"]["code"] == "unknown_market"
+
+
+async def test_positions_stream_is_bounded(nursery: trio.Nursery, node: ExchangeNode) -> None:
+    """Mark moves update a follower at most once per POSITIONS_MARK_INTERVAL_MS of block
+    time (its own fills at once); the node follows a bounded number of accounts."""
+    url = await serve(nursery, node, stream_limits=StreamLimits(max_position_accounts=1))
+    async with Client(url, ALICE_KEY) as alice, Client(url, BOB_KEY) as bob:
+        await open_long(alice, bob)
+        async with alice.stream() as stream:
+            await stream.subscribe_positions(ALICE)
+            await receive_until(stream, lambda m: m.get("channel") == "positions", 5)
+            start = node.engine.timestamp_ms + 1
+            heights = []
+            for i in range(4):  # four mark moves within one interval, then one after it
+                block = observe(node, PRICE_TICKS + 100 * (i + 1), timestamp_ms=start + i)
+                heights.append(block.height)
+            late = observe(node, PRICE_TICKS, start + POSITIONS_MARK_INTERVAL_MS).height
+            got = []
+            while not got or got[-1] < late:
+                message = await receive_until(stream, lambda m: m.get("channel") == "positions", 5)
+                got.append(message["height"])
+            assert got == [heights[0], late]
+            # A second account to follow is refused while the first is followed.
+            await stream.subscribe_positions(BOB)
+            error = await receive_until(stream, lambda m: m.get("channel") == "error", 5)
+            assert error["error"]["code"] == "too_many_subscriptions"
 
 
 # ---------------------------------------------------------------------------------------
