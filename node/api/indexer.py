@@ -917,7 +917,7 @@ class Indexer:
                 found = perps.markets[market]
                 funding = [f for f in work.funding_rates if f["market"] == market]
                 publisher.publish(("prices", market), {
-                    "channel": "prices", "market": market, **stamp,
+                    "channel": "prices", "type": "update", "market": market, **stamp,
                     "index_price": found.index if found.fresh else None,
                     "mark": found.mark or None, "premium_ppb": found.premium_ema,
                     "fresh": found.fresh, "next_funding_ms": found.next_funding_ms or None,
@@ -952,11 +952,12 @@ class Indexer:
                 ):
                     continue
             sent[address] = now
-            publisher.publish(topic, self.positions_message(address))
+            publisher.publish(topic, {**self.positions_message(address), "type": "update"})
 
     def positions_message(self, address: bytes) -> dict[str, Any]:
-        """What the `positions` channel sends: the account's margin summary."""
-        return {"channel": "positions", "timestamp_ms": self.timestamp_ms,
+        """What the `positions` channel sends: the account's margin summary (a snapshot
+        when it is subscribed to)."""
+        return {"channel": "positions", "type": "snapshot", "timestamp_ms": self.timestamp_ms,
                 **self.margin(address)}  # fmt: skip
 
     def prices_message(self, market: int) -> dict[str, Any]:
