@@ -13,6 +13,15 @@
     seqnet trade agent approve 0x… bot-1               # let an API key trade for the account
     seqnet trade agent revoke 0x…                      # and take that right back
 
+Perpetual futures (orders as above: `place BTC-PERP buy 0.01 97000 [--reduce-only]`):
+
+    seqnet trade positions | margin                    # positions; the margin summary
+    seqnet trade prices [BTC-PERP]                     # index, mark, funding, oracle
+    seqnet trade funding [BTC-PERP]                    # payments (or the market's rates)
+    seqnet trade liquidations [--market BTC-PERP]      # the account's (or the market's)
+    seqnet trade set-leverage BTC-PERP 5 [--isolated]
+    seqnet trade add-margin BTC-PERP 100 | remove-margin BTC-PERP 50
+
 The node is `--api URL`, else the first node of the localnet in `--localnet DIR`
 (default .localnet). The key is `--key 0x…` or $SEQNET_KEY (an agent key with
 `--account`). Deposits go to the chain in `--chain URL`, else the localnet's chain.json;
@@ -135,9 +144,11 @@ def _page_query(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _print_page(client: SyncClient, kind: str, of: Any, args: argparse.Namespace) -> int:
+def _print_page(
+    client: SyncClient, kind: str, of: Any, args: argparse.Namespace, label: str | None = None
+) -> int:
     found = client.page(kind, of, **_page_query(args))
-    _print_json({kind: found.items, "next_cursor": found.next_cursor})
+    _print_json({label or kind: found.items, "next_cursor": found.next_cursor})
     return 0
 
 
@@ -175,6 +186,41 @@ def _claim(client: SyncClient, args: argparse.Namespace, withdrawal_id: int) -> 
     return 0
 
 
+PERP_COMMANDS = (
+    "positions", "margin", "prices", "funding", "liquidations", "set-leverage", "add-margin",
+    "remove-margin",
+)  # fmt: skip
+
+
+def _perp(client: SyncClient, args: argparse.Namespace) -> int:
+    cmd = args.cmd
+    if cmd == "positions":
+        _print_json(client.positions())
+        return 0
+    if cmd == "margin":
+        _print_json(client.margin())
+        return 0
+    if cmd == "prices":
+        _print_json(client.prices(args.market))
+        return 0
+    if cmd == "funding":
+        if args.market is not None:
+            return _print_page(client, "funding_rates", args.market, args, "funding")
+        return _print_page(client, "funding", None, args)
+    if cmd == "liquidations":
+        if args.market is not None:
+            return _print_page(client, "market_liquidations", args.market, args, "liquidations")
+        return _print_page(client, "liquidations", None, args)
+    if cmd == "set-leverage":
+        result = client.set_leverage(args.market, args.leverage, isolated=args.isolated)
+    elif cmd == "add-margin":
+        result = client.add_margin(args.market, args.amount)
+    else:
+        result = client.remove_margin(args.market, args.amount)
+    _print_json(result)
+    return 0 if result.ok else 1
+
+
 def _run(client: SyncClient, args: argparse.Namespace) -> int:
     cmd = args.cmd
     if cmd == "place":
@@ -186,6 +232,7 @@ def _run(client: SyncClient, args: argparse.Namespace) -> int:
             kind=args.kind,
             tif=args.tif,
             cloid=args.cloid,
+            reduce_only=args.reduce_only,
         )
         _print_json(result)
         return 0 if result.ok else 1
@@ -250,6 +297,8 @@ def _run(client: SyncClient, args: argparse.Namespace) -> int:
         if result.withdrawal_id is None:
             raise SystemExit("the node did not say the withdrawal id (wait for committed)")
         return _claim(client, args, result.withdrawal_id)
+    if cmd in PERP_COMMANDS:
+        return _perp(client, args)
     if cmd == "agent":
         if args.what == "approve":
             if args.name is None:
@@ -279,6 +328,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--kind", choices=("limit", "market"), default="limit")
     p.add_argument("--tif", choices=("gtc", "ioc", "fok", "post"))
     p.add_argument("--cloid", type=int)
+    p.add_argument("--reduce-only", action="store_true", help="perps: only reduce (ioc/fok)")
     p = sub.add_parser("cancel", help="cancel by id, client id, or all")
     p.add_argument("market", nargs="?")
     p.add_argument("oid", type=int, nargs="?")
@@ -320,7 +370,29 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("what", choices=("approve", "revoke"))
     p.add_argument("agent", help="the agent's address, 0x…")
     p.add_argument("name", nargs="?", help="a label for the agent (approve only, ≤ 32 bytes)")
+    _perp_parsers(sub)
     return parser
+
+
+def _perp_parsers(sub: Any) -> None:
+    sub.add_parser("positions", help="perp positions (PnL, margin mode, liquidation price)")
+    sub.add_parser("margin", help="margin summary: equity, requirements, free collateral")
+    p = sub.add_parser("prices", help="a perp market's index, mark, funding and oracle")
+    p.add_argument("market", nargs="?", help="default: every perp market")
+    p = sub.add_parser("funding", help="funding payments (with MARKET: the market's rates)")
+    p.add_argument("market", nargs="?")
+    _paging(p)
+    p = sub.add_parser("liquidations", help="the account's liquidation records (or a market's)")
+    p.add_argument("--market")
+    _paging(p)
+    p = sub.add_parser("set-leverage", help="a perp market's leverage and margin mode")
+    p.add_argument("market")
+    p.add_argument("leverage", type=int)
+    p.add_argument("--isolated", action="store_true", help="isolated margin (default cross)")
+    for name, what in (("add-margin", "into"), ("remove-margin", "out of")):
+        p = sub.add_parser(name, help=f"move collateral {what} an isolated position")
+        p.add_argument("market")
+        p.add_argument("amount", help="collateral, human units (e.g. 100.5)")
 
 
 def _paging(p: argparse.ArgumentParser) -> None:

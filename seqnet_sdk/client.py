@@ -34,7 +34,14 @@ from node.intents import (
     sign_intent,
 )
 from seqnet_sdk.stream import Stream
-from seqnet_sdk.units import Markets, Number, candle_view, stats_decimals, with_decimals
+from seqnet_sdk.units import (
+    Markets,
+    Number,
+    candle_view,
+    margin_decimals,
+    stats_decimals,
+    with_decimals,
+)
 
 Side = Literal["buy", "sell"]
 DEFAULT_TIMEOUT_S: Final = 10.0
@@ -96,6 +103,11 @@ HISTORY: Final = {
     "orders": ("/v1/accounts/{}/history", "orders", "account"),
     "deposits": ("/v1/accounts/{}/deposits", "deposits", "account"),
     "withdrawals": ("/v1/accounts/{}/withdrawals", "withdrawals", "account"),
+    # Perpetual futures
+    "funding": ("/v1/accounts/{}/funding", "funding", "account"),
+    "funding_rates": ("/v1/markets/{}/funding", "funding", "market"),
+    "liquidations": ("/v1/accounts/{}/liquidations", "liquidations", "account"),
+    "market_liquidations": ("/v1/markets/{}/liquidations", "liquidations", "market"),
 }
 CLAIM_POLL_S: Final = 0.5
 
@@ -319,6 +331,40 @@ class Client:
         action = {"type": "withdraw", "asset": info.id, "amount": info.to_units(amount)}
         return await self._one(action, wait)
 
+    async def set_leverage(
+        self,
+        market: int | str,
+        leverage: int,
+        *,
+        isolated: bool = False,
+        wait: bool | None = None,
+    ) -> IntentResult:
+        """A perp market's leverage (1..max_leverage) and margin mode (cross or isolated;
+        the mode changes only without a position or open orders there)."""
+        info = (await self.markets()).market(market)
+        action = {"type": "set_leverage", "market": info.id, "leverage": leverage,
+                  "isolated": isolated}  # fmt: skip
+        return await self._one(action, wait)
+
+    async def add_margin(
+        self, market: int | str, amount: Number, *, wait: bool | None = None
+    ) -> IntentResult:
+        """Move collateral (human units, e.g. "250.5" USDC) from cross into an open
+        isolated position (at most the free collateral)."""
+        info = (await self.markets()).market(market)
+        action = {"type": "add_margin", "market": info.id, "amount": info.quote.to_units(amount)}
+        return await self._one(action, wait)
+
+    async def remove_margin(
+        self, market: int | str, amount: Number, *, wait: bool | None = None
+    ) -> IntentResult:
+        """Move collateral back from an isolated position to cross (it must keep its
+        initial margin)."""
+        info = (await self.markets()).market(market)
+        action = {"type": "remove_margin", "market": info.id,
+                  "amount": info.quote.to_units(amount)}  # fmt: skip
+        return await self._one(action, wait)
+
     # ------------------------------------------------------------------ queries
 
     async def status(self) -> Any:
@@ -355,13 +401,14 @@ class Client:
         start_ms: int | None = None,
         end_ms: int | None = None,
     ) -> HistoryPage:
-        """One page of a history list: `kind` is trades (of a market), fills, orders,
-        deposits or withdrawals (of an account, this client's by default); a time range
+        """One page of a history list: `kind` is trades, funding_rates or
+        market_liquidations (of a market), fills, orders, deposits, withdrawals, funding or
+        liquidations (of an account, this client's by default); a time range
         [start_ms, end_ms) in block time; at most `limit` (≤ 1000) items."""
         template, key, scope = HISTORY[kind]
         markets = await self.markets()
         if scope == "market":
-            assert isinstance(of, int | str), "trades need a market"
+            assert isinstance(of, int | str), f"{kind} need a market"
             where: str | int = markets.market(of).id
         else:
             assert not isinstance(of, int), "an account is an address"
@@ -474,6 +521,55 @@ class Client:
     async def order_by_cloid(self, cloid: int, address: bytes | str | None = None) -> Any:
         path = f"/v1/accounts/{self._addr(address)}/orders/cloid/{cloid}"
         return with_decimals(await self.markets(), await self._get(path))
+
+    async def positions(self, address: bytes | str | None = None) -> list[dict[str, Any]]:
+        """Perp positions (signed size, entry, mark, PnL, margin mode, leverage,
+        liquidation price): the node's integers and their Decimals."""
+        raw = await self._get(f"/v1/accounts/{self._addr(address)}/positions")
+        markets = await self.markets()
+        return [with_decimals(markets, p) for p in raw["positions"]]
+
+    async def margin(self, address: bytes | str | None = None) -> dict[str, Any]:
+        """The margin summary: collateral, equity, initial and maintenance margin, free
+        collateral, `leverage` (a Decimal) and the positions."""
+        raw = await self._get(f"/v1/accounts/{self._addr(address)}/margin")
+        return margin_decimals(await self.markets(), raw)
+
+    async def prices(self, market: int | str | None = None) -> Any:
+        """A perp market's index, mark, premium, funding estimate and oracle state (every
+        perp market's, as a list, without `market`)."""
+        markets = await self.markets()
+        if market is None:
+            raw = await self._get("/v1/prices")
+            return [with_decimals(markets, m) for m in raw["markets"]]
+        info = markets.market(market)
+        return with_decimals(markets, await self._get(f"/v1/markets/{info.id}/prices"))
+
+    async def funding(
+        self, address: bytes | str | None = None, limit: int = 100, **query: Any
+    ) -> Any:
+        """Funding payments of an account (> 0 received), most recent first."""
+        return (await self.page("funding", address, limit=limit, **query)).items
+
+    async def funding_rates(self, market: int | str, limit: int = 100, **query: Any) -> Any:
+        """Funding rates paid in a perp market (ppb of the mark), most recent first."""
+        return (await self.page("funding_rates", market, limit=limit, **query)).items
+
+    async def liquidations(
+        self,
+        address: bytes | str | None = None,
+        limit: int = 100,
+        *,
+        market: int | str | None = None,
+        **query: Any,
+    ) -> Any:
+        """Liquidation records (liquidation, liquidation_order, fill, backstop,
+        deleveraged, liquidation_fee, bad_debt) of an account, or of a `market`."""
+        if market is not None:
+            found = await self.page("market_liquidations", market, limit=limit, **query)
+        else:
+            found = await self.page("liquidations", address, limit=limit, **query)
+        return found.items
 
     async def checkpoints(self) -> Any:
         return (await self._get("/v1/checkpoints"))["checkpoints"]

@@ -110,6 +110,21 @@ class Stream:
         parse_address(address)  # refuse a bad address here, not in an error message later
         await self._send({"op": "subscribe", "channel": "account", "account": address})
 
+    async def subscribe_prices(self, market: int) -> None:
+        """A perp market's index, mark, premium and funding (a snapshot first)."""
+        await self._send({"op": "subscribe", "channel": "prices", "market": market})
+
+    async def subscribe_liquidations(self, market: int) -> None:
+        """A perp market's liquidation records (orders, fills, backstops, ADL), per block."""
+        await self._send({"op": "subscribe", "channel": "liquidations", "market": market})
+
+    async def subscribe_positions(self, account: bytes | str) -> None:
+        """An account's margin summary and positions (a snapshot first, then whenever its
+        perp state, its balance or the mark of a market it holds moves)."""
+        address = account if isinstance(account, str) else format_address(account)
+        parse_address(address)
+        await self._send({"op": "subscribe", "channel": "positions", "account": address})
+
     async def subscribe_checkpoints(self) -> None:
         await self._send({"op": "subscribe", "channel": "checkpoints"})
 

@@ -78,6 +78,9 @@ class SyncClient:
         trades: Sequence[int] = (),
         account: bool | str = False,
         checkpoints: bool = False,
+        prices: Sequence[int] = (),
+        liquidations: Sequence[int] = (),
+        positions: bool | str = False,
     ) -> Iterator[dict[str, Any]]:
         """Subscribe and yield messages until the caller stops iterating."""
         inbox: queue.Queue[Any] = queue.Queue(STREAM_QUEUE)
@@ -96,6 +99,13 @@ class SyncClient:
                             await stream.subscribe_account(who)
                         if checkpoints:
                             await stream.subscribe_checkpoints()
+                        for market in prices:
+                            await stream.subscribe_prices(market)
+                        for market in liquidations:
+                            await stream.subscribe_liquidations(market)
+                        if positions:
+                            who = self._client.address if positions is True else positions
+                            await stream.subscribe_positions(who)
                         async for message in stream:
                             await trio.to_thread.run_sync(inbox.put, message)
                 except Exception as exc:

@@ -176,15 +176,31 @@ class Markets:
 
 
 # Which integer fields of each history record are prices, sizes (base) or quote amounts.
-_PRICE_FIELDS: Final = ("price",)
-_SIZE_FIELDS: Final = ("size", "open", "filled", "remaining")
+_PRICE_FIELDS: Final = (
+    "price", "entry_price", "mark", "liquidation_price", "index_price", "bankruptcy_price"
+)  # fmt: skip
+_SIZE_FIELDS: Final = ("size", "open", "filled", "remaining", "open_bid_size", "open_ask_size")
+# Quote (a perp market's collateral) amounts of positions, funding and liquidation records.
+_QUOTE_FIELDS: Final = (
+    "fee", "entry_notional", "notional", "unrealized_pnl", "realized_pnl", "funding",
+    "isolated_margin", "equity", "initial_margin", "maintenance_margin", "maintenance",
+    "residue", "deficit", "covered",
+)  # fmt: skip
+# Collateral amounts of a margin summary (GET /v1/accounts/{address}/margin).
+_MARGIN_FIELDS: Final = (
+    "collateral", "spot_locked", "cross_equity", "isolated_margin", "equity",
+    "initial_margin", "maintenance_margin", "isolated_maintenance_margin", "free_collateral",
+    "notional",
+)  # fmt: skip
 
 
 def with_decimals(markets: Markets, record: dict[str, Any]) -> dict[str, Any]:
     """The record with an exact Decimal beside each engine integer it carries:
-    `price_decimal` (quote per base), `size_decimal` (and `open_`, `filled_`,
-    `remaining_`: base units), `fee_decimal` (quote), `amount_decimal` (the record's
-    asset). The integers stay as they are, so nothing is lost."""
+    `price_decimal` (quote per base; and `mark_`, `entry_price_`, `liquidation_price_`,
+    …), `size_decimal` (and `open_`, `filled_`, `remaining_`: base units, signed for a
+    position), `fee_decimal`, `unrealized_pnl_decimal`, … (quote), `amount_decimal` (the
+    record's asset; a perp record's collateral). The integers stay as they are, so nothing
+    is lost."""
     out = dict(record)
     market = markets.markets.get(record["market"]) if "market" in record else None
     if market is not None:
@@ -194,11 +210,32 @@ def with_decimals(markets: Markets, record: dict[str, Any]) -> dict[str, Any]:
         for name in _SIZE_FIELDS:
             if isinstance(record.get(name), int):
                 out[f"{name}_decimal"] = market.units_to_size(record[name])
-        if isinstance(record.get("fee"), int):
-            out["fee_decimal"] = market.quote.from_units(record["fee"])
+        quote = market.quote
+        for name in _QUOTE_FIELDS:
+            if isinstance(record.get(name), int) and quote.decimals is not None:
+                out[f"{name}_decimal"] = quote.from_units(record[name])
+        amount = record.get("amount")
+        # funding payments, liquidation fees: in the market's collateral
+        if "asset" not in record and isinstance(amount, int) and quote.decimals is not None:
+            out["amount_decimal"] = quote.from_units(amount)
     asset = markets.assets.get(record["asset"]) if "asset" in record else None
     if asset is not None and asset.decimals is not None and isinstance(record.get("amount"), int):
         out["amount_decimal"] = asset.from_units(record["amount"])
+    return out
+
+
+def margin_decimals(markets: Markets, raw: dict[str, Any]) -> dict[str, Any]:
+    """A margin summary with Decimals of its collateral amounts (`equity_decimal`, …),
+    `leverage` (a Decimal: 2.5 for 25,000 bps) and each position `with_decimals`."""
+    out = dict(raw)
+    collateral = markets.asset(raw["collateral_asset"])
+    if collateral.decimals is not None:
+        for name in _MARGIN_FIELDS:
+            if isinstance(raw.get(name), int):
+                out[f"{name}_decimal"] = collateral.from_units(raw[name])
+    bps = raw.get("leverage_bps")
+    out["leverage"] = None if bps is None else _tidy(Decimal(bps).scaleb(-4, _CONTEXT))
+    out["positions"] = [with_decimals(markets, p) for p in raw.get("positions", [])]
     return out
 
 

@@ -11,8 +11,9 @@ next start fills them in.
 
 Every list is a *series* (`SERIES`): rows of one scope (a market or an account), keyed
 by a per-series id that grows with the block timestamp, read most recent first with a
-cursor `"<timestamp_ms>.<id>"` and a time range [start_ms, end_ms). A future series
-(funding payments of perpetual futures) is one more entry in `SERIES` and one table.
+cursor `"<timestamp_ms>.<id>"` and a time range [start_ms, end_ms). Perpetual futures add
+funding payments (per account), funding rates (per market) and liquidation records (per
+account and per market, one table read by either column).
 
 Integers only. Engine values (prices, sizes, amounts) are u64 and may exceed SQLite's
 signed 64-bit integers, so a row's values travel as one msgpack record; the indexed key
@@ -35,7 +36,7 @@ from typing import Any, Final
 
 import msgpack
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2  # 2: perpetual futures (funding, liquidations)
 DAY_MS: Final = 86_400_000
 MAX_PAGE: Final = 1_000  # the largest `limit` of any history query
 # Standard candle intervals (name -> milliseconds).
@@ -97,7 +98,13 @@ SERIES: Final = {
     "orders": Series("orders", "account", "oid", "days"),
     "deposits": Series("deposits", "account", "deposit_id", "money_days"),
     "withdrawals": Series("withdrawals", "account", "withdrawal_id", "money_days"),
-    # "funding": Series("funding", "account", "funding_id", "days"),  # perpetuals, later
+    # Perpetual futures: an account's funding payments, a market's funding rates, and
+    # liquidation records (one table, read by account or by market; an ADL counterparty's
+    # row has no market, so a market's list shows each event once).
+    "funding": Series("funding", "account", "funding_key", "days"),
+    "funding_rates": Series("funding_rates", "market", "height", "days"),
+    "liquidations": Series("liquidations", "account", "liq_key", "days"),
+    "market_liquidations": Series("liquidations", "market", "liq_key", "days"),
 }
 
 _SCHEMA: Final = """
@@ -132,6 +139,22 @@ CREATE INDEX IF NOT EXISTS withdrawals_intent ON withdrawals (intent_id);
 CREATE INDEX IF NOT EXISTS withdrawals_time ON withdrawals (timestamp_ms);
 CREATE TABLE IF NOT EXISTS checkpoints (
     sequence INTEGER PRIMARY KEY, timestamp_ms INTEGER NOT NULL, record BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS funding (
+    account BLOB NOT NULL, funding_key INTEGER NOT NULL, timestamp_ms INTEGER NOT NULL,
+    record BLOB NOT NULL, PRIMARY KEY (account, funding_key));
+CREATE INDEX IF NOT EXISTS funding_page ON funding (account, timestamp_ms, funding_key);
+CREATE INDEX IF NOT EXISTS funding_time ON funding (timestamp_ms);
+CREATE TABLE IF NOT EXISTS funding_rates (
+    market INTEGER NOT NULL, height INTEGER NOT NULL, timestamp_ms INTEGER NOT NULL,
+    record BLOB NOT NULL, PRIMARY KEY (market, height));
+CREATE INDEX IF NOT EXISTS funding_rates_page ON funding_rates (market, timestamp_ms, height);
+CREATE INDEX IF NOT EXISTS funding_rates_time ON funding_rates (timestamp_ms);
+CREATE TABLE IF NOT EXISTS liquidations (
+    liq_key INTEGER PRIMARY KEY, account BLOB NOT NULL, market INTEGER,
+    timestamp_ms INTEGER NOT NULL, record BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS liquidations_page ON liquidations (account, timestamp_ms, liq_key);
+CREATE INDEX IF NOT EXISTS liquidations_market ON liquidations (market, timestamp_ms, liq_key);
+CREATE INDEX IF NOT EXISTS liquidations_time ON liquidations (timestamp_ms);
 CREATE TABLE IF NOT EXISTS candles (
     market INTEGER NOT NULL, interval_ms INTEGER NOT NULL, open_ms INTEGER NOT NULL,
     record BLOB NOT NULL, PRIMARY KEY (market, interval_ms, open_ms)) WITHOUT ROWID;
@@ -285,6 +308,16 @@ class HistoryStore:
             )
         if rows.checkpoints:
             db.executemany("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?)", rows.checkpoints)
+        if rows.funding:
+            db.executemany("INSERT OR REPLACE INTO funding VALUES (?, ?, ?, ?)", rows.funding)
+        if rows.funding_rates:
+            db.executemany(
+                "INSERT OR REPLACE INTO funding_rates VALUES (?, ?, ?, ?)", rows.funding_rates
+            )
+        if rows.liquidations:
+            db.executemany(
+                "INSERT OR REPLACE INTO liquidations VALUES (?, ?, ?, ?, ?)", rows.liquidations
+            )
         if rows.trades:
             self._fold_candles(rows.candle_trades or [])
         self._set_meta("height", rows.height)
@@ -365,6 +398,9 @@ class HistoryStore:
             ("deposits", r.money_days, ""),
             ("withdrawals", r.money_days, ""),
             ("checkpoints", r.money_days, ""),
+            ("funding", r.days, ""),
+            ("funding_rates", r.days, ""),
+            ("liquidations", r.days, ""),
         ):
             self._db.execute(
                 f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} "
@@ -495,6 +531,9 @@ class BlockRows:
     withdrawals: list[tuple[int, bytes, int, bytes | None, bytes]] | None = None
     sealed: list[tuple[int, bytes, int]] | None = None
     checkpoints: list[tuple[int, int, bytes]] | None = None
+    funding: list[tuple[bytes, int, int, bytes]] | None = None
+    funding_rates: list[tuple[int, int, int, bytes]] | None = None
+    liquidations: list[tuple[int, bytes, int | None, int, bytes]] | None = None
 
 
 def trade_row(trade: dict[str, Any]) -> tuple[int, int, int, bytes]:

@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 
 import structlog
 
@@ -38,18 +38,33 @@ from matching.book import Book, Order
 from matching.checkpoint import Checkpoint
 from matching.events import (
     Accepted,
+    Backstop,
+    BadDebt,
     BalanceChanged,
     Cancelled,
+    Deleveraged,
     Deposited,
     Event,
     Expired,
     Fill,
+    Funding,
+    FundingPaid,
+    LeverageSet,
+    Liquidation,
+    LiquidationFee,
+    LiquidationOrder,
+    MarginChanged,
     Modified,
+    PositionChanged,
+    Prices,
     Rejected,
     Trade,
     Withdrawn,
 )
+from matching.margin import PerpMarket
 from matching.merkle import MerkleTree
+from matching.perp import LIQUIDATION_OID
+from node.api import perps as perps_view
 from node.api.history import (
     BlockRows,
     HistoryStore,
@@ -69,6 +84,15 @@ if TYPE_CHECKING:
 log = structlog.get_logger("seqnet.indexer")
 
 Topic = tuple[Any, ...]  # ("book", market) | ("trades", market) | ("account", address) | ...
+LIQUIDATION_KEY_BITS: Final = 24  # a liquidation record's id: height << 24 | its place
+# A `positions` update caused only by a mark move is sent at most this often per account
+# (block time); an update of the account's own state (fill, funding, margin action,
+# balance, liquidation) is sent in its block.
+POSITIONS_MARK_INTERVAL_MS: Final = 1_000
+_PERP_EVENTS: Final = frozenset(
+    (PositionChanged, LeverageSet, MarginChanged, FundingPaid, Funding, Prices, Liquidation,
+     LiquidationOrder, Backstop, Deleveraged, LiquidationFee, BadDebt)
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,11 +156,17 @@ class Publisher(Protocol):
 
     def wants(self, topic: Topic) -> bool: ...
     def publish(self, topic: Topic, message: dict[str, Any]) -> None: ...
+    def subscribed(self, channel: str) -> list[Topic]:
+        """The topics of `channel` someone subscribed to (bounded by the hub's limits)."""
+        ...
 
 
 class _NoPublisher:
     def wants(self, topic: Topic) -> bool:
         return False
+
+    def subscribed(self, channel: str) -> list[Topic]:
+        return []
 
     def publish(self, topic: Topic, message: dict[str, Any]) -> None:
         return None
@@ -254,6 +284,8 @@ class Indexer:
         self.blocks_indexed = 0
         self.assets = {a.id: a for a in engine.genesis.assets}
         self.lot_sizes = {m.id: m.lot_size for m in engine.genesis.markets}
+        self.symbols = {m.id: m.symbol for m in engine.genesis.markets}
+        self._positions_sent_ms: dict[bytes, int] = {}  # last `positions` update per account
 
     @classmethod
     def attach(
@@ -346,6 +378,41 @@ class Indexer:
         found = self.store.withdrawal(withdrawal_id)
         return None if found is None else self._withdrawal_view(found)
 
+    def funding(self, account: bytes, limit: int, **page: Any) -> Page:
+        """An account's funding payments (> 0 received, < 0 paid), most recent first."""
+        return self.store.page("funding", account, limit, **page)
+
+    def funding_rates(self, market: int, limit: int, **page: Any) -> Page:
+        return self.store.page("funding_rates", market, limit, **page)
+
+    def liquidations(self, account: bytes, limit: int, **page: Any) -> Page:
+        return self.store.page("liquidations", account, limit, **page)
+
+    def market_liquidations(self, market: int, limit: int, **page: Any) -> Page:
+        return self.store.page("market_liquidations", market, limit, **page)
+
+    def prices(self, market: int) -> dict[str, Any]:
+        """A perp market's prices and oracle (node/api/perps.py), at the indexed height."""
+        found = self.perp_market(market)
+        return {"height": self.height, **perps_view.prices_view(self.engine, found,
+                self.symbols[market])}  # fmt: skip
+
+    def margin(self, account: bytes) -> dict[str, Any]:
+        return {"account": _hex(account), "height": self.height,
+                **perps_view.margin(self.engine, account, self.symbols)}  # fmt: skip
+
+    def positions(self, account: bytes) -> dict[str, Any]:
+        found = perps_view.positions(self.engine, account, self.symbols)
+        return {"account": _hex(account), "height": self.height, "positions": found}
+
+    def perp_market(self, market: int) -> PerpMarket:
+        """The perp market, or LookupError with a client-facing message."""
+        found = perps_view.perp_market(self.engine, market)
+        if found is None:
+            what = "a spot market" if market in self.engine.books else "no market"
+            raise LookupError(f"market {market} is {what}, not a perpetual market")
+        return found
+
     def checkpoint_records(self, limit: int) -> list[dict[str, Any]]:
         return self.store.checkpoints(limit)
 
@@ -424,6 +491,8 @@ class Indexer:
         self._fold(block.result.expired, None, None, work)
         for entry, events in zip(block.entries, block.result.events, strict=True):
             self._fold(events, entry.engine_entry, entry.intent_id, work)
+        # The end step (perp markets): prices, funding, liquidations and their fills.
+        self._fold(block.result.end, None, None, work)
         rows = self._rows(block, work)
         if first and block.height > self.store.height + 1:
             rows.first_height = block.height  # the log no longer reaches further back
@@ -431,6 +500,7 @@ class Indexer:
         if live:
             self._publish_book_deltas(work)
             self._publish_account_updates(work)
+            self._publish_perp_updates(work)
 
     def _rows(self, block: ExecutedBlock, work: _BlockWork) -> BlockRows:
         rows = BlockRows(block.height, block.timestamp_ms)
@@ -446,6 +516,16 @@ class Indexer:
         rows.deposits = rows_or_none(money_row(d["deposit_id"], a, d) for a, d in work.deposits)
         rows.withdrawals = rows_or_none(
             (w["withdrawal_id"], a, w["timestamp_ms"], i, packed(w)) for a, w, i in work.withdrawals
+        )
+        height = block.height
+        rows.funding = rows_or_none(
+            (a, height << 32 | f["market"], f["timestamp_ms"], packed(f)) for a, f in work.funding
+        )
+        rows.funding_rates = rows_or_none(
+            (f["market"], height, f["timestamp_ms"], packed(f)) for f in work.funding_rates
+        )
+        rows.liquidations = rows_or_none(
+            (r["id"], a, m, r["timestamp_ms"], packed(r)) for a, m, r in work.liquidations
         )
         if block.checkpoint is not None:
             # A withdrawal of this very block is in its checkpoint but not in the store yet.
@@ -570,6 +650,84 @@ class Indexer:
                 self._on_deposit(ev, work)
             elif isinstance(ev, Withdrawn):
                 self._on_withdrawal(ev, intent_id, work)
+            elif kind in _PERP_EVENTS:
+                self._on_perp_event(ev, work)
+
+    def _on_perp_event(self, ev: Event, work: _BlockWork) -> None:
+        """Funding, prices and liquidation records (docs/MATCHING.md "Perpetual futures";
+        the liquidation's fills come as `Fill`s with oid 0, `_on_fill`)."""
+        stamp = {"height": self.height, "timestamp_ms": self.timestamp_ms}
+        if isinstance(ev, PositionChanged | LeverageSet | MarginChanged):
+            work.perp_accounts[ev.account] = None
+        elif isinstance(ev, FundingPaid):
+            record = {"account": _hex(ev.account), "market": ev.market, "amount": ev.amount}
+            work.funding.append((ev.account, {**record, **stamp}))
+            work.perp_accounts[ev.account] = None
+        elif isinstance(ev, Funding):
+            record = {
+                "market": ev.market,
+                "rate_ppb": ev.rate_ppb,
+                "mark": ev.mark,
+                "residue": ev.residue,
+                **stamp,
+            }
+            work.funding_rates.append(record)
+            work.prices[ev.market] = None
+        elif isinstance(ev, Prices):
+            work.prices[ev.market] = None
+        elif isinstance(ev, Liquidation):
+            unit = "cross" if ev.market < 0 else "isolated"
+            market = None if ev.market < 0 else ev.market
+            work.liquidation(
+                ev.account,
+                market,
+                {
+                    "kind": "liquidation",
+                    "unit": unit,
+                    "equity": ev.equity,
+                    "maintenance": ev.maintenance,
+                },
+                stamp,
+            )
+        elif isinstance(ev, LiquidationOrder):
+            record = {
+                "kind": "liquidation_order",
+                "size": ev.size,
+                "bankruptcy_price": ev.bankruptcy_price,
+            }
+            work.liquidation(ev.account, ev.market, record, stamp)
+        elif isinstance(ev, Backstop):
+            insurance = self.engine.genesis.insurance_account or bytes(20)
+            record = {
+                "kind": "backstop",
+                "size": ev.size,
+                "price": ev.price,
+                "counterparty": _hex(insurance),
+            }
+            work.liquidation(ev.account, ev.market, record, stamp)
+        elif isinstance(ev, Deleveraged):
+            record = {
+                "kind": "deleveraged",
+                "size": ev.size,
+                "price": ev.price,
+                "liquidated": _hex(ev.account),
+                "counterparty": _hex(ev.counterparty),
+            }
+            work.liquidation(ev.account, ev.market, {**record, "role": "liquidated"}, stamp)
+            # The counterparty's row has no market: a market's list shows the event once.
+            work.liquidation(
+                ev.counterparty,
+                None,
+                {**record, "role": "counterparty", "market": ev.market},
+                stamp,
+            )
+        elif isinstance(ev, LiquidationFee):
+            work.liquidation(
+                ev.account, None, {"kind": "liquidation_fee", "amount": ev.amount}, stamp
+            )
+        elif isinstance(ev, BadDebt):
+            record = {"kind": "bad_debt", "deficit": ev.deficit, "covered": ev.covered}
+            work.liquidation(ev.account, None, record, stamp)
 
     def _on_deposit(self, d: Deposited, work: _BlockWork) -> None:
         origin = None if self.chain is None else self.chain.deposit_origin(d.deposit_id)
@@ -629,6 +787,11 @@ class Indexer:
         }
         work.fills.append((f.account, fill))
         work.account_message(f.account, {"type": "fill", **fill})
+        if f.oid == LIQUIDATION_OID and not f.maker:  # a liquidation's order on the book
+            liquidation = {"kind": "fill", "trade_id": f.trade_id, "side": f.side,
+                           "price": f.price, "size": f.size, "fee": f.fee}  # fmt: skip
+            stamp = {"height": self.height, "timestamp_ms": self.timestamp_ms}
+            work.liquidation(f.account, f.market, liquidation, stamp)
         record = self._record(f.oid)
         if record is not None:
             record.filled += f.size
@@ -739,6 +902,68 @@ class Indexer:
                 message = {"channel": "account", "account": _hex(account), "height": self.height}
                 publisher.publish(("account", account), {**message, "updates": updates})
 
+    def _publish_perp_updates(self, work: _BlockWork) -> None:
+        """Per perp market a `prices` message when its prices or funding moved and a
+        `liquidations` message with the block's records; per subscribed account a
+        `positions` message (its margin summary) when its perp state, its balance or
+        the mark of a market it holds moved. One message per block and topic."""
+        perps = self.engine.perps
+        if perps is None:
+            return
+        publisher = self.publisher
+        stamp = {"height": self.height, "timestamp_ms": self.timestamp_ms}
+        for market in work.prices:
+            if publisher.wants(("prices", market)):
+                found = perps.markets[market]
+                funding = [f for f in work.funding_rates if f["market"] == market]
+                publisher.publish(("prices", market), {
+                    "channel": "prices", "type": "update", "market": market, **stamp,
+                    "index_price": found.index if found.fresh else None,
+                    "mark": found.mark or None, "premium_ppb": found.premium_ema,
+                    "fresh": found.fresh, "next_funding_ms": found.next_funding_ms or None,
+                    "funding": funding[0] if funding else None,
+                })  # fmt: skip
+        by_market: dict[int, list[dict[str, Any]]] = {}
+        for _, market_or_none, record in work.liquidations:
+            if market_or_none is not None:
+                by_market.setdefault(market_or_none, []).append(record)
+        for market, records in by_market.items():
+            if publisher.wants(("liquidations", market)):
+                message = {"channel": "liquidations", "market": market, **stamp}
+                publisher.publish(("liquidations", market), {**message, "events": records})
+        moved = work.prices
+        now = self.timestamp_ms
+        sent = self._positions_sent_ms
+        followed = publisher.subscribed("positions")
+        if len(sent) > 2 * len(followed):  # forget accounts nobody follows any more
+            self._positions_sent_ms = sent = {t[1]: sent[t[1]] for t in followed if t[1] in sent}
+        for topic in followed:
+            address = topic[1]
+            if address not in work.perp_accounts and address not in work.messages:
+                # Only the mark moved: at most one update per POSITIONS_MARK_INTERVAL_MS.
+                if now - sent.get(address, -POSITIONS_MARK_INTERVAL_MS) < (
+                    POSITIONS_MARK_INTERVAL_MS
+                ):
+                    continue
+                account = self.engine.accounts.get(address)
+                held = None if account is None or account.perp is None else account.perp
+                if held is None or not any(
+                    p.size and m in moved for m, p in held.positions.items()
+                ):
+                    continue
+            sent[address] = now
+            publisher.publish(topic, {**self.positions_message(address), "type": "update"})
+
+    def positions_message(self, address: bytes) -> dict[str, Any]:
+        """What the `positions` channel sends: the account's margin summary (a snapshot
+        when it is subscribed to)."""
+        return {"channel": "positions", "type": "snapshot", "timestamp_ms": self.timestamp_ms,
+                **self.margin(address)}  # fmt: skip
+
+    def prices_message(self, market: int) -> dict[str, Any]:
+        """The snapshot a `prices` subscription starts with."""
+        return {"channel": "prices", "type": "snapshot", **self.prices(market)}
+
 
 class _BlockWork:
     """What one block changed: book levels to re-read, order records and account
@@ -747,8 +972,13 @@ class _BlockWork:
     __slots__ = (
         "deposits",
         "fills",
+        "funding",
+        "funding_rates",
+        "liquidations",
         "messages",
         "orders",
+        "perp_accounts",
+        "prices",
         "resync",
         "touched",
         "trades",
@@ -764,6 +994,23 @@ class _BlockWork:
         self.resync: set[int] = set()
         self.orders: dict[int, OrderRecord] = {}
         self.messages: dict[bytes, list[dict[str, Any]]] = {}
+        self.funding: list[tuple[bytes, dict[str, Any]]] = []
+        self.funding_rates: list[dict[str, Any]] = []
+        # (account, market or None, record): market None keeps it out of market lists
+        self.liquidations: list[tuple[bytes, int | None, dict[str, Any]]] = []
+        self.prices: dict[int, None] = {}  # perp markets whose prices or funding moved
+        self.perp_accounts: dict[bytes, None] = {}  # accounts whose perp state moved
+
+    def liquidation(
+        self, account: bytes, market: int | None, record: dict[str, Any], stamp: dict[str, Any]
+    ) -> None:
+        """One liquidation record; its id orders the block's records (height, position)."""
+        n = len(self.liquidations)
+        assert n < 1 << LIQUIDATION_KEY_BITS
+        key = stamp["height"] << LIQUIDATION_KEY_BITS | n
+        full = {"id": key, "account": _hex(account), "market": market, **record, **stamp}
+        self.liquidations.append((account, market, full))
+        self.perp_accounts[account] = None
 
     def touch(self, market: int, is_buy: bool, price: int) -> None:
         self.touched.setdefault(market, set()).add((is_buy, price))

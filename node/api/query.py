@@ -514,27 +514,66 @@ def install_market_routes(
     ) -> Response:
         return answer(request, lambda: indexer.depth(market_of(market), depth))
 
-    @app.get(
-        "/v1/markets/{market}/trades",
-        response_model=TradesResponse,
-        responses=error_responses(400, 404, 429),
-        summary="Trades of a market, most recent first (cursor, time range)",
-    )
-    async def trades(
-        request: Request,
-        market: int = Path(ge=0, le=2**32 - 1),
-        limit: int = limit_query(DEFAULT_LIMIT, MAX_LIMIT),
-        cursor: str | None = cursor_query(),
-        start_ms: int | None = time_query("start"),
-        end_ms: int | None = time_query("end"),
-    ) -> Response:
-        def handler() -> dict[str, Any]:
-            found = indexer.trades(
-                market_of(market), limit, cursor=cursor, start_ms=start_ms, end_ms=end_ms
-            )
-            return _paged("trades", found, market=market, height=indexer.height)
+    def history_route(
+        path: str,
+        name: str,
+        key: str,
+        model: type[BaseModel],
+        summary: str,
+        read: Callable[..., Page],
+        scope: Literal["market", "account"],
+        check: Callable[[int], Any] = market_of,
+    ) -> None:
+        """One paginated history route (limit, cursor, [start_ms, end_ms)): `read(scope
+        value, limit, cursor=, start_ms=, end_ms=)` gives the page; the answer is
+        `{market|account, height, <key>: items, next_cursor}`. `check(market)` refuses a
+        market the list does not cover (a 404)."""
+        if scope == "market":
 
-        return answer(request, handler)
+            async def by_market(
+                request: Request,
+                market: int = Path(ge=0, le=2**32 - 1),
+                limit: int = limit_query(DEFAULT_LIMIT, MAX_LIMIT),
+                cursor: str | None = cursor_query(),
+                start_ms: int | None = time_query("start"),
+                end_ms: int | None = time_query("end"),
+            ) -> Response:
+                def handler() -> dict[str, Any]:
+                    check(market)
+                    found = read(market, limit, cursor=cursor, start_ms=start_ms, end_ms=end_ms)
+                    return _paged(key, found, market=market, height=indexer.height)
+
+                return answer(request, handler)
+
+            route: Callable[..., Any] = by_market
+            errors = error_responses(400, 404, 429)
+        else:
+
+            async def by_account(
+                request: Request,
+                address: str = _address(),
+                limit: int = limit_query(DEFAULT_LIMIT, MAX_LIMIT),
+                cursor: str | None = cursor_query(),
+                start_ms: int | None = time_query("start"),
+                end_ms: int | None = time_query("end"),
+            ) -> Response:
+                def handler() -> dict[str, Any]:
+                    found = read(
+                        parse_address(address), limit, cursor=cursor, start_ms=start_ms,
+                        end_ms=end_ms,
+                    )  # fmt: skip
+                    return _paged(key, found, account=address.lower(), height=indexer.height)
+
+                return answer(request, handler)
+
+            route = by_account
+            errors = error_responses(400, 429)
+        app.get(path, name=name, response_model=model, responses=errors, summary=summary)(route)
+
+    history_route(
+        "/v1/markets/{market}/trades", "trades", "trades", TradesResponse,
+        "Trades of a market, most recent first (cursor, time range)", indexer.trades, "market",
+    )  # fmt: skip
 
     @app.get(
         "/v1/markets/{market}/candles",
@@ -590,93 +629,22 @@ def install_market_routes(
             lambda: orders_answer(address, indexer.open_orders(parse_address(address))),
         )
 
-    @app.get(
-        "/v1/accounts/{address}/history",
-        response_model=OrdersResponse,
-        responses=error_responses(400, 429),
-        summary="Orders of an account (any status), most recent first (cursor, time range)",
-    )
-    async def order_history(
-        request: Request,
-        address: str = _address(),
-        limit: int = limit_query(DEFAULT_LIMIT, MAX_LIMIT),
-        cursor: str | None = cursor_query(),
-        start_ms: int | None = time_query("start"),
-        end_ms: int | None = time_query("end"),
-    ) -> Response:
-        def handler() -> dict[str, Any]:
-            found = indexer.order_history(
-                parse_address(address), limit, cursor=cursor, start_ms=start_ms, end_ms=end_ms
-            )
-            return _paged("orders", found, account=address.lower(), height=indexer.height)
+    for path, name, key, model, summary, read in (
+        ("/v1/accounts/{address}/history", "order_history", "orders", OrdersResponse,
+         "Orders of an account (any status), most recent first (cursor, time range)",
+         indexer.order_history),
+        ("/v1/accounts/{address}/fills", "fills", "fills", FillsResponse,
+         "Fills of an account, most recent first (cursor, time range)", indexer.fills),
+        ("/v1/accounts/{address}/deposits", "deposits", "deposits", DepositsResponse,
+         "Deposits credited to an account, most recent first (cursor, time range)",
+         indexer.deposits),
+        ("/v1/accounts/{address}/withdrawals", "withdrawals", "withdrawals",
+         WithdrawalsResponse, "Withdrawals of an account with their status, most recent first",
+         indexer.withdrawals),
+    ):  # fmt: skip
+        history_route(path, name, key, model, summary, read, "account")
 
-        return answer(request, handler)
-
-    @app.get(
-        "/v1/accounts/{address}/fills",
-        response_model=FillsResponse,
-        responses=error_responses(400, 429),
-        summary="Fills of an account, most recent first (cursor, time range)",
-    )
-    async def fills(
-        request: Request,
-        address: str = _address(),
-        limit: int = limit_query(DEFAULT_LIMIT, MAX_LIMIT),
-        cursor: str | None = cursor_query(),
-        start_ms: int | None = time_query("start"),
-        end_ms: int | None = time_query("end"),
-    ) -> Response:
-        def handler() -> dict[str, Any]:
-            found = indexer.fills(
-                parse_address(address), limit, cursor=cursor, start_ms=start_ms, end_ms=end_ms
-            )
-            return _paged("fills", found, account=address.lower(), height=indexer.height)
-
-        return answer(request, handler)
-
-    @app.get(
-        "/v1/accounts/{address}/deposits",
-        response_model=DepositsResponse,
-        responses=error_responses(400, 429),
-        summary="Deposits credited to an account, most recent first (cursor, time range)",
-    )
-    async def deposits(
-        request: Request,
-        address: str = _address(),
-        limit: int = limit_query(DEFAULT_LIMIT, MAX_LIMIT),
-        cursor: str | None = cursor_query(),
-        start_ms: int | None = time_query("start"),
-        end_ms: int | None = time_query("end"),
-    ) -> Response:
-        def handler() -> dict[str, Any]:
-            found = indexer.deposits(
-                parse_address(address), limit, cursor=cursor, start_ms=start_ms, end_ms=end_ms
-            )
-            return _paged("deposits", found, account=address.lower(), height=indexer.height)
-
-        return answer(request, handler)
-
-    @app.get(
-        "/v1/accounts/{address}/withdrawals",
-        response_model=WithdrawalsResponse,
-        responses=error_responses(400, 429),
-        summary="Withdrawals of an account with their status, most recent first",
-    )
-    async def withdrawals(
-        request: Request,
-        address: str = _address(),
-        limit: int = limit_query(DEFAULT_LIMIT, MAX_LIMIT),
-        cursor: str | None = cursor_query(),
-        start_ms: int | None = time_query("start"),
-        end_ms: int | None = time_query("end"),
-    ) -> Response:
-        def handler() -> dict[str, Any]:
-            found = indexer.withdrawals(
-                parse_address(address), limit, cursor=cursor, start_ms=start_ms, end_ms=end_ms
-            )
-            return _paged("withdrawals", found, account=address.lower(), height=indexer.height)
-
-        return answer(request, handler)
+    install_perp_routes(app, indexer, answer, history_route)
 
     @app.get(
         "/v1/withdrawals/{withdrawal_id}",
@@ -731,3 +699,246 @@ def install_market_routes(
     async def order(request: Request, oid: int = _u64()) -> Response:
         missing = f"no order {oid} in this node's index"
         return answer(request, lambda: _found(indexer.order(oid), missing))
+
+
+# ---------------------------------------------------------------------------------------
+# Perpetual futures (node/api/perps.py reads the engine; node/api/indexer.py the history)
+
+
+class PositionView(BaseModel):
+    market: int
+    symbol: str
+    side: Literal["long", "short", "flat"]
+    size: int  # signed base units, > 0 long
+    entry_price: int | None  # |entry notional| / |lots|, rounded down (per lot)
+    entry_notional: int  # signed: the cost of the open size
+    mark: int
+    notional: int  # signed, at the mark
+    unrealized_pnl: int  # notional − entry notional
+    realized_pnl: int  # cumulative trading PnL (no fees, no funding)
+    funding: int  # cumulative funding received (< 0: paid)
+    margin_mode: Literal["cross", "isolated"]
+    isolated_margin: int
+    equity: int | None  # isolated: margin + unrealized PnL
+    leverage: int  # the account's setting for this market
+    initial_margin: int  # this market's requirement with its open orders
+    maintenance_margin: int
+    open_bid_size: int
+    open_ask_size: int
+    liquidation_price: int | None  # per lot; null: no mark in [0, 2^64) reaches it
+
+
+class PositionsResponse(BaseModel):
+    account: str
+    height: int
+    positions: list[PositionView]  # market id order; flat ones keep their leverage
+
+
+class MarginResponse(BaseModel):
+    account: str
+    height: int
+    collateral_asset: int
+    collateral: int  # available collateral: the cross margin's cash
+    spot_locked: int  # locked by spot buys (not collateral)
+    cross_equity: int  # collateral + cross unrealized PnL
+    isolated_margin: int
+    equity: int  # cross equity + isolated equities
+    initial_margin: int  # cross positions and every market's open orders
+    maintenance_margin: int  # cross positions
+    isolated_maintenance_margin: int
+    free_collateral: int  # min(collateral, cross equity − initial margin)
+    notional: int  # Σ |size| × mark
+    leverage_bps: int | None  # notional × 10^4 / equity; null at equity ≤ 0
+    positions: list[PositionView]
+
+
+class ObservationView(BaseModel):
+    member: str  # the member's settlement address
+    price: int  # per lot
+    seen_ms: int  # block time it was recorded at
+    age_ms: int  # relative to the latest block
+    fresh: bool
+
+
+class PricesResponse(BaseModel):
+    market: int
+    symbol: str
+    height: int
+    timestamp_ms: int  # the latest block's time
+    index_price: int | None  # null while stale
+    mark: int | None  # null before the first fresh index; frozen while stale
+    premium_ppb: int  # the premium EMA in the mark
+    funding_premium_ppb: int  # average premium since the last payment
+    funding_rate_ppb: int  # what a payment now would charge longs (< 0: shorts pay)
+    next_funding_ms: int | None
+    fresh: bool
+    state: Literal["fresh", "reduce_only"]
+    quorum: int
+    fresh_members: int
+    oracle_max_age_ms: int
+    observations: list[ObservationView]
+
+
+class AllPricesResponse(BaseModel):
+    height: int
+    markets: list[PricesResponse]
+
+
+class FundingRateView(BaseModel):
+    market: int
+    rate_ppb: int  # > 0: longs paid shorts
+    mark: int
+    residue: int  # rounding residue to the insurance fund
+    height: int
+    timestamp_ms: int
+
+
+class FundingRatesResponse(BaseModel):
+    market: int
+    height: int
+    funding: list[FundingRateView]  # most recent first
+    next_cursor: str | None
+
+
+class FundingPaymentView(BaseModel):
+    account: str
+    market: int
+    amount: int  # > 0 received, < 0 paid (collateral engine units)
+    height: int
+    timestamp_ms: int
+
+
+class FundingPaymentsResponse(BaseModel):
+    account: str
+    height: int
+    funding: list[FundingPaymentView]  # most recent first
+    next_cursor: str | None
+
+
+class LiquidationView(BaseModel):
+    id: int  # height × 2^24 + place in the block
+    kind: Literal[
+        "liquidation", "liquidation_order", "fill", "backstop", "deleveraged",
+        "liquidation_fee", "bad_debt",
+    ]  # fmt: skip
+    account: str  # the liquidated account (or the ADL counterparty, role "counterparty")
+    market: int | None  # null: the cross unit, a fee, bad debt
+    height: int
+    timestamp_ms: int
+    unit: Literal["cross", "isolated"] | None = None  # liquidation
+    equity: int | None = None  # liquidation: the unit's equity and maintenance then
+    maintenance: int | None = None
+    size: int | None = None  # order / fill / backstop / deleveraged (signed: the account's)
+    bankruptcy_price: int | None = None  # liquidation_order
+    trade_id: int | None = None  # fill (the liquidation's order, oid 0, through the book)
+    side: str | None = None
+    price: int | None = None
+    fee: int | None = None
+    counterparty: str | None = None  # backstop (the insurance fund), deleveraged
+    liquidated: str | None = None  # deleveraged
+    role: Literal["liquidated", "counterparty"] | None = None  # deleveraged
+    amount: int | None = None  # liquidation_fee, to the insurance fund
+    deficit: int | None = None  # bad_debt
+    covered: int | None = None
+
+
+class LiquidationsResponse(BaseModel):
+    market: int | None = None
+    account: str | None = None
+    height: int
+    liquidations: list[LiquidationView]  # most recent first
+    next_cursor: str | None
+
+
+def install_perp_routes(
+    app: FastAPI, indexer: Indexer, answer: Callable[..., Response], history_route: Any
+) -> None:
+    """Positions, margin, prices, funding and liquidations (docs/API.md, "Perpetual
+    futures"). On an exchange without perp markets they answer 404 `not_perp`."""
+
+    def perp_market(market: int) -> Any:
+        try:
+            return indexer.perp_market(market)
+        except LookupError as exc:
+            code = "not_perp" if market in indexer.engine.books else "unknown_market"
+            raise ApiError(404, code, str(exc)) from None
+
+    def with_perps() -> None:
+        if indexer.engine.perps is None:
+            raise ApiError(404, "not_perp", "this exchange has no perpetual markets")
+
+    @app.get(
+        "/v1/accounts/{address}/positions",
+        response_model=PositionsResponse,
+        responses=error_responses(400, 404, 429),
+        summary="Perpetual positions of an account (entry, PnL, margin mode, liquidation price)",
+    )
+    async def positions(request: Request, address: str = _address()) -> Response:
+        def handler() -> dict[str, Any]:
+            with_perps()
+            return indexer.positions(parse_address(address))
+
+        return answer(request, handler)
+
+    @app.get(
+        "/v1/accounts/{address}/margin",
+        response_model=MarginResponse,
+        responses=error_responses(400, 404, 429),
+        summary="Margin summary of an account: equity, requirements, free collateral, leverage",
+    )
+    async def margin(request: Request, address: str = _address()) -> Response:
+        def handler() -> dict[str, Any]:
+            with_perps()
+            return indexer.margin(parse_address(address))
+
+        return answer(request, handler)
+
+    @app.get(
+        "/v1/prices",
+        response_model=AllPricesResponse,
+        responses=error_responses(429),
+        summary="Index, mark, funding estimate and oracle state of every perpetual market",
+    )
+    async def all_prices(request: Request) -> Response:
+        def handler() -> dict[str, Any]:
+            perps = indexer.engine.perps
+            markets = [] if perps is None else [indexer.prices(m) for m in sorted(perps.markets)]
+            return {"height": indexer.height, "markets": markets}
+
+        return answer(request, handler)
+
+    @app.get(
+        "/v1/markets/{market}/prices",
+        response_model=PricesResponse,
+        responses=error_responses(400, 404, 429),
+        summary="Index, mark, funding estimate and oracle observations of a perpetual market",
+    )
+    async def prices(request: Request, market: int = Path(ge=0, le=2**32 - 1)) -> Response:
+        def handler() -> dict[str, Any]:
+            perp_market(market)
+            return indexer.prices(market)
+
+        return answer(request, handler)
+
+    history_route(
+        "/v1/markets/{market}/funding", "funding_rates", "funding", FundingRatesResponse,
+        "Funding rates paid in a perpetual market, most recent first (cursor, time range)",
+        indexer.funding_rates, "market", perp_market,
+    )  # fmt: skip
+    history_route(
+        "/v1/accounts/{address}/funding", "funding_payments", "funding",
+        FundingPaymentsResponse, "Funding payments of an account, most recent first",
+        indexer.funding, "account",
+    )  # fmt: skip
+    history_route(
+        "/v1/markets/{market}/liquidations", "market_liquidations", "liquidations",
+        LiquidationsResponse,
+        "Liquidations, backstops and ADL of a perpetual market, most recent first",
+        indexer.market_liquidations, "market", perp_market,
+    )  # fmt: skip
+    history_route(
+        "/v1/accounts/{address}/liquidations", "account_liquidations", "liquidations",
+        LiquidationsResponse,
+        "Liquidations of an account (fills, backstop, ADL, fees), most recent first",
+        indexer.liquidations, "account",
+    )  # fmt: skip

@@ -1,5 +1,7 @@
 """WebSocket streams (/v1/stream): book updates, trades, an account's orders and fills,
-checkpoints, with subscribe/unsubscribe on one connection (docs/API.md, streams).
+checkpoints, and for perpetual markets prices (index, mark, funding), liquidations and an
+account's positions and margin, with subscribe/unsubscribe on one connection (docs/API.md,
+streams).
 
 `StreamHub` is the indexer's `Publisher`: a message is encoded once (orjson) and offered
 to each subscriber of its topic without waiting. Every subscriber has a bounded queue;
@@ -34,7 +36,11 @@ log = structlog.get_logger("seqnet.api")
 CLOSE_POLICY_VIOLATION: Final = 1008
 CLOSE_GRACE_S: Final = 1.0
 MAX_REQUEST_BYTES: Final = 4096
-CHANNELS: Final = ("book", "trades", "account", "checkpoints")
+CHANNELS: Final = (
+    "book", "trades", "account", "checkpoints", "prices", "liquidations", "positions"
+)  # fmt: skip
+PERP_MARKET_CHANNELS: Final = ("prices", "liquidations")
+ACCOUNT_CHANNELS: Final = ("account", "positions")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +49,9 @@ class StreamLimits:
     # about how many blocks a client may fall behind before it is dropped.
     queue_messages: int = 1024
     max_subscriptions: int = 64  # per connection
+    # Distinct accounts followed on the `positions` channel, node-wide: each costs a
+    # margin summary per block in which it changes (node/api/indexer.py).
+    max_position_accounts: int = 1024
     heartbeat_s: float = 5.0
     checkpoint_poll_s: float = 0.5
     max_bad_requests: int = 10
@@ -89,12 +98,17 @@ class StreamHub:
 
     def __init__(self) -> None:
         self._topics: dict[Topic, set[Subscriber]] = {}
+        self._by_channel: dict[str, set[Topic]] = {}  # channel -> its subscribed topics
         self.connections = 0
         self.dropped: dict[str, int] = {}
         self.messages = 0
 
     def wants(self, topic: Topic) -> bool:
         return topic in self._topics
+
+    def subscribed(self, channel: str) -> list[Topic]:
+        """The topics of a channel with at least one subscriber."""
+        return list(self._by_channel.get(channel, ()))
 
     def publish(self, topic: Topic, message: dict[str, Any]) -> None:
         subscribers = self._topics.get(topic)
@@ -107,6 +121,7 @@ class StreamHub:
 
     def subscribe(self, subscriber: Subscriber, topic: Topic) -> None:
         self._topics.setdefault(topic, set()).add(subscriber)
+        self._by_channel.setdefault(topic[0], set()).add(topic)
         subscriber.topics.add(topic)
 
     def unsubscribe(self, subscriber: Subscriber, topic: Topic) -> None:
@@ -116,6 +131,7 @@ class StreamHub:
             subscribers.discard(subscriber)
             if not subscribers:
                 del self._topics[topic]
+                self._by_channel[topic[0]].discard(topic)
 
     def leave(self, subscriber: Subscriber) -> None:
         for topic in tuple(subscriber.topics):
@@ -245,6 +261,13 @@ class StreamSession:
             and len(self._sub.topics) >= self._limits.max_subscriptions
         ):
             raise ApiError(400, "too_many_subscriptions", "unsubscribe from something first")
+        if (
+            topic[0] == "positions"
+            and not self._hub.wants(topic)
+            and len(self._hub.subscribed("positions")) >= self._limits.max_position_accounts
+        ):
+            message = f"this node follows at most {self._limits.max_position_accounts} accounts"
+            raise ApiError(503, "too_many_subscriptions", message)
         self._hub.subscribe(self._sub, topic)
         self._sub.offer(
             _frame({"channel": "subscribed", "id": request_id, "subscription": subscription})
@@ -253,6 +276,10 @@ class StreamSession:
         # snapshot at the current seq; deltas after it are queued behind it.
         if topic[0] == "book":
             self._sub.offer(_frame(self._indexer.book_snapshot(topic[1])))
+        elif topic[0] == "prices":
+            self._sub.offer(_frame(self._indexer.prices_message(topic[1])))
+        elif topic[0] == "positions":
+            self._sub.offer(_frame(self._indexer.positions_message(topic[1])))
         elif topic[0] == "checkpoints" and not self._checkpoint_task:
             self._checkpoint_task = True
             self._nursery.start_soon(self._checkpoint_loop)
@@ -264,12 +291,23 @@ class StreamSession:
             if type(market) is not int or market not in self._indexer.engine.books:
                 raise ApiError(400, "unknown_market", f"no market {market!r}", field="market")
             return (channel, market)
-        if channel == "account":
+        if channel in PERP_MARKET_CHANNELS:
+            market = request.get("market")
+            if type(market) is not int:
+                raise ApiError(400, "unknown_market", f"no market {market!r}", field="market")
+            try:
+                self._indexer.perp_market(market)
+            except LookupError as exc:
+                raise ApiError(400, "not_perp", str(exc), field="market") from None
+            return (channel, market)
+        if channel in ACCOUNT_CHANNELS:
+            if channel == "positions" and self._indexer.engine.perps is None:
+                raise ApiError(400, "unavailable", "this exchange has no perpetual markets")
             account = request.get("account")
             if not isinstance(account, str):
                 raise ApiError(400, "bad_address", "account is a 0x address", field="account")
             try:
-                return ("account", parse_address(account))
+                return (channel, parse_address(account))
             except IntentError as exc:
                 raise ApiError(400, exc.code, exc.message, field="account") from None
         if channel == "checkpoints":

@@ -238,7 +238,10 @@ async def test_stalled_subscriber_is_dropped_and_node_stays_fast(
             print(f"dropped after {blocks} blocks; slowest block {slowest_s * 1000:.1f} ms")
             assert blocks < 500
             assert slowest_s < 0.25, f"a block took {slowest_s:.3f} s with a stalled reader"
-            assert hub.subscriptions() == {"book": 1, "trades": 0, "account": 0, "checkpoints": 0}
+            assert hub.subscriptions() == {
+                "book": 1, "trades": 0, "account": 0, "checkpoints": 0, "prices": 0,
+                "liquidations": 0, "positions": 0,
+            }  # fmt: skip
         # Once the stalled client reads again, it learns why it was dropped.
         with trio.fail_after(10):
             while True:

@@ -231,12 +231,12 @@ export class Client {
 
   async cancel(market: number | string, oid: IntLike, options: { wait?: boolean } = {}): Promise<IntentResult> {
     const info = (await this.markets()).market(market);
-    return this.one({ type: "cancel", market: info.id, oid }, options.wait);
+    return this.one({ type: "cancel", market: info.id, oid: BigInt(oid) }, options.wait);
   }
 
   async cancelByCloid(market: number | string, cloid: IntLike, options: { wait?: boolean } = {}): Promise<IntentResult> {
     const info = (await this.markets()).market(market);
-    return this.one({ type: "cancel_cloid", market: info.id, cloid }, options.wait);
+    return this.one({ type: "cancel_cloid", market: info.id, cloid: BigInt(cloid) }, options.wait);
   }
 
   /** Cancel every open order of the account, in one market or (no market) in all. */
@@ -267,6 +267,27 @@ export class Client {
    * are refused; the account's orders stay); sign with the account key. */
   async revokeAgent(agent: string, options: { wait?: boolean } = {}): Promise<IntentResult> {
     return this.one({ type: "revoke_agent", agent: parseAddress(agent, "agent") }, options.wait);
+  }
+
+  // Perpetual futures (docs/API.md "Perpetual futures"; rules in docs/MATCHING.md).
+
+  /** A perp market's leverage (1..max_leverage) and margin mode (cross, or isolated;
+   * the mode changes only without a position or open orders there). */
+  async setLeverage(market: number | string, leverage: number, options: { isolated?: boolean; wait?: boolean } = {}): Promise<IntentResult> {
+    const info = (await this.markets()).market(market);
+    return this.one({ type: "set_leverage", market: info.id, leverage, isolated: options.isolated ?? false }, options.wait);
+  }
+
+  /** Move collateral (human units, e.g. "250.5" USDC) from cross into an isolated position. */
+  async addMargin(market: number | string, amount: Numeric, options: { wait?: boolean } = {}): Promise<IntentResult> {
+    const info = (await this.markets()).market(market);
+    return this.one({ type: "add_margin", market: info.id, amount: info.quote.toUnits(amount) }, options.wait);
+  }
+
+  /** Move collateral back from an isolated position to cross (it keeps its initial margin). */
+  async removeMargin(market: number | string, amount: Numeric, options: { wait?: boolean } = {}): Promise<IntentResult> {
+    const info = (await this.markets()).market(market);
+    return this.one({ type: "remove_margin", market: info.id, amount: info.quote.toUnits(amount) }, options.wait);
   }
 
   /**
@@ -354,6 +375,45 @@ export class Client {
 
   async orderByCloid(cloid: IntLike, address?: string): Promise<any> {
     return this.get(`/v1/accounts/${this.addr(address)}/orders/cloid/${cloid}`);
+  }
+
+  /** Perp positions: signed size, entry, mark, PnL, margin mode, leverage, liquidation price. */
+  async positions(address?: string): Promise<any[]> {
+    return (await this.get(`/v1/accounts/${this.addr(address)}/positions`)).positions;
+  }
+
+  /** The margin summary: collateral, equity, initial/maintenance margin, free collateral,
+   * leverage (bps) and the positions. */
+  async margin(address?: string): Promise<any> {
+    return this.get(`/v1/accounts/${this.addr(address)}/margin`);
+  }
+
+  /** A perp market's index, mark, funding estimate and oracle (every perp market's without one). */
+  async prices(market?: number | string): Promise<any> {
+    if (market === undefined) return (await this.get("/v1/prices")).markets;
+    const info = (await this.markets()).market(market);
+    return this.get(`/v1/markets/${info.id}/prices`);
+  }
+
+  /** Funding payments of an account (> 0 received), most recent first. */
+  async funding(address?: string, limit = 100): Promise<any[]> {
+    return (await this.get(`/v1/accounts/${this.addr(address)}/funding`, { limit })).funding;
+  }
+
+  /** Funding rates paid in a perp market, most recent first. */
+  async fundingRates(market: number | string, limit = 100): Promise<any[]> {
+    const info = (await this.markets()).market(market);
+    return (await this.get(`/v1/markets/${info.id}/funding`, { limit })).funding;
+  }
+
+  /** Liquidation records of an account, or of a market (`{ market }`), most recent first. */
+  async liquidations(address?: string, options: { market?: number | string; limit?: number } = {}): Promise<any[]> {
+    const limit = options.limit ?? 100;
+    if (options.market !== undefined) {
+      const info = (await this.markets()).market(options.market);
+      return (await this.get(`/v1/markets/${info.id}/liquidations`, { limit })).liquidations;
+    }
+    return (await this.get(`/v1/accounts/${this.addr(address)}/liquidations`, { limit })).liquidations;
   }
 
   async checkpoints(): Promise<any[]> {

@@ -54,6 +54,9 @@ export interface CancelAction { type: "cancel"; market: number; oid: bigint }
 export interface CancelCloidAction { type: "cancel_cloid"; market: number; cloid: bigint }
 export interface CancelAllAction { type: "cancel_all"; market: number | null }
 export interface ModifyAction { type: "modify"; market: number; oid: bigint; price: bigint; size: bigint }
+export interface SetLeverageAction { type: "set_leverage"; market: number; leverage: number; isolated: boolean }
+export interface AddMarginAction { type: "add_margin"; market: number; amount: bigint }
+export interface RemoveMarginAction { type: "remove_margin"; market: number; amount: bigint }
 export interface WithdrawAction { type: "withdraw"; asset: number; amount: bigint }
 export interface ApproveAgentAction { type: "approve_agent"; agent: Address; name: string }
 export interface RevokeAgentAction { type: "revoke_agent"; agent: Address }
@@ -65,6 +68,9 @@ export type Action =
   | CancelCloidAction
   | CancelAllAction
   | ModifyAction
+  | SetLeverageAction
+  | AddMarginAction
+  | RemoveMarginAction
   | WithdrawAction
   | ApproveAgentAction
   | RevokeAgentAction;
@@ -76,6 +82,10 @@ export const TRADING_ACTIONS: ReadonlySet<ActionType> = new Set([
   "cancel_cloid",
   "cancel_all",
   "modify",
+  // Perpetual futures (PROTOCOL.md §2): trading actions, signed as `Action`, agents may.
+  "set_leverage",
+  "add_margin",
+  "remove_margin",
 ]);
 /** Actions only the account itself may sign (never an agent). */
 export const ACCOUNT_ONLY_ACTIONS: ReadonlySet<ActionType> = new Set([
@@ -174,6 +184,9 @@ const SCHEMA: Record<ActionType, ReadonlyArray<readonly [string, Check]>> = {
   cancel_cloid: [["market", u32], ["cloid", u64]],
   cancel_all: [["market", optional(u32)]],
   modify: [["market", u32], ["oid", u64], ["price", u64], ["size", u64]],
+  set_leverage: [["market", u32], ["leverage", u32], ["isolated", bool]],
+  add_margin: [["market", u32], ["amount", u64]],
+  remove_margin: [["market", u32], ["amount", u64]],
   withdraw: [["asset", u32], ["amount", u64]],
   approve_agent: [["agent", address], ["name", agentName]],
   revoke_agent: [["agent", address]],

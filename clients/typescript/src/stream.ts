@@ -151,6 +151,22 @@ export class Stream implements AsyncIterable<StreamMessage> {
     return this.send({ op: "subscribe", channel: "account", account: parseAddress(account, "account") });
   }
 
+  /** A perp market's index, mark, premium and funding (a snapshot first). */
+  async subscribePrices(market: number): Promise<number> {
+    return this.send({ op: "subscribe", channel: "prices", market });
+  }
+
+  /** A perp market's liquidation records (orders, fills, backstops, ADL), per block. */
+  async subscribeLiquidations(market: number): Promise<number> {
+    return this.send({ op: "subscribe", channel: "liquidations", market });
+  }
+
+  /** An account's margin summary and positions (a snapshot first, then whenever its perp
+   * state, its balance or the mark of a market it holds moves). */
+  async subscribePositions(account: string): Promise<number> {
+    return this.send({ op: "subscribe", channel: "positions", account: parseAddress(account, "account") });
+  }
+
   async subscribeCheckpoints(): Promise<number> {
     return this.send({ op: "subscribe", channel: "checkpoints" });
   }

@@ -168,6 +168,64 @@ describe("TypeScript client on a localnet", { skip }, () => {
     assert.equal((await agent.place("ETH-USDC", "buy", "0.01", "1234.5")).code, "unauthorized_signer");
   });
 
+  it("trades BTC-PERP: leverage, a position on every node, margin, prices, streams", async () => {
+    // The committee's simulated oracle makes the index fresh a few blocks after start.
+    const prices = await waitFor(async () => {
+      const found = await alice.prices("BTC-PERP");
+      return found.fresh ? found : null;
+    }, "a fresh BTC-PERP index");
+    assert.equal(prices.observations.length, 4);
+    assert.equal((await alice.setLeverage("BTC-PERP", 5)).status, "committed");
+    const stream = await alice.stream();
+    try {
+      await stream.subscribePositions(alice.account);
+      await stream.subscribePrices(2);
+      const first = await stream.receiveUntil((m) => m.channel === "positions", 10_000);
+      assert.equal(first["account"], alice.account);
+      // A resting sell at the index and a taker at the same price, on two nodes.
+      const ticks = BigInt((await bob.prices("BTC-PERP")).index_price);
+      const maker = await bob.place("BTC-PERP", "sell", "0.01", undefined, { priceTicks: ticks, tif: "post" });
+      assert.equal(maker.status, "committed", JSON.stringify(maker.raw));
+      const taker = await alice.place("BTC-PERP", "buy", "0.01", undefined, { priceTicks: ticks, tif: "ioc" });
+      assert.equal(taker.status, "committed", JSON.stringify(taker.raw));
+      for (const api of APIS) {
+        const viewer = new Client(api, KEYS[1]!);
+        const [long] = await waitFor(async () => {
+          const found = await viewer.positions(alice.account);
+          return found[0]?.size === 1_000_000 ? found : null;
+        }, `the position on ${api}`);
+        assert.equal(long.side, "long");
+        assert.equal(BigInt(long.entry_notional), ticks * 100n);
+        assert.equal(long.leverage, 5);
+      }
+      const summary = await alice.margin();
+      assert.ok(summary.equity > 0 && summary.free_collateral > 0);
+      assert.ok(summary.positions[0].liquidation_price < summary.positions[0].mark);
+      assert.equal((await bob.positions())[0].side, "short");
+      const update = await stream.receiveUntil(
+        (m) => m.channel === "positions" && (m["positions"] as any[])[0]?.size === 1_000_000,
+        10_000,
+      );
+      assert.equal((update["positions"] as any[])[0].margin_mode, "cross");
+      await stream.receiveUntil((m) => m.channel === "prices", 10_000);
+      // Margin actions are signed like every trading action; the engine answers with codes.
+      assert.equal((await alice.addMargin("BTC-PERP", "10")).code, "not_isolated");
+      assert.equal((await alice.removeMargin("BTC-PERP", "10")).code, "not_isolated");
+      assert.ok(Array.isArray(await alice.fundingRates("BTC-PERP")));
+      assert.deepEqual(await alice.liquidations(), []);
+      assert.deepEqual(await alice.liquidations(undefined, { market: "BTC-PERP" }), []);
+      // Close both sides again (a reduce-only IOC against a resting buy): flat accounts
+      // for the tests after this one.
+      const back = await bob.place("BTC-PERP", "buy", "0.01", undefined, { priceTicks: ticks, tif: "post" });
+      assert.equal(back.status, "committed", JSON.stringify(back.raw));
+      const close = await alice.place("BTC-PERP", "sell", "0.01", undefined, { priceTicks: ticks, tif: "ioc", reduceOnly: true });
+      assert.equal(close.status, "committed", JSON.stringify(close.raw));
+      assert.equal((await alice.positions())[0].size, 0);
+    } finally {
+      await stream.close();
+    }
+  });
+
   it("streams the book; a lost delta is detected and resynced from a fresh snapshot", async () => {
     const proxy = await LossyProxy.start(APIS[2]!);
     const stream = await Stream.connect(proxy.url);
