@@ -75,7 +75,7 @@ def poly_eval(coefficients: Sequence[int], x: int) -> int:
 
 def commitment_eval(commitments: Sequence[Point], x: int) -> Point:
     """Σ x^l·C_l: f(x)·G from Feldman commitments C_l = a_l·G."""
-    return lincomb((c, pow(x, l, N)) for l, c in enumerate(commitments))  # noqa: E741
+    return lincomb((c, pow(x, k, N)) for k, c in enumerate(commitments))
 
 
 def lagrange_at_zero(indices: Sequence[int]) -> dict[int, int]:
@@ -184,7 +184,7 @@ def dealer_keygen(
         )
     if not 1 <= t <= n <= MAX_MEMBERS:
         raise FairnessError("bad_key", f"need 1 ≤ t ≤ n ≤ {MAX_MEMBERS}")
-    coefficients = [hash_to_nonzero_scalar(_DEALER, seed, u16(l)) for l in range(t)]  # noqa: E741
+    coefficients = [hash_to_nonzero_scalar(_DEALER, seed, u16(k)) for k in range(t)]
     public = ThresholdPublicKey.from_commitments(t, [base_mul(a) for a in coefficients], n)
     shares = tuple(KeyShare(i, poly_eval(coefficients, i)) for i in range(1, n + 1))
     assert all(s.secret != 0 for s in shares)
