@@ -50,10 +50,14 @@ def _dleq_challenge(context: bytes, h: Point, x: Point, y: Point, a1: Point, a2:
     return hash_to_scalar(_DLEQ, context, *parts)
 
 
-def prove_dleq(secret: int, h: Point, context: bytes) -> bytes:
-    """Proof that log_G(secret·G) = log_H(secret·H)."""
+def prove_dleq(
+    secret: int, h: Point, context: bytes, x: Point | None = None, y: Point | None = None
+) -> bytes:
+    """Proof that log_G(secret·G) = log_H(secret·H). `x` = secret·G and `y` = secret·H
+    may be passed when the caller has them (each costs a scalar multiplication)."""
     assert 0 < secret < N
-    x, y = base_mul(secret), mul(h, secret)
+    x = base_mul(secret) if x is None else x
+    y = mul(h, secret) if y is None else y
     w = hash_to_nonzero_scalar(_DLEQ_NONCE, scalar_bytes(secret), context, encode_point(h))
     c = _dleq_challenge(context, h, x, y, base_mul(w), mul(h, w))
     return scalar_bytes(c) + scalar_bytes((w + c * secret) % N)

@@ -252,10 +252,11 @@ def _share_context(public: ThresholdPublicKey, index: int) -> bytes:
 def create_share(share: KeyShare, public: ThresholdPublicKey, r_point: Point) -> DecryptionShare:
     """This member's share for R (which `open_ciphertext` checked)."""
     assert share.index <= public.members
-    u = encode_point(mul(r_point, share.secret))
-    return DecryptionShare(
-        share.index, u, prove_dleq(share.secret, r_point, _share_context(public, share.index))
-    )
+    x_i = public.verification_point(share.index)
+    u = mul(r_point, share.secret)
+    context = _share_context(public, share.index)
+    proof = prove_dleq(share.secret, r_point, context, x_i, u)
+    return DecryptionShare(share.index, encode_point(u), proof)
 
 
 def verify_share(public: ThresholdPublicKey, r_point: Point, share: DecryptionShare) -> bool:
