@@ -20,6 +20,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import coincurve
+from nacl.bindings import (
+    crypto_core_ed25519_is_valid_point,
+    crypto_core_ed25519_scalar_reduce,
+    crypto_scalarmult_ed25519_base_noclamp,
+    crypto_scalarmult_ed25519_noclamp,
+)
+
 from node.bench.consensus import raw_verify_per_s
 from node.fairness.dkg import Broadcast, Completed, Dkg, DkgConfig, member_public_key
 from node.fairness.envelope import decode_envelope, open_envelope, seal, verify_envelope
@@ -103,9 +111,31 @@ def measure_shape(n: int, t: int, count: int, rounds: int) -> dict[str, float]:
     }
 
 
+def measure_groups(count: int, rounds: int) -> dict[str, float]:
+    """The choice of group (docs/FAIRNESS.md): a variable-base scalar multiplication on
+    secp256k1 (coincurve) against Ed25519 (PyNaCl's noclamp multiplication), and the
+    point check each needs on input (parse; parse with the subgroup check)."""
+    scalar = hash_bytes(b"bench-scalar")
+    point = coincurve.PublicKey.from_secret(scalar)
+    encoded = point.format()
+    reduced = crypto_core_ed25519_scalar_reduce(scalar + scalar)
+    ed_point = crypto_scalarmult_ed25519_base_noclamp(reduced)
+    return {
+        "secp256k1_mul_per_s": _rate(lambda _: point.multiply(scalar), count, rounds),
+        "ed25519_mul_per_s": _rate(
+            lambda _: crypto_scalarmult_ed25519_noclamp(reduced, ed_point), count, rounds
+        ),
+        "secp256k1_point_check_per_s": _rate(lambda _: coincurve.PublicKey(encoded), count, rounds),
+        "ed25519_point_check_per_s": _rate(
+            lambda _: crypto_core_ed25519_is_valid_point(ed_point), count, rounds
+        ),
+    }
+
+
 def measure(count: int, rounds: int) -> dict[str, Any]:
     verify_before = raw_verify_per_s()
     shapes = {f"n{n}_t{t}": measure_shape(n, t, count, rounds) for n, t in SHAPES}
+    shapes["groups"] = measure_groups(count, rounds)
     verify_per_s = statistics.mean([verify_before, raw_verify_per_s()])
     result: dict[str, Any] = {"ed25519_verify_per_s": round(verify_per_s), "count": count}
     for name, rates in shapes.items():
@@ -133,7 +163,7 @@ def main(argv: list[str], prog: str = "seqnet bench fairness") -> int:
         print(json.dumps(result, sort_keys=True))
         return 0
     print(f"threshold encryption on one core; Ed25519 verify {result['ed25519_verify_per_s']}/s")
-    for name, _ in ((f"n{n}_t{t}", None) for n, t in SHAPES):
+    for name in [*(f"n{n}_t{t}" for n, t in SHAPES), "groups"]:
         print(f"  {name}")
         rates = result[name]
         width = max(len(k) for k in rates)

@@ -19,6 +19,7 @@ def test_bench_fairness_json(capsys: pytest.CaptureFixture[str]) -> None:
             assert result[shape][f"{op}_per_s"] > 0
             assert result[shape][f"{op}_vs_ed25519"] > 0
         assert result[shape]["dkg_ms"] > 0
+    assert result["groups"]["secp256k1_mul_vs_ed25519"] > 0
 
 
 def test_bench_fairness_refuses_bad_arguments() -> None:
