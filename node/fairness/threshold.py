@@ -290,16 +290,22 @@ def combine(
     """The key from the first t valid shares of distinct members.
 
     Invalid shares (a bad proof, an index out of range) are skipped and named in
-    `invalid`; a second share from one member is ignored. `verified`: the caller already
-    checked every share (as a member does when shares arrive), so none is re-checked.
-    Fewer than t valid shares: `not_enough_shares`."""
+    `invalid`; a repeated share, or any share of a member already counted, costs nothing.
+    A forged share under an honest member's index does not shut out the real one, so the
+    caller bounds `shares` (a member keeps one share per member and envelope, taken from
+    that member's authenticated link). `verified`: the caller already checked every
+    share (as a member does when shares arrive), so none is re-checked. Fewer than t
+    valid shares: `not_enough_shares`."""
     valid: dict[int, Point] = {}
     invalid: list[int] = []
+    seen: set[bytes] = set()
     for share in shares:
         if len(valid) == public.threshold:
             break
-        if share.index in valid:
+        encoded = share.encode()
+        if share.index in valid or encoded in seen:
             continue
+        seen.add(encoded)
         if verified or verify_share(public, r_point, share):
             valid[share.index] = decode_point(share.point, "share")
         else:

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from node.fairness import threshold
 from node.fairness.errors import FairnessError
 from node.fairness.group import N, base_mul, decode_point, encode_point, lincomb, mul
 from node.fairness.proofs import prove_dleq, verify_dleq
@@ -91,10 +92,17 @@ def test_withheld_and_forged_shares_cannot_block_t_honest() -> None:
         combine(public, r_point, forged + honest[:2])
 
 
-def test_duplicate_shares_count_once() -> None:
+def test_duplicate_shares_count_once(monkeypatch: pytest.MonkeyPatch) -> None:
     public, _, r_point, _, decryption = _setup(4, 2)
     with pytest.raises(FairnessError):
         combine(public, r_point, [decryption[0], decryption[0], decryption[0]])
+    # A flood of bad shares under one index costs one proof check, not one each.
+    checks = []
+    real = threshold.verify_share
+    monkeypatch.setattr(threshold, "verify_share", lambda *a: checks.append(1) or real(*a))
+    forged = DecryptionShare(2, decryption[1].point, bytes(64))
+    result = combine(public, r_point, [forged] * 1000 + [decryption[1], decryption[3]])
+    assert result.invalid == (2,) and result.used == (2, 4) and len(checks) == 3
 
 
 def test_kem_proof_binds_the_label() -> None:
