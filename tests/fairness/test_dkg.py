@@ -283,3 +283,28 @@ def test_property_any_flipped_byte_in_a_dealing_is_caught(position: int, flip: i
         assert isinstance(actions[0], Misbehaviour | Broadcast)
     else:
         assert position >= 40 + 33 * 2 + 33 + 48
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.data())
+def test_property_up_to_f_bad_dealers_never_split_or_break_the_key(data: st.DataObject) -> None:
+    n, t = data.draw(st.sampled_from([(4, 2), (7, 3)]))
+    f = t - 1
+    config, secrets = _committee(n, t)
+    members = list(range(1, n + 1))
+    bad = data.draw(st.lists(st.sampled_from(members), max_size=f, unique=True))
+    victims = {
+        b: data.draw(st.sets(st.sampled_from([m for m in members if m not in bad]), min_size=1))
+        for b in bad
+    }
+
+    def tamper(sender: int, message: bytes) -> list[bytes]:
+        if sender in victims and message[0] == dkg.DEALING:
+            return [_bad_dealing(config, sender, victims[sender])]
+        return [message]
+
+    results = Channel(config, secrets, tamper).run()
+    honest = [m for m in members if m not in bad]
+    for i in honest:
+        assert results[i].qualified == tuple(honest)  # type: ignore[union-attr]
+    _check_key_works(results, honest)  # type: ignore[arg-type]
