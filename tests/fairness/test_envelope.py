@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import pathlib
 import re
 
+import coincurve
 import pytest
+from eth_account import Account
+from eth_account.messages import encode_typed_data
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from nacl.bindings import crypto_aead_xchacha20poly1305_ietf_encrypt
@@ -16,9 +20,11 @@ from node.fairness.envelope import (
     HEADER_BYTES,
     MAX_ENVELOPE_BYTES,
     MIN_ENVELOPE_BYTES,
+    SIGNATURE_BYTES,
     Envelope,
     Rejected,
     decode_envelope,
+    envelope_digest,
     open_envelope,
     pad,
     seal,
@@ -26,7 +32,7 @@ from node.fairness.envelope import (
 )
 from node.fairness.errors import FairnessError
 from node.fairness.threshold import DEV_CHAIN_ID, combine, create_share, dealer_keygen
-from node.intents import Domain, pack_intent, sign_intent
+from node.intents import Domain, address_of_private_key, keccak256, pack_intent, sign_intent
 from seqnet_sdk.encrypted import encrypt_action, parse_committee_key
 from tests.fairness import vectors
 from tests.fairness.vectors import ACCOUNT, DOMAIN, PRIVATE_KEY, inner_intent
@@ -201,10 +207,6 @@ def test_property_no_single_byte_change_keeps_a_valid_envelope(position: int, fl
 
 def test_envelope_signature_is_standard_eip712() -> None:
     # eth-account, from the typed data as a wallet would see it, recovers the account.
-    from eth_account import Account
-    from eth_account.messages import encode_typed_data
-
-    from node.intents import keccak256
 
     raw = _sealed()
     typed = {
@@ -231,9 +233,26 @@ def test_envelope_signature_is_standard_eip712() -> None:
 
 
 def test_key_id_follows_the_documented_framing() -> None:
-    import hashlib
 
     tag = b"seqnet/fairness/key-id/v1"
     data = PUBLIC.encode()
     framed = len(tag).to_bytes(2, "big") + tag + len(data).to_bytes(4, "big") + data
     assert PUBLIC.key_id == hashlib.sha256(framed).digest()
+
+
+def test_a_re_signed_header_verifies_but_names_the_re_signer() -> None:
+    # The header and KEM of a victim's envelope, a garbage body, signed by a leader: the
+    # KEM proof holds (same label), so only the signer rule (§10.5) stops members from
+    # opening R early. The signer recovered is the leader's, never the account.
+
+    victim = decode_envelope(_sealed())
+    leader_key = bytes(31) + b"\x07"
+    unsigned = victim.header + bytes(len(victim.ciphertext))
+
+    raw = coincurve.PrivateKey(leader_key).sign_recoverable(
+        envelope_digest(unsigned, DOMAIN), hasher=None
+    )
+    forged = decode_envelope(unsigned + raw[:64] + bytes([27 + raw[64]]))
+    assert len(forged.signature) == SIGNATURE_BYTES
+    signer, _ = verify_envelope(forged, DOMAIN)
+    assert signer == address_of_private_key(leader_key) != forged.account
