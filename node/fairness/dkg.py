@@ -246,7 +246,8 @@ def _share_ad(config: DkgConfig, dealing_digest: bytes, recipient: int) -> bytes
 def make_dealing(config: DkgConfig, dealer: int, seed: bytes) -> bytes:
     """Dealer `dealer`'s dealing from 32 random bytes `seed`.
 
-    `corrupt` in the tests builds bad ones by hand; this only makes honest dealings."""
+    Only honest dealings come out of here; the tests build bad ones from `seal_share`
+    and `encode_dealing`."""
     if len(seed) != 32:
         raise FairnessError("bad_seed", "a dealing seed is 32 random bytes")
     assert 1 <= dealer <= config.members
