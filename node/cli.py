@@ -39,6 +39,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ),
     ("bench", "cluster"): ("node.bench.cluster", "local committee of processes under signed load"),
     ("bench", "catchup"): ("node.bench.catchup", "log catch-up of a member: blocks/s, entries/s"),
+    ("bench", "fairness"): ("node.bench.fairness", "threshold encryption ops/s vs Ed25519 verify"),
     ("trade",): ("node.trade_cli", "trade with the SDK: place, cancel, orders, balances, book, …"),
     ("keys", "generate"): ("node.keys", "generate a node's Ed25519 identity and settlement keys"),
     ("committee", "init"): ("node.genesis", "create keys, genesis.toml and node configs"),
