@@ -60,16 +60,22 @@ class AuctionMarket:
         self.ioc: dict[int, Account] = {}
 
 
-def _same_key(order: Order) -> tuple[bytes, int, int, int, int]:
-    """Orders equal in this key (same account, limit, cloid, expiry) are interchangeable:
-    only between them does the order id, so arrival, decide an order of events."""
+SameKey = tuple[bytes, int, int, int, int, bool, int]
+
+
+def _same_key(order: Order, ioc: dict[int, Account]) -> SameKey:
+    """A canonical order of one side's orders. Orders of one account equal in all but
+    the last field (limit, open size, cloid, expiry, IOC or not) are interchangeable:
+    only between them does the order id, and so arrival, decide anything."""
     cloid = order.cloid
     expires = order.expires_ms
     return (
         order.account.address,
         order.price,
+        order.size,
         _NO_CLOID if cloid is None else cloid,
         _NO_EXPIRY if expires is None else expires,
+        order.oid in ioc,
         order.oid,
     )
 
@@ -133,7 +139,9 @@ def clearing_price(
     return price, best_volume
 
 
-def _allocate(orders: list[Order], volume: int, lot: int, seed: bytes) -> list[tuple[Order, int]]:
+def _allocate(
+    orders: list[Order], volume: int, lot: int, seed: bytes, ioc: dict[int, Account]
+) -> list[tuple[Order, int]]:
     """Share `volume` among `orders` (one side, eligible at the clearing price, best
     price first): whole price levels in price priority, the marginal level pro-rata by
     size in lots, rounded down; the lots that rounding leaves go one each to the orders
@@ -158,7 +166,7 @@ def _allocate(orders: list[Order], volume: int, lot: int, seed: bytes) -> list[t
             total_lots = level_size // lot
             share_lots = left // lot
             given = 0
-            ranked: list[tuple[int, int, bytes, tuple[bytes, int, int, int, int], int]] = []
+            ranked: list[tuple[int, int, bytes, SameKey, int]] = []
             shares: list[int] = []
             for k in range(i, j):
                 lots = orders[k].size // lot
@@ -169,7 +177,7 @@ def _allocate(orders: list[Order], volume: int, lot: int, seed: bytes) -> list[t
                     digest = hashlib.blake2b(
                         seed + orders[k].account.address, digest_size=8
                     ).digest()
-                    ranked.append((-fraction, -lots, digest, _same_key(orders[k]), k - i))
+                    ranked.append((-fraction, -lots, digest, _same_key(orders[k], ioc), k - i))
             ranked.sort()
             for r in range(share_lots - given):
                 shares[ranked[r][4]] += 1
@@ -304,21 +312,24 @@ class Auctions:
                 demand = sum(o.size for o in buys if o.price >= price)
                 supply = sum(o.size for o in sells if o.price <= price)
                 seed = book.id.to_bytes(4, "big") + batch.to_bytes(8, "big")
-                buy_fills = _allocate([o for o in buys if o.price >= price], volume, book.lot, seed)
-                sell_fills = _allocate(
-                    [o for o in sells if o.price <= price], volume, book.lot, seed
-                )
+                ioc = market.ioc
+                eligible = [o for o in buys if o.price >= price]
+                buy_fills = _allocate(eligible, volume, book.lot, seed, ioc)
+                eligible = [o for o in sells if o.price <= price]
+                sell_fills = _allocate(eligible, volume, book.lot, seed, ioc)
                 ev.append(_new(AuctionCleared, (book.id, batch, price, volume, demand - supply)))
-                self._settle(book, price, buy_fills, sell_fills, touched, ev)
+                self._settle(
+                    book, price, _canonical(buy_fills, ioc), _canonical(sell_fills, ioc), touched,
+                    ev,
+                )  # fmt: skip
                 market.last_price = price
         if market.ioc:
-            left: list[Order] = []
+            left: list[tuple[Order, int]] = []
             for oid, account in market.ioc.items():
                 order = account.orders.get(oid)
                 if order is not None:
-                    left.append(order)
-            left.sort(key=_same_key)
-            for order in left:
+                    left.append((order, order.size))
+            for order, _ in _canonical(left, market.ioc):
                 (bids if order.is_buy else asks).remove(order)
                 engine._forget(order)
                 account = order.account
@@ -341,12 +352,10 @@ class Auctions:
         touched: dict[bytes, Account],
         ev: list[Event],
     ) -> None:
-        """Pair the buy and sell fills into trades (each side in `_same_key` order, so
-        the pairing and the trade ids ignore arrival), move the funds and the fees, and
+        """Pair the buy and sell fills (each side in `_same_key` order, so the pairing
+        and the trade ids ignore arrival) into trades, move the funds and the fees, and
         take filled orders off the book. Every fill pays the taker fee rate."""
         engine = self.engine
-        buy_fills.sort(key=_fill_key)
-        sell_fills.sort(key=_fill_key)
         lot, bps, base, quote, market = book.lot, book.taker_bps, book.base, book.quote, book.id
         state = engine.state
         trade_id = engine.next_trade_id
@@ -427,8 +436,15 @@ def _market_id(market: Any) -> int:
     return market_id
 
 
-def _fill_key(fill: tuple[Order, int]) -> tuple[bytes, int, int, int, int]:
-    return _same_key(fill[0])
+def _canonical(fills: list[tuple[Order, int]], ioc: dict[int, Account]) -> list[tuple[Order, int]]:
+    """`fills` in `_same_key` order of their orders (as they are now)."""
+    keyed = [(_same_key(order, ioc), order, size) for order, size in fills]
+    keyed.sort(key=_first)
+    return [(order, size) for _, order, size in keyed]
+
+
+def _first(row: tuple[SameKey, Order, int]) -> SameKey:
+    return row[0]
 
 
 def _done(engine: Engine, book: Book, order: Order) -> None:
