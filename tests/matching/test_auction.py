@@ -6,6 +6,7 @@ the clearing, batches of several blocks, fees, snapshots in the middle of a batc
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -316,3 +317,22 @@ def test_snapshot_in_the_middle_of_a_batch_continues_identically() -> None:
         entries = []
     assert copy.checkpoint() == h.engine.checkpoint()
     assert copy.snapshot() == h.engine.snapshot()
+
+
+def test_a_node_genesis_file_carries_auction_blocks(tmp_path: Path) -> None:
+    from node.config import ConfigError as NodeConfigError
+    from node.genesis import committee_init, load_genesis
+
+    genesis = committee_init(tmp_path / "c", 1, base_port=17000)
+    text = (tmp_path / "c" / "genesis.toml").read_text()
+    old = 'symbol = "ETH-USDC"\n'
+    assert old in text and "auction_blocks" not in text  # continuous: not written
+    path = tmp_path / "auction.toml"
+    path.write_text(text.replace(old, old + "auction_blocks = 2\n", 1))
+    loaded = load_genesis(path)
+    assert [m.auction_blocks for m in loaded.exchange.markets] == [2, 0]
+    assert loaded.genesis_hash() != genesis.genesis_hash()
+    assert Engine(loaded.exchange).auctions is not None
+    path.write_text(text.replace(old, old + "auction_blocks = -1\n", 1))
+    with pytest.raises(NodeConfigError, match="auction_blocks"):
+        load_genesis(path)
