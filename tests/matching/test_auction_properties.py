@@ -29,7 +29,7 @@ from tests.matching.auction_helpers import (
     fast,
     order_names,
 )
-from tests.matching.helpers import ETH, ETH_USDC, LOT, T0, TICK, USDC, addr, cancel, place
+from tests.matching.helpers import ETH, ETH_USDC, LOT, T0, TICK, USDC, addr, cancel, modify, place
 from tests.matching.test_properties import EngineMachine, check_invariants
 
 SLOW = os.environ.get("SEQNET_SLOW") == "1"
@@ -60,6 +60,9 @@ def test_clearing_price_is_what_trying_every_tick_gives(
 
 
 sides = st.lists(st.booleans(), min_size=len(TRADERS), max_size=len(TRADERS))
+prices_sizes = st.tuples(
+    st.integers(18, 24).map(lambda t: t * TICK), st.integers(1, 12).map(lambda n: n * LOT)
+)
 orders_st = st.lists(
     st.tuples(
         st.integers(0, len(TRADERS) - 1),
@@ -177,12 +180,13 @@ def run_batch(
     entries = []
     for entry in batch:
         action = entry["action"]
-        if action["type"] == "cancel":  # the k-th resting order of the batch's start
+        if action["type"] in ("cancel", "modify"):  # the k-th resting order at the start
             if action["oid"] >= len(resting):
-                continue  # (not modulo: two cancels of one order would race)
+                continue  # (not modulo: two entries on one order would race)
             oid = resting[action["oid"]]
             owner = next(who for who in TRADERS if oid in h.engine.accounts[who].orders)
-            entry = {**entry, "account": owner, "signer": owner, "action": cancel(oid)}
+            action = cancel(oid) if action["type"] == "cancel" else {**action, "oid": oid}
+            entry = {**entry, "account": owner, "signer": owner, "action": action}
         entries.append(entry)
     parts = [entries[:split], entries[split:]] if blocks == 2 else [entries]
     for part in parts:
@@ -203,7 +207,9 @@ def run_batch(
         who: (tuple(a.available), tuple(a.locked)) for who, a in sorted(h.engine.accounts.items())
     }
     residual = sorted(
-        (names[o.oid], o.size, o.reserved) for who in TRADERS for o in h.engine.open_orders(who)
+        (names[o.oid], o.price, o.size, o.reserved)
+        for who in TRADERS
+        for o in h.engine.open_orders(who)
     )
     root = h.engine.checkpoint().state_root
     return per_entry, end, balances, residual, root, h.engine.next_trade_id
@@ -213,7 +219,7 @@ def run_batch(
     before=orders_st,
     batch=orders_st,
     buy_side=sides,
-    cancels=st.lists(st.integers(0, 15), max_size=4, unique=True),
+    targets=st.lists(st.integers(0, 15), max_size=6, unique=True),
     blocks=st.sampled_from((1, 2)),
     data=st.data(),
 )
@@ -226,14 +232,17 @@ def test_permuting_a_batch_changes_no_fill(
     before: list[tuple[int, int, int, str]],
     batch: list[tuple[int, int, int, str]],
     buy_side: list[bool],
-    cancels: list[int],
+    targets: list[int],
     blocks: int,
     data: st.DataObject,
 ) -> None:
     nonce = T0 + 1_000_000  # above every nonce the harness signs before, in the window
     entries: list[dict[str, Any]] = []
     rows: list[tuple[str, Any]] = [("place", row) for row in batch]
-    rows += [("cancel", k) for k in cancels]
+    # Resting orders of the batch's start: some cancelled, others modified.
+    cut = data.draw(st.integers(0, len(targets)), label="cut")
+    rows += [("cancel", k) for k in targets[:cut]]
+    rows += [("modify", k) for k in targets[cut:]]
     rows += [("fok", 0), ("bad", 0)]  # refused whatever their place in the batch
     for kind, row in rows:
         nonce += 1
@@ -244,6 +253,9 @@ def test_permuting_a_batch_changes_no_fill(
             account = TRADERS[who]
         elif kind == "cancel":
             action, account = {"type": "cancel", "market": ETH_USDC, "oid": row}, TRADERS[0]
+        elif kind == "modify":
+            price, size = data.draw(prices_sizes, label="modify")
+            action, account = modify(row, price, size), TRADERS[0]
         elif kind == "fok":
             action, account = place(price=100, size=10, tif="fok"), TRADERS[1]
         else:
