@@ -22,6 +22,7 @@ from matching.events import (
     Reason,
     Rejected,
     Trade,
+    to_plain,
 )
 from tests.matching.auction_helpers import AuctionHarness, auction_genesis
 from tests.matching.helpers import (
@@ -126,6 +127,8 @@ def test_orders_wait_for_the_end_of_the_batch_then_clear_at_one_price() -> None:
     # demand 50 at every price up to 110; supply 30 below 105, 60 from 105: volume 50 at
     # 105 and 110 (imbalance 10 each); no reference yet: the middle, rounded down: 105.
     assert (c.price, c.volume, c.imbalance) == (105, 50, -10)
+    assert to_plain(c) == {"event": "auction", "market": ETH_USDC, "batch": c.batch,
+                           "price": 105, "volume": 50, "imbalance": -10}  # fmt: skip
     fills = [e for e in r3.end if isinstance(e, Fill)]
     assert {f.price for f in fills} == {105}
     assert fills_by_oid(r3.end) == {1: 50, 2: 30, 3: 20}

@@ -207,10 +207,10 @@ def run_batch(
         who: (tuple(a.available), tuple(a.locked)) for who, a in sorted(h.engine.accounts.items())
     }
     residual = sorted(
-        (names[o.oid], o.price, o.size, o.reserved)
-        for who in TRADERS
-        for o in h.engine.open_orders(who)
-    )
+        ((names[o.oid], o.price, o.size, o.reserved) for who in TRADERS
+         for o in h.engine.open_orders(who)),
+        key=repr,
+    )  # fmt: skip
     root = h.engine.checkpoint().state_root
     return per_entry, end, balances, residual, root, h.engine.next_trade_id
 
@@ -249,7 +249,11 @@ def test_permuting_a_batch_changes_no_fill(
         if kind == "place":
             who, price, size, tif = row
             side = "buy" if buy_side[who] else "sell"
-            action = place(side=side, price=price, size=size, tif=tif)
+            cloid = nonce - T0 if data.draw(st.booleans(), label="cloid") else None
+            expires = data.draw(st.sampled_from((None, T0 + 10**7, T0 + 2 * 10**7)))
+            action = place(
+                side=side, price=price, size=size, tif=tif, cloid=cloid, expires_ms=expires
+            )
             account = TRADERS[who]
         elif kind == "cancel":
             action, account = {"type": "cancel", "market": ETH_USDC, "oid": row}, TRADERS[0]
