@@ -21,7 +21,7 @@ import hashlib
 from typing import TYPE_CHECKING, Any, Final
 
 from matching.accounts import Account
-from matching.book import Book, Order
+from matching.book import Book, Level, Order
 from matching.config import BPS, U64_MAX, Genesis
 from matching.events import (
     BUY,
@@ -291,32 +291,30 @@ class Auctions:
             # Only the crossed part can trade: bids at the best ask or more, asks at the
             # best bid or less (a clearing price lies between the two).
             best_bid, best_ask = bids.keys[-1], -asks.keys[-1]
-            buys: list[Order] = []  # best price first
+            buys: list[tuple[Level, int]] = []  # (level, open size), best price first
             for level in bids.best_first():
                 if level.price < best_ask:
                     break
-                buys.extend(level)
-            sells: list[Order] = []
+                buys.append((level, _open_size(level)))
+            sells: list[tuple[Level, int]] = []
             for level in asks.best_first():
                 if level.price > best_bid:
                     break
-                sells.extend(level)
+                sells.append((level, _open_size(level)))
             cleared = clearing_price(
-                [(o.price, o.size) for o in buys],
-                [(o.price, o.size) for o in sells],
+                [(level.price, size) for level, size in buys],
+                [(level.price, size) for level, size in sells],
                 book.tick,
                 market.last_price,
             )
             if cleared is not None:
                 price, volume = cleared
-                demand = sum(o.size for o in buys if o.price >= price)
-                supply = sum(o.size for o in sells if o.price <= price)
+                demand = sum(size for level, size in buys if level.price >= price)
+                supply = sum(size for level, size in sells if level.price <= price)
                 seed = book.id.to_bytes(4, "big") + batch.to_bytes(8, "big")
                 ioc = market.ioc
-                eligible = [o for o in buys if o.price >= price]
-                buy_fills = _allocate(eligible, volume, book.lot, seed, ioc)
-                eligible = [o for o in sells if o.price <= price]
-                sell_fills = _allocate(eligible, volume, book.lot, seed, ioc)
+                buy_fills = _allocate(_takers(buys, volume), volume, book.lot, seed, ioc)
+                sell_fills = _allocate(_takers(sells, volume), volume, book.lot, seed, ioc)
                 ev.append(_new(AuctionCleared, (book.id, batch, price, volume, demand - supply)))
                 self._settle(
                     book, price, _canonical(buy_fills, ioc), _canonical(sell_fills, ioc), touched,
@@ -429,6 +427,30 @@ class Auctions:
                 state.new_leaf(fee_account, quote)
             state.dirty[fee_account] = None
             touched[fee_account.address] = fee_account
+
+
+def _open_size(level: Level) -> int:
+    size = 0
+    for order in level.orders:
+        if order.live:
+            size += order.size
+    return size
+
+
+def _takers(levels: list[tuple[Level, int]], volume: int) -> list[Order]:
+    """The orders of one side that share `volume`, best price first: whole levels until
+    the one that reaches the volume (the marginal level) included. The levels are all
+    eligible at the clearing price up to there: the volume is matched within them."""
+    orders: list[Order] = []
+    reached = 0
+    for level, size in levels:
+        if reached >= volume:
+            break
+        for order in level.orders:
+            if order.live:
+                orders.append(order)
+        reached += size
+    return orders
 
 
 def _market_id(market: Any) -> int:
