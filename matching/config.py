@@ -29,6 +29,9 @@ DEFAULT_FUNDING_CAP_PPB: Final = 40_000_000  # 4 % per interval (Hyperliquid's h
 DEFAULT_INTEREST_PPB: Final = 12_500  # 0.00125 % per interval = 0.01 % per 8 h
 DEFAULT_LIQUIDATION_FEE_BPS: Final = 100
 DEFAULT_ORACLE_MAX_AGE_MS: Final = 15_000
+# Frequent batch auctions (docs/MATCHING.md, "Batch auctions"): a market clears every
+# `auction_blocks` blocks; 0 is the continuous book.
+MAX_AUCTION_BLOCKS: Final = 10_000
 
 
 class ConfigError(ValueError):
@@ -125,6 +128,9 @@ class Market:
     maker_fee_bps: int
     taker_fee_bps: int
     perp: PerpParams | None = None  # set iff kind == "perp"
+    # 0: continuous matching; N >= 1: a batch auction clearing at the end of every N-th
+    # block (docs/MATCHING.md, "Batch auctions"). Spot markets only.
+    auction_blocks: int = 0
 
     @property
     def kind(self) -> str:
@@ -147,6 +153,8 @@ class Market:
         )
         if self.perp is not None:
             plain.update(self.perp.to_plain())
+        if self.auction_blocks:  # absent when continuous: older genesis files stay unchanged
+            plain["auction_blocks"] = self.auction_blocks
         return plain
 
 
@@ -215,6 +223,13 @@ class Genesis:
                 raise ConfigError(f"market {m.symbol}: unknown base or quote asset")
             if m.base == m.quote:
                 raise ConfigError(f"market {m.symbol}: base and quote must differ")
+            if not 0 <= m.auction_blocks <= MAX_AUCTION_BLOCKS or (
+                m.perp is not None and m.auction_blocks
+            ):
+                raise ConfigError(
+                    f"market {m.symbol}: auction_blocks must be 0..{MAX_AUCTION_BLOCKS}, "
+                    "and 0 on a perp market"
+                )
         perps = self.perp_markets
         if perps:
             # One collateral for every perpetual market: cross margin is one balance.
@@ -264,6 +279,12 @@ def _market(raw: object, index: int) -> Market:
     perp = _perp(raw, what) if kind == "perp" else None
     if perp is not None and raw.get("base") is not None:
         raise ConfigError(f"{what}: a perp market has no base asset")
+    auction_blocks = _optional(raw, "auction_blocks", what, 0, 0, MAX_AUCTION_BLOCKS)
+    if perp is not None and auction_blocks:
+        raise ConfigError(
+            f"{what}: auction_blocks is for spot markets only; a perp market matches "
+            "continuously (set auction_blocks = 0 or leave it out)"
+        )
     return Market(
         id=_uint(raw, "id", what, 0, U32_MAX),
         symbol=_symbol(raw, what),
@@ -274,6 +295,7 @@ def _market(raw: object, index: int) -> Market:
         maker_fee_bps=_uint(raw, "maker_fee_bps", what, 0, MAX_FEE_BPS),
         taker_fee_bps=_uint(raw, "taker_fee_bps", what, 0, MAX_FEE_BPS),
         perp=perp,
+        auction_blocks=auction_blocks,
     )
 
 

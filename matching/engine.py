@@ -35,6 +35,7 @@ from matching.accounts import (
     Account,
     use_nonce,
 )
+from matching.auction import Auctions
 from matching.book import Book, Order, Side
 from matching.checkpoint import Checkpoint, StateTree, Withdrawal, WithdrawalTrees
 from matching.config import BPS, U64_MAX, Genesis
@@ -102,8 +103,8 @@ _FIELDS = {
 class BlockResult:
     """`events[i]` belongs to `entries[i]` (cancels were applied first, see MATCHING.md);
     `expired` are the orders that expired at this block's timestamp, before any entry;
-    `end` are the events of the block's end step with perp markets (prices, funding,
-    liquidations), after every entry."""
+    `end` are the events of the block's end step, after every entry: batch auction
+    clearings, then with perp markets prices, funding and liquidations."""
 
     timestamp_ms: int
     expired: list[Event]
@@ -196,6 +197,9 @@ class Engine:
         self.last_deposit_id = 0
         self.sequence = 0  # of the last checkpoint
         self.fee_account = self._account(genesis.fee_account)
+        self.auctions: Auctions | None = None  # batch auction markets (auction.py)
+        if any(m.auction_blocks for m in genesis.markets):
+            self.auctions = Auctions(self, genesis)
         self.perps: Perps | None = None
         if genesis.perp_markets:
             self.perps = Perps(self, genesis)
@@ -332,6 +336,8 @@ class Engine:
             else:
                 out[i] = apply(entry)
         end: list[Event] = []
+        if self.auctions is not None:
+            self.auctions.end_block(end)
         if self.perps is not None:
             self.perps.end_block(timestamp_ms, end)
         return BlockResult(timestamp_ms, expired, out, end)
@@ -469,6 +475,12 @@ class Engine:
             )
             assert rejection is not None
             ev.append(_new(Rejected, rejection))
+            return
+        auctions = self.auctions
+        if auctions is not None and book.id in auctions.markets:
+            auctions.place(
+                address, account, book, side == BUY, kind, price, size, tif, cloid, expires_ms, ev
+            )
             return
         # The dynamic checks of _check_order, inlined for the common case; on any doubt
         # _check_order decides (and names the reason).
@@ -837,6 +849,10 @@ class Engine:
             perps = self.perps
             assert perps is not None
             perps.modify(address, account, order, price, size, ev)
+            return
+        auctions = self.auctions
+        if auctions is not None and book.id in auctions.markets:
+            auctions.modify(address, account, order, price, size, ev)
             return
         is_buy = order.is_buy
         asset = book.quote if is_buy else book.base

@@ -246,6 +246,18 @@ class BadDebt(NamedTuple):
     covered: int
 
 
+class AuctionCleared(NamedTuple):
+    """A batch auction market cleared (docs/MATCHING.md, "Batch auctions"): every fill of
+    batch `batch` is at `price`; `volume` base units changed hands; `imbalance` is demand
+    minus supply at that price (> 0: buyers were rationed, < 0: sellers)."""
+
+    market: int
+    batch: int
+    price: int
+    volume: int
+    imbalance: int
+
+
 Event = (
     Accepted
     | Rejected
@@ -272,6 +284,7 @@ Event = (
     | Deleveraged
     | LiquidationFee
     | BadDebt
+    | AuctionCleared
 )
 
 KINDS: dict[type, str] = {
@@ -300,6 +313,7 @@ KINDS: dict[type, str] = {
     Deleveraged: "deleveraged",
     LiquidationFee: "liquidation_fee",
     BadDebt: "bad_debt",
+    AuctionCleared: "auction",
 }
 
 
@@ -350,6 +364,8 @@ class Reason:
     POSITION_OPEN: Final = "position_open"
     NOT_ISOLATED: Final = "not_isolated"
     UNKNOWN_MEMBER: Final = "unknown_member"
+    # Rejections: batch auction markets.
+    SELF_CROSS: Final = "self_cross"  # would cross the account's own order in the batch
     # Cancel reasons.
     USER: Final = "user"
     SELF_TRADE: Final = "self_trade"

@@ -102,6 +102,8 @@ def dump(engine: Engine) -> bytes:
     }
     if engine.perps is not None:
         body["perp"] = _dump_perp(engine)
+    if engine.auctions is not None:
+        body["auction"] = _dump_auction(engine)
     data: bytes = msgpack.packb(body, use_bin_type=True)
     return data
 
@@ -143,6 +145,30 @@ def _dump_perp(engine: Engine) -> dict[str, Any]:
         if kind < 0
     ]
     return {"markets": markets, "oracle": oracle, "positions": positions, "leaves": leaves}
+
+
+def _dump_auction(engine: Engine) -> dict[str, Any]:
+    """Batch auction state, written only when the genesis has auction markets (so other
+    snapshots are unchanged): the block count that places batch boundaries, and per
+    market the reference price and the IOC orders waiting for the clearing. The orders
+    themselves are in the books like any resting order."""
+    auctions = engine.auctions
+    assert auctions is not None
+    markets = [
+        [m.book.id, m.last_price, [[oid, account.address] for oid, account in m.ioc.items()]]
+        for m in auctions.markets.values()
+    ]
+    return {"height": auctions.height, "markets": markets}
+
+
+def _load_auction(engine: Engine, auction: dict[str, Any]) -> None:
+    auctions = engine.auctions
+    assert auctions is not None
+    auctions.height = auction["height"]
+    for market_id, last_price, ioc in auction["markets"]:
+        market = auctions.markets[market_id]
+        market.last_price = last_price
+        market.ioc = {oid: engine.accounts[address] for oid, address in ioc}
 
 
 def _load_perp(engine: Engine, perp: dict[str, Any]) -> dict[int, bytes]:
@@ -252,6 +278,8 @@ def _load(body: dict[str, Any]) -> Engine:
         )
         checkpoint = Checkpoint(sequence, state_root, withdrawals_root, last_deposit_id, sealed)
         engine.withdrawal_trees.add(checkpoint, MerkleTree(w.leaf() for w in sealed))
+    if engine.auctions is not None:
+        _load_auction(engine, body["auction"])
     if engine.perps is not None:
         engine.perps.liquidator.rebuild()
     return engine
