@@ -19,7 +19,8 @@ bits interpreted and compiled, in every run. Outputs are floored to 10⁻¹⁸ o
 Precision, against mpmath at 60 digits (tests/matching/test_options_black.py, a grid of
 strikes 0.2–5 × F, vols 0.5–300 %, expiries 1 ms–2 years, calls and puts, r = 5 %): price
 and delta within 10⁻⁹ relative wherever the exact value is at least 10⁻⁹ (a price in price
-units) — deep out of the money included — and within 2·10⁻¹⁸ absolutely everywhere;
+units) — deep out of the money included — and absolutely within 10⁻²⁷·max(F, K) + 2·10⁻¹⁸
+(price) and 2·10⁻¹⁸ (delta) everywhere;
 gamma, vega and theta within 10⁻⁹ relative plus 10⁻²⁷ of their natural scale (1/(σ√T),
 F√T and Fσ/(2√T)) plus 2·10⁻¹⁸.
 
@@ -174,10 +175,11 @@ IV_MAX_STEPS: Final = 200
 def implied_vol(
     is_call: bool, forward: int, strike: int, price_e18: int, t_ms: int, rate_e9: int = 0
 ) -> int | None:
-    """The largest vol_e9 whose value is ≤ price_e18 (so value(v) ≤ price < value(v + 1)),
-    or None when no vol in 1..MAX_VOL_E9 prices it (at or under intrinsic value, at or over
-    the forward/strike bound, or above 1,000 %). Newton steps on vega inside a bracket that
-    only shrinks, a bisection every fourth step: deterministic and bounded."""
+    """The largest vol_e9 whose value is ≤ price_e18 (value(v) ≤ price < value(v + 1)), or
+    None when no vol in 1..MAX_VOL_E9 brackets it: under the value at the smallest vol
+    (intrinsic), at or over the value at 1,000 % (the forward/strike bound), or at expiry.
+    Newton steps on vega inside a bracket that only shrinks, a bisection every fourth
+    step: deterministic and bounded (~10 valuations typically)."""
     check_inputs(forward, strike, 0, t_ms, rate_e9)
     if t_ms == 0:
         return None
