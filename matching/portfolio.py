@@ -211,7 +211,10 @@ def _margin(params: RiskParams, loss_e18: int, worst: int) -> Margin:
     return Margin(maintenance, -(-maintenance * params.initial_bps // BPS), worst)
 
 
-def _packed_pnl(positions: Sequence[Position]) -> int:
+def packed_pnl(positions: Sequence[Position]) -> int:
+    """Σ size × packed vector: the account's scenario P&L, packed. A caller may keep it per
+    account and add `size_change * vector.packed` on each fill (re-margining is then one
+    `margin_of_packed`); a total that no longer fits its fields fails an assertion."""
     _check(positions)
     total = 0
     for vector, size in positions:
@@ -221,7 +224,7 @@ def _packed_pnl(positions: Sequence[Position]) -> int:
 
 def scenario_pnl(grid: ScenarioGrid, positions: Sequence[Position]) -> list[int]:
     """The account's value change in each scenario of the grid (× 10¹⁸)."""
-    return grid.unpack(_packed_pnl(positions))
+    return grid.unpack(packed_pnl(positions))
 
 
 def _worst(pnl: list[int]) -> tuple[int, int]:
@@ -234,12 +237,17 @@ def _worst(pnl: list[int]) -> tuple[int, int]:
     return loss, worst
 
 
+def margin_of_packed(grid: ScenarioGrid, packed: int) -> Margin:
+    """Risk-matrix margin from an account's packed P&L (`packed_pnl`)."""
+    loss, worst = _worst(grid.unpack(packed))
+    return _margin(grid.params, loss, worst)
+
+
 def portfolio_margin(grid: ScenarioGrid, positions: Sequence[Position]) -> Margin:
     """Risk-matrix margin of a whole account: its worst scenario loss."""
     if not positions:
         return Margin(0, 0, grid.base)
-    loss, worst = _worst(scenario_pnl(grid, positions))
-    return _margin(grid.params, loss, worst)
+    return margin_of_packed(grid, packed_pnl(positions))
 
 
 def standard_margin(params: RiskParams, positions: Sequence[Position]) -> Margin:
@@ -265,7 +273,7 @@ def liquidation_order(grid: ScenarioGrid, positions: Sequence[Position]) -> list
     """Which position to close first: every position, by how much closing it whole lowers
     the risk-matrix maintenance (most first; ties by instrument key, then index). Positions
     whose closing does not lower it come last, in the same order."""
-    total = _packed_pnl(positions)
+    total = packed_pnl(positions)
     now = _margin(grid.params, _worst(grid.unpack(total))[0], 0).maintenance
     out = []
     for i, (vector, size) in enumerate(positions):

@@ -8,6 +8,8 @@
 - portfolio margin: a 50-position account (48 options over 12 strikes × 4 expiries, a
   perp, a spot holding) re-margined after each fill: the fill changes one position's size,
   then portfolio_margin sums all 50 cached risk vectors and takes the worst scenario.
+- incremental: the same fills with the account's packed P&L kept (portfolio.packed_pnl)
+  and moved by each fill, re-margined by margin_of_packed (how phase 2 can hold it).
 - liquidation order: the same account, every position's relief (portfolio.
   liquidation_order).
 
@@ -98,6 +100,15 @@ def figures(spot_entries_per_s: float, seed: int = 1, rounds: int = 5) -> dict[s
             pf.portfolio_margin(grid, book)  # and the account re-margined
         margin_s.append(clock() - t)
 
+    incremental_s: list[float] = []
+    for _ in range(rounds):
+        packed = pf.packed_pnl(positions)
+        t = clock()
+        for index, lots in fills:
+            packed += lots * positions[index][0].packed  # the fill, kept per account
+            pf.margin_of_packed(grid, packed)
+        incremental_s.append(clock() - t)
+
     t = clock()
     order = pf.liquidation_order(grid, positions)
     liquidation_s = clock() - t
@@ -108,6 +119,9 @@ def figures(spot_entries_per_s: float, seed: int = 1, rounds: int = 5) -> dict[s
     return {
         "greeks_per_s": round(greeks_per_s),
         "portfolio_margin_per_s": round(margin_per_s),
+        "portfolio_margin_incremental_per_s": round(
+            len(fills) / sorted(incremental_s)[rounds // 2]
+        ),
         "portfolio_positions": len(positions),
         "portfolio_scenarios": len(grid),
         "option_risk_vectors_per_s": round(options_count / vectors_s),

@@ -83,6 +83,21 @@ def test_packed_sums_are_plain_sums(raw: list[tuple[int, int]]) -> None:
     assert margin.initial == -(-margin.maintenance * 13_000 // 10_000)
 
 
+@given(POSITIONS, st.lists(st.tuples(st.integers(0, 11), st.integers(-500, 500)), max_size=20))
+@settings(max_examples=100, deadline=None)
+def test_incremental_margin_equals_the_full_one(
+    raw: list[tuple[int, int]], fills: list[tuple[int, int]]
+) -> None:
+    positions = build(raw)
+    packed = pf.packed_pnl(positions)
+    for index, lots in fills:
+        i = index % len(positions)
+        vector, size = positions[i]
+        positions[i] = (vector, size + lots)
+        packed += lots * vector.packed  # what phase 2 keeps per account
+        assert pf.margin_of_packed(GRID, packed) == pf.portfolio_margin(GRID, positions)
+
+
 def test_packing_holds_at_the_extremes() -> None:
     big = (1 << pf.MAX_VALUE_BITS) - 1
     vector = pf.RiskVector(1, pf.LINEAR, [big, -big] * 19 + [big], 0, 0, 0)
