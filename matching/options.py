@@ -20,7 +20,8 @@ Precision, against mpmath at 60 digits (tests/matching/test_options_black.py, a 
 strikes 0.2–5 × F, vols 0.5–300 %, expiries 1 ms–2 years, calls and puts, r = 5 %): price
 and delta within 10⁻⁹ relative wherever the exact value is at least 10⁻⁹ (a price in price
 units) — deep out of the money included — and absolutely within 10⁻²⁷·max(F, K) + 2·10⁻¹⁸
-(price) and 2·10⁻¹⁸ (delta) everywhere;
+(price; times D if a negative rate makes D > 1) and 2·10⁻¹⁸ (delta) everywhere; a value
+is never negative;
 gamma, vega and theta within 10⁻⁹ relative plus 10⁻²⁷ of their natural scale (1/(σ√T),
 F√T and Fσ/(2√T)) plus 2·10⁻¹⁸.
 
@@ -126,6 +127,8 @@ def black(
         n2 = fx.normal_cdf_with_gaussian(-d2, g2)
         value = strike * n2 - forward * n1
         delta = -n1
+    if value < 0:  # a far out-of-the-money value within the error bound of 0; never below
+        value = 0
     price = (value * disc * E18) >> _Q2
     delta_e18 = (delta * disc * E18) >> _Q2
     if not with_greeks:
