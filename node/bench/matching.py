@@ -38,6 +38,7 @@ import matching
 from matching.config import Genesis
 from matching.engine import BlockResult, Engine
 from matching.events import Accepted
+from node.bench import options as options_bench
 
 BLOCK_ENTRIES = 1_000
 BLOCK_MS = 50
@@ -605,6 +606,8 @@ def main(argv: list[str], prog: str) -> int:
         "cascade_liquidated": cascade.liquidated,
         "cascade_backstopped": cascade.backstopped,
     }
+    say("options ...")  # issue 14: Greeks and portfolio margin (node/bench/options.py)
+    out.update(options_bench.figures(mixed.entries_per_s, seed=args.seed))
     if args.json:
         print(json.dumps(out))
         return 0
@@ -626,5 +629,10 @@ def main(argv: list[str], prog: str) -> int:
         f"liquidation cascade: {cascade.liquidated:,} of {cascade.accounts:,} accounts "
         f"liquidated in one block of {cascade.block_ms:.1f} ms "
         f"({cascade.backstopped:,} through the insurance fund)"
+    )
+    print(
+        f"options: {out['greeks_per_s']:,} greeks/s, {out['portfolio_margin_per_s']:,} "
+        f"portfolio margins/s ({out['portfolio_positions']} positions, "
+        f"{out['portfolio_scenarios']} scenarios; vs spot {out['portfolio_margin_ratio_vs_spot']}x)"
     )
     return 0
