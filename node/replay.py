@@ -186,6 +186,8 @@ def replay(genesis: Genesis, blocks: Iterator[LogBlock], printer: Printer) -> Ch
         for index, events in enumerate(result.events):
             for event in events:
                 printer.event(height, index, event)
+        for event in result.end:  # the end step: auction clearings, perp prices and liquidations
+            printer.event(height, None, event)
         if block.checkpoint:
             printer.checkpoint(height, engine.checkpoint())
     final = engine.checkpoint()

@@ -800,6 +800,9 @@ class Indexer:
                 record.status = "filled"
             record.updated_height = self.height
             work.order_update(record)
+            # The order's own level: a batch auction's fills are at the clearing price
+            # and none is a maker's, yet both sides rested in the book.
+            work.touch(f.market, f.side == "buy", record.price)
         if f.maker:
             work.touch(f.market, f.side == "buy", f.price)
 
