@@ -7,21 +7,19 @@ The exits pay out exactly what the contract holds: nothing left, nothing short."
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from contracts.settlement import Settlement, balance_of
 from matching.merkle import process_proof
 from node.chain.localchain import ChainSetup, connect, deposit
 from node.genesis import INSURANCE_ACCOUNT, ConsensusParams, load_genesis
-from node.intents import Domain, intent_to_json, place_action, sign_intent
-from node.localnet import Localnet, down, pid_alive, stop_pid, up
+from node.intents import place_action
+from node.localnet import down, pid_alive, stop_pid, up
 from node.procs import free_base_port
-from tests.integration.test_settlement_e2e import balance, get
+from tests.integration.test_settlement_e2e import balance, get, post
 from tests.node.cluster import wait_for
 
 pytestmark = pytest.mark.integration
@@ -31,20 +29,6 @@ USDC = 1  # asset index: the perp market's collateral
 LOTS = 100  # 0.01 BTC: sizes count satoshi, one lot is 10**4 of them
 DEPOSIT = 10_000 * 10**6  # 10,000 USDC each
 PRICE = 9_700_000  # micro-USDC per lot: 97,000 USDC per BTC, where the simulated feed starts
-
-
-def post(
-    net: Localnet, node: int, key: bytes, account: bytes, action: dict[str, Any], domain: Domain
-) -> dict[str, Any]:
-    intent = sign_intent(key, account, time.time_ns() // 1_000_000, action, domain)
-    response = httpx.post(
-        f"{net.nodes[node].api}/v1/intents?wait=committed&timeout_ms=20000",
-        json=intent_to_json(intent),
-        timeout=30,
-    )
-    assert response.status_code == 200, response.text
-    result: dict[str, Any] = response.json()["results"][0]
-    return result
 
 
 def test_freeze_and_exit_with_a_perp_position_open(tmp_path: Path) -> None:

@@ -33,9 +33,10 @@ def get(net: Localnet, path: str, node: int = 0) -> Any:
     return response.json() if response.status_code == 200 else None
 
 
-def submit(
+def post(
     net: Localnet, node: int, key: bytes, account: bytes, action: dict[str, Any], domain: Domain
 ) -> dict[str, Any]:
+    """Sign `action` and send it to `node`, waiting for its commit; the intent's result."""
     intent = sign_intent(key, account, time.time_ns() // 1_000_000, action, domain)
     response = httpx.post(
         f"{net.nodes[node].api}/v1/intents?wait=committed&timeout_ms=20000",
@@ -44,6 +45,13 @@ def submit(
     )
     assert response.status_code == 200, response.text
     result: dict[str, Any] = response.json()["results"][0]
+    return result
+
+
+def submit(
+    net: Localnet, node: int, key: bytes, account: bytes, action: dict[str, Any], domain: Domain
+) -> dict[str, Any]:
+    result = post(net, node, key, account, action, domain)
     assert result["status"] == "committed", result
     return result
 
