@@ -81,6 +81,9 @@ ACTIONS: dict[str, dict[str, Any]] = {
     "withdraw": {"type": "withdraw", "asset": 1, "amount": 2**64 - 1},
     "approve_agent": {"type": "approve_agent", "agent": AGENT, "name": "bot ü"},
     "revoke_agent": {"type": "revoke_agent", "agent": AGENT},
+    "set_leverage": {"type": "set_leverage", "market": 2, "leverage": 5, "isolated": True},
+    "add_margin": {"type": "add_margin", "market": 2, "amount": 250_000_000},
+    "remove_margin": {"type": "remove_margin", "market": 2, "amount": 2**64 - 1},
 }
 
 
