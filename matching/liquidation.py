@@ -9,11 +9,17 @@ highest maintenance bps) over its positions: the equity moves by |lots| per unit
 the (continuous) maintenance by at most that rate, so while every market's mark has moved
 by at most d since the check, the account stays healthy. The account is pushed on each of
 its markets' heaps with the key variation_then + d + 1 and is checked again once a market's
-variation reaches it (or at once if a fill, funding or margin action touched it). Outputs do
-not depend on the heaps: whatever finds an account, the accounts under maintenance are
-processed in address order, round after round until none is left (a liquidation touches
-makers and deleveraged counterparties, which are checked in the next round). So a snapshot
-does not carry the heaps; a restored engine rebuilds them.
+variation reaches it (or at once if a fill, funding or margin action touched it).
+
+Outputs do not depend on the heaps, only on the state: liquidations run in rounds, and a
+round's set is exactly the accounts under maintenance when the round begins (the heaps
+find every such account; a candidate found healthy is indexed again and dropped). The set
+is processed in address order, each account re-checked at its turn. A liquidation touches
+makers and deleveraged counterparties; one that is not in the set is checked in the next
+round, even if the heaps held it as a (then healthy) candidate, since which healthy
+candidates they hold differs between an engine that ran live and a restored one. Rounds
+repeat until one touches nobody. So a snapshot does not carry the heaps; a restored engine
+rebuilds them.
 
 Winding down a margin unit (the cross margin, or one isolated position):
 1. every open order of the unit is cancelled (cross: all the account's orders, spot too,
@@ -98,13 +104,41 @@ class Liquidator:
         insurance = perps.insurance
         while candidates:
             candidates.pop(insurance, None)
-            for account in sorted(candidates, key=_address):
+            # The round's set is fixed before anyone in it is wound down: exactly the
+            # accounts under maintenance now (a healthy candidate only proves the index
+            # conservative, and which healthy ones it holds differs between a member
+            # that ran live and one restored from a snapshot). Whoever the round touches
+            # outside the set waits for the next round's check.
+            due: list[Account] = []
+            for account in candidates:
+                if self.under(account):
+                    due.append(account)
+                else:
+                    self.index(account)
+            due.sort(key=_address)
+            for account in due:
                 self.check(account, ev)
             candidates = perps.touched
             perps.touched = {}
 
+    def under(self, account: Account) -> bool:
+        """Is a margin unit of the account (its cross margin, or an isolated position)
+        under its maintenance margin?"""
+        pa = account.perp
+        assert pa is not None
+        positions = pa.positions
+        if cross_equity(positions, account.available[self.perps.coll]) < cross_maintenance(
+            positions
+        ):
+            return True
+        for pos in positions.values():
+            if pos.isolated and pos.size and isolated_equity(pos) < pos.maintenance():
+                return True
+        return False
+
     def check(self, account: Account, ev: list[Event]) -> None:
-        """Liquidate what is under maintenance, then index the account again."""
+        """Liquidate what is under maintenance (at this turn: the account may have become
+        healthy since its round began), then index the account again."""
         pa = account.perp
         assert pa is not None
         coll = self.perps.coll
