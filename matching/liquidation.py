@@ -64,7 +64,6 @@ from matching.margin import (
 
 if TYPE_CHECKING:
     from matching.accounts import Account
-    from matching.margin import PerpMarket
     from matching.perp import Perps
 
 _new: Final[Any] = tuple.__new__
@@ -80,26 +79,30 @@ class Liquidator:
 
     def __init__(self, perps: Perps) -> None:
         self.perps = perps
-        # market id -> heap of (variation key, address, account version)
-        self.heaps: dict[int, list[tuple[int, bytes, int]]] = {m: [] for m in perps.markets}
+        # market id -> heap of (variation key, address); an entry is live while it is the
+        # key of the account's position in that market (Position.trigger)
+        self.heaps: dict[int, list[tuple[int, bytes]]] = {m: [] for m in perps.markets}
 
     # ------------------------------------------------------------------- finding
 
     def run(self, ev: list[Event]) -> None:
         """Check every account touched or due by its markets' variations; liquidate the
-        ones under maintenance (address order), until a round touches nobody new."""
+        ones under maintenance (address order), in rounds until a round touches nobody."""
         perps = self.perps
         candidates = perps.touched
         perps.touched = {}
         accounts = perps.engine.accounts
         for market in perps.markets.values():
-            heap = self.heaps[market.id]
+            market_id = market.id
+            heap = self.heaps[market_id]
             variation = market.variation
             while heap and heap[0][0] <= variation:
-                _, address, version = heappop(heap)
+                key, address = heappop(heap)
                 account = accounts[address]
                 pa = account.perp
-                if pa is not None and pa.version == version:
+                pos = pa.positions.get(market_id) if pa is not None else None
+                if pos is not None and pos.trigger == key:
+                    pos.trigger = -1
                     candidates[account] = None
         insurance = perps.insurance
         while candidates:
@@ -109,32 +112,12 @@ class Liquidator:
             # conservative, and which healthy ones it holds differs between a member
             # that ran live and one restored from a snapshot). Whoever the round touches
             # outside the set waits for the next round's check.
-            due: list[Account] = []
-            for account in candidates:
-                if self.under(account):
-                    due.append(account)
-                else:
-                    self.index(account)
+            due = [account for account in candidates if not self.index(account)]
             due.sort(key=_address)
             for account in due:
                 self.check(account, ev)
             candidates = perps.touched
             perps.touched = {}
-
-    def under(self, account: Account) -> bool:
-        """Is a margin unit of the account (its cross margin, or an isolated position)
-        under its maintenance margin?"""
-        pa = account.perp
-        assert pa is not None
-        positions = pa.positions
-        if cross_equity(positions, account.available[self.perps.coll]) < cross_maintenance(
-            positions
-        ):
-            return True
-        for pos in positions.values():
-            if pos.isolated and pos.size and isolated_equity(pos) < pos.maintenance():
-                return True
-        return False
 
     def check(self, account: Account, ev: list[Event]) -> None:
         """Liquidate what is under maintenance (at this turn: the account may have become
@@ -156,49 +139,74 @@ class Liquidator:
                     self.liquidate(account, pos, equity, maintenance, ev)
         self.index(account)
 
-    def index(self, account: Account) -> None:
+    def index(self, account: Account) -> bool:
+        """Give each open position of the account a trigger on its market's heap; return
+        whether every margin unit (the cross margin, each isolated position) is at or
+        above its maintenance. A position keeps a trigger it already has if that fires no
+        later than the new one would (an early check is only a wasted check), so a busy
+        account does not flood the heaps."""
         pa = account.perp
         assert pa is not None
-        pa.version += 1
-        version = pa.version
         address = account.address
+        healthy = True
+        equity = account.available[self.perps.coll]
+        maintenance = 0
         cross_weight = 0
         cross_count = 0
         for pos in pa.positions.values():
-            if pos.size:
-                lots = pos.size // pos.market.lot
-                weight = (lots if lots > 0 else -lots) * (BPS + pos.market.tiers.mm_max)
-                if pos.isolated:
-                    buffer = isolated_equity(pos) - pos.maintenance() - 2
-                    self._push(pos.market, buffer, weight, address, version)
-                else:
-                    cross_weight += weight
-                    cross_count += 1
+            size = pos.size
+            if not size:
+                pos.trigger = -1
+                continue
+            market = pos.market
+            tiers = market.tiers
+            lots = size // market.lot
+            value = lots * market.mark
+            required = tiers.maintenance(value if value >= 0 else -value)
+            weight = (lots if lots > 0 else -lots) * (BPS + tiers.mm_max)
+            if pos.isolated:
+                buffer = pos.margin + value - pos.entry - required
+                if buffer < 0:
+                    healthy = False
+                self._push(pos, buffer - 2, weight, address)
+            else:
+                equity += value - pos.entry
+                maintenance += required
+                cross_weight += weight
+                cross_count += 1
         if cross_weight:
-            positions = pa.positions
-            cash = account.available[self.perps.coll]
-            buffer = cross_equity(positions, cash) - cross_maintenance(positions)
+            buffer = equity - maintenance
+            if buffer < 0:
+                healthy = False
             buffer -= cross_count + 1
-            for pos in positions.values():
+            for pos in pa.positions.values():
                 if pos.size and not pos.isolated:
-                    self._push(pos.market, buffer, cross_weight, address, version)
+                    self._push(pos, buffer, cross_weight, address)
+        elif equity < maintenance:
+            healthy = False
+        return healthy
 
-    def _push(
-        self, market: PerpMarket, buffer: int, weight: int, address: bytes, version: int
-    ) -> None:
+    def _push(self, pos: Position, buffer: int, weight: int, address: bytes) -> None:
+        market = pos.market
         distance = buffer * BPS // weight if buffer > 0 else 0
+        key = market.variation + distance + 1
+        trigger = pos.trigger
+        if 0 <= trigger <= key:
+            return
+        pos.trigger = key
         heap = self.heaps[market.id]
-        heappush(heap, (market.variation + distance + 1, address, version))
+        heappush(heap, (key, address))
         if len(heap) > 64 and len(heap) > 4 * len(market.holders) + 64:
-            self._compact(heap)
+            self._compact(heap, market.id)
 
-    def _compact(self, heap: list[tuple[int, bytes, int]]) -> None:
-        """Drop entries of superseded checks (their account was indexed again since)."""
+    def _compact(self, heap: list[tuple[int, bytes]], market_id: int) -> None:
+        """Drop the entries that are no longer their position's trigger."""
         accounts = self.perps.engine.accounts
         live = []
         for item in heap:
             pa = accounts[item[1]].perp
-            if pa is not None and pa.version == item[2]:
+            pos = pa.positions.get(market_id) if pa is not None else None
+            if pos is not None and pos.trigger == item[0]:
                 live.append(item)
         heap[:] = live
         heapify(heap)
@@ -208,6 +216,10 @@ class Liquidator:
         for heap in self.heaps.values():
             heap.clear()
         for account in self.perps.accounts:
+            pa = account.perp
+            assert pa is not None
+            for pos in pa.positions.values():
+                pos.trigger = -1
             self.index(account)
 
     # ------------------------------------------------------------------- winding down

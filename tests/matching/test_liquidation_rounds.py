@@ -9,7 +9,6 @@ snapshot may, and must give the same events and state as the engine that ran liv
 
 from __future__ import annotations
 
-from heapq import heappush
 from typing import Any
 
 from matching.engine import Engine
@@ -73,12 +72,8 @@ def test_extra_candidates_do_not_change_the_outcome() -> None:
     h, move = _cascade_setup()
     copy = Engine.restore(h.engine.snapshot())
     assert copy.snapshot() == h.engine.snapshot()
-    # The copy's index holds M (and everybody else) as a candidate due at once.
-    liquidator = copy.perps.liquidator
-    for account in copy.perps.accounts:
-        version = account.perp.version
-        for heap in liquidator.heaps.values():
-            heappush(heap, (0, account.address, version))
+    # The copy holds M (and everybody else) as a candidate at the next block's end.
+    copy.perps.touched.update(dict.fromkeys(copy.perps.accounts))
     live = h.block(move)
     restored = copy.apply_block(h.ts, move)
     assert restored.end == live.end

@@ -16,7 +16,6 @@ replaying the log reproduces every event and root.
 from __future__ import annotations
 
 import os
-from heapq import heappush
 from typing import Any
 
 from hypothesis import HealthCheck, settings
@@ -163,10 +162,7 @@ class PerpMachine(RuleBasedStateMachine):
         perps = shadow.perps
         assert perps is not None
         if all_due:
-            for account in perps.accounts:
-                assert account.perp is not None
-                for heap in perps.liquidator.heaps.values():
-                    heappush(heap, (0, account.address, account.perp.version))
+            perps.touched.update(dict.fromkeys(perps.accounts))
 
     @precondition(lambda self: len(self.log) > 1)
     @rule()
