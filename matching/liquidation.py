@@ -112,7 +112,7 @@ class Liquidator:
             # conservative, and which healthy ones it holds differs between a member
             # that ran live and one restored from a snapshot). Whoever the round touches
             # outside the set waits for the next round's check.
-            due = [account for account in candidates if not self.index(account)]
+            due = [account for account in candidates if not self.index(account, False)]
             due.sort(key=_address)
             for account in due:
                 self.check(account, ev)
@@ -139,51 +139,57 @@ class Liquidator:
                     self.liquidate(account, pos, equity, maintenance, ev)
         self.index(account)
 
-    def index(self, account: Account) -> bool:
+    def index(self, account: Account, always: bool = True) -> bool:
         """Give each open position of the account a trigger on its market's heap; return
         whether every margin unit (the cross margin, each isolated position) is at or
-        above its maintenance. A position keeps a trigger it already has if that fires no
+        above its maintenance (if not and not `always`, push nothing: the account is
+        about to be checked). A position keeps a trigger it already has if that fires no
         later than the new one would (an early check is only a wasted check), so a busy
         account does not flood the heaps."""
         pa = account.perp
         assert pa is not None
-        address = account.address
+        positions = pa.positions
         healthy = True
         equity = account.available[self.perps.coll]
         maintenance = 0
         cross_weight = 0
         cross_count = 0
-        for pos in pa.positions.values():
+        isolated = False
+        for pos in positions.values():
             size = pos.size
             if not size:
                 pos.trigger = -1
+                continue
+            if pos.isolated:
+                isolated = True
+                if isolated_equity(pos) < pos.maintenance():
+                    healthy = False
                 continue
             market = pos.market
             tiers = market.tiers
             lots = size // market.lot
             value = lots * market.mark
-            required = tiers.maintenance(value if value >= 0 else -value)
-            weight = (lots if lots > 0 else -lots) * (BPS + tiers.mm_max)
-            if pos.isolated:
-                buffer = pos.margin + value - pos.entry - required
-                if buffer < 0:
-                    healthy = False
-                self._push(pos, buffer - 2, weight, address)
-            else:
-                equity += value - pos.entry
-                maintenance += required
-                cross_weight += weight
-                cross_count += 1
+            equity += value - pos.entry
+            maintenance += tiers.maintenance(value if value >= 0 else -value)
+            cross_weight += (lots if lots > 0 else -lots) * (BPS + tiers.mm_max)
+            cross_count += 1
+        if equity < maintenance:
+            healthy = False
+        if not healthy and not always:
+            return False
+        address = account.address
         if cross_weight:
-            buffer = equity - maintenance
-            if buffer < 0:
-                healthy = False
-            buffer -= cross_count + 1
-            for pos in pa.positions.values():
+            buffer = equity - maintenance - (cross_count + 1)
+            for pos in positions.values():
                 if pos.size and not pos.isolated:
                     self._push(pos, buffer, cross_weight, address)
-        elif equity < maintenance:
-            healthy = False
+        if isolated:
+            for pos in positions.values():
+                if pos.size and pos.isolated:
+                    lots = pos.size // pos.market.lot
+                    weight = (lots if lots > 0 else -lots) * (BPS + pos.market.tiers.mm_max)
+                    buffer = isolated_equity(pos) - pos.maintenance() - 2
+                    self._push(pos, buffer, weight, address)
         return healthy
 
     def _push(self, pos: Position, buffer: int, weight: int, address: bytes) -> None:

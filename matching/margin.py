@@ -31,7 +31,7 @@ class Tiers:
     """Continuous tiered margin: in tier i (notional up to caps[i]) the requirement is
     ceil((notional * rate_i - deduction_i) / 10_000), deductions chosen so it is continuous."""
 
-    __slots__ = ("caps", "im", "im_ded", "mm", "mm_ded", "mm_max")
+    __slots__ = ("cap0", "caps", "im", "im0", "im_ded", "mm", "mm_ded", "mm_max")
 
     def __init__(self, tiers: tuple[tuple[int, int, int], ...]) -> None:
         self.caps = [t[0] for t in tiers]
@@ -40,6 +40,8 @@ class Tiers:
         self.im_ded = _deductions(self.caps, self.im)
         self.mm_ded = _deductions(self.caps, self.mm)
         self.mm_max = self.mm[-1]
+        self.cap0 = self.caps[0]  # the first tier's cap and rate, read by every check
+        self.im0 = self.im[0]
 
     def _tier(self, notional: int) -> int:
         caps = self.caps
@@ -57,8 +59,8 @@ class Tiers:
 
     def initial(self, notional: int, leverage: int) -> int:
         """The tiered initial margin, and at least notional / leverage (rounded up)."""
-        if notional <= self.caps[0]:
-            tiered = -(-notional * self.im[0] // BPS)
+        if notional <= self.cap0:
+            tiered = -(-notional * self.im0 // BPS)
         else:
             i = self._tier(notional)
             tiered = -((self.im_ded[i] - notional * self.im[i]) // BPS)
