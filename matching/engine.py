@@ -563,12 +563,32 @@ class Engine:
     ) -> None:
         """A place in a perp market: the same static checks as spot (reduce-only allowed),
         then margin, matching and settlement in perp.py."""
-        rejection = _place_rejection(
-            self, account, market, side, kind, price, size, tif, reduce_only, cloid, expires_ms
-        )
-        if rejection is not None:
-            ev.append(_new(Rejected, rejection))
-            return
+        # Every static check in one expression, as in _place; on any doubt
+        # _place_rejection decides.
+        if (
+            type(price) is not int
+            or type(size) is not int
+            or not 0 < price <= U64_MAX
+            or not 0 < size <= U64_MAX
+            or price % book.tick
+            or size % book.lot
+            or (side != BUY and side != SELL)
+            or (tif not in _LIMIT_TIFS if kind == "limit" else tif not in _MARKET_TIFS)
+            or (kind != "limit" and kind != "market")
+            or (reduce_only is not False and reduce_only is not True)
+            or (cloid is not None and (not _is_u64(cloid) or cloid in account.cloids))
+            or (
+                expires_ms is not None
+                and (not _is_u64(expires_ms) or expires_ms <= self.timestamp_ms)
+            )
+            or len(account.orders) >= MAX_OPEN_ORDERS
+        ):
+            rejection = _place_rejection(
+                self, account, market, side, kind, price, size, tif, reduce_only, cloid, expires_ms
+            )
+            if rejection is not None:
+                ev.append(_new(Rejected, rejection))
+                return
         perps = self.perps
         assert perps is not None
         assert type(price) is int and type(size) is int and type(kind) is str

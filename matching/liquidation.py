@@ -9,11 +9,17 @@ highest maintenance bps) over its positions: the equity moves by |lots| per unit
 the (continuous) maintenance by at most that rate, so while every market's mark has moved
 by at most d since the check, the account stays healthy. The account is pushed on each of
 its markets' heaps with the key variation_then + d + 1 and is checked again once a market's
-variation reaches it (or at once if a fill, funding or margin action touched it). Outputs do
-not depend on the heaps: whatever finds an account, the accounts under maintenance are
-processed in address order, round after round until none is left (a liquidation touches
-makers and deleveraged counterparties, which are checked in the next round). So a snapshot
-does not carry the heaps; a restored engine rebuilds them.
+variation reaches it (or at once if a fill, funding or margin action touched it).
+
+Outputs do not depend on the heaps, only on the state: liquidations run in rounds, and a
+round's set is exactly the accounts under maintenance when the round begins (the heaps
+find every such account; a candidate found healthy is indexed again and dropped). The set
+is processed in address order, each account re-checked at its turn. A liquidation touches
+makers and deleveraged counterparties; one that is not in the set is checked in the next
+round, even if the heaps held it as a (then healthy) candidate, since which healthy
+candidates they hold differs between an engine that ran live and a restored one. Rounds
+repeat until one touches nobody. So a snapshot does not carry the heaps; a restored engine
+rebuilds them.
 
 Winding down a margin unit (the cross margin, or one isolated position):
 1. every open order of the unit is cancelled (cross: all the account's orders, spot too,
@@ -58,7 +64,6 @@ from matching.margin import (
 
 if TYPE_CHECKING:
     from matching.accounts import Account
-    from matching.margin import PerpMarket
     from matching.perp import Perps
 
 _new: Final[Any] = tuple.__new__
@@ -74,37 +79,49 @@ class Liquidator:
 
     def __init__(self, perps: Perps) -> None:
         self.perps = perps
-        # market id -> heap of (variation key, address, account version)
-        self.heaps: dict[int, list[tuple[int, bytes, int]]] = {m: [] for m in perps.markets}
+        # market id -> heap of (variation key, address); an entry is live while it is the
+        # key of the account's position in that market (Position.trigger)
+        self.heaps: dict[int, list[tuple[int, bytes]]] = {m: [] for m in perps.markets}
 
     # ------------------------------------------------------------------- finding
 
     def run(self, ev: list[Event]) -> None:
         """Check every account touched or due by its markets' variations; liquidate the
-        ones under maintenance (address order), until a round touches nobody new."""
+        ones under maintenance (address order), in rounds until a round touches nobody."""
         perps = self.perps
         candidates = perps.touched
         perps.touched = {}
         accounts = perps.engine.accounts
         for market in perps.markets.values():
-            heap = self.heaps[market.id]
+            market_id = market.id
+            heap = self.heaps[market_id]
             variation = market.variation
             while heap and heap[0][0] <= variation:
-                _, address, version = heappop(heap)
+                key, address = heappop(heap)
                 account = accounts[address]
                 pa = account.perp
-                if pa is not None and pa.version == version:
+                pos = pa.positions.get(market_id) if pa is not None else None
+                if pos is not None and pos.trigger == key:
+                    pos.trigger = -1
                     candidates[account] = None
         insurance = perps.insurance
         while candidates:
             candidates.pop(insurance, None)
-            for account in sorted(candidates, key=_address):
+            # The round's set is fixed before anyone in it is wound down: exactly the
+            # accounts under maintenance now (a healthy candidate only proves the index
+            # conservative, and which healthy ones it holds differs between a member
+            # that ran live and one restored from a snapshot). Whoever the round touches
+            # outside the set waits for the next round's check.
+            due = [account for account in candidates if not self.index(account, False)]
+            due.sort(key=_address)
+            for account in due:
                 self.check(account, ev)
             candidates = perps.touched
             perps.touched = {}
 
     def check(self, account: Account, ev: list[Event]) -> None:
-        """Liquidate what is under maintenance, then index the account again."""
+        """Liquidate what is under maintenance (at this turn: the account may have become
+        healthy since its round began), then index the account again."""
         pa = account.perp
         assert pa is not None
         coll = self.perps.coll
@@ -122,49 +139,80 @@ class Liquidator:
                     self.liquidate(account, pos, equity, maintenance, ev)
         self.index(account)
 
-    def index(self, account: Account) -> None:
+    def index(self, account: Account, always: bool = True) -> bool:
+        """Give each open position of the account a trigger on its market's heap; return
+        whether every margin unit (the cross margin, each isolated position) is at or
+        above its maintenance (if not and not `always`, push nothing: the account is
+        about to be checked). A position keeps a trigger it already has if that fires no
+        later than the new one would (an early check is only a wasted check), so a busy
+        account does not flood the heaps."""
         pa = account.perp
         assert pa is not None
-        pa.version += 1
-        version = pa.version
-        address = account.address
+        positions = pa.positions
+        healthy = True
+        equity = account.available[self.perps.coll]
+        maintenance = 0
         cross_weight = 0
         cross_count = 0
-        for pos in pa.positions.values():
-            if pos.size:
-                lots = pos.size // pos.market.lot
-                weight = (lots if lots > 0 else -lots) * (BPS + pos.market.tiers.mm_max)
-                if pos.isolated:
-                    buffer = isolated_equity(pos) - pos.maintenance() - 2
-                    self._push(pos.market, buffer, weight, address, version)
-                else:
-                    cross_weight += weight
-                    cross_count += 1
+        isolated = False
+        for pos in positions.values():
+            size = pos.size
+            if not size:
+                pos.trigger = -1
+                continue
+            if pos.isolated:
+                isolated = True
+                if isolated_equity(pos) < pos.maintenance():
+                    healthy = False
+                continue
+            market = pos.market
+            tiers = market.tiers
+            lots = size // market.lot
+            value = lots * market.mark
+            equity += value - pos.entry
+            maintenance += tiers.maintenance(value if value >= 0 else -value)
+            cross_weight += (lots if lots > 0 else -lots) * (BPS + tiers.mm_max)
+            cross_count += 1
+        if equity < maintenance:
+            healthy = False
+        if not healthy and not always:
+            return False
+        address = account.address
         if cross_weight:
-            positions = pa.positions
-            cash = account.available[self.perps.coll]
-            buffer = cross_equity(positions, cash) - cross_maintenance(positions)
-            buffer -= cross_count + 1
+            buffer = equity - maintenance - (cross_count + 1)
             for pos in positions.values():
                 if pos.size and not pos.isolated:
-                    self._push(pos.market, buffer, cross_weight, address, version)
+                    self._push(pos, buffer, cross_weight, address)
+        if isolated:
+            for pos in positions.values():
+                if pos.size and pos.isolated:
+                    lots = pos.size // pos.market.lot
+                    weight = (lots if lots > 0 else -lots) * (BPS + pos.market.tiers.mm_max)
+                    buffer = isolated_equity(pos) - pos.maintenance() - 2
+                    self._push(pos, buffer, weight, address)
+        return healthy
 
-    def _push(
-        self, market: PerpMarket, buffer: int, weight: int, address: bytes, version: int
-    ) -> None:
+    def _push(self, pos: Position, buffer: int, weight: int, address: bytes) -> None:
+        market = pos.market
         distance = buffer * BPS // weight if buffer > 0 else 0
+        key = market.variation + distance + 1
+        trigger = pos.trigger
+        if 0 <= trigger <= key:
+            return
+        pos.trigger = key
         heap = self.heaps[market.id]
-        heappush(heap, (market.variation + distance + 1, address, version))
+        heappush(heap, (key, address))
         if len(heap) > 64 and len(heap) > 4 * len(market.holders) + 64:
-            self._compact(heap)
+            self._compact(heap, market.id)
 
-    def _compact(self, heap: list[tuple[int, bytes, int]]) -> None:
-        """Drop entries of superseded checks (their account was indexed again since)."""
+    def _compact(self, heap: list[tuple[int, bytes]], market_id: int) -> None:
+        """Drop the entries that are no longer their position's trigger."""
         accounts = self.perps.engine.accounts
         live = []
         for item in heap:
             pa = accounts[item[1]].perp
-            if pa is not None and pa.version == item[2]:
+            pos = pa.positions.get(market_id) if pa is not None else None
+            if pos is not None and pos.trigger == item[0]:
                 live.append(item)
         heap[:] = live
         heapify(heap)
@@ -174,6 +222,10 @@ class Liquidator:
         for heap in self.heaps.values():
             heap.clear()
         for account in self.perps.accounts:
+            pa = account.perp
+            assert pa is not None
+            for pos in pa.positions.values():
+                pos.trigger = -1
             self.index(account)
 
     # ------------------------------------------------------------------- winding down

@@ -31,7 +31,7 @@ class Tiers:
     """Continuous tiered margin: in tier i (notional up to caps[i]) the requirement is
     ceil((notional * rate_i - deduction_i) / 10_000), deductions chosen so it is continuous."""
 
-    __slots__ = ("caps", "im", "im_ded", "mm", "mm_ded", "mm_max")
+    __slots__ = ("cap0", "caps", "im", "im0", "im_ded", "mm", "mm_ded", "mm_max")
 
     def __init__(self, tiers: tuple[tuple[int, int, int], ...]) -> None:
         self.caps = [t[0] for t in tiers]
@@ -40,6 +40,8 @@ class Tiers:
         self.im_ded = _deductions(self.caps, self.im)
         self.mm_ded = _deductions(self.caps, self.mm)
         self.mm_max = self.mm[-1]
+        self.cap0 = self.caps[0]  # the first tier's cap and rate, read by every check
+        self.im0 = self.im[0]
 
     def _tier(self, notional: int) -> int:
         caps = self.caps
@@ -57,8 +59,11 @@ class Tiers:
 
     def initial(self, notional: int, leverage: int) -> int:
         """The tiered initial margin, and at least notional / leverage (rounded up)."""
-        i = self._tier(notional)
-        tiered = -((self.im_ded[i] - notional * self.im[i]) // BPS)
+        if notional <= self.cap0:
+            tiered = -(-notional * self.im0 // BPS)
+        else:
+            i = self._tier(notional)
+            tiered = -((self.im_ded[i] - notional * self.im[i]) // BPS)
         by_leverage = -(-notional // leverage)
         return tiered if tiered > by_leverage else by_leverage
 
@@ -131,6 +136,7 @@ class Position:
         "market",
         "realized",
         "size",
+        "trigger",
     )
 
     def __init__(self, market: PerpMarket) -> None:
@@ -149,6 +155,9 @@ class Position:
         self.ask_size = 0
         self.ask_notional = 0
         self.leaf = -1  # state-tree leaf index, -1 until the position first opens
+        # The key of its live entry on the market's liquidation heap, -1 without one
+        # (liquidation.py; not state: a restored engine rebuilds it).
+        self.trigger = -1
 
     def lots(self) -> int:
         return self.size // self.market.lot
@@ -177,11 +186,10 @@ class Position:
 class PerpAccount:
     """An account's perp state: positions by market id, in first-use order."""
 
-    __slots__ = ("positions", "version")
+    __slots__ = ("positions",)
 
     def __init__(self) -> None:
         self.positions: dict[int, Position] = {}
-        self.version = 0  # bumped at every margin check (liquidation index entries)
 
 
 def cross_equity(positions: dict[int, Position], cash: int) -> int:
@@ -213,6 +221,34 @@ def cross_initial(positions: dict[int, Position]) -> int:
             worst = pos.bid_notional if pos.bid_notional > pos.ask_notional else pos.ask_notional
             total += pos.market.tiers.initial(worst, pos.leverage)
     return total
+
+
+def cross_equity_initial(positions: dict[int, Position], cash: int) -> tuple[int, int]:
+    """cross_equity and cross_initial in one pass (the margin check of every order)."""
+    equity = cash
+    total = 0
+    for pos in positions.values():
+        size = pos.size
+        if not pos.isolated:
+            if size:
+                market = pos.market
+                value = size // market.lot * market.mark
+                equity += value - pos.entry
+                buy = value + pos.bid_notional
+                sell = value - pos.ask_notional
+            elif pos.bid_size or pos.ask_size:
+                market = pos.market
+                buy = pos.bid_notional
+                sell = -pos.ask_notional
+            else:
+                continue
+            buy = buy if buy >= 0 else -buy
+            sell = sell if sell >= 0 else -sell
+            total += market.tiers.initial(buy if buy > sell else sell, pos.leverage)
+        elif pos.bid_size or pos.ask_size:
+            worst = pos.bid_notional if pos.bid_notional > pos.ask_notional else pos.ask_notional
+            total += pos.market.tiers.initial(worst, pos.leverage)
+    return equity, total
 
 
 def isolated_equity(pos: Position) -> int:

@@ -30,6 +30,7 @@ from matching.events import (
     FundingPaid,
     LeverageSet,
     MarginChanged,
+    Modified,
     Observed,
     PositionChanged,
     Prices,
@@ -44,6 +45,7 @@ from matching.margin import (
     Position,
     bankruptcy_price,
     cross_equity,
+    cross_equity_initial,
     cross_initial,
     isolated_equity,
 )
@@ -153,7 +155,10 @@ class Perps:
         open-order limit)."""
         market = book.perp
         assert market is not None
-        pos = self.position(account, market)
+        pa = account.perp
+        pos = pa.positions.get(market.id) if pa is not None else None
+        if pos is None:
+            pos = self.position(account, market)
         limit = price
         take = size
         if reduce_only:
@@ -276,8 +281,6 @@ class Perps:
     ) -> None:
         """Cancel-replace of a perp order (same rules as spot: docs/MATCHING.md); the
         margin check counts the new order instead of the old one."""
-        from matching.events import Modified
-
         book = order.book
         market = book.perp
         assert market is not None
@@ -362,9 +365,8 @@ class Perps:
         else:
             pos.ask_size += size
             pos.ask_notional += notional
-        positions = pa.positions
-        need = cross_initial(positions) + fee + loss
-        have = cross_equity(positions, account.available[self.coll])
+        have, need = cross_equity_initial(pa.positions, account.available[self.coll])
+        need += fee + loss
         if is_buy:
             pos.bid_size -= size
             pos.bid_notional -= notional

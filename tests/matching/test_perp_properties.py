@@ -6,8 +6,11 @@ every account, fee account and insurance fund included); trading PnL sums to zer
 market (realized = closed entry notional, summed); funding sums to zero with the residue
 that went to the insurance fund; no account ends a block under maintenance margin unless
 it was liquidated in it (and then holds no position in the liquidated unit); every
-liquidation fill is at or inside its bankruptcy price. At the end: snapshot/restore
-continues identically and replaying the log reproduces every event and root.
+liquidation fill is at or inside its bankruptcy price. A shadow engine, restored from a
+snapshot at a random step (its liquidation index rebuilt, or else holding every account as
+a candidate due at once), gives the same result for every later block: liquidations depend
+on the state, never on the index. At the end: snapshot/restore continues identically and
+replaying the log reproduces every event and root.
 """
 
 from __future__ import annotations
@@ -82,10 +85,13 @@ class PerpMachine(RuleBasedStateMachine):
         self.log: list[tuple[Any, ...]] = []
         self.outputs: list[Any] = []
         self.last: BlockResult | None = None
+        self.shadow: Engine | None = None
 
     def _apply(self, entries: list[dict[str, Any]], advance_ms: int) -> None:
         self.ts += advance_ms
         result = self.engine.apply_block(self.ts, entries)
+        if self.shadow is not None:
+            assert self.shadow.apply_block(self.ts, entries) == result, "the shadow diverged"
         self.log.append(("block", self.ts, entries))
         self.outputs.append((result.expired, result.events, result.end))
         self.last = result
@@ -146,10 +152,24 @@ class PerpMachine(RuleBasedStateMachine):
             entries.append({"account": who, "signer": who, "nonce": self.nonce, "action": action})
         self._apply(entries + (self._prices() if refresh else []), advance_ms)
 
+    @rule(all_due=st.booleans())
+    def restore_shadow(self, all_due: bool) -> None:
+        """A member restored here: its index is rebuilt from the state, or (all_due) holds
+        every account with perp state as a candidate at the next block's end."""
+        if self.shadow is not None:
+            assert self.shadow.digest() == self.engine.digest()
+        shadow = self.shadow = Engine.restore(self.engine.snapshot())
+        perps = shadow.perps
+        assert perps is not None
+        if all_due:
+            perps.touched.update(dict.fromkeys(perps.accounts))
+
     @precondition(lambda self: len(self.log) > 1)
     @rule()
     def checkpoint(self) -> None:
         checkpoint = self.engine.checkpoint()
+        if self.shadow is not None:
+            assert self.shadow.checkpoint() == checkpoint
         self.log.append(("checkpoint",))
         self.outputs.append(checkpoint)
         # What the contract holds is what was deposited and not withdrawn; the exit values
@@ -166,6 +186,8 @@ class PerpMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         data = self.engine.snapshot()
+        if self.shadow is not None:
+            assert self.shadow.snapshot() == data
         copy = Engine.restore(data)
         assert copy.snapshot() == data
         probe = self._prices() + [
