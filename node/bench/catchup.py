@@ -14,6 +14,8 @@ Reported: `blocks_per_s` over the empty part, `entries_per_s` over the part with
 entries, and, measured in the same run on the same entries, the engine's own replay rate
 (`Engine.apply_block` on prebuilt entries, nothing else): `ratio_vs_engine` is the share
 of the engine's speed that catch-up keeps, after decoding, ids, storage and the network.
+The `*_cpu_s` figures are the same rates per second of CPU time (this process's, the
+engine's in the same process): on a shared host they move less than wall-clock ones.
 """
 
 from __future__ import annotations

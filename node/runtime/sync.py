@@ -197,7 +197,9 @@ class LogSync:
         unproven."""
         height = self._executor.height
         fresh = [(decode_committed(r), r) for r in reply.records]
-        pairs = pending + [(b, r) for b, r in fresh if b.height > height]
+        added = [(b, r) for b, r in fresh if b.height > height]
+        # The core may have executed some of them meanwhile (a sync runs beside it).
+        pairs = [(b, r) for b, r in pending if b.height > height] + added
         proof = None if reply.proof is None else QuorumCert.from_wire(reply.proof)
         if not pairs and proof is not None and reply.root_height == height:
             tip = self._executor.tip_block()
@@ -209,13 +211,12 @@ class LogSync:
         rest = pairs[taken:]
         if len(rest) > MAX_PENDING_BLOCKS or sum(len(r) for _, r in rest) > MAX_PENDING_BYTES:
             raise ValueError(f"sync: {len(rest)} records and no QC that commits them")
-        added = len(pairs) - len(pending)
         if taken:
             await self._executor.commit_synced(records[:taken], [r for _, r in pairs[:taken]])
         pending[:] = rest
         if proof is not None and records and taken == len(records):
-            return taken, added, (records[-1], proof)
-        return taken, added, None
+            return taken, len(added), (records[-1], proof)
+        return taken, len(added), None
 
     def committed_prefix(self, blocks: list[Block], proof: QuorumCert | None) -> int:
         """How many leading records are proven committed. They must chain from our last

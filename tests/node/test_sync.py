@@ -105,10 +105,13 @@ class Network:
     nursery: trio.Nursery
     sync: LogSync | None = None
     asked: list[tuple[int, int]] = field(default_factory=list)
+    on_ask: Callable[[int], None] | None = None
 
     def send(self, peer: int, message: list[Any]) -> bool:
         assert message[0] == "sr", message
         self.asked.append((peer, message[1]))
+        if self.on_ask is not None:
+            self.on_ask(message[1])
         self.events.append(("ask", message[1]))
         reply = self.peers[peer](message[1], message[2])
         if reply is not None:
@@ -132,8 +135,11 @@ class Run:
     roots: list[tuple[Block, QuorumCert]]
 
 
-async def sync_from(peers: dict[int, Answer], first: int = 1) -> Run:
-    """Member 0 syncs from `peers` (member index -> how it answers), starting at `first`."""
+async def sync_from(
+    peers: dict[int, Answer], first: int = 1, on_ask: Callable[[Executor, int], None] | None = None
+) -> Run:
+    """Member 0 syncs from `peers` (member index -> how it answers), starting at `first`;
+    `on_ask(executor, height)` runs as each request leaves."""
     events: list[tuple[str, int]] = []
     executor = Executor(events)
     faults: list[tuple[int, Exception]] = []
@@ -144,6 +150,8 @@ async def sync_from(peers: dict[int, Answer], first: int = 1) -> Run:
 
     async with trio.open_nursery() as nursery:
         network = Network(peers, events, nursery)
+        if on_ask is not None:
+            network.on_ask = lambda height: on_ask(executor, height)
         sync = LogSync(
             me=0,
             committee=KIT.committee,
@@ -195,6 +203,23 @@ async def test_one_record_a_reply_still_makes_progress(
     assert_caught_up(run)
     assert not run.faults
     assert {peer for peer, _ in run.network.asked} == {1}
+
+
+async def test_blocks_the_core_executes_meanwhile_leave_the_pending_records(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A sync runs beside the core: when the core executes a block the sync holds
+    unproven, the sync goes on above it and does not blame its peer."""
+
+    def core_commits(executor: Executor, height: int) -> None:
+        if height == 101:  # asked ahead while blocks 49 and 50 wait for their proof
+            assert executor.height == 48
+            executor.blocks.append(CHAIN[48])
+            executor.height = 49
+
+    run = await sync_from({1: honest(per_reply=50), 2: honest(), 3: honest()}, on_ask=core_commits)
+    assert_caught_up(run)
+    assert not run.faults
 
 
 def garbage(from_height: int, limit: int) -> list[Any]:
