@@ -21,10 +21,11 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
 import coincurve
 import msgpack
+import msgspec
 import orjson
 import sha3
 from coincurve._libsecp256k1 import ffi as _ffi
@@ -938,9 +939,63 @@ def committed_action(packed: bytes, domain: Domain) -> tuple[bytes, int, Action,
     """(account, nonce, action, intent id) of a packed intent from a committed block:
     `committed_intent` and `SignedIntent.digest` in one step, for catch-up and replay,
     where they are most of the cost of an entry. A trading action (the usual entry) is
-    unpacked, put in canonical key order and hashed inline (the same bytes as
-    `intent_digest`: tests/node/test_intents.py compares them); anything else takes the
-    general path."""
+    decoded by a typed msgspec decoder (`_CommittedIntentWire`, checked in C), put in
+    canonical key order and hashed inline (the same bytes as `intent_digest`:
+    tests/node/test_intents.py compares them). It takes only what
+    `_committed_action_general` takes on its own fast path, with plain values (ints,
+    strings, bytes, booleans, nil), and gives the same result; anything else takes
+    that general path, which gives the same result or the same error."""
+    try:
+        wire = _decode_committed_intent(packed)
+    except msgspec.DecodeError:
+        return _committed_action_general(packed, domain)
+    action = wire.action
+    kind = action.get("type")
+    fields = _TRADING_FIELDS.get(kind) if type(kind) is str else None
+    if fields is None or len(action) != len(fields) + 1:
+        return _committed_action_general(packed, domain)
+    canonical: Action = {"type": kind}
+    for name in fields:
+        value = action.get(name, _MISSING)
+        if type(value) not in _PLAIN_VALUES:  # missing, or what msgpack decodes otherwise
+            return _committed_action_general(packed, domain)
+        canonical[name] = value
+    account, nonce = wire.account, wire.nonce
+    inner = _keccak(_pack_canonical(canonical) + nonce.to_bytes(8, "big") + account).digest()
+    struct = _keccak(_ACTION_TYPEHASH + inner).digest()
+    digest = _keccak(b"\x19\x01" + domain.separator + struct).digest()
+    return account, nonce, canonical, digest
+
+
+class _CommittedIntentWire(msgspec.Struct, forbid_unknown_fields=True):
+    """The wire form of a signed intent (`intent_to_wire`) with the types the fast path
+    of `_committed_action_general` requires; the action's values are checked after."""
+
+    action: dict[str, Any]
+    account: Annotated[bytes, msgspec.Meta(min_length=20, max_length=20)]
+    nonce: Annotated[int, msgspec.Meta(ge=0)]  # a msgpack integer is at most 2**64 - 1
+    signature: bytes
+
+
+_decode_committed_intent: Final = msgspec.msgpack.Decoder(_CommittedIntentWire).decode
+# What both msgpack and msgspec decode to the same Python value (not ext, not a float's
+# width, not a map with non-string keys): the only values the msgspec path passes on.
+_PLAIN_VALUES: Final = frozenset((int, str, bytes, bool, type(None)))
+_MISSING: Final = object()
+_TRADING_FIELDS: Final = {
+    kind: tuple(name for name, _ in fields)
+    for kind, fields in SCHEMA.items()
+    if kind not in _TYPED_KINDS
+}
+# One packer for the canonical actions (`msgpack.packb` builds one per call). Its `pack`
+# runs in C without Python callbacks for plain values, holding the GIL: no interleaving.
+_pack_canonical: Final = msgpack.Packer(use_bin_type=True).pack
+
+
+def _committed_action_general(packed: bytes, domain: Domain) -> tuple[bytes, int, Action, bytes]:
+    """`committed_action` for whatever its msgspec path does not take, with msgpack: a
+    trading action is unpacked and hashed inline; anything else takes `committed_intent`
+    and `SignedIntent.digest`."""
     try:
         obj = msgpack.unpackb(packed, raw=False)
         action = obj["action"]

@@ -22,11 +22,21 @@ The committed log stores each block's wire form, nothing else.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import msgpack
+import msgspec
 
-from consensus.types import Block
+from consensus.crypto import SIGNATURE_LEN
+from consensus.types import (
+    ID_LEN,
+    MAX_ENTRY_BYTES,
+    MAX_PAYLOAD_ENTRIES,
+    MAX_SIGNERS,
+    Block,
+    QuorumCert,
+    VoteData,
+)
 from node.intents import IntentError, SignedIntent, unpack_intent
 
 TAG_INTENT = 0x01
@@ -89,10 +99,69 @@ def encode_committed(block: Block) -> bytes:
 
 
 def decode_committed(data: bytes) -> Block:
-    """The block of a committed-log record; its payload splits (`split_payload`)."""
-    block = Block.from_wire(msgpack.unpackb(data, raw=False))
+    """The block of a committed-log record; its payload splits (`split_payload`).
+
+    A peer's sync reply brings up to a thousand records, so the record is decoded by a
+    typed msgspec decoder whose schema (`_BlockWire`) checks every type, length and
+    range in C. It takes only records that `Block.from_wire` would take, and gives the
+    same block (tests/node/test_payload.py compares them); anything it refuses goes
+    through `Block.from_wire`, which gives the same result or the same error."""
+    try:
+        wire = _decode_block_wire(data)
+    except msgspec.DecodeError:  # ValidationError too: the reference path says why
+        block = Block.from_wire(msgpack.unpackb(data, raw=False))
+    else:
+        qc, vote = wire.qc, wire.qc.vote_data
+        block = Block(
+            wire.round,
+            wire.height,
+            wire.timestamp_ms,
+            wire.author,
+            QuorumCert(
+                VoteData(vote.block_id, vote.round, vote.parent_id, vote.parent_round),
+                qc.signers,
+                qc.signatures,
+            ),
+            wire.payload,
+            wire.signature,
+        )
     split_payload(block.payload)
     return block
+
+
+# The block wire form (consensus/types.py `Block.to_wire`) as msgspec types, with the
+# limits `Block.from_wire` checks: exact array lengths, unsigned 64-bit integers (a
+# msgpack integer is at most 2**64 - 1, and bool is not an int here), bytes only.
+_U64 = Annotated[int, msgspec.Meta(ge=0)]
+_Id = Annotated[bytes, msgspec.Meta(min_length=ID_LEN, max_length=ID_LEN)]
+_QcSignature = Annotated[bytes, msgspec.Meta(min_length=SIGNATURE_LEN, max_length=SIGNATURE_LEN)]
+_Entry = Annotated[bytes, msgspec.Meta(max_length=MAX_ENTRY_BYTES)]
+
+
+class _VoteDataWire(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
+    block_id: _Id
+    round: _U64
+    parent_id: _Id
+    parent_round: _U64
+
+
+class _QcWire(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
+    vote_data: _VoteDataWire
+    signers: Annotated[tuple[_U64, ...], msgspec.Meta(max_length=MAX_SIGNERS)]
+    signatures: Annotated[tuple[_QcSignature, ...], msgspec.Meta(max_length=MAX_SIGNERS)]
+
+
+class _BlockWire(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
+    round: _U64
+    height: _U64
+    timestamp_ms: _U64
+    author: _U64
+    qc: _QcWire
+    payload: Annotated[tuple[_Entry, ...], msgspec.Meta(max_length=MAX_PAYLOAD_ENTRIES)]
+    signature: Annotated[bytes, msgspec.Meta(max_length=SIGNATURE_LEN)]
+
+
+_decode_block_wire = msgspec.msgpack.Decoder(_BlockWire).decode
 
 
 def committed_contents(data: bytes) -> tuple[int, int, tuple[bytes, ...]]:

@@ -14,6 +14,8 @@ Reported: `blocks_per_s` over the empty part, `entries_per_s` over the part with
 entries, and, measured in the same run on the same entries, the engine's own replay rate
 (`Engine.apply_block` on prebuilt entries, nothing else): `ratio_vs_engine` is the share
 of the engine's speed that catch-up keeps, after decoding, ids, storage and the network.
+The `*_cpu_s` figures are the same rates per second of CPU time (this process's, the
+engine's in the same process): on a shared host they move less than wall-clock ones.
 """
 
 from __future__ import annotations
@@ -161,19 +163,21 @@ def write_log(setup: NodeSetup, chain: Chain) -> None:
         storage.close()
 
 
-def engine_replay_per_s(setup: NodeSetup, chain: Chain) -> float:
-    """The engine alone on the same entries (after the same deposits)."""
+def engine_replay_per_s(setup: NodeSetup, chain: Chain) -> tuple[float, float]:
+    """The engine alone on the same entries (after the same deposits): entries per
+    second of wall-clock time and per second of this process's CPU time."""
     engine = Engine(setup.genesis.exchange)
     first = chain.blocks[0]
     deposits = [deposit_engine_entry(_deposit(raw)) for raw in first.payload[:-1]]
     engine.apply_block(first.timestamp_ms, deposits)
     count = sum(len(e) for _, e in chain.engine_blocks)
     if not count:
-        return 0.0
-    started = time.perf_counter()
+        return 0.0, 0.0
+    started, started_cpu = time.perf_counter(), time.process_time()
     for ts, entries in chain.engine_blocks:
         engine.apply_block(ts, entries)
-    return count / (time.perf_counter() - started)
+    wall_s, cpu_s = time.perf_counter() - started, time.process_time() - started_cpu
+    return count / wall_s, count / max(cpu_s, 1e-6)
 
 
 def _deposit(raw: bytes) -> DepositRecord:
@@ -195,6 +199,7 @@ async def _catch_up(
         storage = open_storage(setup.config.data_dir, setup.genesis.genesis_hash())
         nodes.append(Node(setup, storage, options))
     marks: dict[str, float] = {}
+    cpu: dict[str, float] = {}  # this process's CPU time at the same marks
     try:
         async with trio.open_nursery() as nursery:
             for node in nodes[:-1]:
@@ -205,11 +210,14 @@ async def _catch_up(
                 while not late.sync.running:  # from the first request, not the dial
                     await trio.sleep(0.0005)
                 marks["start"] = time.perf_counter()
+                cpu["start"] = time.process_time()
                 while late.exec_height < target:
                     if "empty" not in marks and late.exec_height >= empty_top:
                         marks["empty"] = time.perf_counter()
+                        cpu["empty"] = time.process_time()
                     await trio.sleep(0.0005)
                 marks["end"] = time.perf_counter()
+                cpu["end"] = time.process_time()
 
             nursery.start_soon(watch)
             await nursery.start(late.run)
@@ -221,9 +229,12 @@ async def _catch_up(
         for node in nodes:
             node.storage.close()
     first_block = marks.get("empty", marks["end"])
+    first_block_cpu = cpu.get("empty", cpu["end"])
     return {
         "empty_s": first_block - marks["start"],
         "entries_s": marks["end"] - first_block,
+        "empty_cpu_s": first_block_cpu - cpu["start"],
+        "entries_cpu_s": cpu["end"] - first_block_cpu,
     }
 
 
@@ -267,7 +278,7 @@ def run(empty: int, blocks: int, entries: int, inline: bool = False) -> dict[str
         chain = build_chain(setups, empty, blocks, entries)
         for setup in setups[:-1]:
             write_log(setup, chain)
-        engine_rate = engine_replay_per_s(setups[0], chain)
+        engine_rate, engine_cpu_rate = engine_replay_per_s(setups[0], chain)
         options = NodeOptions(snapshot_sync_gap_blocks=1 << 40)  # measure the log path
         pids = [] if inline else _start_servers(root, setups[:-1])
         try:
@@ -277,6 +288,7 @@ def run(empty: int, blocks: int, entries: int, inline: bool = False) -> dict[str
                 stop_pid(pid)
     total_entries = blocks * entries
     entries_per_s = total_entries / max(times["entries_s"], 1e-6) if blocks else 0.0
+    entries_per_cpu_s = total_entries / max(times["entries_cpu_s"], 1e-6) if blocks else 0.0
     return {
         "empty_blocks": empty,
         "entry_blocks": blocks,
@@ -286,6 +298,12 @@ def run(empty: int, blocks: int, entries: int, inline: bool = False) -> dict[str
         "engine_replay_entries_per_s": engine_rate,
         "ratio_vs_engine": entries_per_s / engine_rate if engine_rate else 0.0,
         "catch_up_s": times["empty_s"] + times["entries_s"],
+        # The same rates per second of the catching-up process's CPU time: on a shared,
+        # loaded machine these move less than the wall-clock ones.
+        "blocks_per_cpu_s": empty / max(times["empty_cpu_s"], 1e-6) if empty else 0.0,
+        "entries_per_cpu_s": entries_per_cpu_s,
+        "engine_replay_entries_per_cpu_s": engine_cpu_rate,
+        "ratio_vs_engine_cpu": entries_per_cpu_s / engine_cpu_rate if engine_cpu_rate else 0.0,
         "servers": "inline" if inline else "processes",
     }
 

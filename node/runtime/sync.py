@@ -12,8 +12,9 @@ does not check out is penalized and the next one is asked.
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import msgpack
@@ -22,7 +23,13 @@ import trio
 from consensus.committee import Committee
 from consensus.types import Block, QuorumCert
 from consensus.verifier import Verifier
-from node.net.messages import MAX_SYNC_BLOCKS, SnapshotChunk, SnapshotInfo, SyncReply
+from node.net.messages import (
+    MAX_SYNC_BLOCKS,
+    MAX_SYNC_REPLY_BYTES,
+    SnapshotChunk,
+    SnapshotInfo,
+    SyncReply,
+)
 from node.payload import decode_committed
 from node.runtime.execution import Executor
 from node.runtime.logger import log
@@ -30,7 +37,13 @@ from node.runtime.options import NodeOptions
 from node.seam import NodeStorage, PeerNetwork
 
 SNAPSHOT_CHUNK_BYTES = 1 << 20  # under the transport's 4 MiB frame limit
+# Records a sync keeps decoded while their committing QC has not arrived: a few replies'
+# worth (an honest log commits a block every few heights), then the peer is at fault.
+MAX_PENDING_BLOCKS = 4 * MAX_SYNC_BLOCKS
+MAX_PENDING_BYTES = 4 * MAX_SYNC_REPLY_BYTES
+BULK_GC_THRESHOLD = 50_000  # allocations between young collections while a sync runs
 Root = tuple[Block, QuorumCert]
+Pending = tuple[Block, bytes]  # a decoded record and its bytes (stored as received)
 
 
 class LogSync:
@@ -86,7 +99,12 @@ class LogSync:
         execute it; then hand the peer's proven root to `on_root`. Ends when a peer's
         proven tip is reached, when a peer shows it is not ahead of us, or after 2n
         failed answers in a row (`give_up_after` missed answers at start-up, when the
-        peers may all be down)."""
+        peers may all be down).
+
+        Pipelined: while one range is checked and executed, the next one is already
+        asked for. The last records of a range are often not proven yet (their
+        committing QC is in the next blocks): they are kept, already decoded and
+        chained (`pending`), and proven with the next range, from the same peer."""
         self.running = True
         self._counters["syncs"] += 1
         send, receive = trio.open_memory_channel[tuple[int, Any]](4)
@@ -98,64 +116,70 @@ class LogSync:
         snapshot_tried = False
         misses = 0
         failures = 0
+        pending: list[Pending] = []  # decoded records above our height, not yet proven
         prefetched: tuple[int, int] | None = None  # (peer, from_height) asked ahead
         try:
-            while failures < 2 * self._n:
-                asked = executor.height + 1
-                if prefetched != (peer, asked):
-                    self._network.send(peer, ["sr", asked, MAX_SYNC_BLOCKS])
-                prefetched = None
-                reply: SyncReply | None = None
-                with trio.move_on_after(self._options.sync_timeout_s):
-                    while reply is None:
-                        sender, message = await receive.receive()
-                        if (
-                            sender == peer
-                            and isinstance(message, SyncReply)
-                            and message.from_height == asked
-                        ):
-                            reply = message
-                if reply is None:
-                    misses += 1
-                    failures += 1
-                    if give_up_after is not None and misses >= give_up_after:
+            with _bulk_gc():
+                while failures < 2 * self._n:
+                    asked = executor.height + 1 + len(pending)
+                    if prefetched != (peer, asked):
+                        self._network.send(peer, ["sr", asked, MAX_SYNC_BLOCKS])
+                    prefetched = None
+                    reply: SyncReply | None = None
+                    with trio.move_on_after(self._options.sync_timeout_s):
+                        while reply is None:
+                            sender, message = await receive.receive()
+                            if (
+                                sender == peer
+                                and isinstance(message, SyncReply)
+                                and message.from_height == asked
+                            ):
+                                reply = message
+                    if reply is None:
+                        misses += 1
+                        failures += 1
+                        if give_up_after is not None and misses >= give_up_after:
+                            break
+                        pending.clear()
+                        peer = self._next_peer(peer)
+                        continue
+                    self.target_height = max(self.target_height, reply.root_height)
+                    gap = reply.root_height - executor.height
+                    ahead = asked + len(reply.records)
+                    if (
+                        reply.records
+                        and ahead <= reply.root_height
+                        and gap <= self._options.snapshot_sync_gap_blocks
+                    ):
+                        # The peer reads and sends the next range while we check and
+                        # execute this one.
+                        self._network.send(peer, ["sr", ahead, MAX_SYNC_BLOCKS])
+                        prefetched = (peer, ahead)
+                    if gap > self._options.snapshot_sync_gap_blocks and not snapshot_tried:
+                        snapshot_tried = True
+                        if await self._snapshot_sync(receive):
+                            pending.clear()
+                            continue  # ask again, from above the snapshot
+                    try:
+                        taken, added, tip = await self._take(reply, pending)
+                    except Exception as exc:  # the reply did not check out: the peer's fault
+                        self._peer_fault(peer, exc)
+                        failures += 1
+                        pending.clear()
+                        peer = self._next_peer(peer)
+                        continue
+                    if tip is not None:
+                        root = tip
                         break
-                    peer = self._next_peer(peer)
-                    continue
-                self.target_height = max(self.target_height, reply.root_height)
-                gap = reply.root_height - executor.height
-                ahead = asked + len(reply.records)
-                if (
-                    reply.records
-                    and ahead <= reply.root_height
-                    and gap <= self._options.snapshot_sync_gap_blocks
-                ):
-                    # Pipelined: the peer reads and sends the next range while we check
-                    # and execute this one.
-                    self._network.send(peer, ["sr", ahead, MAX_SYNC_BLOCKS])
-                    prefetched = (peer, ahead)
-                if gap > self._options.snapshot_sync_gap_blocks and not snapshot_tried:
-                    snapshot_tried = True
-                    if await self._snapshot_sync(receive):
-                        continue  # ask again, from above the snapshot
-                try:
-                    taken, tip = await self._take(reply)
-                except Exception as exc:  # the reply did not check out: the peer's fault
-                    self._peer_fault(peer, exc)
+                    if taken or added:
+                        failures = 0
+                        continue
+                    # Nothing new from this peer: it is not ahead of us (or withholds).
                     failures += 1
+                    if reply.root_height <= executor.height:
+                        break
+                    pending.clear()
                     peer = self._next_peer(peer)
-                    continue
-                if tip is not None:
-                    root = tip
-                    break
-                if taken:
-                    failures = 0
-                    continue
-                # Nothing new from this peer: it is not ahead of us (or withholds).
-                failures += 1
-                if reply.root_height <= executor.height:
-                    break
-                peer = self._next_peer(peer)
         finally:
             self._replies = None
             self.running = False
@@ -163,26 +187,36 @@ class LogSync:
             await self._on_root(root)
         log.info("log sync done", height=executor.height)
 
-    async def _take(self, reply: SyncReply) -> tuple[int, Root | None]:
-        """Execute what a sync reply proves committed. Returns how many records were
-        taken and, when the reply reached the peer's root with its committing QC, that
-        root."""
+    async def _take(self, reply: SyncReply, pending: list[Pending]) -> tuple[int, int, Root | None]:
+        """Execute what a sync reply proves committed, with the `pending` records of
+        the previous replies before its own; what stays unproven is left in `pending`.
+        Returns how many records were taken, how many the reply added, and, when the
+        reply reached the peer's root with its committing QC, that root. Raises (the
+        peer's fault) if a record does not decode or chain, if a QC does not check out,
+        or if more records than `MAX_PENDING_BLOCKS` (or `MAX_PENDING_BYTES`) stay
+        unproven."""
         height = self._executor.height
-        pairs = [(decode_committed(r), r) for r in reply.records]
-        pairs = [(b, r) for b, r in pairs if b.height > height]
-        records = [b for b, _ in pairs]
+        fresh = [(decode_committed(r), r) for r in reply.records]
+        added = [(b, r) for b, r in fresh if b.height > height]
+        # The core may have executed some of them meanwhile (a sync runs beside it).
+        pairs = [(b, r) for b, r in pending if b.height > height] + added
         proof = None if reply.proof is None else QuorumCert.from_wire(reply.proof)
-        if not records and proof is not None and reply.root_height == height:
+        if not pairs and proof is not None and reply.root_height == height:
             tip = self._executor.tip_block()
             if tip is not None and _commits(proof, tip.id):
                 self._verifier.verify_qc(proof)
-                return 0, (tip, proof)
+                return 0, 0, (tip, proof)
+        records = [b for b, _ in pairs]
         taken = self.committed_prefix(records, proof)
+        rest = pairs[taken:]
+        if len(rest) > MAX_PENDING_BLOCKS or sum(len(r) for _, r in rest) > MAX_PENDING_BYTES:
+            raise ValueError(f"sync: {len(rest)} records and no QC that commits them")
         if taken:
             await self._executor.commit_synced(records[:taken], [r for _, r in pairs[:taken]])
+        pending[:] = rest
         if proof is not None and records and taken == len(records):
-            return taken, (records[-1], proof)
-        return taken, None
+            return taken, len(added), (records[-1], proof)
+        return taken, len(added), None
 
     def committed_prefix(self, blocks: list[Block], proof: QuorumCert | None) -> int:
         """How many leading records are proven committed. They must chain from our last
@@ -357,6 +391,34 @@ class LogSync:
         self._counters["snapshot_syncs"] += 1
         log.info("snapshot sync installed", height=height, bytes=len(data))
         return True
+
+
+_bulk_gc_depth = 0  # syncs running in this process (the simulator runs many members)
+_saved_gc_threshold: tuple[int, int, int] = gc.get_threshold()
+
+
+@contextlib.contextmanager
+def _bulk_gc() -> Iterator[None]:
+    """Fewer garbage-collector passes while syncs run. A bulk sync allocates millions
+    of short-lived objects (decoded blocks, engine entries, events), and with the
+    default thresholds the collector runs every 700 allocations and keeps re-scanning
+    the long-lived heap (the engine's books and accounts): at catch-up speed a
+    noticeable share of the time. So the heap as it was is frozen (never scanned again
+    until the last sync ends) and the youngest generation is collected less often.
+    Collection only reclaims cycles; what the node computes does not change."""
+    global _bulk_gc_depth, _saved_gc_threshold
+    if _bulk_gc_depth == 0:
+        _saved_gc_threshold = gc.get_threshold()
+        gc.freeze()
+        gc.set_threshold(BULK_GC_THRESHOLD, *_saved_gc_threshold[1:])
+    _bulk_gc_depth += 1
+    try:
+        yield
+    finally:
+        _bulk_gc_depth -= 1
+        if _bulk_gc_depth == 0:
+            gc.set_threshold(*_saved_gc_threshold)
+            gc.unfreeze()
 
 
 def _matches(data: bytes | bytearray, record: bytes, agreed: tuple[int, bytes, bytes]) -> bool:
