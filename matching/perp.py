@@ -51,6 +51,7 @@ from matching.oracle import Oracle
 
 if TYPE_CHECKING:
     from matching.engine import Engine
+    from matching.optionmarkets import OptionMarkets
 
 _new: Final[Any] = tuple.__new__
 PREMIUM_EMA_MS: Final = 150_000  # time constant of the premium EMA in the mark price
@@ -84,6 +85,8 @@ class Perps:
         # block's end (fills, funding, margin actions).
         self.touched: dict[Account, None] = {}
         self.liquidator = Liquidator(self)
+        # Option series on these markets' indexes, set by the engine (optionmarkets.py).
+        self.options: OptionMarkets | None = None
 
     # ------------------------------------------------------------------- accounts
 
@@ -108,6 +111,8 @@ class Perps:
         pa = account.perp
         if pa is None:
             return cash
+        if self.options is not None and account in self.options.accounts:
+            return self.options.free(account)
         free = cross_equity(pa.positions, cash) - cross_initial(pa.positions)
         return free if free < cash else cash
 
@@ -365,6 +370,8 @@ class Perps:
         positions = pa.positions
         need = cross_initial(positions) + fee + loss
         have = cross_equity(positions, account.available[self.coll])
+        if self.options is not None and self.options.active(account):
+            have, need = self.options.perp_check(account, fee + loss)
         if is_buy:
             pos.bid_size -= size
             pos.bid_notional -= notional
@@ -708,6 +715,8 @@ class Perps:
             self._prices(market, timestamp_ms, ev)
             if timestamp_ms >= market.next_funding_ms:
                 self._funding(market, timestamp_ms, ev)
+        if self.options is not None:
+            self.options.end_block(timestamp_ms, ev)
         self.liquidator.run(ev)
 
     def _prices(self, market: PerpMarket, ts: int, ev: list[Event]) -> None:
@@ -826,6 +835,8 @@ class Perps:
                 if pos.size:
                     value += pos.size // pos.market.lot * pos.market.mark - pos.entry
                 value += pos.margin
+            if self.options is not None:
+                value += self.options.account_value(account)
             if value < 0:
                 deficit -= value
                 value = 0
