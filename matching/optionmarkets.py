@@ -515,8 +515,9 @@ class OptionMarkets:
             perps._balance_event(ev, fee_account)
 
     def _holding_event(self, ev: list[Event], account: Account, s: Series) -> None:
-        h = self.accounts[account].holdings[s.id]
-        ev.append(_new(OptionPosition, (account.address, s.id, h.size, h.premium)))
+        h = self.accounts[account].holdings.get(s.id)  # None: only self-trades cancelled
+        size, premium = (0, 0) if h is None else (h.size, h.premium)
+        ev.append(_new(OptionPosition, (account.address, s.id, size, premium)))
 
     # ---------------------------------------------------------------- matching
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from matching.config import Genesis
-from matching.engine import Engine
+from matching.engine import BlockResult, Engine
 from matching.events import Event
 from tests.matching.helpers import T0
 from tests.matching.perp_helpers import (
@@ -69,8 +69,8 @@ class OptionHarness(PerpHarness):
     def fund(self, amount: int = 10_000_000, traders: tuple[bytes, ...] = TRADERS) -> None:
         self.block([self.deposit(t, amount) for t in traders])
 
-    def index(self, price: int = INDEX) -> None:
-        self.prices((BTC_PERP, price))
+    def index(self, price: int = INDEX) -> BlockResult:
+        return self.prices((BTC_PERP, price))
 
     def holding(self, account: bytes, market: int) -> int:
         options = self.engine.options
