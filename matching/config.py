@@ -131,16 +131,20 @@ class OptionParams:
     underlying: int  # the perp market whose oracle index is the underlying
     strike: int
     expiry_ms: int
-    is_call: bool
+    right: str  # "call" or "put"
     underlying_lots: int
     vol_e9: int
+
+    @property
+    def is_call(self) -> bool:
+        return self.right == "call"
 
     def to_plain(self) -> dict[str, Any]:
         return {
             "underlying": self.underlying,
             "strike": self.strike,
             "expiry_ms": self.expiry_ms,
-            "right": "call" if self.is_call else "put",
+            "right": self.right,
             "underlying_lots": self.underlying_lots,
             "vol_e9": self.vol_e9,
         }
@@ -424,7 +428,7 @@ def _option(raw: dict[str, Any], what: str) -> OptionParams:
         underlying=_uint(raw, "underlying", what, 0, U32_MAX),
         strike=_uint(raw, "strike", what, 1),
         expiry_ms=_uint(raw, "expiry_ms", what, 1),
-        is_call=right == "call",
+        right=right,
         underlying_lots=_uint(raw, "underlying_lots", what, 1, MAX_UNDERLYING_LOTS),
         vol_e9=_uint(raw, "vol_e9", what, 1, MAX_VOL_E9),
     )
