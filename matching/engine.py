@@ -752,6 +752,8 @@ class Engine:
             perps = self.perps
             assert perps is not None
             perps.order_gone(order)
+        elif self.options is not None:  # an option order reserves nothing either
+            self.options.order_gone(order)
         ev.append(_new(Cancelled, (oid, address, market, order.size, Reason.USER)))
         ev.append(
             _new(BalanceChanged, (address, self.asset_ids[asset], available[asset], locked[asset]))
@@ -834,6 +836,8 @@ class Engine:
             perps = self.perps
             assert perps is not None
             perps.order_gone(order)
+        elif self.options is not None:  # an option order reserves nothing either
+            self.options.order_gone(order)
 
     def _modify(self, address: bytes, account: Account, a: Any, ev: list[Event]) -> None:
         """Cancel-replace. The order keeps its oid, cloid and expiry; it keeps its place

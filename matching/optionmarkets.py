@@ -142,11 +142,25 @@ class Holding:
 
 
 class OptionAccount:
-    __slots__ = ("holdings", "standard")
+    __slots__ = ("holdings", "open", "standard")
 
     def __init__(self) -> None:
         self.holdings: dict[int, Holding] = {}  # market id -> holding, first-use order
         self.standard = False  # per-position (standard) margin instead of the risk matrix
+        # Open option orders per series: [bid lots, ask lots, Σ bid price x lots, Σ ask
+        # price x lots], kept as orders rest, fill and leave (derived state: a restored
+        # engine rebuilds it from the orders), so a margin check never walks the orders.
+        self.open: dict[int, list[int]] = {}
+
+    def add_open(self, market: int, is_buy: bool, lots: int, price: int) -> None:
+        row = self.open.get(market)
+        if row is None:
+            row = self.open[market] = [0, 0, 0, 0]
+        side = 0 if is_buy else 1
+        row[side] += lots
+        row[side + 2] += lots * price
+        if not (row[0] or row[1]):
+            del self.open[market]
 
 
 class OptionMarkets:
@@ -197,8 +211,7 @@ class OptionMarkets:
         for h in oa.holdings.values():
             if h.size:
                 return True
-        series = self.series
-        return any(order.book.id in series for order in account.orders.values())
+        return bool(oa.open)
 
     def value_e18(self, oa: OptionAccount, shift: tuple[int, int] | None = None) -> int:
         """The holdings at their marks (price units x 10^18); `shift` = (market, contracts)
@@ -257,22 +270,21 @@ class OptionMarkets:
             for i in range(3):
                 row[i] += shift[1]
         loss_e18 = 0
-        orders: list[tuple[int, bool, int, int]] = []
-        for order in account.orders.values():
-            if order is not skip and order.book.id in series:
-                s = series[order.book.id]
-                orders.append((s.id, order.is_buy, order.size // s.lot, order.price))
+        orders = [(m, o[0], o[1], o[2], o[3]) for m, o in oa.open.items()]
         if extra is not None:
-            orders.append(extra)
-        for market, is_buy, n, price in orders:
+            n = extra[2] * extra[3]
+            orders.append((extra[0], *((extra[2], 0, n, 0) if extra[1] else (0, extra[2], 0, n))))
+        if skip is not None:
+            n = skip.size // skip.book.lot
+            m = skip.price * n
+            orders.append((skip.book.id, *((-n, 0, -m, 0) if skip.is_buy else (0, -n, 0, -m))))
+        for market, bid_lots, ask_lots, bid_notional, ask_notional in orders:
             row = held.setdefault(market, [0, 0, 0])
             mark = series[market].mark_e18
-            if is_buy:
-                row[1] += n
-                loss_e18 += n * (price * E18 - mark)
-            else:
-                row[2] -= n
-                loss_e18 += n * (mark - price * E18)
+            row[1] += bid_lots
+            row[2] -= ask_lots
+            loss_e18 += bid_notional * E18 - bid_lots * mark + ask_lots * mark
+            loss_e18 -= ask_notional * E18
         if loss_e18 < 0:
             loss_e18 = 0
         # Legs per underlying, three variants each.
@@ -453,6 +465,7 @@ class OptionMarkets:
                 oid, account, book, is_buy, price, remaining, 0, cloid, expires_ms, tif == "post"
             )
             (book.bids if is_buy else book.asks).add(order)
+            self.accounts[account].add_open(s.id, is_buy, remaining // book.lot, price)
             account.orders[oid] = order
             if cloid is not None:
                 account.cloids[cloid] = order
@@ -479,6 +492,8 @@ class OptionMarkets:
         s = self.series[order.book.id]
         book = s.book
         if price == order.price and size <= order.size:
+            released = (order.size - size) // book.lot
+            self.accounts[account].add_open(s.id, order.is_buy, -released, price)
             order.size = size
             ev.append(_new(Modified, (order.oid, address, book.id, price, size, True)))
             return
@@ -499,6 +514,14 @@ class OptionMarkets:
         self._execute(
             account, s, is_buy, price, size, order.oid, order.cloid, order.expires_ms, tif, ev
         )
+
+    def order_gone(self, order: Order) -> None:
+        """An option order left the book with `order.size` open (cancel, expiry,
+        self-trade, modify, liquidation, settlement): it leaves the open-order totals."""
+        s = self.series.get(order.book.id)
+        if s is not None:
+            oa = self.accounts[order.account]
+            oa.add_open(s.id, order.is_buy, -(order.size // s.lot), order.price)
 
     def _fill_events(
         self, ev: list[Event], account: Account, s: Series, makers: dict[Account, None]
@@ -581,6 +604,8 @@ class OptionMarkets:
                 taker_fee = 0 if liquidation else notional * taker_bps // BPS
                 maker_fee = notional * maker_bps // BPS
                 left = maker.size - fill
+                self.accounts[maker_account].add_open(market_id, maker.is_buy, -(fill // lot),
+                                                      fill_price)  # fmt: skip
                 delta = fill if is_buy else -fill
                 self.settle(account, s, delta, notional, taker_fee)
                 self.settle(maker_account, s, -delta, notional, maker_fee)

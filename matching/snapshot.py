@@ -226,6 +226,11 @@ def _load_option(engine: Engine, option: dict[str, Any]) -> None:
             h.size, h.premium, h.leaf = _int_in(size), _int_in(premium), leaf
             if h.size:
                 s.holders[account] = None
+    for account, oa in options.accounts.items():
+        for order in account.orders.values():
+            found = options.series.get(order.book.id)
+            if found is not None:
+                oa.add_open(found.id, order.is_buy, order.size // found.lot, order.price)
     options.relinear()
 
 
