@@ -90,3 +90,22 @@ async def test_series_and_account_views(nursery: trio.Nursery) -> None:
         rows = bob["scenarios"][0]["scenarios"]
         assert len(rows) == len(options.grid)
         assert -min(r["pnl"] for r in rows) == maintenance
+
+
+async def test_sdk_reads_option_markets(nursery: trio.Nursery) -> None:
+    from seqnet_sdk import Client
+
+    node = ExchangeNode(option_exchange())
+    node.apply(
+        [Executable({"action": {"type": "oracle", "member": m, "prices": [[BTC_PERP, 970_000]]}},
+                    bytes(20), None) for m in MEMBERS]
+    )  # fmt: skip
+    port = await nursery.start(serve_api, create_app(node, OPEN), "127.0.0.1", 0)
+    async with Client(f"http://127.0.0.1:{port}", bytes(31) + b"\x0a") as client:
+        markets = await client.markets()
+        info = markets.market(ATM_CALL)
+        assert info.price_to_ticks("1234.5") == 1_234_500_000  # micro-USDC per contract
+        series = await client.options()
+        assert len(series) == 12
+        assert (await client.options(ATM_CALL))["strike"] == 97_000 * 10**6
+        assert (await client.option_account())["holdings"] == []
