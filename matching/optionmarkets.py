@@ -302,8 +302,13 @@ class OptionMarkets:
         initial = 0
         if oa.standard:
             for per in legs.values():
-                maintenance += pf.standard_margin(self.params, per[0]).maintenance
-                initial += max(pf.standard_margin(self.params, v).initial for v in per)
+                held_margin = pf.standard_margin(self.params, per[0])
+                maintenance += held_margin.maintenance
+                top = held_margin.initial
+                for v in (per[1], per[2]):
+                    if v != per[0]:  # a side without open orders is the held case
+                        top = max(top, pf.standard_margin(self.params, v).initial)
+                initial += top
         else:
             others = {}
             for market_id, pos in positions.items():
@@ -324,8 +329,13 @@ class OptionMarkets:
                         continue
                 others[market_id] = pos
             for per in legs.values():
-                maintenance += pf.portfolio_margin(self.grid, per[0]).maintenance
-                initial += max(pf.portfolio_margin(self.grid, v).initial for v in per)
+                held_margin = pf.portfolio_margin(self.grid, per[0])
+                maintenance += held_margin.maintenance
+                top = held_margin.initial
+                for v in (per[1], per[2]):
+                    if v != per[0]:  # a side without open orders is the held case
+                        top = max(top, pf.portfolio_margin(self.grid, v).initial)
+                initial += top
         maintenance += cross_maintenance(others)
         initial += cross_initial(others) + -(-loss_e18 // E18)
         return maintenance, initial
