@@ -19,6 +19,7 @@ from matching.merkle import MerkleTree, balance_leaf, position_leaf, withdrawal_
 
 if TYPE_CHECKING:
     from matching.margin import Position
+    from matching.optionmarkets import Holding, OptionMarkets
 
 KEPT_CHECKPOINTS = 256  # withdrawal proofs stay available for this many checkpoints
 
@@ -53,7 +54,16 @@ class StateTree:
     account with perp state commits to its exit value (`exit_values`, set by the engine
     before each root; docs/MATCHING.md), and position leaves are always rehashed."""
 
-    __slots__ = ("assets", "collateral", "dirty", "exit_values", "pairs", "totals", "tree")
+    __slots__ = (
+        "assets",
+        "collateral",
+        "dirty",
+        "exit_values",
+        "options",
+        "pairs",
+        "totals",
+        "tree",
+    )
 
     def __init__(self, assets: tuple[Asset, ...]) -> None:
         self.assets = assets
@@ -64,13 +74,17 @@ class StateTree:
         # account -> the collateral total its leaf commits to, for accounts with perp state
         self.exit_values: dict[Account, int] = {}
         self.collateral = -1  # the perp collateral's asset index, -1 without perp markets
+        # Option holdings' leaves are position leaves too (size, net premium, margin 0).
+        self.options: OptionMarkets | None = None
 
     def new_leaf(self, account: Account, asset: int) -> None:
         account.leaf[asset] = len(self.pairs)
         self.pairs.append((account, asset))
         self.totals.append(-1)
 
-    def new_position_leaf(self, account: Account, market: int, position: Position) -> None:
+    def new_position_leaf(
+        self, account: Account, market: int, position: Position | Holding
+    ) -> None:
         position.leaf = len(self.pairs)
         self.pairs.append((account, -1 - market))
         self.totals.append(-1)
@@ -87,6 +101,10 @@ class StateTree:
         return account.available[asset] + account.locked[asset]
 
     def _position_leaf(self, account: Account, market: int) -> bytes:
+        options = self.options
+        if options is not None and market in options.series:
+            size, premium = options.leaf_fields(account, market)
+            return position_leaf(account.address, market, size, premium, 0)
         perp = account.perp
         assert perp is not None
         pos = perp.positions[market]
@@ -109,6 +127,12 @@ class StateTree:
                         leaf = self._position_leaf(account, market)
                         if leaf != tree.leaf(pos.leaf):
                             tree.update(pos.leaf, leaf)
+            if self.options is not None:
+                for market, index in self.options.leaves(account):
+                    if index < hashed:
+                        leaf = self._position_leaf(account, market)
+                        if leaf != tree.leaf(index):
+                            tree.update(index, leaf)
         for index in range(hashed, len(pairs)):
             account, asset = pairs[index]
             if asset < 0:

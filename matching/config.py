@@ -32,6 +32,10 @@ DEFAULT_ORACLE_MAX_AGE_MS: Final = 15_000
 # Frequent batch auctions (docs/MATCHING.md, "Batch auctions"): a market clears every
 # `auction_blocks` blocks; 0 is the continuous book.
 MAX_AUCTION_BLOCKS: Final = 10_000
+# Options (docs/MATCHING.md, "Options"): European, cash-settled series on a perp market's
+# index, and the margin and mark-vol rules shared by every series.
+MAX_VOL_E9: Final = 10 * 10**9  # 1,000 % (options.MAX_VOL_E9; config imports no maths)
+MAX_UNDERLYING_LOTS: Final = 10**12
 
 
 class ConfigError(ValueError):
@@ -118,6 +122,94 @@ class PerpParams:
 
 
 @dataclass(frozen=True, slots=True)
+class OptionParams:
+    """A series: a European call or put on `underlying_lots` lots of a perp market's index,
+    cash-settled in the collateral at `expiry_ms`. `strike` is in price units per option
+    lot (as the option's own prices), so the forward is index x underlying_lots; `vol_e9`
+    is the committee vol used until the committee publishes one."""
+
+    underlying: int  # the perp market whose oracle index is the underlying
+    strike: int
+    expiry_ms: int
+    right: str  # "call" or "put"
+    underlying_lots: int
+    vol_e9: int
+
+    @property
+    def is_call(self) -> bool:
+        return self.right == "call"
+
+    def to_plain(self) -> dict[str, Any]:
+        return {
+            "underlying": self.underlying,
+            "strike": self.strike,
+            "expiry_ms": self.expiry_ms,
+            "right": self.right,
+            "underlying_lots": self.underlying_lots,
+            "vol_e9": self.vol_e9,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class OptionRules:
+    """Margin, mark-vol and settlement rules of every option series (docs/MATCHING.md,
+    "Options"); the genesis table `option_rules`, each key optional."""
+
+    price_move_bps: int = 1_500
+    price_steps: int = 3
+    vol_shift_e9: int = 150_000_000
+    vol_floor_e9: int = 50_000_000
+    initial_bps: int = 13_000
+    short_option_bps: int = 1_500
+    short_option_min_bps: int = 1_000
+    linear_bps: int = 500
+    min_depth: int = 1  # lots at each best price for the book's mid to count
+    max_spread_bps: int = 2_000
+    max_deviation_e9: int = 100_000_000
+    vol_max_age_ms: int = 60_000  # a committee vol older than this no longer counts
+    twap_ms: int = 300_000  # settlement: the index averaged over this window before expiry
+    liquidation_band_bps: int = 2_000  # a liquidation's IOC crosses at most this off the mark
+
+    def to_plain(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name, _, _ in _OPTION_RULES}
+
+
+_OPTION_RULES: Final = (
+    ("price_move_bps", 1, BPS - 1),
+    ("price_steps", 1, 50),
+    ("vol_shift_e9", 0, MAX_VOL_E9),
+    ("vol_floor_e9", 0, MAX_VOL_E9),
+    ("initial_bps", BPS, 10 * BPS),
+    ("short_option_bps", 0, BPS),
+    ("short_option_min_bps", 0, BPS),
+    ("linear_bps", 0, BPS),
+    ("min_depth", 1, U64_MAX),
+    ("max_spread_bps", 0, BPS),
+    ("max_deviation_e9", 0, MAX_VOL_E9),
+    ("vol_max_age_ms", 1, U32_MAX),
+    ("twap_ms", 0, U32_MAX),
+    ("liquidation_band_bps", 1, BPS - 1),
+)
+
+
+def _option_rules(raw: object) -> OptionRules:
+    if raw is None:
+        return OptionRules()
+    if not isinstance(raw, dict):
+        raise ConfigError("option_rules must be a table")
+    names = {name for name, _, _ in _OPTION_RULES}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ConfigError(f"option_rules: unknown keys {unknown}")
+    values = {
+        name: _uint(raw, name, "option_rules", low, high)
+        for name, low, high in _OPTION_RULES
+        if name in raw
+    }
+    return OptionRules(**values)
+
+
+@dataclass(frozen=True, slots=True)
 class Market:
     id: int
     symbol: str
@@ -131,15 +223,20 @@ class Market:
     # 0: continuous matching; N >= 1: a batch auction clearing at the end of every N-th
     # block (docs/MATCHING.md, "Batch auctions"). Spot markets only.
     auction_blocks: int = 0
+    option: OptionParams | None = None  # set iff kind == "option"
 
     @property
     def kind(self) -> str:
+        if self.option is not None:
+            return "option"
         return "spot" if self.perp is None else "perp"
 
     def to_plain(self) -> dict[str, Any]:
         plain: dict[str, Any] = {"id": self.id, "symbol": self.symbol}
         if self.perp is not None:
             plain["kind"] = "perp"
+        elif self.option is not None:
+            plain["kind"] = "option"
         else:
             plain["base"] = self.base
         plain.update(
@@ -155,6 +252,8 @@ class Market:
             plain.update(self.perp.to_plain())
         if self.auction_blocks:  # absent when continuous: older genesis files stay unchanged
             plain["auction_blocks"] = self.auction_blocks
+        if self.option is not None:
+            plain.update(self.option.to_plain())
         return plain
 
 
@@ -168,10 +267,15 @@ class Genesis:
     insurance_account: bytes | None = None
     oracle_members: tuple[bytes, ...] = ()
     oracle_quorum: int = 0
+    option_rules: OptionRules | None = None  # set iff there are option markets
 
     @property
     def perp_markets(self) -> tuple[Market, ...]:
         return tuple(m for m in self.markets if m.perp is not None)
+
+    @property
+    def option_markets(self) -> tuple[Market, ...]:
+        return tuple(m for m in self.markets if m.option is not None)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Genesis:
@@ -198,6 +302,9 @@ class Genesis:
                 parse_address(a, f"oracle_members[{i}]") for i, a in enumerate(raw_members)
             )
             quorum = _uint(raw, "oracle_quorum", "genesis", 1, len(members))
+        rules = None
+        if any(m.option is not None for m in markets):
+            rules = _option_rules(raw.get("option_rules"))
         genesis = cls(
             assets=assets,
             markets=markets,
@@ -205,6 +312,7 @@ class Genesis:
             insurance_account=insurance,
             oracle_members=members,
             oracle_quorum=quorum,
+            option_rules=rules,
         )
         genesis.check()
         return genesis
@@ -219,7 +327,9 @@ class Genesis:
         if len(set(market_ids)) != len(market_ids):
             raise ConfigError("market ids must be unique")
         for m in self.markets:
-            if m.quote not in asset_ids or (m.perp is None and m.base not in asset_ids):
+            if m.quote not in asset_ids or (
+                m.perp is None and m.option is None and m.base not in asset_ids
+            ):
                 raise ConfigError(f"market {m.symbol}: unknown base or quote asset")
             if m.base == m.quote:
                 raise ConfigError(f"market {m.symbol}: base and quote must differ")
@@ -240,6 +350,13 @@ class Genesis:
             special = {self.fee_account, self.insurance_account}
             if len(special) != 2:
                 raise ConfigError("insurance_account must differ from fee_account")
+        perp_ids = {m.id for m in perps}
+        for m in self.option_markets:
+            assert m.option is not None
+            if m.option.underlying not in perp_ids:
+                raise ConfigError(f"market {m.symbol}: underlying must be a perp market's id")
+            if m.quote != perps[0].quote:
+                raise ConfigError(f"market {m.symbol}: quote must be the perp collateral")
 
     def to_dict(self) -> dict[str, Any]:
         plain: dict[str, Any] = {
@@ -251,6 +368,8 @@ class Genesis:
             plain["insurance_account"] = address_hex(self.insurance_account)
             plain["oracle_members"] = [address_hex(a) for a in self.oracle_members]
             plain["oracle_quorum"] = self.oracle_quorum
+        if self.option_rules is not None:
+            plain["option_rules"] = self.option_rules.to_plain()
         return plain
 
 
@@ -274,13 +393,14 @@ def _market(raw: object, index: int) -> Market:
     if not isinstance(raw, dict):
         raise ConfigError(f"{what}: expected a table")
     kind = raw.get("kind", "spot")
-    if kind not in ("spot", "perp"):
-        raise ConfigError(f"{what}: kind must be spot or perp, got {kind!r}")
+    if kind not in ("spot", "perp", "option"):
+        raise ConfigError(f"{what}: kind must be spot, perp or option, got {kind!r}")
     perp = _perp(raw, what) if kind == "perp" else None
-    if perp is not None and raw.get("base") is not None:
-        raise ConfigError(f"{what}: a perp market has no base asset")
+    option = _option(raw, what) if kind == "option" else None
+    if (perp is not None or option is not None) and raw.get("base") is not None:
+        raise ConfigError(f"{what}: a {kind} market has no base asset")
     auction_blocks = _optional(raw, "auction_blocks", what, 0, 0, MAX_AUCTION_BLOCKS)
-    if perp is not None and auction_blocks:
+    if (perp is not None or option is not None) and auction_blocks:
         raise ConfigError(
             f"{what}: auction_blocks is for spot markets only; a perp market matches "
             "continuously (set auction_blocks = 0 or leave it out)"
@@ -288,7 +408,7 @@ def _market(raw: object, index: int) -> Market:
     return Market(
         id=_uint(raw, "id", what, 0, U32_MAX),
         symbol=_symbol(raw, what),
-        base=None if perp is not None else _uint(raw, "base", what, 0, U32_MAX),
+        base=None if kind != "spot" else _uint(raw, "base", what, 0, U32_MAX),
         quote=_uint(raw, "quote", what, 0, U32_MAX),
         lot_size=_uint(raw, "lot_size", what, 1),
         tick_size=_uint(raw, "tick_size", what, 1),
@@ -296,6 +416,21 @@ def _market(raw: object, index: int) -> Market:
         taker_fee_bps=_uint(raw, "taker_fee_bps", what, 0, MAX_FEE_BPS),
         perp=perp,
         auction_blocks=auction_blocks,
+        option=option,
+    )
+
+
+def _option(raw: dict[str, Any], what: str) -> OptionParams:
+    right = raw.get("right")
+    if right not in ("call", "put"):
+        raise ConfigError(f"{what}: right must be call or put, got {right!r}")
+    return OptionParams(
+        underlying=_uint(raw, "underlying", what, 0, U32_MAX),
+        strike=_uint(raw, "strike", what, 1),
+        expiry_ms=_uint(raw, "expiry_ms", what, 1),
+        right=right,
+        underlying_lots=_uint(raw, "underlying_lots", what, 1, MAX_UNDERLYING_LOTS),
+        vol_e9=_uint(raw, "vol_e9", what, 1, MAX_VOL_E9),
     )
 
 

@@ -58,6 +58,7 @@ from matching.events import (
     Withdrawn,
 )
 from matching.merkle import MerkleTree
+from matching.optionmarkets import OptionMarkets
 from matching.perp import Perps
 
 # Module constants are Final: the compiled build (docs/MATCHING.md) then reads them as C
@@ -96,6 +97,8 @@ _FIELDS = {
     "add_margin": ("type", "market", "amount"),
     "remove_margin": ("type", "market", "amount"),
     "oracle": ("type", "member", "prices"),
+    "vols": ("type", "member", "vols"),
+    "set_option_margin": ("type", "mode"),
 }
 
 
@@ -204,6 +207,11 @@ class Engine:
         if genesis.perp_markets:
             self.perps = Perps(self, genesis)
             self.state.collateral = self.perps.coll
+        self.options: OptionMarkets | None = None  # option series (optionmarkets.py)
+        if genesis.option_markets:
+            assert self.perps is not None
+            self.options = self.perps.options = OptionMarkets(self, self.perps, genesis)
+            self.state.options = self.options
         self._handlers = {
             "place": self._place,
             "cancel": self._cancel,
@@ -218,6 +226,8 @@ class Engine:
             self._handlers["set_leverage"] = self.perps.set_leverage
             self._handlers["add_margin"] = self.perps.add_margin
             self._handlers["remove_margin"] = self.perps.remove_margin
+        if self.options is not None:
+            self._handlers["set_option_margin"] = self.options.set_mode
 
     def _account(self, address: bytes) -> Account:
         account = self.accounts.get(address)
@@ -356,6 +366,8 @@ class Engine:
                 self._deposit(action, ev)
             elif kind == "oracle" and self.perps is not None:
                 self.perps.observe(action, ev)
+            elif kind == "vols" and self.options is not None:
+                self.options.observe(action, ev)
             else:
                 msg = f"unknown action {_show(kind)}"
                 ev.append(_new(Rejected, (Reason.UNKNOWN_ACTION, msg)))
@@ -475,6 +487,11 @@ class Engine:
             )
             assert rejection is not None
             ev.append(_new(Rejected, rejection))
+            return
+        options = self.options
+        if options is not None and book.id in options.series:
+            options.place(address, account, book, side == BUY, kind, price, size, tif, cloid,
+                          expires_ms, ev)  # fmt: skip
             return
         auctions = self.auctions
         if auctions is not None and book.id in auctions.markets:
@@ -755,6 +772,8 @@ class Engine:
             perps = self.perps
             assert perps is not None
             perps.order_gone(order)
+        elif self.options is not None:  # an option order reserves nothing either
+            self.options.order_gone(order)
         ev.append(_new(Cancelled, (oid, address, market, order.size, Reason.USER)))
         ev.append(
             _new(BalanceChanged, (address, self.asset_ids[asset], available[asset], locked[asset]))
@@ -837,6 +856,8 @@ class Engine:
             perps = self.perps
             assert perps is not None
             perps.order_gone(order)
+        elif self.options is not None:  # an option order reserves nothing either
+            self.options.order_gone(order)
 
     def _modify(self, address: bytes, account: Account, a: Any, ev: list[Event]) -> None:
         """Cancel-replace. The order keeps its oid, cloid and expiry; it keeps its place
@@ -869,6 +890,10 @@ class Engine:
             perps = self.perps
             assert perps is not None
             perps.modify(address, account, order, price, size, ev)
+            return
+        options = self.options
+        if options is not None and book.id in options.series:
+            options.modify(address, account, order, price, size, ev)
             return
         auctions = self.auctions
         if auctions is not None and book.id in auctions.markets:

@@ -258,6 +258,61 @@ class AuctionCleared(NamedTuple):
     imbalance: int
 
 
+class VolObserved(NamedTuple):
+    """A committee member's implied vol for an option series (counts from the block's end)."""
+
+    member: bytes
+    market: int
+    vol_e9: int
+
+
+class OptionMark(NamedTuple):
+    """An option series' mark at a block's end (when it changed): `forward` is the index x
+    underlying_lots, `vol_e9` the mark vol (`from_book`: the book's mid set it, else the
+    committee's vol), `mark` the Black value in price units per lot, floored."""
+
+    market: int
+    forward: int
+    vol_e9: int
+    mark: int
+    from_book: bool
+
+
+class OptionPosition(NamedTuple):
+    """An account's position in an option series: `size` signed (in base units, as
+    orders), `premium` the net premium it paid for it (< 0: received)."""
+
+    account: bytes
+    market: int
+    size: int
+    premium: int
+
+
+class OptionSettlement(NamedTuple):
+    """A series expired: it settles at `price` (the index TWAP x underlying_lots over the
+    rules' twap_ms, `samples` block samples; 0 samples: the last forward)."""
+
+    market: int
+    price: int
+    samples: int
+
+
+class OptionSettled(NamedTuple):
+    """A position's cash settlement: `amount` collateral paid to it (< 0: paid by it)."""
+
+    account: bytes
+    market: int
+    size: int
+    amount: int
+
+
+class MarginModeSet(NamedTuple):
+    """The account's option margin mode: the risk matrix, or standard (per position)."""
+
+    account: bytes
+    standard: bool
+
+
 Event = (
     Accepted
     | Rejected
@@ -285,6 +340,12 @@ Event = (
     | LiquidationFee
     | BadDebt
     | AuctionCleared
+    | VolObserved
+    | OptionMark
+    | OptionPosition
+    | OptionSettlement
+    | OptionSettled
+    | MarginModeSet
 )
 
 KINDS: dict[type, str] = {
@@ -314,6 +375,12 @@ KINDS: dict[type, str] = {
     LiquidationFee: "liquidation_fee",
     BadDebt: "bad_debt",
     AuctionCleared: "auction",
+    VolObserved: "vol_observed",
+    OptionMark: "option_mark",
+    OptionPosition: "option_position",
+    OptionSettlement: "option_settlement",
+    OptionSettled: "option_settled",
+    MarginModeSet: "margin_mode_set",
 }
 
 
@@ -366,12 +433,17 @@ class Reason:
     UNKNOWN_MEMBER: Final = "unknown_member"
     # Rejections: batch auction markets.
     SELF_CROSS: Final = "self_cross"  # would cross the account's own order in the batch
+    # Rejections: option series.
+    SERIES_EXPIRED: Final = "series_expired"
+    BAD_VOL: Final = "bad_vol"
+    BAD_MODE: Final = "bad_mode"
     # Cancel reasons.
     USER: Final = "user"
     SELF_TRADE: Final = "self_trade"
     IOC: Final = "ioc"  # the unfilled remainder of an IOC, FOK or market order
     REDUCE_ONLY: Final = "reduce_only"  # a reduce-only order's size beyond the position
     LIQUIDATION: Final = "liquidation"  # the orders of an account being liquidated
+    SETTLEMENT: Final = "settlement"  # the orders of an option series at its expiry
 
 
 def _plain(value: Any) -> Any:

@@ -128,7 +128,10 @@ class Liquidator:
         positions = pa.positions
         equity = cross_equity(positions, account.available[coll])
         maintenance = cross_maintenance(positions)
-        if equity < maintenance:
+        options = self.perps.options  # an account holding options: the option margin rules
+        if options is not None and options.check(account, ev):
+            pass
+        elif equity < maintenance:
             self.liquidate(account, None, equity, maintenance, ev)
         for market_id in sorted(positions):
             pos = positions[market_id]

@@ -53,6 +53,7 @@ from matching.oracle import Oracle
 
 if TYPE_CHECKING:
     from matching.engine import Engine
+    from matching.optionmarkets import OptionMarkets
 
 _new: Final[Any] = tuple.__new__
 PREMIUM_EMA_MS: Final = 150_000  # time constant of the premium EMA in the mark price
@@ -86,6 +87,8 @@ class Perps:
         # block's end (fills, funding, margin actions).
         self.touched: dict[Account, None] = {}
         self.liquidator = Liquidator(self)
+        # Option series on these markets' indexes, set by the engine (optionmarkets.py).
+        self.options: OptionMarkets | None = None
 
     # ------------------------------------------------------------------- accounts
 
@@ -110,6 +113,8 @@ class Perps:
         pa = account.perp
         if pa is None:
             return cash
+        if self.options is not None and account in self.options.accounts:
+            return self.options.free(account)
         free = cross_equity(pa.positions, cash) - cross_initial(pa.positions)
         return free if free < cash else cash
 
@@ -367,6 +372,8 @@ class Perps:
             pos.ask_notional += notional
         have, need = cross_equity_initial(pa.positions, account.available[self.coll])
         need += fee + loss
+        if self.options is not None and self.options.active(account):
+            have, need = self.options.perp_check(account, fee + loss)
         if is_buy:
             pos.bid_size -= size
             pos.bid_notional -= notional
@@ -710,6 +717,8 @@ class Perps:
             self._prices(market, timestamp_ms, ev)
             if timestamp_ms >= market.next_funding_ms:
                 self._funding(market, timestamp_ms, ev)
+        if self.options is not None:
+            self.options.end_block(timestamp_ms, ev)
         self.liquidator.run(ev)
 
     def _prices(self, market: PerpMarket, ts: int, ev: list[Event]) -> None:
@@ -828,6 +837,8 @@ class Perps:
                 if pos.size:
                     value += pos.size // pos.market.lot * pos.market.mark - pos.entry
                 value += pos.margin
+            if self.options is not None:
+                value += self.options.account_value(account)
             if value < 0:
                 deficit -= value
                 value = 0

@@ -23,6 +23,7 @@ from matching.config import U64_MAX, Genesis
 from matching.engine import Engine
 from matching.margin import PerpAccount, Position
 from matching.merkle import MerkleTree, balance_leaf
+from matching.optionmarkets import Holding, OptionAccount
 
 VERSION = 1
 
@@ -104,6 +105,8 @@ def dump(engine: Engine) -> bytes:
         body["perp"] = _dump_perp(engine)
     if engine.auctions is not None:
         body["auction"] = _dump_auction(engine)
+    if engine.options is not None:
+        body["option"] = _dump_option(engine)
     data: bytes = msgpack.packb(body, use_bin_type=True)
     return data
 
@@ -169,6 +172,66 @@ def _load_auction(engine: Engine, auction: dict[str, Any]) -> None:
         market = auctions.markets[market_id]
         market.last_price = last_price
         market.ioc = {oid: engine.accounts[address] for oid, address in ioc}
+
+
+def _dump_option(engine: Engine) -> dict[str, Any]:
+    """Option state: per series its price state and settlement samples, the committee's
+    vol observations, and each account's margin mode and holdings (first-use order). Risk
+    vectors are not written: a restored engine recomputes them from the inputs kept in
+    `vector_at` and the underlying's mark (optionmarkets.py, `rebuild`)."""
+    options = engine.options
+    assert options is not None
+    series = [
+        [s.id, s.forward, s.committee_vol, s.vol, s.from_book, _int_out(s.mark_e18), s.mark,
+         _int_out(s.twap_sum), s.twap_count, s.settled, s.settle_price, list(s.vector_at),
+         s.vector is not None]
+        for s in options.series.values()
+    ]  # fmt: skip
+    vols = [
+        [market, [[member, vol, ts] for member, (vol, ts) in sorted(seen.items())]]
+        for market, seen in options.vols.observations.items()
+    ]
+    accounts = [
+        [account.address, oa.standard,
+         [[m, _int_out(h.size), _int_out(h.premium), h.leaf] for m, h in oa.holdings.items()]]
+        for account, oa in options.accounts.items()
+    ]  # fmt: skip
+    return {"series": series, "vols": vols, "accounts": accounts}
+
+
+def _load_option(engine: Engine, option: dict[str, Any]) -> None:
+    options = engine.options
+    assert options is not None
+    for row in option["series"]:
+        s = options.series[row[0]]
+        (s.forward, s.committee_vol, s.vol, s.from_book) = row[1:5]
+        s.mark_e18 = _int_in(row[5])
+        s.mark = row[6]
+        s.twap_sum = _int_in(row[7])
+        (s.twap_count, s.settled, s.settle_price) = row[8:11]
+        at = row[11]
+        s.vector_at = (at[0], at[1], at[2])
+        if row[12]:
+            options.revalue(s)
+    for market, seen in option["vols"]:
+        for member, vol, ts in seen:
+            options.vols.observe(member, market, vol, ts)
+    for address, standard, holdings in option["accounts"]:
+        account = engine.accounts[address]
+        oa = options.accounts[account] = OptionAccount()
+        oa.standard = standard
+        for market, size, premium, leaf in holdings:
+            s = options.series[market]
+            h = oa.holdings[market] = Holding(s)
+            h.size, h.premium, h.leaf = _int_in(size), _int_in(premium), leaf
+            if h.size:
+                s.holders[account] = None
+    for account, oa in options.accounts.items():
+        for order in account.orders.values():
+            found = options.series.get(order.book.id)
+            if found is not None:
+                oa.add_open(found.id, order.is_buy, order.size // found.lot, order.price)
+    options.relinear()
 
 
 def _load_perp(engine: Engine, perp: dict[str, Any]) -> dict[int, bytes]:
@@ -280,6 +343,8 @@ def _load(body: dict[str, Any]) -> Engine:
         engine.withdrawal_trees.add(checkpoint, MerkleTree(w.leaf() for w in sealed))
     if engine.auctions is not None:
         _load_auction(engine, body["auction"])
+    if engine.options is not None:
+        _load_option(engine, body["option"])
     if engine.perps is not None:
         engine.perps.liquidator.rebuild()
     return engine

@@ -14,6 +14,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -21,7 +22,7 @@ from typing import Any, Final
 import msgpack
 
 from matching import config as exchange_config
-from matching.config import Asset, Market, PerpParams
+from matching.config import Asset, Market, OptionParams, OptionRules, PerpParams
 from node.config import (
     FRESH_DATA_MARK,
     ConfigError,
@@ -197,7 +198,8 @@ def _only_known_keys(raw: Any, allowed: tuple[type, ...], where: str) -> None:
 def _parse_exchange(raw: Any) -> exchange_config.Genesis:
     _only_known_keys(raw, (exchange_config.Genesis,), "exchange")
     if isinstance(raw, dict):
-        for key, kinds in (("assets", (Asset,)), ("markets", (Market, PerpParams))):
+        markets = (Market, PerpParams, OptionParams)
+        for key, kinds in (("assets", (Asset,)), ("markets", markets)):
             items = raw.get(key)
             for i, item in enumerate(items if isinstance(items, list) else []):
                 _only_known_keys(item, kinds, f"exchange.{key}[{i}]")
@@ -328,6 +330,36 @@ def perp_market() -> Market:
     )
 
 
+DAY_MS: Final = 86_400_000
+OPTION_STRIKES: Final = (90_000, 97_000, 105_000)  # USDC per BTC, around BTC_START_PRICE
+OPTION_VOL_E9: Final = 600_000_000  # 60 %: the committee vol until members publish one
+
+
+def option_chain(now_ms: int, first_id: int = 3) -> tuple[Market, ...]:
+    """A small BTC option chain on BTC-PERP's index: calls and puts at OPTION_STRIKES for
+    two expiries, the next 08:00 UTC at least a day away and a week after it. A contract
+    is 1 BTC (10,000 BTC-PERP lots), so strikes and prices are micro-USDC per BTC; tick
+    0.1 USDC."""
+    first = (now_ms // DAY_MS + 2) * DAY_MS + 8 * 3_600_000
+    markets: list[Market] = []
+    for expiry_ms in (first, first + 7 * DAY_MS):
+        day = time.strftime("%d%b%y", time.gmtime(expiry_ms // 1000)).upper()
+        for right in ("call", "put"):
+            for strike in OPTION_STRIKES:
+                option = OptionParams(
+                    underlying=2,
+                    strike=strike * 10**6,
+                    expiry_ms=expiry_ms,
+                    right=right,
+                    underlying_lots=10**4,
+                    vol_e9=OPTION_VOL_E9,
+                )
+                symbol = f"BTC-{day}-{strike}-{right[0].upper()}"
+                market_id = first_id + len(markets)
+                markets.append(Market(market_id, symbol, None, 1, 1, 100_000, 2, 5, option=option))
+    return tuple(markets)
+
+
 def committee_init(
     out: Path,
     nodes: int,
@@ -339,10 +371,12 @@ def committee_init(
     fee_account: bytes | None = None,
     consensus: ConsensusParams | None = None,
     perps: bool = False,
+    now_ms: int | None = None,
 ) -> Genesis:
     """Write OUT/genesis.toml and OUT/nodeI/{config.toml, keys/…} for `nodes` members.
     With `perps`, genesis also lists BTC-PERP (`perp_market`) and every member's config
-    runs the simulated oracle from BTC_START_PRICE.
+    runs the simulated oracle from BTC_START_PRICE, and a small BTC option chain
+    (`option_chain`, expiries counted from `now_ms`, the wall clock if None).
 
     Ports: consensus base+i, API base+1000+i, metrics base+2000+i."""
     if not 1 <= nodes <= MAX_MEMBERS:
@@ -400,8 +434,13 @@ def committee_init(
             genesis,
             exchange=dataclasses.replace(
                 genesis.exchange,
-                markets=(*genesis.exchange.markets, perp_market()),
+                markets=(
+                    *genesis.exchange.markets,
+                    perp_market(),
+                    *option_chain(int(time.time() * 1000) if now_ms is None else now_ms),
+                ),
                 insurance_account=INSURANCE_ACCOUNT,
+                option_rules=OptionRules(),
                 oracle_members=addresses,
                 oracle_quorum=genesis.quorum,
             ),

@@ -535,6 +535,20 @@ class Client:
         raw = await self._get(f"/v1/accounts/{self._addr(address)}/margin")
         return margin_decimals(await self.markets(), raw)
 
+    async def options(self, market: int | str | None = None) -> Any:
+        """Option series (terms, forward, mark vol and its source, mark, Greeks × 10¹⁸ as
+        decimal strings); one series with `market`."""
+        if market is None:
+            return (await self._get("/v1/options"))["series"]
+        info = (await self.markets()).market(market)
+        return await self._get(f"/v1/options/{info.id}")
+
+    async def option_account(self, address: bytes | str | None = None) -> dict[str, Any]:
+        """An account's option holdings with their Greeks, its margin and its P&L in each
+        risk-matrix scenario."""
+        found: dict[str, Any] = await self._get(f"/v1/accounts/{self._addr(address)}/options")
+        return found
+
     async def prices(self, market: int | str | None = None) -> Any:
         """A perp market's index, mark, premium, funding estimate and oracle state (every
         perp market's, as a list, without `market`)."""

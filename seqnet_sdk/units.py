@@ -143,7 +143,7 @@ class Markets:
             m["id"]: MarketInfo(
                 m["id"],
                 m["symbol"],
-                _underlying(m) if m.get("kind") == "perp" else assets[m["base"]],
+                _underlying(m) if m.get("kind") in ("perp", "option") else assets[m["base"]],
                 assets[m["quote"]],
                 m["lot_size"],
                 m["tick_size"],
@@ -262,6 +262,8 @@ def stats_decimals(market: MarketInfo, raw: dict[str, Any]) -> dict[str, Decimal
 
 def _underlying(market: dict[str, Any]) -> AssetInfo:
     """A perpetual market has no on-chain base asset: its sizes count units of the
-    underlying with `base_decimals` decimals (docs/MATCHING.md, "Perpetual futures")."""
+    underlying with `base_decimals` decimals (docs/MATCHING.md, "Perpetual futures"). An
+    option series has none either: its sizes count contracts (no decimals), its prices are
+    per contract."""
     symbol = str(market["symbol"]).split("-")[0]
     return AssetInfo(-1, symbol, "0x" + "00" * 20, 1, int(market.get("base_decimals", 0)))

@@ -25,6 +25,7 @@ from pydantic import BaseModel
 from matching.merkle import keccak
 from node.api.history import INTERVALS, MAX_PAGE, HistoryError, Page
 from node.api.intake import ApiError
+from node.api.options import install_option_routes
 from node.api.schema import error_responses
 from node.intents import ZERO_ADDRESS, IntentError, parse_address
 
@@ -645,6 +646,7 @@ def install_market_routes(
         history_route(path, name, key, model, summary, read, "account")
 
     install_perp_routes(app, indexer, answer, history_route)
+    install_option_routes(app, indexer, answer)
 
     @app.get(
         "/v1/withdrawals/{withdrawal_id}",

@@ -15,6 +15,9 @@ def test_options_figures() -> None:
         "portfolio_margin_per_s",
         "portfolio_margin_incremental_per_s",
         "option_risk_vectors_per_s",
+        "option_places_per_s",
+        "perp_places_per_s",
+        "option_block_end_ms",
     ):
         assert out[key] > 0, key
     assert out["liquidation_order_ms"] > 0
