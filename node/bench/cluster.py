@@ -20,6 +20,13 @@ survivors. The report gives every figure for both, and the same-run ratios
 `ratio_one_down` (committed/s one down ÷ healthy) and `light_latency_p50_ratio_one_down`
 (light p50 one down ÷ healthy). It measures whatever leader election the members run.
 
+With `--encrypted` the healthy committee is measured a second time, in the same run,
+with every intent sealed to the committee key (docs/PROTOCOL.md §10; sealed before the
+clock starts, like the signatures): committed/s, latency p50/p99 and light-load p50/p99
+for encrypted intents beside the plain ones, `ratio_encrypted_vs_plain` (encrypted
+committed/s ÷ plain) and `light_latency_ms_p50_added_encrypted` (encrypted light p50 −
+plain light p50: the decryption-share round trip and the opening).
+
 Caveat recorded in docs/BENCHMARKS.md: accounts are not funded (deposits come with the
 settlement loop), so the engine rejects the orders for lack of balance after ordering
 them; ordering, signatures, storage and execution of the entry all happen.
@@ -43,6 +50,7 @@ import orjson
 import trio
 
 from node.config import usable_cores
+from node.fairness.threshold import ThresholdPublicKey
 from node.genesis import load_genesis
 from node.intents import (
     Domain,
@@ -54,6 +62,7 @@ from node.intents import (
 )
 from node.localnet import Localnet, NodeProcess, down, node_status, up
 from node.procs import free_base_port, pid_alive
+from seqnet_sdk.encrypted import encrypt_intent
 
 LIGHT_RATE_PER_S = 200.0
 # Connections per node in the light phase. Latency is timed from before a connection is
@@ -82,6 +91,23 @@ def _sign_many(domain: Domain, count: int, accounts: int = 500) -> list[bytes]:
         action = place_action(0, "buy" if i % 2 else "sell", 3_000_000 + 10 * (i % 50), 10**6)
         si = sign_intent(keys[k], addresses[k], base + i // accounts, action, domain)
         out.append(orjson.dumps(intent_to_json(si)))
+    return out
+
+
+def _seal_many(
+    domain: Domain, key: ThresholdPublicKey, epoch: int, count: int, accounts: int = 500
+) -> list[bytes]:
+    """Pre-sealed envelopes of the same orders as `_sign_many`, as JSON hex strings."""
+    keys = [(0x5EA10000 + i).to_bytes(32, "big") for i in range(accounts)]
+    addresses = [address_of_private_key(k) for k in keys]
+    base = time.time_ns() // 1_000_000
+    out = []
+    for i in range(count):
+        k = i % accounts
+        action = place_action(0, "buy" if i % 2 else "sell", 3_000_000 + 10 * (i % 50), 10**6)
+        si = sign_intent(keys[k], addresses[k], base + i // accounts, action, domain)
+        envelope = encrypt_intent(si, key, epoch, domain, keys[k])
+        out.append(b'"0x' + envelope.hex().encode() + b'"')
     return out
 
 
@@ -152,10 +178,17 @@ class _Client:
             return result
 
 
-async def _post_batch(client: _Client, intents: list[bytes]) -> tuple[int, float]:
-    body = b'{"intents":[' + b",".join(intents) + b"]}"
+async def _post_batch(
+    client: _Client, intents: list[bytes], encrypted: bool = False
+) -> tuple[int, float]:
+    if encrypted:
+        body = b'{"envelopes":[' + b",".join(intents) + b"]}"
+        target = "/v1/intents/encrypted?wait=committed&timeout_ms=30000"
+    else:
+        body = b'{"intents":[' + b",".join(intents) + b"]}"
+        target = "/v1/intents?wait=committed&timeout_ms=30000"
     start = time.perf_counter()
-    status, answer = await client.post("/v1/intents?wait=committed&timeout_ms=30000", body)
+    status, answer = await client.post(target, body)
     elapsed = time.perf_counter() - start
     results = orjson.loads(answer).get("results", []) if status == 200 else []
     committed = sum(1 for r in results if r.get("height") is not None)
@@ -163,7 +196,12 @@ async def _post_batch(client: _Client, intents: list[bytes]) -> tuple[int, float
 
 
 async def _saturation(
-    apis: list[str], intents: list[bytes], clients: int, batch: int, duration_s: float
+    apis: list[str],
+    intents: list[bytes],
+    clients: int,
+    batch: int,
+    duration_s: float,
+    encrypted: bool = False,
 ) -> dict[str, Any]:
     pools = [_Client(api, clients) for api in apis]
     latencies: list[float] = []
@@ -176,7 +214,8 @@ async def _saturation(
         while time.perf_counter() < deadline and cursor < len(intents):
             chunk = intents[cursor : cursor + batch]
             cursor += batch
-            done, elapsed = await _post_batch(pools[(index + cursor // batch) % len(pools)], chunk)
+            pool = pools[(index + cursor // batch) % len(pools)]
+            done, elapsed = await _post_batch(pool, chunk, encrypted)
             committed += done
             latencies.extend([elapsed] * done)
 
@@ -194,12 +233,14 @@ async def _saturation(
     }
 
 
-async def _light(apis: list[str], intents: list[bytes], rate_per_s: float) -> dict[str, Any]:
+async def _light(
+    apis: list[str], intents: list[bytes], rate_per_s: float, encrypted: bool = False
+) -> dict[str, Any]:
     pools = [_Client(api, LIGHT_POOL_SIZE) for api in apis]
     latencies: list[float] = []
 
     async def one(i: int, intent: bytes) -> None:
-        done, elapsed = await _post_batch(pools[i % len(pools)], [intent])
+        done, elapsed = await _post_batch(pools[i % len(pools)], [intent], encrypted)
         if done:
             latencies.append(elapsed)
 
@@ -243,13 +284,29 @@ def _sign_load(domain: Domain, sig_limit: float, duration_s: float, light_s: flo
     )
 
 
+def _seal_load(
+    domain: Domain, key: ThresholdPublicKey, epoch: int, expected_per_s: float, phases: Any
+) -> _Load:
+    duration_s, light_s = phases
+    return _Load(
+        _seal_many(domain, key, epoch, int(max(expected_per_s, 200) * duration_s * 1.2)),
+        _seal_many(domain, key, epoch, int(LIGHT_RATE_PER_S * light_s), accounts=200),
+    )
+
+
 def _measure(
-    apis: list[str], load: _Load, clients: int, batch: int, duration_s: float
+    apis: list[str],
+    load: _Load,
+    clients: int,
+    batch: int,
+    duration_s: float,
+    encrypted: bool = False,
 ) -> dict[str, Any]:
     """Saturation, then light load once the backlog is committed."""
-    sat = trio.run(_saturation, apis, load.saturation, clients, batch, duration_s)
+    sat = trio.run(_saturation, apis, load.saturation, clients, batch, duration_s, encrypted)
     _drain(apis)  # the light phase must not queue behind the saturation backlog
-    light = trio.run(_light, apis, load.light, LIGHT_RATE_PER_S)
+    light = trio.run(_light, apis, load.light, LIGHT_RATE_PER_S, encrypted)
+    _drain(apis)
     return {**sat, **light}
 
 
@@ -321,6 +378,7 @@ def run(
     base_port: int | None,
     crash: int = 0,
     settle_s: float = 5.0,
+    encrypted: bool = False,
 ) -> dict[str, Any]:
     assert 0 <= crash <= (nodes - 1) // 3, "at most f = (n - 1) // 3 members may be stopped"
     # The limit is measured on a quiet machine, before the committee starts and after it
@@ -331,14 +389,31 @@ def run(
     sig_limit = cores * statistics.median(rates) / nodes
     port = free_base_port(nodes) if base_port is None else base_port
     one_down: dict[str, Any] = {}
+    sealed: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="seqnet-bench-") as tmp:
         net = up(Path(tmp) / "net", nodes, port, timeout_s=60)
         running = net.nodes
         try:
-            domain = load_genesis(Path(net.folder) / "genesis.toml").domain()
+            genesis = load_genesis(Path(net.folder) / "genesis.toml")
+            domain = genesis.domain()
             load = _sign_load(domain, sig_limit, duration_s, light_s)
             healthy = _measure([n.api for n in net.nodes], load, clients, batch, duration_s)
             del load  # tens of MB of signed intents, not needed any more
+            if encrypted:
+                fairness = genesis.fairness
+                assert fairness is not None, "committee init made no committee key"
+                # Sealed for about what plain intents reached: the phase ends when the
+                # committee is faster than that, which `committed_per_s` still measures.
+                sealed_load = _seal_load(
+                    domain,
+                    fairness.key,
+                    fairness.epoch,
+                    healthy["committed_per_s"] / 2,
+                    (duration_s, light_s),
+                )
+                apis = [n.api for n in net.nodes]
+                measured = _measure(apis, sealed_load, clients, batch, duration_s, True)
+                sealed = {f"{k}_encrypted": v for k, v in measured.items()}
             if crash:
                 # The last members go: the load generator talks to the others. From here
                 # `down` must not signal the killed PIDs: they were reaped, and the kernel
@@ -364,6 +439,15 @@ def run(
         "sig_limit_per_s": sig_limit,
         "ratio_vs_sig_limit": healthy["committed_per_s"] / sig_limit,
     }
+    if encrypted:
+        result |= {
+            **sealed,
+            "ratio_encrypted_vs_plain": _ratio(
+                sealed["committed_per_s_encrypted"], healthy["committed_per_s"]
+            ),
+            "light_latency_ms_p50_added_encrypted": sealed["light_latency_ms_p50_encrypted"]
+            - healthy["light_latency_ms_p50"],
+        }
     if crash:
         # Fewer members share the same cores, so the survivors' own limit is higher.
         sig_limit_down = cores * recover_per_s / (nodes - crash)
@@ -445,6 +529,11 @@ def main(argv: list[str], prog: str) -> int:
     parser.add_argument(
         "--settle", type=float, default=5.0, help="seconds between the crash and the next load"
     )
+    parser.add_argument(
+        "--encrypted",
+        action="store_true",
+        help="measure encrypted intents too, in the same committee (PROTOCOL.md §10)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if not 0 <= args.crash <= (args.nodes - 1) // 3:
@@ -460,6 +549,7 @@ def main(argv: list[str], prog: str) -> int:
         args.base_port,
         crash=args.crash,
         settle_s=args.settle,
+        encrypted=args.encrypted,
     )
     if args.json:
         print(json.dumps(result))

@@ -478,6 +478,11 @@ class Executor:
     # ------------------------------------------------------------ encrypted intents
 
     @property
+    def queued_blocks(self) -> int:
+        """Committed blocks waiting for decryption shares (or behind one that waits)."""
+        return len(self._queue)
+
+    @property
     def queued_height(self) -> int:
         """The height of the last committed block handed to execution (executed or
         waiting for decryption shares)."""

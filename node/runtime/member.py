@@ -111,7 +111,7 @@ from node.payload import (
 from node.runtime import queries
 from node.runtime.clock import CommitteeClock
 from node.runtime.decryption import Decryption
-from node.runtime.execution import ExecutedBlock, Executor
+from node.runtime.execution import MAX_QUEUED_BLOCKS, ExecutedBlock, Executor
 from node.runtime.intake import Intake, used_nonce
 from node.runtime.logger import log
 from node.runtime.options import DEV_CHAIN_ID, NodeOptions
@@ -1000,6 +1000,11 @@ class Node:
             "inbox_bytes": (self._inbox_bytes, options.inbox_bytes),
             "verified_bytes": (self.entries.verified.used_bytes, options.verified_cache_bytes),
             "bad_entries_bytes": (self.entries.bad.used_bytes, options.bad_entry_cache_bytes),
+            "envelopes_bytes": (
+                self.entries.envelopes.used_bytes,
+                options.verified_cache_bytes // 4,
+            ),
+            "execution_queue": (self.executor.queued_blocks, MAX_QUEUED_BLOCKS),
             "results": (len(self.outcomes), self.outcomes.max_items),
             "waiters": (self.outcomes.waiting(), MAX_WAITERS),
             "recent": (len(self._recent), RECENT_BLOCKS),
