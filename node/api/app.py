@@ -32,7 +32,7 @@ from hypercorn.trio import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from node.api.facade import ApiLimits, NodeFacade, SubmitResult, SubmitStatus
-from node.api.fairness import EncryptedFacade, install_fairness_routes
+from node.api.fairness import install_fairness_routes
 from node.api.history import HistoryStore
 from node.api.indexer import IndexedNode, Indexer, IndexLimits
 from node.api.intake import (
@@ -198,10 +198,9 @@ def create_app(
         }
         return _json(200, body)
 
-    if isinstance(facade, EncryptedFacade):
-        install_fairness_routes(
-            app, facade, intake, limits, _json, _error, _read_body, _check_content_type
-        )
+    install_fairness_routes(
+        app, facade, intake, limits, _json, _error, _read_body, _check_content_type
+    )
 
     if isinstance(facade, QueryFacade):
         install_query_routes(

@@ -22,9 +22,11 @@ from typing import Any, Final, Literal, Protocol, runtime_checkable
 
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
 
 from node.api.facade import ApiLimits, SubmitResult
 from node.api.intake import ApiError, Intake, client_key, from_intent_error, wait_and_timeout
+from node.api.schema import SubmitResponse, error_responses
 from node.fairness.envelope import MAX_ENVELOPE_BYTES, Envelope, decode_envelope
 from node.fairness.errors import FairnessError
 from node.intents import IntentError, parse_json_bounded
@@ -46,6 +48,17 @@ class EncryptedFacade(Protocol):
 
 
 EnvelopeItem = Envelope | FairnessError
+
+
+class FairnessKeyResponse(BaseModel):
+    """GET /v1/fairness/key."""
+
+    model_config = ConfigDict(extra="forbid")
+    committee_key: str = Field(description="0x-hex of the committee key (PROTOCOL.md §10.1)")
+    key_id: str = Field(description="0x-hex, 32 bytes: the key's id")
+    epoch: int
+    t: int = Field(description="decryption shares needed (f + 1)")
+    n: int = Field(description="members")
 
 
 def decode_envelope_body(raw: bytes, limits: ApiLimits) -> list[EnvelopeItem]:
@@ -135,7 +148,7 @@ async def submit_envelopes(
 
 def install_fairness_routes(
     app: FastAPI,
-    facade: EncryptedFacade,
+    facade: object,
     intake: Intake,
     limits: ApiLimits,
     json: Callable[[int, Any], Response],
@@ -143,26 +156,29 @@ def install_fairness_routes(
     read_body: Callable[[Request, ApiLimits], Awaitable[bytes]],
     check_content_type: Callable[[Request], None],
 ) -> None:
-    """The two routes, on the API's own helpers (node/api/app.py)."""
+    """The two routes, on the API's own helpers (node/api/app.py). A facade that is no
+    `EncryptedFacade` (or a genesis without a key) answers 404 `no_committee_key`."""
+    encrypted = facade if isinstance(facade, EncryptedFacade) else None
+    no_key = ApiError(404, "no_committee_key", "this committee takes no encrypted intents")
 
     @app.get(
-        KEY_PATH, responses={404: {}, 429: {}}, summary="The committee key (PROTOCOL.md §10.1)"
+        KEY_PATH,
+        response_model=FairnessKeyResponse,
+        responses=error_responses(404, 429),
+        summary="The committee key for encrypted intents (PROTOCOL.md §10.1)",
     )
     async def fairness_key(request: Request) -> Response:
         try:
             intake.charge_request(client_key(request.scope))
         except ApiError as exc:
             return error(exc)
-        key = facade.fairness_key()
-        if key is None:
-            return error(
-                ApiError(404, "no_committee_key", "this committee takes no encrypted intents")
-            )
-        return json(200, key)
+        key = None if encrypted is None else encrypted.fairness_key()
+        return error(no_key) if key is None else json(200, key)
 
     @app.post(
         ENCRYPTED_PATH,
-        responses={400: {}, 408: {}, 413: {}, 415: {}, 429: {}, 500: {}},
+        response_model=SubmitResponse,
+        responses=error_responses(400, 404, 408, 413, 415, 429, 500),
         summary="Submit encrypted intents (PROTOCOL.md §10.3)",
     )
     async def submit_encrypted(
@@ -174,11 +190,13 @@ def install_fairness_routes(
         try:
             client = client_key(request.scope)
             intake.charge_request(client)
+            if encrypted is None or encrypted.fairness_key() is None:
+                raise no_key
             check_content_type(request)
             wait_committed, timeout_s = wait_and_timeout(wait, timeout_ms, limits)
             items = decode_envelope_body(await read_body(request, limits), limits)
             results = await submit_envelopes(
-                intake, facade, client, items, wait_committed, timeout_s
+                intake, encrypted, client, items, wait_committed, timeout_s
             )
             return json(200, {"results": results})
         except ApiError as exc:

@@ -190,3 +190,46 @@ async def test_no_leader_sees_side_price_or_size_before_ordering(tmp_path: Path)
     ]
     for marker in markers:
         assert marker not in handled, f"the proposal path saw {marker!r}"
+
+
+async def _run_until_cancelled(
+    node: Node,
+    scope_box: list[trio.CancelScope],
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    with trio.CancelScope() as scope:
+        scope_box.append(scope)
+        await node.run(task_status=task_status)
+
+
+async def test_member_that_was_down_opens_synced_blocks_with_peers_stored_shares(
+    tmp_path: Path,
+) -> None:
+    """Member 3 misses the blocks with envelopes, takes them by log sync on restart and
+    asks for their shares (`dq`): the others answer from the records they stored."""
+    nodes = make_nodes(tmp_path)
+    async with trio.open_nursery() as nursery:
+        scopes: list[list[trio.CancelScope]] = [[] for _ in nodes]
+        for node, box in zip(nodes, scopes, strict=True):
+            await nursery.start(_run_until_cancelled, node, box)
+        with trio.fail_after(30):
+            while min(n.exec_height for n in nodes) < 2:
+                await trio.sleep(0.02)
+        scopes[3][-1].cancel()
+        await trio.sleep(0.1)
+        envelopes, _ = sealed_orders(nodes[0], 6)
+        results = await submit_all(nodes[:3], envelopes)
+        await wait_executed(nodes[:3], 6)
+        nodes[3].storage.close()
+        setup = nodes[3].setup
+        storage = open_storage(setup.config.data_dir, setup.genesis.genesis_hash())
+        nodes[3] = Node(setup, storage, FAST)
+        await nursery.start(_run_until_cancelled, nodes[3], scopes[3])
+        await wait_executed(nodes, 6)
+        nursery.cancel_scope.cancel()
+    ids = [r.intent_id for r in results]
+    check_identical(nodes, ids)
+    late = nodes[3]
+    heights = {h for _, _, h in outcomes(late, ids)}
+    assert all(h is not None and late.storage.load_shares(h) is not None for h in heights)
