@@ -40,6 +40,7 @@ from node.genesis import Genesis
 from node.intents import (
     IntentError,
     SignedIntent,
+    check_signer,
     committed_action,
     committed_intent,
     verify_intent,
@@ -541,7 +542,7 @@ class Executor:
                 shares = await self.decryption.open(block.height, wanted)
             if not self._queue or self._queue[0].block is not block:
                 continue  # a snapshot was installed meanwhile
-            opened.update(self._open_with(sealed, shares, verified=True))
+            opened.update(self._open_with(self.engine, sealed, shares, verified=True))
             queued = self._dequeue()
             self._apply(block, self.committed_entries(block.payload, opened=opened))
             batch = WriteBatch(
@@ -589,6 +590,7 @@ class Executor:
 
     def _open_with(
         self,
+        engine: Engine,
         sealed: dict[int, _Sealed],
         shares: dict[int, tuple[DecryptionShare, ...]],
         verified: bool,
@@ -604,12 +606,18 @@ class Executor:
             if isinstance(inner, Rejected):
                 out[index] = _rejected_envelope(s.envelope, s.signer, s.envelope_id, inner)
                 continue
-            out[index] = self._inner_executable(s, inner)
+            out[index] = self._inner_executable(engine, s, inner)
         return out
 
-    def _inner_executable(self, s: _Sealed, inner: SignedIntent) -> Executable:
+    def _inner_executable(self, engine: Engine, s: _Sealed, inner: SignedIntent) -> Executable:
+        """The inner intent's own signature, and its signer's authority as of the state
+        the share decision used: an inner intent its account did not authorize is this
+        envelope's outcome (`bad_inner_intent`), not "nobody's" as an unauthorized plain
+        entry is, since the envelope's id covers the whole ciphertext and its own signer
+        was authorized."""
         try:
             entry = verify_intent(inner, self._verifier.domain)
+            check_signer(entry, engine.is_authorized)
         except IntentError as error:
             reason = Rejected("bad_inner_intent", f"{error.code}: {error.message}")
             return _rejected_envelope(s.envelope, s.signer, s.envelope_id, reason)
@@ -624,7 +632,8 @@ class Executor:
             record = self._storage.load_shares(height)
             if record is None:
                 raise CorruptStorage(f"no decryption shares stored for height {height}")
-            opened.update(self._open_with(sealed, decode_share_record(record), verified=True))
+            shares = decode_share_record(record)
+            opened.update(self._open_with(engine, sealed, shares, verified=True))
         return opened
 
 

@@ -16,13 +16,14 @@ import trio
 from node.api.app import ApiLimits, create_app, serve_api
 from node.fairness.envelope import HEADER_BYTES, MAX_ENVELOPE_BYTES, MIN_ENVELOPE_BYTES
 from node.fairness.group import N
+from node.fairness.threshold import DEV_CHAIN_ID, dealer_keygen
 from node.genesis import ConsensusParams, committee_init, load_node_setup
-from node.intents import Domain, address_of_private_key, place_action
+from node.intents import Domain, address_of_private_key, place_action, sign_intent
 from node.procs import free_base_port
 from node.runtime import Node, NodeOptions
 from node.store.storage import open_storage
 from seqnet_sdk import Client
-from seqnet_sdk.encrypted import encrypt_action
+from seqnet_sdk.encrypted import encrypt_action, encrypt_intent
 
 KEY = (0x5EC).to_bytes(32, "big")
 STRANGER_KEY = (0xBAD).to_bytes(32, "big")
@@ -141,3 +142,34 @@ async def test_an_envelope_commits_and_runs_as_its_inner_intent(node: Node, api:
             0, "buy", size_units=10**6, price_ticks=3_000_000, encrypted=True
         )
     assert result.code == "insufficient_balance", result
+
+
+async def test_envelopes_that_do_not_open_or_hold_a_foreign_intent_are_rejected(
+    node: Node, api: str
+) -> None:
+    """Deterministic rejections after commit (PROTOCOL.md §10.5), each the envelope's
+    outcome: sealed to some other key (`undecryptable`), and an inner intent signed by a
+    key the account never approved (`bad_inner_intent`)."""
+    fairness = node.genesis.fairness
+    assert fairness is not None
+    other_key, _ = dealer_keygen(1, 1, b"\x09" * 32, chain_id=DEV_CHAIN_ID)
+    foreign = encrypt_intent(
+        sign_intent(KEY, ACCOUNT, node.now_ms(), PLACE, node.domain),
+        other_key,
+        fairness.epoch,
+        node.domain,
+        KEY,
+    )
+    stranger_inner = encrypt_intent(
+        sign_intent(STRANGER_KEY, ACCOUNT, node.now_ms() + 1, PLACE, node.domain),
+        fairness.key,
+        fairness.epoch,
+        node.domain,
+        KEY,
+    )
+    results = await post(api, [foreign, stranger_inner], wait=True)
+    assert [(r["status"], r.get("code")) for r in results] == [
+        ("rejected", "undecryptable"),
+        ("rejected", "bad_inner_intent"),
+    ], results
+    assert all(r.get("height") is not None for r in results)
