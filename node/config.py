@@ -367,6 +367,9 @@ class NodeConfig:
     history_blocks: int | None = None
     index: IndexSettings = field(default_factory=IndexSettings)
     oracle: OracleSettings = field(default_factory=OracleSettings)
+    # This member's share of the committee key for encrypted intents (genesis
+    # [fairness]; docs/OPERATIONS.md): None, no decryption shares from this member.
+    fairness_key: Path | None = None
 
     @property
     def index_file(self) -> Path:
@@ -399,6 +402,8 @@ class NodeConfig:
             extra["index"] = self.index.to_toml(rel)
         if self.oracle != OracleSettings():
             extra["oracle"] = self.oracle.to_toml(rel)
+        if self.fairness_key is not None:
+            extra["fairness_key"] = rel(self.fairness_key)
         return {
             "name": self.name,
             "genesis": rel(self.genesis),
@@ -459,6 +464,9 @@ def _parse_node_config(table: Table, base: Path) -> NodeConfig:
         oracle=OracleSettings()
         if table.optional_raw("oracle", None) is None
         else _parse_oracle(table.table("oracle"), base),
+        fairness_key=None
+        if table.optional_raw("fairness_key", None) is None
+        else path("fairness_key"),
     )
     listen.done()
     table.done()

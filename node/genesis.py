@@ -36,8 +36,19 @@ from node.config import (
     verify_threads_for,
     write_toml,
 )
+from node.fairness.committee import FairnessGenesis, local_dkg
+from node.fairness.errors import FairnessError
+from node.fairness.group import base_mul, encode_point
+from node.fairness.threshold import DEV_CHAIN_ID, KeyShare, ThresholdPublicKey
 from node.intents import ZERO_ADDRESS, Domain, format_address, keccak256
-from node.keys import KeyFileError, NodeKeys, load_node_keys, write_node_keys
+from node.keys import (
+    KeyFileError,
+    NodeKeys,
+    load_node_keys,
+    read_private_file,
+    write_node_keys,
+    write_private_file,
+)
 
 GENESIS_FORMAT: Final = "seqnet-genesis/1"
 MAX_MEMBERS: Final = 100
@@ -76,6 +87,8 @@ class Genesis:
     exchange: exchange_config.Genesis  # assets, markets, fee account: matching/ owns these
     consensus: ConsensusParams = field(default_factory=ConsensusParams)
     settlement_contract: bytes | None = None  # None until the contract is deployed
+    # The committee key for encrypted intents (docs/PROTOCOL.md §10); None: not offered.
+    fairness: FairnessGenesis | None = None
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -130,6 +143,8 @@ class Genesis:
             for m in self.members
         ]
         data["exchange"] = self.exchange.to_dict()
+        if self.fairness is not None:
+            data["fairness"] = self.fairness.to_toml()
         return data
 
     def write(self, path: Path) -> None:
@@ -167,6 +182,11 @@ def _validate(genesis: Genesis) -> None:
             raise ConfigError("exchange.oracle_members must be the members' settlement addresses")
         if exchange.oracle_quorum != genesis.quorum:
             raise ConfigError(f"exchange.oracle_quorum must be the quorum, {genesis.quorum}")
+    if genesis.fairness is not None:
+        try:
+            genesis.fairness.check_committee(len(genesis.members))
+        except FairnessError as error:
+            raise ConfigError(f"fairness: {error}") from None
 
 
 # ---------------------------------------------------------------------------------------
@@ -219,6 +239,19 @@ def _parse_consensus(t: Table) -> ConsensusParams:
     return params
 
 
+def _parse_fairness(t: Table) -> FairnessGenesis:
+    epoch = t.integer("epoch", 0, U64_MAX)
+    text = t.text("committee_key", max_len=2 * (5 + 33 * (MAX_MEMBERS + 1)) + 2)
+    try:
+        fairness = FairnessGenesis(epoch, ThresholdPublicKey.decode(bytes.fromhex(text[2:])))
+    except (FairnessError, ValueError) as error:
+        raise t.error("committee_key", f"not a committee key (0x + hex): {error}") from None
+    if not text.startswith("0x"):
+        raise t.error("committee_key", "must be 0x + hex")
+    t.done()
+    return fairness
+
+
 def _parse_genesis(t: Table) -> Genesis:
     genesis = Genesis(
         chain_id=t.integer("chain_id", 1, U64_MAX),
@@ -226,6 +259,9 @@ def _parse_genesis(t: Table) -> Genesis:
         consensus=_parse_consensus(t.table("consensus")),
         members=tuple(t.array("members", _parse_member, MAX_MEMBERS)),
         exchange=_parse_exchange(t.raw("exchange")),
+        fairness=None
+        if t.optional_raw("fairness", None) is None
+        else _parse_fairness(t.table("fairness")),
     )
     t.done()
     return genesis
@@ -246,6 +282,9 @@ class NodeSetup:
     index: int  # position in genesis.members (leader rotation order)
     member: Member
     keys: NodeKeys
+    # This member's share of the committee key (genesis [fairness] and the config's
+    # `fairness_key`); None: the member makes no decryption shares.
+    fairness_share: KeyShare | None = None
 
 
 def load_node_setup(config_path: Path) -> NodeSetup:
@@ -265,11 +304,50 @@ def load_node_setup(config_path: Path) -> NodeSetup:
             f"{config.settlement_key}: address {format_address(keys.settlement_address)} is "
             f"not {member.name}'s settlement_address in {config.genesis}"
         )
-    return NodeSetup(config, genesis, index, member, keys)
+    share = None
+    if genesis.fairness is not None and config.fairness_key is not None:
+        share = load_fairness_share(config.fairness_key, genesis.fairness.key, index + 1)
+    return NodeSetup(config, genesis, index, member, keys, share)
+
+
+FAIRNESS_KIND: Final = "threshold-share"
+
+
+def fairness_key_path(directory: Path, name: str) -> Path:
+    return directory / f"{name}.fairness.key"
+
+
+def load_fairness_share(path: Path, key: ThresholdPublicKey, index: int) -> KeyShare:
+    """Member `index`'s secret share (mode 0600 file), checked against genesis's key."""
+    secret = int.from_bytes(read_private_file(path, FAIRNESS_KIND), "big")
+    if not 1 <= index <= key.members or not 0 < secret < 2**256:
+        raise KeyFileError(f"{path}: no share of member {index} of the committee key")
+    try:
+        matches = encode_point(base_mul(secret)) == key.verification_shares[index - 1]
+    except (FairnessError, ValueError):
+        matches = False
+    if not matches:
+        raise KeyFileError(f"{path}: not member {index}'s share of the genesis committee key")
+    return KeyShare(index, secret)
 
 
 # ---------------------------------------------------------------------------------------
 # Defaults and `seqnet committee init`
+
+
+def _fairness_ceremony(
+    chain_id: int, keys: list[NodeKeys]
+) -> tuple[FairnessGenesis, tuple[KeyShare, ...]]:
+    """The committee key of epoch 0, from an in-process DKG of every member."""
+    import os
+
+    try:
+        public, shares = local_dkg(
+            chain_id, 0, [k.settlement.secret for k in keys], [os.urandom(32) for _ in keys]
+        )
+    except FairnessError as error:
+        raise ConfigError(f"encrypted intents: {error}") from None
+    return FairnessGenesis(0, public), shares
 
 
 def _placeholder_token(symbol: str) -> bytes:
@@ -372,8 +450,12 @@ def committee_init(
     consensus: ConsensusParams | None = None,
     perps: bool = False,
     now_ms: int | None = None,
+    encryption: bool | None = None,
 ) -> Genesis:
     """Write OUT/genesis.toml and OUT/nodeI/{config.toml, keys/…} for `nodes` members.
+    `encryption` (default: on the development chain only): run the DKG for every member
+    in this process and write the committee key into genesis (`[fairness]`, epoch 0) and
+    each member's share to keys/NAME.fairness.key (`local_dkg`; refused on other chains).
     With `perps`, genesis also lists BTC-PERP (`perp_market`) and every member's config
     runs the simulated oracle from BTC_START_PRICE, and a small BTC option chain
     (`option_chain`, expiries counted from `now_ms`, the wall clock if None).
@@ -388,11 +470,20 @@ def committee_init(
     out.mkdir(parents=True, exist_ok=True)
     members: list[Member] = []
     configs: list[tuple[Path, NodeConfig]] = []
+    all_keys = [NodeKeys.generate(f"node{i}") for i in range(nodes)]
+    if encryption is None:
+        encryption = chain_id == DEV_CHAIN_ID
+    fairness, fairness_shares = _fairness_ceremony(chain_id, all_keys) if encryption else (None, ())
     for i in range(nodes):
         name = f"node{i}"
-        keys = NodeKeys.generate(name)
+        keys = all_keys[i]
         node_dir = out / name
         paths = write_node_keys(keys, node_dir / "keys")
+        share_path = None
+        if fairness_shares:
+            share_path = fairness_key_path(node_dir / "keys", name)
+            secret = fairness_shares[i].secret.to_bytes(32, "big")
+            write_private_file(share_path, f"{FAIRNESS_KIND}:{secret.hex()}\n".encode())
         member = Member(
             name=name,
             ed25519_pubkey=keys.identity_public,
@@ -415,6 +506,7 @@ def committee_init(
             oracle=OracleSettings(seed=chain_id, start={"BTC-PERP": BTC_START_PRICE})
             if perps
             else OracleSettings(),
+            fairness_key=share_path,
         )
         configs.append((node_dir / "config.toml", config))
         config.data_dir.mkdir(parents=True)
@@ -427,6 +519,7 @@ def committee_init(
         consensus=consensus or ConsensusParams(),
         members=tuple(members),
         exchange=default_exchange(fee_account or members[0].settlement_address),
+        fairness=fairness,
     )
     if perps:
         addresses = tuple(m.settlement_address for m in members)

@@ -7,6 +7,8 @@ without a format change:
     0x01 ‖ msgpack(signed intent)            (PROTOCOL.md §4 wire form)
     0x02 ‖ msgpack(deposit record)           (PROTOCOL.md §7, from the chain watcher)
     0x03 ‖ signer_0 ‖ … ‖ signer_{k-1}       (the signers entry: last, 20 bytes each)
+    0x05 ‖ envelope                          (an encrypted intent, PROTOCOL.md §10.3;
+                                              its signer is the envelope's)
 
 A non-empty payload ends with its signers entry: the signer each entry recovers to (an
 intent's key, or 20 zero bytes for a deposit), in payload order. Every replica recovers
@@ -42,6 +44,7 @@ from node.intents import IntentError, SignedIntent, unpack_intent
 TAG_INTENT = 0x01
 TAG_DEPOSIT = 0x02
 TAG_SIGNERS = 0x03
+TAG_ENVELOPE = 0x05  # 0x04: price observations (node/oracle/observation.py)
 SIGNER_BYTES = 20
 NO_SIGNER = bytes(SIGNER_BYTES)  # the signer of an entry no trader signed (a deposit)
 U32_MAX = (1 << 32) - 1
@@ -55,6 +58,11 @@ class BadEntry(Exception):
 
 def intent_entry(packed_intent: bytes) -> bytes:
     return bytes((TAG_INTENT,)) + packed_intent
+
+
+def envelope_entry(envelope: bytes) -> bytes:
+    """0x05 ‖ the envelope's bytes (decoded by node/fairness/envelope.py)."""
+    return bytes((TAG_ENVELOPE,)) + envelope
 
 
 def decode_entry(entry: bytes) -> SignedIntent:

@@ -233,6 +233,7 @@ def _run(client: SyncClient, args: argparse.Namespace) -> int:
             tif=args.tif,
             cloid=args.cloid,
             reduce_only=args.reduce_only,
+            encrypted=args.encrypted,
         )
         _print_json(result)
         return 0 if result.ok else 1
@@ -240,9 +241,9 @@ def _run(client: SyncClient, args: argparse.Namespace) -> int:
         if args.all:
             result = client.cancel_all(args.market)
         elif args.cloid is not None:
-            result = client.cancel_by_cloid(args.market, args.cloid)
+            result = client.cancel_by_cloid(args.market, args.cloid, encrypted=args.encrypted)
         elif args.oid is not None:
-            result = client.cancel(args.market, args.oid)
+            result = client.cancel(args.market, args.oid, encrypted=args.encrypted)
         else:
             raise SystemExit("give an order id, --cloid N or --all")
         _print_json(result)
@@ -313,6 +314,9 @@ def _run(client: SyncClient, args: argparse.Namespace) -> int:
     raise AssertionError(cmd)
 
 
+_ENCRYPTED_HELP = "seal it to the committee key: no member reads it before it is ordered"
+
+
 def _parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     parser.add_argument("--api", help="node API URL (default: the localnet's first node)")
@@ -329,11 +333,13 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--tif", choices=("gtc", "ioc", "fok", "post"))
     p.add_argument("--cloid", type=int)
     p.add_argument("--reduce-only", action="store_true", help="perps: only reduce (ioc/fok)")
+    p.add_argument("--encrypted", action="store_true", help=_ENCRYPTED_HELP)
     p = sub.add_parser("cancel", help="cancel by id, client id, or all")
     p.add_argument("market", nargs="?")
     p.add_argument("oid", type=int, nargs="?")
     p.add_argument("--cloid", type=int)
     p.add_argument("--all", action="store_true")
+    p.add_argument("--encrypted", action="store_true", help=_ENCRYPTED_HELP)
     p = sub.add_parser("orders", help="open orders (or --history, --fills)")
     p.add_argument("--history", action="store_true")
     p.add_argument("--fills", action="store_true")

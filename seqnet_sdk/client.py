@@ -24,6 +24,7 @@ from typing import Any, Final, Literal
 import httpx
 import trio
 
+from node.fairness.threshold import ThresholdPublicKey
 from node.intents import (
     Domain,
     address_of_private_key,
@@ -33,6 +34,7 @@ from node.intents import (
     place_action,
     sign_intent,
 )
+from seqnet_sdk.encrypted import encrypt_action, parse_committee_key
 from seqnet_sdk.stream import Stream
 from seqnet_sdk.units import (
     Markets,
@@ -145,6 +147,7 @@ class Client:
         self._http = httpx.AsyncClient(base_url=self.url, timeout=timeout_s + 5)
         self._domain: Domain | None = None
         self._markets: Markets | None = None
+        self._committee_key: tuple[ThresholdPublicKey, int] | None = None
         self._last_nonce = 0
 
     @property
@@ -176,6 +179,23 @@ class Client:
             self._domain = Domain(raw["chain_id"], parse_address(raw["verifying_contract"]))
         return self._domain
 
+    async def committee_key(self, *, refresh: bool = False) -> dict[str, Any]:
+        """GET /v1/fairness/key: the committee key for encrypted intents (hex of its
+        PROTOCOL.md §10.1 bytes, key_id, t, n, epoch). ApiError `no_committee_key` when
+        the committee takes none."""
+        raw = await self._get("/v1/fairness/key")
+        key = parse_committee_key(raw["committee_key"])
+        if "0x" + key.key_id.hex() != raw["key_id"]:
+            raise ApiError(0, "bad_committee_key", "the key's id does not match its bytes")
+        self._committee_key = (key, raw["epoch"])
+        return dict(raw)
+
+    async def _sealing_key(self) -> tuple[ThresholdPublicKey, int]:
+        if self._committee_key is None:
+            await self.committee_key()
+        assert self._committee_key is not None
+        return self._committee_key
+
     async def markets(self, *, refresh: bool = False) -> Markets:
         if self._markets is None or refresh:
             self._markets = Markets.from_json(await self._get("/v1/markets"))
@@ -187,12 +207,21 @@ class Client:
         return self._last_nonce
 
     async def submit(
-        self, actions: list[dict[str, Any]], *, wait: bool | None = None
+        self,
+        actions: list[dict[str, Any]],
+        *,
+        wait: bool | None = None,
+        encrypted: bool = False,
     ) -> list[IntentResult]:
-        """Sign each action (§2 form, engine integers) and send them as one batch."""
+        """Sign each action (§2 form, engine integers) and send them as one batch.
+        `encrypted`: seal each to the committee key (PROTOCOL.md §10) and post the
+        envelopes to /v1/intents/encrypted; no member reads them before they are
+        ordered. A result's `id` is then the envelope's id."""
         if not 1 <= len(actions) <= MAX_BATCH:
             raise ValueError(f"a batch holds 1 to {MAX_BATCH} actions")
         domain = await self.domain()
+        if encrypted:
+            return await self._submit_encrypted(actions, domain, wait)
         intents = [
             intent_to_json(sign_intent(self._key, self.account, self._nonce(), a, domain))
             for a in actions
@@ -209,8 +238,31 @@ class Client:
             raise ApiError(0, "unreachable", f"{self.url}: {exc}") from exc
         return [IntentResult.from_json(r) for r in _body(response)["results"]]
 
-    async def _one(self, action: dict[str, Any], wait: bool | None) -> IntentResult:
-        return (await self.submit([action], wait=wait))[0]
+    async def _submit_encrypted(
+        self, actions: list[dict[str, Any]], domain: Domain, wait: bool | None
+    ) -> list[IntentResult]:
+        key, epoch = await self._sealing_key()
+        envelopes = [
+            "0x"
+            + encrypt_action(self._key, self.account, self._nonce(), a, domain, key, epoch).hex()
+            for a in actions
+        ]
+        wait = self.wait if wait is None else wait
+        params: dict[str, str | int] = {}
+        if wait:
+            params = {"wait": "committed", "timeout_ms": int(self.timeout_s * 1000)}
+        try:
+            response = await self._http.post(
+                "/v1/intents/encrypted", json={"envelopes": envelopes}, params=params
+            )
+        except httpx.HTTPError as exc:
+            raise ApiError(0, "unreachable", f"{self.url}: {exc}") from exc
+        return [IntentResult.from_json(r) for r in _body(response)["results"]]
+
+    async def _one(
+        self, action: dict[str, Any], wait: bool | None, encrypted: bool = False
+    ) -> IntentResult:
+        return (await self.submit([action], wait=wait, encrypted=encrypted))[0]
 
     # ------------------------------------------------------------------ actions
 
@@ -258,23 +310,32 @@ class Client:
         price: Number | None = None,
         *,
         wait: bool | None = None,
+        encrypted: bool = False,
         **options: Any,
     ) -> IntentResult:
-        """Place one order, e.g. `await client.place("ETH-USDC", "buy", "0.5", "3000.25")`."""
+        """Place one order, e.g. `await client.place("ETH-USDC", "buy", "0.5", "3000.25")`;
+        `encrypted=True` seals it to the committee key until it is ordered."""
         action = await self.place_action(market, side, size, price, **options)
-        return await self._one(action, wait)
+        return await self._one(action, wait, encrypted)
 
     async def cancel(
-        self, market: int | str, oid: int, *, wait: bool | None = None
+        self, market: int | str, oid: int, *, wait: bool | None = None, encrypted: bool = False
     ) -> IntentResult:
         info = (await self.markets()).market(market)
-        return await self._one({"type": "cancel", "market": info.id, "oid": oid}, wait)
+        action = {"type": "cancel", "market": info.id, "oid": oid}
+        return await self._one(action, wait, encrypted)
 
     async def cancel_by_cloid(
-        self, market: int | str, cloid: int, *, wait: bool | None = None
+        self,
+        market: int | str,
+        cloid: int,
+        *,
+        wait: bool | None = None,
+        encrypted: bool = False,
     ) -> IntentResult:
         info = (await self.markets()).market(market)
-        return await self._one({"type": "cancel_cloid", "market": info.id, "cloid": cloid}, wait)
+        action = {"type": "cancel_cloid", "market": info.id, "cloid": cloid}
+        return await self._one(action, wait, encrypted)
 
     async def cancel_all(
         self, market: int | str | None = None, *, wait: bool | None = None

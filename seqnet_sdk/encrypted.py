@@ -2,10 +2,10 @@
 committee's threshold key, sign the envelope.
 
 The node learns who sent an envelope (to rate-limit it) but not what it says until the
-block that orders it has committed. Phase 2 wires this into `Client` as
-`encrypted=True` and into `seqnet trade`; until then, use `encrypt_action` and post the
-bytes yourself. Like the rest of the SDK this imports only pure node modules
-(`node.intents`, `node.fairness`), never the runtime.
+block that orders it has committed. `Client.place(..., encrypted=True)` (and `cancel`,
+`submit`) and `seqnet trade place --encrypted` use this; `encrypt_action` makes the
+bytes for POST /v1/intents/encrypted yourself. Like the rest of the SDK this imports
+only pure node modules (`node.intents`, `node.fairness`), never the runtime.
 
     envelope = encrypt_action(key, account, nonce, action, domain, committee_key, epoch)
 """

@@ -32,6 +32,7 @@ from hypercorn.trio import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from node.api.facade import ApiLimits, NodeFacade, SubmitResult, SubmitStatus
+from node.api.fairness import install_fairness_routes
 from node.api.history import HistoryStore
 from node.api.indexer import IndexedNode, Indexer, IndexLimits
 from node.api.intake import (
@@ -196,6 +197,10 @@ def create_app(
             "verifying_contract": "0x" + d.verifying_contract.hex(),
         }
         return _json(200, body)
+
+    install_fairness_routes(
+        app, facade, intake, limits, _json, _error, _read_body, _check_content_type
+    )
 
     if isinstance(facade, QueryFacade):
         install_query_routes(

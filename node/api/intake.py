@@ -471,6 +471,42 @@ class Intake:
             cost = self._accounts.limit.cancel_cost if is_cancel else 1.0
             self._accounts.charge(intent.account, cost, now)
 
+    def check_envelopes(
+        self, client: Hashable, envelopes: list[Any]
+    ) -> tuple[list[Any], dict[int, float]]:
+        """Encrypted intents (node/api/fairness.py): the IP pays one order each now; the
+        header's account must afford them (charged later, `charge_envelopes`)."""
+        if self._ips is not None and envelopes:
+            cost = self._ips.limit.cost(len(envelopes), 0)
+            wait_s = self._ips.take(client, cost, trio.current_time())
+            if wait_s != NO_WAIT:
+                raise _rate_limited("envelopes from this address", wait_s, None)
+        if self._accounts is None:
+            return envelopes, {}
+        now = trio.current_time()
+        admitted: list[Any] = []
+        limited: dict[int, float] = {}
+        pending: dict[bytes, float] = {}
+        for envelope in envelopes:
+            spent = pending.get(envelope.account, 0.0)
+            wait_s = self._accounts.wait_for(envelope.account, 1.0, now, pending=spent)
+            if wait_s == NO_WAIT:
+                pending[envelope.account] = spent + 1.0
+                admitted.append(envelope)
+            else:
+                limited[id(envelope)] = wait_s
+        return admitted, limited
+
+    def charge_envelopes(self, envelopes: list[Any], results: list[SubmitResult]) -> None:
+        """As `_charge_admitted`: an account pays for what the node admitted only."""
+        if self._accounts is None:
+            return
+        now = trio.current_time()
+        for envelope, result in zip(envelopes, results, strict=True):
+            if result.duplicate or (result.status == "rejected" and result.height is None):
+                continue
+            self._accounts.charge(envelope.account, 1.0, now)
+
     async def _call_facade(
         self, intents: list[SignedIntent], wait: bool, timeout_s: float
     ) -> list[SubmitResult]:

@@ -20,6 +20,14 @@ survivors. The report gives every figure for both, and the same-run ratios
 `ratio_one_down` (committed/s one down ÷ healthy) and `light_latency_p50_ratio_one_down`
 (light p50 one down ÷ healthy). It measures whatever leader election the members run.
 
+With `--encrypted` the healthy committee is measured a second time, in the same run,
+with every intent sealed to the committee key (docs/PROTOCOL.md §10; sealed before the
+clock starts, like the signatures): committed/s and latency p50/p99 at saturation, and
+p50/p99 at a light load of ENCRYPTED_LIGHT_RATE_PER_S for encrypted intents and again
+for plain ones at that rate; `ratio_encrypted_vs_plain` (encrypted committed/s ÷ plain)
+and `light_latency_ms_p50_added_encrypted` (encrypted light p50 − plain light p50 at the
+same rate: the decryption-share round trip and the opening).
+
 Caveat recorded in docs/BENCHMARKS.md: accounts are not funded (deposits come with the
 settlement loop), so the engine rejects the orders for lack of balance after ordering
 them; ordering, signatures, storage and execution of the entry all happen.
@@ -43,6 +51,7 @@ import orjson
 import trio
 
 from node.config import usable_cores
+from node.fairness.threshold import ThresholdPublicKey
 from node.genesis import load_genesis
 from node.intents import (
     Domain,
@@ -54,8 +63,13 @@ from node.intents import (
 )
 from node.localnet import Localnet, NodeProcess, down, node_status, up
 from node.procs import free_base_port, pid_alive
+from seqnet_sdk.encrypted import encrypt_intent
 
 LIGHT_RATE_PER_S = 200.0
+# Light load for the encrypted comparison: well under the encrypted saturation rate (a
+# 2-core host commits ~150 envelopes/s), so latency is not queueing; plain intents are
+# measured again at the same rate, in the same run, for the added latency.
+ENCRYPTED_LIGHT_RATE_PER_S = 20.0
 # Connections per node in the light phase. Latency is timed from before a connection is
 # taken, so the pool must never be what makes an intent wait: with a member down a round
 # can take a whole round timeout, and ~rate × timeout intents are then in flight at once.
@@ -82,6 +96,23 @@ def _sign_many(domain: Domain, count: int, accounts: int = 500) -> list[bytes]:
         action = place_action(0, "buy" if i % 2 else "sell", 3_000_000 + 10 * (i % 50), 10**6)
         si = sign_intent(keys[k], addresses[k], base + i // accounts, action, domain)
         out.append(orjson.dumps(intent_to_json(si)))
+    return out
+
+
+def _seal_many(
+    domain: Domain, key: ThresholdPublicKey, epoch: int, count: int, accounts: int = 500
+) -> list[bytes]:
+    """Pre-sealed envelopes of the same orders as `_sign_many`, as JSON hex strings."""
+    keys = [(0x5EA10000 + i).to_bytes(32, "big") for i in range(accounts)]
+    addresses = [address_of_private_key(k) for k in keys]
+    base = time.time_ns() // 1_000_000
+    out = []
+    for i in range(count):
+        k = i % accounts
+        action = place_action(0, "buy" if i % 2 else "sell", 3_000_000 + 10 * (i % 50), 10**6)
+        si = sign_intent(keys[k], addresses[k], base + i // accounts, action, domain)
+        envelope = encrypt_intent(si, key, epoch, domain, keys[k])
+        out.append(b'"0x' + envelope.hex().encode() + b'"')
     return out
 
 
@@ -152,10 +183,17 @@ class _Client:
             return result
 
 
-async def _post_batch(client: _Client, intents: list[bytes]) -> tuple[int, float]:
-    body = b'{"intents":[' + b",".join(intents) + b"]}"
+async def _post_batch(
+    client: _Client, intents: list[bytes], encrypted: bool = False
+) -> tuple[int, float]:
+    if encrypted:
+        body = b'{"envelopes":[' + b",".join(intents) + b"]}"
+        target = "/v1/intents/encrypted?wait=committed&timeout_ms=30000"
+    else:
+        body = b'{"intents":[' + b",".join(intents) + b"]}"
+        target = "/v1/intents?wait=committed&timeout_ms=30000"
     start = time.perf_counter()
-    status, answer = await client.post("/v1/intents?wait=committed&timeout_ms=30000", body)
+    status, answer = await client.post(target, body)
     elapsed = time.perf_counter() - start
     results = orjson.loads(answer).get("results", []) if status == 200 else []
     committed = sum(1 for r in results if r.get("height") is not None)
@@ -163,7 +201,12 @@ async def _post_batch(client: _Client, intents: list[bytes]) -> tuple[int, float
 
 
 async def _saturation(
-    apis: list[str], intents: list[bytes], clients: int, batch: int, duration_s: float
+    apis: list[str],
+    intents: list[bytes],
+    clients: int,
+    batch: int,
+    duration_s: float,
+    encrypted: bool = False,
 ) -> dict[str, Any]:
     pools = [_Client(api, clients) for api in apis]
     latencies: list[float] = []
@@ -176,7 +219,8 @@ async def _saturation(
         while time.perf_counter() < deadline and cursor < len(intents):
             chunk = intents[cursor : cursor + batch]
             cursor += batch
-            done, elapsed = await _post_batch(pools[(index + cursor // batch) % len(pools)], chunk)
+            pool = pools[(index + cursor // batch) % len(pools)]
+            done, elapsed = await _post_batch(pool, chunk, encrypted)
             committed += done
             latencies.extend([elapsed] * done)
 
@@ -194,12 +238,14 @@ async def _saturation(
     }
 
 
-async def _light(apis: list[str], intents: list[bytes], rate_per_s: float) -> dict[str, Any]:
+async def _light(
+    apis: list[str], intents: list[bytes], rate_per_s: float, encrypted: bool = False
+) -> dict[str, Any]:
     pools = [_Client(api, LIGHT_POOL_SIZE) for api in apis]
     latencies: list[float] = []
 
     async def one(i: int, intent: bytes) -> None:
-        done, elapsed = await _post_batch(pools[i % len(pools)], [intent])
+        done, elapsed = await _post_batch(pools[i % len(pools)], [intent], encrypted)
         if done:
             latencies.append(elapsed)
 
@@ -243,13 +289,56 @@ def _sign_load(domain: Domain, sig_limit: float, duration_s: float, light_s: flo
     )
 
 
+def _seal_load(
+    domain: Domain, key: ThresholdPublicKey, epoch: int, expected_per_s: float, phases: Any
+) -> _Load:
+    duration_s, light_s = phases
+    light = int(ENCRYPTED_LIGHT_RATE_PER_S * light_s)
+    return _Load(
+        _seal_many(domain, key, epoch, int(max(expected_per_s, 200) * duration_s * 1.2)),
+        _seal_many(domain, key, epoch, light, accounts=200),
+    )
+
+
+def _encrypted_phase(
+    apis: list[str], genesis: Any, plain_per_s: float, phase: tuple[int, int, float, float]
+) -> dict[str, Any]:
+    """Encrypted saturation and light load, and plain light load at the same low rate."""
+    clients, batch, duration_s, light_s = phase
+    fairness = genesis.fairness
+    assert fairness is not None, "committee init made no committee key"
+    domain = genesis.domain()
+    # Sealed for half what plain intents reached: the phase ends early if the committee
+    # is faster than that, which `committed_per_s` still measures.
+    load = _seal_load(domain, fairness.key, fairness.epoch, plain_per_s / 2, (duration_s, light_s))
+    sat = trio.run(_saturation, apis, load.saturation, clients, batch, duration_s, True)
+    _drain(apis)
+    rate = ENCRYPTED_LIGHT_RATE_PER_S
+    light = trio.run(_light, apis, load.light, rate, True)
+    _drain(apis)
+    plain = _sign_many(domain, len(load.light), accounts=200)
+    plain_light = trio.run(_light, apis, plain, rate)
+    _drain(apis)
+    return {
+        **{f"{k}_encrypted": v for k, v in (sat | light).items()},
+        "encrypted_light_rate_per_s": rate,
+        **{f"{k}_plain_same_rate": v for k, v in plain_light.items()},
+    }
+
+
 def _measure(
-    apis: list[str], load: _Load, clients: int, batch: int, duration_s: float
+    apis: list[str],
+    load: _Load,
+    clients: int,
+    batch: int,
+    duration_s: float,
+    encrypted: bool = False,
 ) -> dict[str, Any]:
     """Saturation, then light load once the backlog is committed."""
-    sat = trio.run(_saturation, apis, load.saturation, clients, batch, duration_s)
+    sat = trio.run(_saturation, apis, load.saturation, clients, batch, duration_s, encrypted)
     _drain(apis)  # the light phase must not queue behind the saturation backlog
-    light = trio.run(_light, apis, load.light, LIGHT_RATE_PER_S)
+    light = trio.run(_light, apis, load.light, LIGHT_RATE_PER_S, encrypted)
+    _drain(apis)
     return {**sat, **light}
 
 
@@ -321,6 +410,7 @@ def run(
     base_port: int | None,
     crash: int = 0,
     settle_s: float = 5.0,
+    encrypted: bool = False,
 ) -> dict[str, Any]:
     assert 0 <= crash <= (nodes - 1) // 3, "at most f = (n - 1) // 3 members may be stopped"
     # The limit is measured on a quiet machine, before the committee starts and after it
@@ -331,14 +421,20 @@ def run(
     sig_limit = cores * statistics.median(rates) / nodes
     port = free_base_port(nodes) if base_port is None else base_port
     one_down: dict[str, Any] = {}
+    sealed: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="seqnet-bench-") as tmp:
         net = up(Path(tmp) / "net", nodes, port, timeout_s=60)
         running = net.nodes
         try:
-            domain = load_genesis(Path(net.folder) / "genesis.toml").domain()
+            genesis = load_genesis(Path(net.folder) / "genesis.toml")
+            domain = genesis.domain()
             load = _sign_load(domain, sig_limit, duration_s, light_s)
             healthy = _measure([n.api for n in net.nodes], load, clients, batch, duration_s)
             del load  # tens of MB of signed intents, not needed any more
+            if encrypted:
+                apis = [n.api for n in net.nodes]
+                phase = (clients, batch, duration_s, light_s)
+                sealed = _encrypted_phase(apis, genesis, healthy["committed_per_s"], phase)
             if crash:
                 # The last members go: the load generator talks to the others. From here
                 # `down` must not signal the killed PIDs: they were reaped, and the kernel
@@ -364,6 +460,17 @@ def run(
         "sig_limit_per_s": sig_limit,
         "ratio_vs_sig_limit": healthy["committed_per_s"] / sig_limit,
     }
+    if encrypted:
+        result |= {
+            **sealed,
+            "ratio_encrypted_vs_plain": _ratio(
+                sealed["committed_per_s_encrypted"], healthy["committed_per_s"]
+            ),
+            "light_latency_ms_p50_added_encrypted": sealed["light_latency_ms_p50_encrypted"]
+            - sealed["light_latency_ms_p50_plain_same_rate"],
+            "light_latency_ms_p99_added_encrypted": sealed["light_latency_ms_p99_encrypted"]
+            - sealed["light_latency_ms_p99_plain_same_rate"],
+        }
     if crash:
         # Fewer members share the same cores, so the survivors' own limit is higher.
         sig_limit_down = cores * recover_per_s / (nodes - crash)
@@ -445,6 +552,11 @@ def main(argv: list[str], prog: str) -> int:
     parser.add_argument(
         "--settle", type=float, default=5.0, help="seconds between the crash and the next load"
     )
+    parser.add_argument(
+        "--encrypted",
+        action="store_true",
+        help="measure encrypted intents too, in the same committee (PROTOCOL.md §10)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if not 0 <= args.crash <= (args.nodes - 1) // 3:
@@ -460,6 +572,7 @@ def main(argv: list[str], prog: str) -> int:
         args.base_port,
         crash=args.crash,
         settle_s=args.settle,
+        encrypted=args.encrypted,
     )
     if args.json:
         print(json.dumps(result))

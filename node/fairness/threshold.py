@@ -30,6 +30,7 @@ from node.fairness.group import (
     Point,
     base_mul,
     decode_point,
+    decode_scalar,
     encode_point,
     hash_bytes,
     hash_to_nonzero_scalar,
@@ -217,6 +218,8 @@ def open_ciphertext(ciphertext: bytes, label: bytes) -> Point:
     if len(ciphertext) != KEM_BYTES:
         raise FairnessError("bad_kem", f"a KEM ciphertext is {KEM_BYTES} bytes")
     r_point = decode_point(ciphertext[:POINT_BYTES], "KEM point")
+    decode_scalar(ciphertext[POINT_BYTES : POINT_BYTES + 32], "KEM proof challenge")
+    decode_scalar(ciphertext[POINT_BYTES + 32 :], "KEM proof response")
     if not verify_knowledge(r_point, ciphertext[POINT_BYTES:], label):
         raise FairnessError("bad_kem_proof", "the KEM proof of knowledge does not verify")
     return r_point

@@ -37,6 +37,11 @@ MAX_FORWARD_INTENTS: Final = 512  # intents in one "i" message
 MAX_FORWARD_INTENT_BYTES: Final = 1024  # one packed intent (node/intents.py's limit)
 MAX_QC_WIRE_ITEMS: Final = 3
 DIGEST_BYTES: Final = 32
+MAX_FORWARD_ENVELOPES: Final = 512  # envelopes in one "e" message
+MAX_ENVELOPE_BYTES: Final = 1527  # node/fairness/envelope.py MAX_ENVELOPE_BYTES (a test checks)
+MAX_SHARE_ITEMS: Final = 16_384  # (entry, share) pairs in one "ds" message, ~1.7 MB
+MAX_ENTRY_INDEX: Final = 100_000  # genesis's max_block_entries bound
+SHARE_BYTES: Final = 99  # node/fairness/threshold.py SHARE_BYTES
 
 
 class PeerProtocolError(ValueError):
@@ -104,6 +109,22 @@ class SnapshotChunk:
     record: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class ForwardedEnvelopes:
+    envelopes: tuple[bytes, ...]  # encrypted intents (node/fairness/envelope.py decodes)
+
+
+@dataclass(frozen=True, slots=True)
+class DecryptionShares:
+    height: int
+    shares: tuple[tuple[int, bytes], ...]  # (entry index, 99-byte share): proofs unchecked
+
+
+@dataclass(frozen=True, slots=True)
+class SharesRequest:
+    height: int
+
+
 PeerMessage = (
     ConsensusBytes
     | ForwardedIntents
@@ -115,6 +136,9 @@ PeerMessage = (
     | SnapshotInfo
     | SnapshotChunkRequest
     | SnapshotChunk
+    | ForwardedEnvelopes
+    | DecryptionShares
+    | SharesRequest
 )
 
 # Replies that only a running sync or snapshot sync reads.
@@ -234,6 +258,32 @@ def _snapshot_chunk(m: list[Any]) -> SnapshotChunk:
     return chunk
 
 
+def _envelopes(m: list[Any]) -> ForwardedEnvelopes:
+    items = _byte_list(m[1], "forwarded envelopes", MAX_FORWARD_ENVELOPES, MAX_ENVELOPE_BYTES)
+    return ForwardedEnvelopes(items)
+
+
+def _shares(m: list[Any]) -> DecryptionShares:
+    items = m[2]
+    if not isinstance(items, list) or len(items) > MAX_SHARE_ITEMS:
+        raise PeerProtocolError(f"shares must be a list of at most {MAX_SHARE_ITEMS} items")
+    shares = []
+    for item in items:
+        if not isinstance(item, list) or len(item) != 2:
+            raise PeerProtocolError("a share item is [entry index, share]")
+        shares.append(
+            (
+                _int(item[0], "share entry index", 0, MAX_ENTRY_INDEX),
+                _bytes(item[1], "decryption share", SHARE_BYTES, SHARE_BYTES),
+            )
+        )
+    return DecryptionShares(_int(m[1], "shares height", 1, MAX_HEIGHT), tuple(shares))
+
+
+def _shares_request(m: list[Any]) -> SharesRequest:
+    return SharesRequest(_int(m[1], "shares height", 1, MAX_HEIGHT))
+
+
 _DECODERS: dict[str, Callable[[list[Any]], PeerMessage]] = {
     "c": _consensus,
     "i": _intents,
@@ -245,6 +295,9 @@ _DECODERS: dict[str, Callable[[list[Any]], PeerMessage]] = {
     "ssi": _snapshot_info,
     "ssg": _snapshot_chunk_request,
     "ssd": _snapshot_chunk,
+    "e": _envelopes,
+    "ds": _shares,
+    "dq": _shares_request,
 }
 _ARITY = {
     "c": 2,
@@ -257,4 +310,7 @@ _ARITY = {
     "ssi": 4,
     "ssg": 3,
     "ssd": 6,
+    "e": 2,
+    "ds": 3,
+    "dq": 2,
 }

@@ -29,15 +29,28 @@ from consensus.types import Block, QuorumCert, genesis_block
 from matching.checkpoint import Checkpoint as EngineCheckpoint
 from matching.engine import BlockResult, Engine
 from matching.events import Event as EngineEvent
+from matching.events import Rejected as EngineRejected
 from node.chain.checkpointer import Checkpointer
 from node.chain.watcher import ChainWatcher
+from node.fairness.decryptor import decode_share_record, encode_share_record
+from node.fairness.envelope import Envelope, Rejected, decode_envelope, open_envelope
+from node.fairness.group import POINT_BYTES, Point, decode_point
+from node.fairness.threshold import DecryptionShare, combine
 from node.genesis import Genesis
-from node.intents import committed_action, committed_intent
+from node.intents import (
+    IntentError,
+    SignedIntent,
+    check_signer,
+    committed_action,
+    committed_intent,
+    verify_intent,
+)
 from node.mempool import Mempool
 from node.oracle.observation import TAG_ORACLE, decode_observation
 from node.payload import (
     NO_SIGNER,
     TAG_DEPOSIT,
+    TAG_ENVELOPE,
     committed_contents,
     decode_committed,
     decode_deposit,
@@ -45,16 +58,23 @@ from node.payload import (
     encode_committed,
     split_payload,
 )
+from node.runtime.decryption import Decryption
 from node.runtime.logger import log
 from node.runtime.outcomes import Outcomes
 from node.runtime.verification import EntryVerifier
 from node.seam import NodeStorage
-from node.store.storage import WriteBatch
+from node.store.storage import CorruptStorage, WriteBatch
 
 _DEPOSIT_TAG = bytes((TAG_DEPOSIT,))
 _ORACLE_TAG = bytes((TAG_ORACLE,))
 _COMMITTEE_TAGS = (_DEPOSIT_TAG, _ORACLE_TAG)  # entries no trader signed: no intent id
 SNAPSHOT_FORMAT = 1
+_ENVELOPE_TAG = bytes((TAG_ENVELOPE,))
+# An engine entry that stands for an envelope that does not execute: the engine never
+# sees it, its outcome is this Rejected (`_run_block`).
+ENVELOPE_REJECTED = "envelope_rejected"
+# Committed blocks waiting for decryption shares, at most (then commits wait for room).
+MAX_QUEUED_BLOCKS = 1_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +96,27 @@ class ExecutedBlock:
     result: BlockResult
     apply_s: float = 0.0  # engine time for the block (seconds), for the apply-time histogram
     checkpoint: EngineCheckpoint | None = None  # sealed after this block, if it was one
+
+
+@dataclass(slots=True)
+class _Queued:
+    """A committed block waiting for its turn (its envelopes' decryption shares, or a
+    block before it that waits): what its write batch carries once it executes."""
+
+    block: Block
+    record: bytes | None
+    meta: dict[str, bytes]
+    prune_rounds_below: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Sealed:
+    """An envelope of a block about to execute that §10.5 lets the committee open."""
+
+    envelope: Envelope
+    signer: bytes
+    envelope_id: bytes
+    r_point: Point
 
 
 class Executor:
@@ -106,6 +147,13 @@ class Executor:
         self.watcher: ChainWatcher | None = None
         self.checkpointer: Checkpointer | None = None
         self.storage_lock = trio.Lock()  # FIFO: committed-log writes in execution order
+        # Encrypted intents (docs/PROTOCOL.md §10): the shares exchange (set by the
+        # member when genesis publishes a committee key) and the blocks waiting for it.
+        self.decryption: Decryption | None = None
+        self._queue: deque[_Queued] = deque()
+        self.queued_ids: set[bytes] = set()  # entries of queued blocks: not proposed again
+        self._queue_changed = trio.Event()
+        self._executed = trio.Event()
         self.engine, self.height = self._restore(on_replayed)
         self._tip = self._stored_tip()
 
@@ -128,7 +176,11 @@ class Executor:
         for h, record in self._storage.iter_committed(height + 1):
             block_height, timestamp_ms, payload = committed_contents(record)
             assert block_height == h, f"committed log height {h} holds block height {block_height}"
-            entries = [e.engine_entry for e in self.committed_entries(payload, with_ids=False)]
+            opened = self._open_stored(engine, h, payload)
+            entries = [
+                e.engine_entry
+                for e in self.committed_entries(payload, with_ids=False, opened=opened)
+            ]
             result, _ = self._run_block(engine, h, timestamp_ms, entries, live=False)
             tail.append((h, payload, result.events))
             tail_entries += len(payload)
@@ -141,7 +193,11 @@ class Executor:
         domain = self._genesis.domain()
         for h, payload, events in tail:
             ids = [
-                None if raw[:1] in _COMMITTEE_TAGS else committed_action(raw[1:], domain)[3]
+                None
+                if raw[:1] in _COMMITTEE_TAGS
+                else decode_envelope(raw[1:]).digest(domain)
+                if raw[:1] == _ENVELOPE_TAG
+                else committed_action(raw[1:], domain)[3]
                 for raw in payload[:-1]  # the signers entry last
             ]
             self._outcomes.record(h, ids, events)
@@ -180,7 +236,8 @@ class Executor:
                 break
             _, timestamp_ms, payload = committed_contents(record)
             deliver = h > after
-            entries = self.committed_entries(payload, with_ids=deliver)
+            opened = self._open_stored(engine, h, payload)
+            entries = self.committed_entries(payload, with_ids=deliver, opened=opened)
             result, checkpoint = self._run_block(
                 engine, h, timestamp_ms, [e.engine_entry for e in entries], live=False
             )
@@ -204,7 +261,7 @@ class Executor:
     async def commit(self, blocks: Sequence[Block], proof: QuorumCert) -> None:
         """Blocks the core committed (`proof` committed the last): apply the new ones and
         write them, with the new root, in one batch."""
-        fresh = [b for b in blocks if b.height > self.height]
+        fresh = [b for b in blocks if b.height > self.queued_height]
         if not fresh:
             return
         root = msgpack.packb([fresh[-1].to_wire(), proof.to_wire()], use_bin_type=True)
@@ -215,8 +272,11 @@ class Executor:
         """Blocks proven committed by sync (each extends the last executed one), with
         the records they were decoded from (stored as received, not encoded again):
         applied and written in one batch, one write for the whole batch."""
-        fresh = [(b, r) for b, r in zip(blocks, records, strict=True) if b.height > self.height]
+        top = self.queued_height
+        fresh = [(b, r) for b, r in zip(blocks, records, strict=True) if b.height > top]
         await self._apply_all([b for b, _ in fresh], {}, records=[r for _, r in fresh])
+        if fresh:
+            await self.wait_executed(fresh[-1][0].height)
 
     async def _apply_all(
         self,
@@ -230,6 +290,9 @@ class Executor:
         the log below `history_blocks` (the storage keeps the latest snapshot's record
         and everything above it, so snapshot sync and serving still work)."""
         if not blocks:
+            return
+        if self._queue or (self.decryption is not None and any(map(_has_envelopes, blocks))):
+            await self._enqueue(blocks, meta, prune_rounds_below, records)
             return
         rows: list[tuple[int, bytes]] = []
         snapshot = None
@@ -255,13 +318,20 @@ class Executor:
         engine = self._load_snapshot(data)
         async with self.storage_lock:
             self._storage.install_snapshot(height, data, record)
+        while self._queue and self._queue[0].block.height <= height:
+            self._dequeue()
+        if self.decryption is not None:
+            self.decryption.decryptor.forget_below(height + 1)
         self.engine, self.height = engine, height
         self._tip = decode_committed(record)
         if self.watcher is not None:
             self.watcher.applied(engine.last_deposit_id)
 
     def committed_entries(
-        self, payload: tuple[bytes, ...], with_ids: bool = True
+        self,
+        payload: tuple[bytes, ...],
+        with_ids: bool = True,
+        opened: dict[int, Executable] | None = None,
     ) -> list[Executable]:
         """The engine entries of a committed block, with the signers its signers entry
         names (checked by 2f + 1 voters before the QC): no recovery. An entry we verified
@@ -270,7 +340,11 @@ class Executor:
         entries, signers = split_payload(payload)
         known, domain = self._verifier.known, self._verifier.domain
         out: list[Executable] = []
-        for raw, signer in zip(entries, signers, strict=True):
+        for index, (raw, signer) in enumerate(zip(entries, signers, strict=True)):
+            if raw[:1] == _ENVELOPE_TAG:
+                assert opened is not None and index in opened, "an envelope executes opened"
+                out.append(opened[index])
+                continue
             if raw[:1] == _DEPOSIT_TAG:
                 out.append(Executable(deposit_engine_entry(decode_deposit(raw)), NO_SIGNER, None))
                 continue
@@ -333,7 +407,22 @@ class Executor:
         block, then seal a checkpoint at every checkpoint-interval height. `live`: a
         block executed while running (not replayed at start-up), whose checkpoint is
         signed now; replayed checkpoints are handed over by `Node.run` before catch-up."""
-        result = engine.apply_block(timestamp_ms, entries)
+        if any(ENVELOPE_REJECTED in e for e in entries):
+            result = engine.apply_block(
+                timestamp_ms, [e for e in entries if ENVELOPE_REJECTED not in e]
+            )
+            events = iter(result.events)
+            result = BlockResult(
+                result.timestamp_ms,
+                result.expired,
+                [
+                    [e[ENVELOPE_REJECTED]] if ENVELOPE_REJECTED in e else next(events)
+                    for e in entries
+                ],
+                result.end,
+            )
+        else:
+            result = engine.apply_block(timestamp_ms, entries)
         checkpoint = None
         if height % self._checkpoint_interval == 0:
             checkpoint = engine.checkpoint()
@@ -366,6 +455,13 @@ class Executor:
                 # By (signer, nonce): that pair can never apply again. Not by id: a bad
                 # copy (the genuine id, another signer) must not take the genuine along.
                 mempool.remove_applied(entry.signer, entry.engine_entry["nonce"])
+        if any(raw[:1] == _ENVELOPE_TAG for raw in block.payload):
+            # The pool holds an envelope under its own signer (an agent may seal an
+            # intent its account signed), and its (signer, nonce) can never apply again.
+            raws, signers = split_payload(block.payload)
+            for raw, signer in zip(raws, signers, strict=True):
+                if raw[:1] == _ENVELOPE_TAG:
+                    mempool.remove_applied(signer, int.from_bytes(raw[38:46], "big"))
         self._outcomes.record(block.height, [e.intent_id for e in entries], result.events)
         if self._listeners:
             executed = ExecutedBlock(
@@ -379,3 +475,181 @@ class Executor:
         if self.height % self._snapshot_interval:
             return None
         return self.height, self._snapshot()
+
+    # ------------------------------------------------------------ encrypted intents
+
+    @property
+    def queued_blocks(self) -> int:
+        """Committed blocks waiting for decryption shares (or behind one that waits)."""
+        return len(self._queue)
+
+    @property
+    def queued_height(self) -> int:
+        """The height of the last committed block handed to execution (executed or
+        waiting for decryption shares)."""
+        return self._queue[-1].block.height if self._queue else self.height
+
+    async def _enqueue(
+        self,
+        blocks: Sequence[Block],
+        meta: dict[str, bytes],
+        prune_rounds_below: int | None,
+        records: Sequence[bytes] | None,
+    ) -> None:
+        """Committed blocks behind one that waits for decryption shares: they execute in
+        order (`run_queue`); the commit's meta and pruning go with its last block."""
+        while len(self._queue) >= MAX_QUEUED_BLOCKS:
+            self._executed = trio.Event()
+            await self._executed.wait()
+        intent_id = self._verifier.intent_id
+        for i, block in enumerate(blocks):
+            assert block.height == self.queued_height + 1, (
+                f"gap: queued {self.queued_height}, got {block.height}"
+            )
+            last = i == len(blocks) - 1
+            record = None if records is None else records[i]
+            queued = _Queued(
+                block, record, meta if last else {}, prune_rounds_below if last else None
+            )
+            self._queue.append(queued)
+            self.queued_ids.update(intent_id(raw) for raw in block.payload[:-1])
+        self._queue_changed.set()
+
+    def _dequeue(self) -> _Queued:
+        queued = self._queue.popleft()
+        intent_id = self._verifier.intent_id
+        self.queued_ids.difference_update(intent_id(raw) for raw in queued.block.payload[:-1])
+        return queued
+
+    async def wait_executed(self, height: int) -> None:
+        while self.height < height:
+            self._executed = trio.Event()
+            await self._executed.wait()
+
+    async def run_queue(self) -> None:
+        """Execute the queued blocks in height order, each once its envelopes' shares
+        are in (the member runs this task when genesis publishes a committee key)."""
+        assert self.decryption is not None
+        while True:
+            while not self._queue:
+                self._queue_changed = trio.Event()
+                await self._queue_changed.wait()
+            block = self._queue[0].block
+            sealed, opened = self._plan_envelopes(self.engine, block.payload)
+            shares: dict[int, tuple[DecryptionShare, ...]] = {}
+            if sealed:
+                wanted = {i: s.r_point for i, s in sealed.items()}
+                shares = await self.decryption.open(block.height, wanted)
+            if not self._queue or self._queue[0].block is not block:
+                continue  # a snapshot was installed meanwhile
+            opened.update(self._open_with(self.engine, sealed, shares, verified=True))
+            queued = self._dequeue()
+            self._apply(block, self.committed_entries(block.payload, opened=opened))
+            batch = WriteBatch(
+                committed=[(block.height, queued.record or encode_committed(block))],
+                meta=queued.meta,
+                snapshot=self._maybe_snapshot(),
+                prune_blocks_below_round=queued.prune_rounds_below,
+                prune_log_below=max(0, self.height - self._history_blocks) or None,
+                shares=[(block.height, encode_share_record(shares))] if shares else [],
+            )
+            async with self.storage_lock:
+                self._storage.write(batch)
+            self._executed.set()
+
+    def _plan_envelopes(
+        self, engine: Engine, payload: tuple[bytes, ...]
+    ) -> tuple[dict[int, _Sealed], dict[int, Executable]]:
+        """The envelopes of a block about to execute on `engine`: those to open (entry
+        index -> sealed), and the outcome of those §10.5 refuses a share: a signer the
+        account has not authorized (`unauthorized`), an epoch other than the key's
+        (`undecryptable`). The signers entry names each envelope's signer (checked by
+        2f + 1 voters): nothing is recovered here."""
+        sealed: dict[int, _Sealed] = {}
+        opened: dict[int, Executable] = {}
+        if not any(raw[:1] == _ENVELOPE_TAG for raw in payload):
+            return sealed, opened
+        fairness = self._genesis.fairness
+        domain = self._verifier.domain
+        entries, signers = split_payload(payload)
+        for index, (raw, signer) in enumerate(zip(entries, signers, strict=True)):
+            if raw[:1] != _ENVELOPE_TAG:
+                continue
+            envelope = decode_envelope(raw[1:])
+            envelope_id = envelope.digest(domain)
+            if signer != envelope.account and not engine.is_authorized(envelope.account, signer):
+                reason = Rejected("unauthorized", "the envelope's signer may not sign for it")
+            elif fairness is None or envelope.epoch != fairness.epoch:
+                reason = Rejected("undecryptable", "sealed to another epoch's key")
+            else:
+                point = decode_point(envelope.kem[:POINT_BYTES], "KEM point")
+                sealed[index] = _Sealed(envelope, signer, envelope_id, point)
+                continue
+            opened[index] = _rejected_envelope(envelope, signer, envelope_id, reason)
+        return sealed, opened
+
+    def _open_with(
+        self,
+        engine: Engine,
+        sealed: dict[int, _Sealed],
+        shares: dict[int, tuple[DecryptionShare, ...]],
+        verified: bool,
+    ) -> dict[int, Executable]:
+        """Each sealed envelope opened with the key its shares combine to (§10.4), then
+        its inner intent checked as any intent is (§10.5): the same everywhere."""
+        fairness = self._genesis.fairness
+        assert fairness is not None
+        out: dict[int, Executable] = {}
+        for index, s in sealed.items():
+            key = combine(fairness.key, s.r_point, shares[index], verified=verified).key
+            inner = open_envelope(s.envelope, key)
+            if isinstance(inner, Rejected):
+                out[index] = _rejected_envelope(s.envelope, s.signer, s.envelope_id, inner)
+                continue
+            out[index] = self._inner_executable(engine, s, inner)
+        return out
+
+    def _inner_executable(self, engine: Engine, s: _Sealed, inner: SignedIntent) -> Executable:
+        """The inner intent's own signature, and its signer's authority as of the state
+        the share decision used: an inner intent its account did not authorize is this
+        envelope's outcome (`bad_inner_intent`), not "nobody's" as an unauthorized plain
+        entry is, since the envelope's id covers the whole ciphertext and its own signer
+        was authorized."""
+        try:
+            entry = verify_intent(inner, self._verifier.domain)
+            check_signer(entry, engine.is_authorized)
+        except IntentError as error:
+            reason = Rejected("bad_inner_intent", f"{error.code}: {error.message}")
+            return _rejected_envelope(s.envelope, s.signer, s.envelope_id, reason)
+        return Executable(entry.to_dict(), entry.signer, s.envelope_id)
+
+    def _open_stored(
+        self, engine: Engine, height: int, payload: tuple[bytes, ...]
+    ) -> dict[int, Executable] | None:
+        """A replayed block's envelopes, opened with the shares stored beside it."""
+        sealed, opened = self._plan_envelopes(engine, payload)
+        if sealed:
+            record = self._storage.load_shares(height)
+            if record is None:
+                raise CorruptStorage(f"no decryption shares stored for height {height}")
+            shares = decode_share_record(record)
+            opened.update(self._open_with(engine, sealed, shares, verified=True))
+        return opened
+
+
+def _has_envelopes(block: Block) -> bool:
+    return any(raw[:1] == _ENVELOPE_TAG for raw in block.payload)
+
+
+def _rejected_envelope(
+    envelope: Envelope, signer: bytes, envelope_id: bytes, reason: Rejected
+) -> Executable:
+    """An envelope that does not execute: its outcome, under its id (§10.5)."""
+    engine_entry = {
+        "account": envelope.account,
+        "signer": signer,
+        "nonce": envelope.nonce,
+        "action": {"type": "encrypted"},
+        ENVELOPE_REJECTED: EngineRejected(reason.code, reason.detail),
+    }
+    return Executable(engine_entry, signer, envelope_id)

@@ -21,6 +21,8 @@ import trio
 from matching.accounts import NONCE_FUTURE_MS, NONCE_PAST_MS, NONCE_SET_SIZE
 from matching.engine import Engine
 from node.api.facade import SubmitResult
+from node.fairness.envelope import decode_envelope
+from node.fairness.errors import FairnessError
 from node.intents import Entry, IntentError, SignedIntent, check_signer, pack_intent
 from node.mempool import AddResult, Mempool, PoolItem
 from node.payload import intent_entry
@@ -58,6 +60,7 @@ class Intake:
         self._used_nonce = used_nonce  # likewise
         self._now_ms = now_ms
         self._forward = forward
+        self._forward_envelopes: Callable[[list[bytes]], None] = lambda envelopes: None
         self._max_forward_batch = max_forward_batch
         self._counters = counters
         self.nonempty = trio.Event()  # set while the mempool holds something
@@ -66,6 +69,12 @@ class Intake:
         self, intents: list[SignedIntent], wait: bool, timeout_s: float
     ) -> list[SubmitResult]:
         results = await self.admit(intents, forward=True)
+        return await self.wait_for(results, wait, timeout_s)
+
+    async def wait_for(
+        self, results: list[SubmitResult], wait: bool, timeout_s: float
+    ) -> list[SubmitResult]:
+        """With `wait`, each accepted result replaced by its outcome (or `timeout`)."""
         if wait:
             with trio.move_on_after(timeout_s):
                 for i, result in enumerate(results):
@@ -142,49 +151,110 @@ class Intake:
                 results[i] = SubmitResult(entry.intent_id, "rejected", error.code, error.message)
                 continue
             self._verifier.remember(raw, entry)  # authorized only: forgeries evict nothing
-            if not now - NONCE_PAST_MS <= entry.nonce <= now + NONCE_FUTURE_MS:
-                message = f"nonce {entry.nonce} is not a millisecond time within the replay window"
-                results[i] = SubmitResult(
-                    entry.intent_id, "rejected", "nonce_out_of_window", message
-                )
-                continue
-            used = self._used_nonce(entry.account, entry.signer, entry.nonce)
-            if used is not None:
-                message = (
-                    f"nonce {entry.nonce} of 0x{entry.signer.hex()} was used by an intent "
-                    "committed earlier (its outcome is no longer kept)"
-                    if used == "nonce_reused"
-                    else f"nonce {entry.nonce} is older than every nonce the engine keeps "
-                    "for this signer"
-                )
-                results[i] = SubmitResult(entry.intent_id, "rejected", used, message)
-                continue
             is_cancel = entry.action["type"] in CANCEL_TYPES
-            added = self.mempool.add(
-                PoolItem(entry.intent_id, entry.account, entry.signer, entry.nonce, is_cancel, raw)
+            item = PoolItem(
+                entry.intent_id, entry.account, entry.signer, entry.nonce, is_cancel, raw
             )
-            if added is AddResult.ADDED:
+            results[i], added = self._pool(item, forward, now)
+            if added:
                 admitted += 1
-                if forward:  # else a peer's forward: nobody reads the results
-                    results[i] = SubmitResult(entry.intent_id, "accepted")
+                if forward:
                     fresh_raws.append(raw[1:])
-            elif added is AddResult.DUPLICATE:
-                pending = self.mempool.pending(entry.signer, entry.nonce)
-                if pending is None or pending.intent_id == entry.intent_id:
-                    results[i] = SubmitResult(entry.intent_id, "accepted", duplicate=True)
-                else:
-                    message = f"another pending intent of this signer has nonce {entry.nonce}"
-                    results[i] = SubmitResult(
-                        entry.intent_id, "rejected", "duplicate_nonce", message
-                    )
-            else:
-                results[i] = SubmitResult(
-                    entry.intent_id, "rejected", added.value, _FULL_MESSAGES[added]
-                )
         if admitted:
             self._counters["intents_admitted"] += admitted
             self.nonempty.set()
         return fresh_raws
+
+    def _pool(self, item: PoolItem, forward: bool, now: int) -> tuple[SubmitResult | None, bool]:
+        """The replay window, the engine's kept nonces, then the mempool, for an item
+        whose signer is authorized: (its result, whether it was added). An added item of
+        a peer's forward has no result (nobody reads it)."""
+        if not now - NONCE_PAST_MS <= item.nonce <= now + NONCE_FUTURE_MS:
+            message = f"nonce {item.nonce} is not a millisecond time within the replay window"
+            return SubmitResult(item.intent_id, "rejected", "nonce_out_of_window", message), False
+        used = self._used_nonce(item.account, item.signer, item.nonce)
+        if used is not None:
+            message = (
+                f"nonce {item.nonce} of 0x{item.signer.hex()} was used by an intent "
+                "committed earlier (its outcome is no longer kept)"
+                if used == "nonce_reused"
+                else f"nonce {item.nonce} is older than every nonce the engine keeps "
+                "for this signer"
+            )
+            return SubmitResult(item.intent_id, "rejected", used, message), False
+        added = self.mempool.add(item)
+        if added is AddResult.ADDED:
+            return (SubmitResult(item.intent_id, "accepted") if forward else None), True
+        if added is AddResult.DUPLICATE:
+            pending = self.mempool.pending(item.signer, item.nonce)
+            if pending is None or pending.intent_id == item.intent_id:
+                return SubmitResult(item.intent_id, "accepted", duplicate=True), False
+            message = f"another pending intent of this signer has nonce {item.nonce}"
+            return SubmitResult(item.intent_id, "rejected", "duplicate_nonce", message), False
+        return (
+            SubmitResult(item.intent_id, "rejected", added.value, _FULL_MESSAGES[added]),
+            False,
+        )
+
+    async def admit_envelopes(
+        self, raws: list[bytes], forward: bool, epoch: int | None
+    ) -> list[SubmitResult]:
+        """Encrypted intents (payload entries 0x05 ‖ envelope, PROTOCOL.md §10.3) from a
+        client or a peer, checked from the header alone: the signature recovers a signer
+        that is the account or one of its agents, the KEM proof holds, the epoch is the
+        committee key's (`epoch`; None: this committee takes no encrypted intents), the
+        nonce is in the window and unused; then the mempool and, from a client, the
+        other members. As for plain intents, nothing is charged or kept for an envelope
+        whose signer is not authorized. The content stays sealed."""
+        results: list[SubmitResult] = []
+        fresh: list[bytes] = []
+        admitted = 0
+        now = self._now_ms()
+        for raw in raws:
+            result, added = self._admit_envelope(raw, forward, epoch, now)
+            if added:
+                admitted += 1
+                if forward:
+                    fresh.append(raw[1:])
+            if result is not None:
+                results.append(result)
+        if admitted:
+            self._counters["intents_admitted"] += admitted
+            self.nonempty.set()
+        step = self._max_forward_batch
+        for start in range(0, len(fresh), step):
+            self._forward_envelopes(fresh[start : start + step])
+        return results
+
+    def _admit_envelope(
+        self, raw: bytes, forward: bool, epoch: int | None, now: int
+    ) -> tuple[SubmitResult | None, bool]:
+        try:
+            envelope_id = decode_envelope(raw[1:]).digest(self._verifier.domain)
+        except FairnessError as error:
+            return SubmitResult(raw[1:33], "rejected", error.code, error.message), False
+        done = self._outcomes.result(envelope_id)
+        if done is not None:
+            return replace(done, duplicate=True), False
+        if epoch is None:
+            message = "this committee publishes no key for encrypted intents"
+            return SubmitResult(envelope_id, "rejected", "no_committee_key", message), False
+        try:
+            checked = self._verifier.envelope(raw)
+        except FairnessError as error:
+            return SubmitResult(envelope_id, "rejected", error.code, error.message), False
+        envelope = checked.envelope
+        if envelope.epoch != epoch:
+            message = f"sealed to epoch {envelope.epoch}; the committee key is epoch {epoch}"
+            return SubmitResult(envelope_id, "rejected", "wrong_epoch", message), False
+        if checked.signer != envelope.account and not self._is_authorized(
+            envelope.account, checked.signer
+        ):
+            self._verifier.envelopes.pop(raw)  # forgeries evict nothing
+            message = "the envelope's signer is neither its account nor an approved agent"
+            return SubmitResult(envelope_id, "rejected", "unauthorized_signer", message), False
+        item = PoolItem(envelope_id, envelope.account, checked.signer, envelope.nonce, False, raw)
+        return self._pool(item, forward, now)
 
     def take_batch(self, limit: int, max_bytes: int, exclude: set[bytes]) -> list[PoolItem]:
         """The proposer's batch (cancels first), leaving out ids already in flight."""

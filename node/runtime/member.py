@@ -82,10 +82,13 @@ from node.net.messages import (
     SYNC_REPLIES,
     CheckpointSignature,
     ConsensusBytes,
+    DecryptionShares,
+    ForwardedEnvelopes,
     ForwardedIntents,
     OracleObservation,
     PeerMessage,
     PeerProtocolError,
+    SharesRequest,
     SnapshotChunkRequest,
     SnapshotInfoRequest,
     SyncRequest,
@@ -101,12 +104,14 @@ from node.payload import (
     decode_committed,
     decode_deposit,
     deposit_entry,
+    envelope_entry,
     intent_entry,
     with_signers,
 )
 from node.runtime import queries
 from node.runtime.clock import CommitteeClock
-from node.runtime.execution import ExecutedBlock, Executor
+from node.runtime.decryption import Decryption
+from node.runtime.execution import MAX_QUEUED_BLOCKS, ExecutedBlock, Executor
 from node.runtime.intake import Intake, used_nonce
 from node.runtime.logger import log
 from node.runtime.options import DEV_CHAIN_ID, NodeOptions
@@ -197,6 +202,7 @@ class Node:
             threads if threads is not None else verify_threads_for(members_on_host=1),
             options.verified_cache_bytes,
             options.bad_entry_cache_bytes,
+            accept_envelopes=genesis.fairness is not None,
         )
         self.outcomes = Outcomes()
         self.mempool = Mempool()
@@ -232,6 +238,9 @@ class Node:
             max_forward_batch=options.max_forward_batch,
             counters=self.counters,
         )
+        self.intake._forward_envelopes = lambda raws: self.transport.broadcast(["e", raws])
+        self.decryption = self._build_decryption(storage)
+        self.executor.decryption = self.decryption
         self.sync = LogSync(
             me=self.me,
             committee=self.committee,
@@ -352,6 +361,24 @@ class Node:
         recovery = Recovery(safety, block, blocks, qc)
         return Core(self.committee, self.me, self.signer, self.core_config, self.election, recovery)
 
+    def _build_decryption(self, storage: NodeStorage) -> Decryption | None:
+        """The decryption-share exchange, when genesis publishes a committee key
+        (encrypted intents, docs/PROTOCOL.md §10)."""
+        fairness = self.genesis.fairness
+        if fairness is None:
+            return None
+        modes = set((self.options.byzantine or "").split(","))
+        return Decryption(
+            fairness=fairness,
+            share=self.setup.fairness_share,
+            network=self.transport,
+            storage=storage,
+            executed_height=lambda: self.executor.height,
+            counters=self.counters,
+            withhold="withhold-shares" in modes,
+            forge="forge-shares" in modes,
+        )
+
     def _build_oracle(self) -> MemberOracle:
         """The oracle: a feeder when genesis has perpetual markets (node/oracle/)."""
         members = self.genesis.members
@@ -384,6 +411,8 @@ class Node:
             self._nursery = nursery
             await nursery.start(self.transport.run)
             nursery.start_soon(self._dispatcher)
+            if self.decryption is not None:
+                nursery.start_soon(self._execution_queue)
             nursery.start_soon(self._timer_task)
             if self.options.wal_checkpoint_interval_s > 0:
                 nursery.start_soon(self._wal_checkpoints)
@@ -423,6 +452,14 @@ class Node:
                 await self.sync.run(peers[0], give_up_after=len(peers))
         finally:
             self._joining = False
+
+    async def _execution_queue(self) -> None:
+        """Committed blocks with encrypted intents execute once their shares are in
+        (Executor.run_queue); a storage failure there halts the member as anywhere."""
+        try:
+            await self.executor.run_queue()
+        except (sqlite3.Error, OSError, CorruptStorage) as exc:
+            self._halt(f"storage write failed: {exc}")
 
     def now_ms(self) -> int:
         """The committee's time as we see it (our clock corrected by the offset peers'
@@ -716,6 +753,8 @@ class Node:
         """Our block's payload: price observations first, then deposits, then mempool
         entries (cancels first) not already carried by an uncommitted ancestor."""
         exclude = self._pending_entries(parent_id)
+        if self.executor.queued_ids:  # committed, waiting for decryption shares
+            exclude |= self.executor.queued_ids
         limit = self.genesis.consensus.max_block_entries
         deposits: list[bytes] = []
         if self.watcher is not None:
@@ -762,6 +801,13 @@ class Node:
             await self.intake.admit(intents, False, [intent_entry(raw) for raw in packed])
         elif isinstance(message, OracleObservation):
             self.oracle.on_peer(peer, message.observation)
+        elif isinstance(message, ForwardedEnvelopes):
+            raws = [envelope_entry(e) for e in message.envelopes]
+            await self.intake.admit_envelopes(raws, False, self._fairness_epoch())
+        elif isinstance(message, DecryptionShares):
+            if self.decryption is None:
+                raise PeerProtocolError("decryption shares, but genesis has no committee key")
+            self.decryption.on_shares(peer, message)
         elif isinstance(message, CheckpointSignature):
             if self.checkpointer is not None:
                 result = self.checkpointer.on_peer_signature(peer, message.message)
@@ -775,6 +821,9 @@ class Node:
             self.sync.serve_blocks(peer, message.from_height, message.limit)
         elif isinstance(message, SnapshotInfoRequest):
             self.sync.serve_snapshot_info(peer)
+        elif isinstance(message, SharesRequest):
+            if self.decryption is not None:
+                self.decryption.on_request(peer, message.height)
         else:
             assert isinstance(message, SnapshotChunkRequest)
             self.sync.serve_snapshot_chunk(peer, message.height, message.offset)
@@ -951,6 +1000,11 @@ class Node:
             "inbox_bytes": (self._inbox_bytes, options.inbox_bytes),
             "verified_bytes": (self.entries.verified.used_bytes, options.verified_cache_bytes),
             "bad_entries_bytes": (self.entries.bad.used_bytes, options.bad_entry_cache_bytes),
+            "envelopes_bytes": (
+                self.entries.envelopes.used_bytes,
+                options.verified_cache_bytes // 4,
+            ),
+            "execution_queue": (self.executor.queued_blocks, MAX_QUEUED_BLOCKS),
             "results": (len(self.outcomes), self.outcomes.max_items),
             "waiters": (self.outcomes.waiting(), MAX_WAITERS),
             "recent": (len(self._recent), RECENT_BLOCKS),
@@ -1009,6 +1063,26 @@ class Node:
 
     def add_block_listener(self, listener: Callable[[ExecutedBlock], None]) -> None:
         self.executor.add_block_listener(listener)
+
+    # Encrypted intents (node/api/fairness.py: EncryptedFacade)
+
+    def _fairness_epoch(self) -> int | None:
+        fairness = self.genesis.fairness
+        return None if fairness is None else fairness.epoch
+
+    def fairness_key(self) -> dict[str, Any] | None:
+        """The committee key as GET /v1/fairness/key publishes it (None: none)."""
+        fairness = self.genesis.fairness
+        return None if fairness is None else fairness.public_json()
+
+    async def submit_encrypted(
+        self, envelopes: list[bytes], wait: bool, timeout_s: float
+    ) -> list[SubmitResult]:
+        """Envelopes (decoded by the API already) into the mempool; with `wait`, until
+        each commits and executes (its outcome is the inner intent's, or §10.5's)."""
+        raws = [envelope_entry(e) for e in envelopes]
+        results = await self.intake.admit_envelopes(raws, True, self._fairness_epoch())
+        return await self.intake.wait_for(results, wait, timeout_s)
 
     def account(self, address: bytes) -> dict[str, Any]:
         assets = self.genesis.exchange.assets

@@ -12,8 +12,13 @@ threads (`threads`, 0 or 1 for none: the simulator needs none, for determinism).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import trio
 
+from node.fairness.envelope import MAX_ENVELOPE_BYTES, Envelope, decode_envelope, verify_envelope
+from node.fairness.errors import FairnessError
+from node.fairness.group import Point
 from node.intents import (
     MAX_INTENT_MSGPACK_BYTES,
     Domain,
@@ -23,7 +28,14 @@ from node.intents import (
     verify_intent,
 )
 from node.oracle.observation import TAG_ORACLE
-from node.payload import NO_SIGNER, TAG_DEPOSIT, BadEntry, decode_entry, split_payload
+from node.payload import (
+    NO_SIGNER,
+    TAG_DEPOSIT,
+    TAG_ENVELOPE,
+    BadEntry,
+    decode_entry,
+    split_payload,
+)
 from node.runtime.caches import ByteLRU
 
 MAX_ENTRY_BYTES = 1 + MAX_INTENT_MSGPACK_BYTES  # a payload entry: tag byte + packed intent
@@ -32,11 +44,44 @@ DEPOSIT_TAG = bytes((TAG_DEPOSIT,))
 # Entries no trader signed (their signer is NO_SIGNER): deposits, checked against our
 # own chain watcher, and price observations, checked by node/oracle/.
 COMMITTEE_TAGS = (DEPOSIT_TAG, bytes((TAG_ORACLE,)))
+ENVELOPE_TAG = bytes((TAG_ENVELOPE,))
+MAX_ENVELOPE_ENTRY_BYTES = 1 + MAX_ENVELOPE_BYTES
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedEnvelope:
+    """An encrypted intent (payload tag 0x05) whose signature recovered `signer` and
+    whose KEM proof holds: what intake admits and a replica votes for. Its content is
+    unknown until its block commits (docs/PROTOCOL.md §10)."""
+
+    envelope: Envelope
+    signer: bytes
+    envelope_id: bytes
+    r_point: Point
+
+
+def check_envelope_entry(raw: bytes, domain: Domain) -> VerifiedEnvelope:
+    """Decode and verify a 0x05 entry; FairnessError with the §10.3 code if it fails."""
+    if raw[:1] != ENVELOPE_TAG:
+        raise FairnessError("bad_tag", "not an envelope entry")
+    envelope = decode_envelope(raw[1:])
+    signer, r_point = verify_envelope(envelope, domain)
+    return VerifiedEnvelope(envelope, signer, envelope.digest(domain), r_point)
 
 
 class EntryVerifier:
-    def __init__(self, domain: Domain, threads: int, verified_bytes: int, bad_bytes: int) -> None:
+    def __init__(
+        self,
+        domain: Domain,
+        threads: int,
+        verified_bytes: int,
+        bad_bytes: int,
+        accept_envelopes: bool = False,
+    ) -> None:
         self.domain = domain
+        # Encrypted intents (0x05): only when genesis publishes a committee key.
+        self.accept_envelopes = accept_envelopes
+        self.envelopes: ByteLRU[bytes, VerifiedEnvelope] = ByteLRU(verified_bytes // 4)
         self.threads = threads
         # packed payload entry -> verified entry (the engine's input)
         self.verified: ByteLRU[bytes, Entry] = ByteLRU(verified_bytes)
@@ -51,12 +96,31 @@ class EntryVerifier:
 
     def forget(self, raw: bytes) -> None:
         self.verified.pop(raw)
+        if raw[:1] == ENVELOPE_TAG:
+            self.envelopes.pop(raw)
+
+    def envelope(self, raw: bytes) -> VerifiedEnvelope:
+        """A 0x05 entry verified (from the cache when seen); FairnessError if bad."""
+        known = self.envelopes.get(raw)
+        if known is not None:
+            return known
+        checked = check_envelope_entry(raw, self.domain)
+        self.envelopes.put(raw, checked, len(raw))
+        return checked
 
     def intent_id(self, raw: bytes) -> bytes:
         """The id of a payload entry (its raw bytes if it does not decode)."""
         entry = self.verified.get(raw)
         if entry is not None:
             return entry.intent_id
+        if raw[:1] == ENVELOPE_TAG:
+            known = self.envelopes.get(raw)
+            if known is not None:
+                return known.envelope_id
+            try:
+                return decode_envelope(raw[1:]).digest(self.domain)
+            except FairnessError:
+                return raw
         try:
             return decode_entry(raw).digest(self.domain)
         except BadEntry:
@@ -72,8 +136,14 @@ class EntryVerifier:
         except BadEntry as exc:
             return str(exc)
         todo: list[bytes] = []
+        sealed: dict[bytes, bytes] = {}  # envelope entry -> its signer
         for e in entries:
             if e[:1] in COMMITTEE_TAGS or e in self.verified:
+                continue
+            if e[:1] == ENVELOPE_TAG:
+                bad_envelope = self._check_envelope(e, sealed)
+                if bad_envelope is not None:
+                    return bad_envelope
                 continue
             if len(e) > MAX_ENTRY_BYTES:
                 return f"entry of {len(e)} bytes (at most {MAX_ENTRY_BYTES})"
@@ -101,6 +171,8 @@ class EntryVerifier:
         for i, (e, signer) in enumerate(zip(entries, signers, strict=True)):
             if e[:1] in COMMITTEE_TAGS:
                 recovered = NO_SIGNER
+            elif e in sealed:
+                recovered = sealed[e]
             else:
                 entry = fresh.get(e) or self.verified.get(e)
                 if entry is None:  # evicted by a later entry of this very payload
@@ -108,6 +180,22 @@ class EntryVerifier:
                 recovered = entry.signer
             if signer != recovered:
                 return f"signers entry names 0x{signer.hex()} for entry {i}, not its signer"
+        return None
+
+    def _check_envelope(self, raw: bytes, sealed: dict[bytes, bytes]) -> str | None:
+        """Why a 0x05 entry is not one an honest leader proposes (None: it is); its
+        signer goes into `sealed`."""
+        if not self.accept_envelopes:
+            return "an encrypted intent, but genesis publishes no committee key"
+        if len(raw) > MAX_ENVELOPE_ENTRY_BYTES:
+            return f"envelope entry of {len(raw)} bytes (at most {MAX_ENVELOPE_ENTRY_BYTES})"
+        known_bad = self.bad.get(raw)
+        if known_bad is not None:
+            return known_bad
+        try:
+            sealed[raw] = self.envelope(raw).signer
+        except FairnessError as error:
+            return self._remember_bad(raw, f"bad envelope: {error.code}: {error.message}")
         return None
 
     def _remember_bad(self, raw: bytes, why: str) -> str:

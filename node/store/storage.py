@@ -103,6 +103,10 @@ class Storage(Protocol):
     def save_snapshot(self, height: int, snapshot: bytes, keep: int = 2) -> None: ...
     def latest_snapshot(self) -> tuple[int, bytes] | None: ...
 
+    def load_shares(self, height: int) -> bytes | None:
+        """The decryption-share record kept beside committed `height` (encrypted
+        intents, docs/PROTOCOL.md §10.8), if that block had envelopes to open."""
+
     def write(self, batch: WriteBatch) -> None:
         """Everything in `batch` in one transaction, its pruning last: one fsync on the
         critical path."""
@@ -128,10 +132,14 @@ class WriteBatch:
     # Drop the committed records below this height, clamped to the latest snapshot's
     # height (after this batch's snapshot) and to the top: nothing without a snapshot.
     prune_log_below: int | None = None
+    # Decryption-share records (height, record) of committed blocks with envelopes;
+    # pruned with the committed records of their heights.
+    shares: list[tuple[int, bytes]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(
-            self.safety is not None
+            self.shares
+            or self.safety is not None
             or self.blocks
             or self.committed
             or self.meta
@@ -170,6 +178,10 @@ class MemoryStorage:
         self._blocks: dict[bytes, tuple[int, bytes]] = {}
         self._committed: list[tuple[int, bytes]] = []
         self._snapshots: list[tuple[int, bytes]] = []
+        self._shares: dict[int, bytes] = {}
+
+    def load_shares(self, height: int) -> bytes | None:
+        return self._shares.get(height)
 
     def load_meta(self, key: str) -> bytes | None:
         return self._meta.get(key)
@@ -241,6 +253,7 @@ class MemoryStorage:
         if batch.blocks:
             self.save_blocks(batch.blocks)
         self.append_committed(batch.committed)
+        self._shares.update(batch.shares)
         for key, value in batch.meta.items():
             self.save_meta(key, value)
         if batch.snapshot is not None:
@@ -255,10 +268,13 @@ class MemoryStorage:
                 self.committed_height(),
             )
             del self._committed[: max(0, bound - self.first_committed_height())]
+            for h in [h for h in self._shares if h < bound]:
+                del self._shares[h]
         if batch.safety is not None:
             self.save_safety(batch.safety)
 
     def install_snapshot(self, height: int, snapshot: bytes, record: bytes) -> None:
+        self._shares = {}
         self._committed = [(height, record)]
         self._snapshots = [(height, snapshot)]
 
@@ -350,6 +366,7 @@ CREATE TABLE IF NOT EXISTS blocks (id BLOB PRIMARY KEY, round INTEGER NOT NULL, 
 CREATE INDEX IF NOT EXISTS blocks_round ON blocks (round);
 CREATE TABLE IF NOT EXISTS committed (height INTEGER PRIMARY KEY, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS snapshots (height INTEGER PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS shares (height INTEGER PRIMARY KEY, data BLOB NOT NULL);
 """
 
 
@@ -501,6 +518,11 @@ class SqliteStorage:
                     "INSERT INTO committed VALUES (?, ?)",
                     [(h, _seal(d)) for h, d in batch.committed],
                 )
+            if batch.shares:
+                db.executemany(
+                    "INSERT OR REPLACE INTO shares VALUES (?, ?)",
+                    [(h, _seal(d)) for h, d in batch.shares],
+                )
             for key, value in batch.meta.items():
                 db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, _seal(value)))
             if batch.snapshot is not None:
@@ -517,12 +539,18 @@ class SqliteStorage:
                     batch.prune_log_below, self._latest_snapshot_height(), self.committed_height()
                 )
                 db.execute("DELETE FROM committed WHERE height < ?", (bound,))
+                db.execute("DELETE FROM shares WHERE height < ?", (bound,))
         if batch.safety is not None:
             self._safety.save(batch.safety)
+
+    def load_shares(self, height: int) -> bytes | None:
+        row = self._db.execute("SELECT data FROM shares WHERE height = ?", (height,)).fetchone()
+        return None if row is None else _open(row[0], f"share record {height}")
 
     def install_snapshot(self, height: int, snapshot: bytes, record: bytes) -> None:
         with self._transaction():
             self._db.execute("DELETE FROM committed")
+            self._db.execute("DELETE FROM shares")
             self._db.execute("INSERT INTO committed VALUES (?, ?)", (height, _seal(record)))
             self._db.execute("DELETE FROM snapshots")
             self._db.execute("INSERT INTO snapshots VALUES (?, ?)", (height, _seal(snapshot)))
