@@ -176,7 +176,12 @@ class Liquidator:
             maintenance += tiers.maintenance(value if value >= 0 else -value)
             cross_weight += (lots if lots > 0 else -lots) * (BPS + tiers.mm_max)
             cross_count += 1
-        if equity < maintenance:
+        options = self.perps.options
+        if options is not None and options.active(account):
+            # the option margin rules decide the cross unit (Options.check does the same)
+            if options.equity(account) < options.requirement(account)[0]:
+                healthy = False
+        elif equity < maintenance:
             healthy = False
         if not healthy and not always:
             return False
