@@ -205,3 +205,23 @@ def test_committed_vol_observations_set_the_engines_committee_vol() -> None:
     assert options.series[C50].committee_vol == 1_000_000_000  # the median of three
     assert options.series[C50].mark > before
     assert options.series[P50].committee_vol == 800_000_000  # none observed: genesis
+
+
+def test_protocol_vector() -> None:
+    """docs/PROTOCOL.md §7.4."""
+    from consensus.crypto import Ed25519Signer
+
+    signer = Ed25519Signer(bytes(range(32)))
+    o = sign_observation(
+        signer, CHAIN, 2, 1_800_000_000_000, {21: 650_000_000, 20: 1_250_000_000}, VOLS
+    )
+    assert o.signing_bytes(CHAIN).hex() == (
+        "95ae7365716e65742f766f6c732f7631c420"
+        + "11" * 32
+        + "02cf000001a3185c5000929214ce4a817c809215ce26be3680"
+    )
+    assert o.entry().hex() == (
+        "069402cf000001a3185c5000929214ce4a817c809215ce26be3680c440"
+        "b555c78dece08ae04641af32f8cadba612f1162b96e63a7658dd0197ecf1b0f5"
+        "d0851fd5a4144cc1e1a22c742c2cadcafbe1af9274a923b02f4d5eb5fb5db60a"
+    )
