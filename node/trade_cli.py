@@ -234,24 +234,24 @@ E18 = Decimal(10) ** 18
 GREEK_COLUMNS = ("delta", "gamma (F·Γ)", "vega (per 1.00 vol)", "theta (per year)")
 
 
-def _collateral(client: SyncClient, units: int | str | None) -> Decimal | None:
+def _collateral(exponent: int, units: int | str | None) -> Decimal | None:
     """Collateral engine units (an int, or × 10¹⁸ as a decimal string) as a human amount
-    of the option markets' collateral (the quote asset of their series)."""
+    of the option markets' collateral, whose engine unit is 10^-exponent."""
     if units is None:
         return None
     value = Decimal(units) / E18 if isinstance(units, str) else Decimal(units)
-    exponent = _option_quote(client).exponent
     return value.scaleb(-exponent).quantize(Decimal(1).scaleb(-min(exponent, 6)))
 
 
-def _option_quote(client: SyncClient) -> Any:
-    markets = client.markets()
-    for series in client.options():
-        return markets.market(series["market"]).quote
-    raise SystemExit("the exchange has no option series")
+def _collateral_exponent(client: SyncClient, series: list[dict[str, Any]]) -> int:
+    """The exponent of the option series' collateral (the quote asset of every series)."""
+    if not series:
+        raise SystemExit("the exchange has no option series")
+    exponent: int = client.markets().market(series[0]["market"]).quote.exponent
+    return exponent
 
 
-def _greek_cells(client: SyncClient, greeks: dict[str, str] | None) -> list[str]:
+def _greek_cells(exponent: int, greeks: dict[str, str] | None) -> list[str]:
     """delta (per unit of forward), gamma (F·Γ), vega (per 1.00 of vol) and theta (per
     year) in human units: the API's × 10¹⁸ integers divided out."""
     if greeks is None:
@@ -260,8 +260,8 @@ def _greek_cells(client: SyncClient, greeks: dict[str, str] | None) -> list[str]
     return [
         str((Decimal(greeks["delta"]) / E18).quantize(q)),
         str((Decimal(greeks["gamma"]) / E18).quantize(q)),
-        str(_collateral(client, greeks["vega"])),
-        str(_collateral(client, greeks["theta"])),
+        str(_collateral(exponent, greeks["vega"])),
+        str(_collateral(exponent, greeks["theta"])),
     ]
 
 
@@ -285,28 +285,30 @@ def _options(client: SyncClient, args: argparse.Namespace) -> int:
         result = client.set_option_margin(args.mode)
         _print_json(result)
         return 0 if result.ok else 1
+    every = client.options()
     if cmd == "options":
-        found = client.options(args.series) if args.series else client.options()
+        found = client.options(args.series) if args.series else every
         rows = [found] if args.series else found
         if args.json:
             _print_json(found)
             return 0
+        exponent = _collateral_exponent(client, every)
         table = Table(title="option series (mark, Greeks per lot)")
         for column in ("series", "strike", "expiry (UTC)", "forward", "mark IV", "IV from",
                        "committee IV", "mark", *GREEK_COLUMNS):  # fmt: skip
             table.add_column(column, justify="right")
         for s in rows:
-            forward = None if s["forward"] is None else _collateral(client, s["forward"])
+            forward = None if s["forward"] is None else _collateral(exponent, s["forward"])
             table.add_row(
                 s["symbol"],
-                str(_collateral(client, s["strike"])),
+                str(_collateral(exponent, s["strike"])),
                 _utc(s["expiry_ms"]),
                 "-" if forward is None else str(forward),
                 _vol(s["mark_vol_e9"]),
                 s["vol_source"],
                 _vol(s["committee_vol_e9"]),
-                "settled" if s["settled"] else str(_collateral(client, s["mark"])),
-                *_greek_cells(client, s["greeks"]),
+                "settled" if s["settled"] else str(_collateral(exponent, s["mark"])),
+                *_greek_cells(exponent, s["greeks"]),
             )
         _console().print(table)
         return 0
@@ -314,6 +316,7 @@ def _options(client: SyncClient, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(found)
         return 0
+    exponent = _collateral_exponent(client, every)
     if cmd == "option-positions":
         table = Table(title=f"{found['account']} option positions (Greeks per position)")
         for column in ("series", "size", "premium", "mark", "value", *GREEK_COLUMNS):
@@ -322,21 +325,21 @@ def _options(client: SyncClient, args: argparse.Namespace) -> int:
             table.add_row(
                 h["symbol"],
                 str(h["size"]),
-                str(_collateral(client, h["premium"])),
-                str(_collateral(client, h["mark"])),
-                str(_collateral(client, h["value"])),
-                *_greek_cells(client, h["greeks"]),
+                str(_collateral(exponent, h["premium"])),
+                str(_collateral(exponent, h["mark"])),
+                str(_collateral(exponent, h["value"])),
+                *_greek_cells(exponent, h["greeks"]),
             )
-        table.add_row("total", "", "", "", "", *_greek_cells(client, found["greeks"]))
+        table.add_row("total", "", "", "", "", *_greek_cells(exponent, found["greeks"]))
         _console().print(table)
         return 0
     console = _console()
     equity, initial = found["equity"], found["initial_margin"]
     maintenance = found["maintenance_margin"]
     console.print(
-        f"{found['account']}  mode {found['margin_mode']}  equity {_collateral(client, equity)}"
-        f"  initial {_collateral(client, initial)}"
-        f"  maintenance {_collateral(client, maintenance)}"
+        f"{found['account']}  mode {found['margin_mode']}  equity {_collateral(exponent, equity)}"
+        f"  initial {_collateral(exponent, initial)}"
+        f"  maintenance {_collateral(exponent, maintenance)}"
     )
     markets = client.markets()
     for block in found["scenarios"]:
@@ -346,7 +349,7 @@ def _options(client: SyncClient, args: argparse.Namespace) -> int:
         for column in ("underlying move", "vol shift", "P&L"):
             table.add_column(column, justify="right")
         for i, row in enumerate(rows):
-            pnl = str(_collateral(client, row["pnl"]))
+            pnl = str(_collateral(exponent, row["pnl"]))
             table.add_row(
                 f"{row['move_bps'] / 100:+.2f}%",
                 f"{row['vol_shift_e9'] / 10**7:+.2f} vol pts",

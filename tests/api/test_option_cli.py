@@ -144,6 +144,8 @@ async def test_trade_cli_option_commands(
     delta = Decimal(atm["greeks"]["delta"]) / 10**18
     assert Decimal("0.4") < delta < Decimal("0.65")
     assert str(delta.quantize(Decimal("0.0001"))) in out
+    code, out = await trade("options", atm["symbol"])
+    assert code == 0 and atm["symbol"] in out and "BTC-" not in out.replace(atm["symbol"], "")
 
     symbol = atm["symbol"]
     price = Decimal(atm["mark"] // 100_000) / 10
