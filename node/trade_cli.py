@@ -22,7 +22,7 @@ Perpetual futures (orders as above: `place BTC-PERP buy 0.01 97000 [--reduce-onl
     seqnet trade set-leverage BTC-PERP 5 [--isolated]
     seqnet trade add-margin BTC-PERP 100 | remove-margin BTC-PERP 50
 
-Options (orders as above on a series: `place BTC-20260327-100000-C buy 1 2500`):
+Options (orders as above on a series: `place BTC-07DEC26-97000-C buy 1 2500`):
 
     seqnet trade options [SERIES] [--json]             # series: mark IV, mark, Greeks
     seqnet trade option-positions [--json]             # holdings, their Greeks and totals

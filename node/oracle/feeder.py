@@ -22,7 +22,14 @@ import structlog
 import trio
 
 from consensus.crypto import Signer
-from node.oracle.observation import PRICES, VOLS, Kind, Observation, sign_observation
+from node.oracle.observation import (
+    MAX_OBSERVED_MARKETS,
+    PRICES,
+    VOLS,
+    Kind,
+    Observation,
+    sign_observation,
+)
 from node.oracle.sources import PriceSource
 
 log = structlog.get_logger("seqnet.oracle")
@@ -115,6 +122,7 @@ class Feeder:
         self.failures = 0
         self.vol_observations = 0
         self.vol_failures = 0
+        self._vol_slice = 0  # the next slice of series, when they are more than one holds
 
     async def observe_once(self) -> Observation | None:
         """A price observation, published (None if the source gave no usable price)."""
@@ -130,7 +138,10 @@ class Feeder:
 
     async def observe_vols_once(self) -> Observation | None:
         """A vol observation, published (None without a vol feed, or if its source gave
-        no usable vol)."""
+        no usable vol). An observation holds at most MAX_OBSERVED_MARKETS series: with
+        more, each interval takes the next slice of them by market id, in turn, so every
+        series is observed once every ceil(n / 64) intervals (keep that under the
+        genesis `vol_max_age_ms`)."""
         feed = self._vols
         if feed is None:
             return None
@@ -139,6 +150,12 @@ class Feeder:
         if values is None:
             self.vol_failures += 1
             return None
+        if len(values) > MAX_OBSERVED_MARKETS:
+            ordered = sorted(values)
+            slices = -(-len(ordered) // MAX_OBSERVED_MARKETS)
+            start = self._vol_slice % slices * MAX_OBSERVED_MARKETS
+            self._vol_slice += 1
+            values = {m: values[m] for m in ordered[start : start + MAX_OBSERVED_MARKETS]}
         signer, chain_id, member = self._signer, self._chain_id, self._member
         observation = sign_observation(signer, chain_id, member, now, values, VOLS)
         self.vol_observations += 1

@@ -160,6 +160,28 @@ async def test_a_failing_vol_source_publishes_nothing() -> None:
     assert published == [] and feeder.vol_failures == 1
 
 
+async def test_more_series_than_an_observation_holds_go_in_turns() -> None:
+    published: list[Observation] = []
+    series = {f"S{i}": vol_converter(100 + i) for i in range(150)}
+    feeder = Feeder(
+        member=0,
+        chain_id=CHAIN,
+        signer=SIGNERS[0],
+        source=SimulatedSource({"BTC-PERP": Decimal(50_000)}),
+        to_ticks={"BTC-PERP": lambda p: (2, int(p))},
+        now_ms=lambda: T,
+        publish=published.append,
+        vols=VolFeed(SimulatedSource({s: Decimal("0.5") for s in series}), series),
+    )
+    for _ in range(4):
+        assert await feeder.observe_vols_once() is not None
+    markets = [[m for m, _ in o.prices] for o in published]
+    assert [len(m) for m in markets] == [64, 64, 22, 64]
+    assert sorted(markets[0] + markets[1] + markets[2]) == list(range(100, 250))
+    assert markets[3] == markets[0]
+    assert all(decode_observation(o.entry()) == o for o in published)
+
+
 def test_no_option_series_no_vol_feed() -> None:
     from tests.matching.perp_helpers import perp_genesis_dict
 
