@@ -20,7 +20,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import msgpack
 import trio
@@ -46,7 +46,7 @@ from node.intents import (
     verify_intent,
 )
 from node.mempool import Mempool
-from node.oracle.observation import TAG_ORACLE, decode_observation
+from node.oracle.observation import OBSERVATION_TAGS, decode_observation
 from node.payload import (
     NO_SIGNER,
     TAG_DEPOSIT,
@@ -66,8 +66,7 @@ from node.seam import NodeStorage
 from node.store.storage import CorruptStorage, WriteBatch
 
 _DEPOSIT_TAG = bytes((TAG_DEPOSIT,))
-_ORACLE_TAG = bytes((TAG_ORACLE,))
-_COMMITTEE_TAGS = (_DEPOSIT_TAG, _ORACLE_TAG)  # entries no trader signed: no intent id
+_COMMITTEE_TAGS = (_DEPOSIT_TAG, *OBSERVATION_TAGS)  # entries no trader signed: no intent id
 SNAPSHOT_FORMAT = 1
 _ENVELOPE_TAG = bytes((TAG_ENVELOPE,))
 # An engine entry that stands for an envelope that does not execute: the engine never
@@ -75,6 +74,9 @@ _ENVELOPE_TAG = bytes((TAG_ENVELOPE,))
 ENVELOPE_REJECTED = "envelope_rejected"
 # Committed blocks waiting for decryption shares, at most (then commits wait for room).
 MAX_QUEUED_BLOCKS = 1_000
+
+
+_OBSERVED: Final = ("oracle", "vols")  # engine types of observation entries
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,7 +350,7 @@ class Executor:
             if raw[:1] == _DEPOSIT_TAG:
                 out.append(Executable(deposit_engine_entry(decode_deposit(raw)), NO_SIGNER, None))
                 continue
-            if raw[:1] == _ORACLE_TAG:
+            if raw[:1] in OBSERVATION_TAGS:
                 observation = decode_observation(raw)
                 address = self._member_addresses[observation.member]
                 out.append(Executable(observation.engine_entry(address), NO_SIGNER, None))
@@ -439,9 +441,9 @@ class Executor:
         apply_s = time.perf_counter() - started
         self.height, self._tip = block.height, block
         self._counters["blocks_committed"] += 1
-        observations = 0  # price observations: first in a block (PROTOCOL §7.3)
+        observations = 0  # price and vol observations: first in a block (PROTOCOL §7.3)
         for e in entries:
-            if e.intent_id is not None or e.engine_entry["action"]["type"] != "oracle":
+            if e.intent_id is not None or e.engine_entry["action"]["type"] not in _OBSERVED:
                 break
             observations += 1
         self._counters["observations_committed"] += observations
