@@ -122,15 +122,20 @@ class Feeder:
         self.failures = 0
         self.vol_observations = 0
         self.vol_failures = 0
-        self._vol_slice = 0  # the next slice of series, when they are more than one holds
+        # the next slice of markets / series, when they are more than one observation holds
+        self._price_slice = 0
+        self._vol_slice = 0
 
     async def observe_once(self) -> Observation | None:
-        """A price observation, published (None if the source gave no usable price)."""
+        """A price observation, published (None if the source gave no usable price).
+        Markets beyond MAX_OBSERVED_MARKETS are observed in turn, as for vols."""
         now = self._now_ms()
         values = await _read(self._source, self._to_ticks, now, "price")
         if values is None:
             self.failures += 1
             return None
+        values = _slice(values, self._price_slice)
+        self._price_slice += 1
         observation = sign_observation(self._signer, self._chain_id, self._member, now, values)
         self.observations += 1
         self._publish(observation)
@@ -150,12 +155,8 @@ class Feeder:
         if values is None:
             self.vol_failures += 1
             return None
-        if len(values) > MAX_OBSERVED_MARKETS:
-            ordered = sorted(values)
-            slices = -(-len(ordered) // MAX_OBSERVED_MARKETS)
-            start = self._vol_slice % slices * MAX_OBSERVED_MARKETS
-            self._vol_slice += 1
-            values = {m: values[m] for m in ordered[start : start + MAX_OBSERVED_MARKETS]}
+        values = _slice(values, self._vol_slice)
+        self._vol_slice += 1
         signer, chain_id, member = self._signer, self._chain_id, self._member
         observation = sign_observation(signer, chain_id, member, now, values, VOLS)
         self.vol_observations += 1
@@ -168,6 +169,17 @@ class Feeder:
             await self.observe_once()
             await self.observe_vols_once()
             await trio.sleep(self.interval_ms / 1000)
+
+
+def _slice(values: dict[int, int], turn: int) -> dict[int, int]:
+    """All of `values` if one observation holds them; else slice `turn` (cyclic) of them
+    by market id, MAX_OBSERVED_MARKETS at a time."""
+    if len(values) <= MAX_OBSERVED_MARKETS:
+        return values
+    ordered = sorted(values)
+    slices = -(-len(ordered) // MAX_OBSERVED_MARKETS)
+    start = turn % slices * MAX_OBSERVED_MARKETS
+    return {m: values[m] for m in ordered[start : start + MAX_OBSERVED_MARKETS]}
 
 
 async def _read(

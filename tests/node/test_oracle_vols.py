@@ -247,3 +247,25 @@ def test_protocol_vector() -> None:
         "b555c78dece08ae04641af32f8cadba612f1162b96e63a7658dd0197ecf1b0f5"
         "d0851fd5a4144cc1e1a22c742c2cadcafbe1af9274a923b02f4d5eb5fb5db60a"
     )
+
+
+async def test_more_markets_than_an_observation_holds_go_in_turns() -> None:
+    """Prices as vols: 100 perp markets are observed 64, then 36, then 64 again (one
+    observation of all of them would be refused by every voter as too large)."""
+    published: list[Observation] = []
+    symbols = [f"P{i}-PERP" for i in range(100)]
+    feeder = Feeder(
+        member=0,
+        chain_id=CHAIN,
+        signer=SIGNERS[0],
+        source=SimulatedSource({s: Decimal(50_000) for s in symbols}),
+        to_ticks={s: (lambda p, m=i + 1: (m, int(p))) for i, s in enumerate(symbols)},
+        now_ms=lambda: T,
+        publish=published.append,
+    )
+    for _ in range(3):
+        assert await feeder.observe_once() is not None
+    markets = [[m for m, _ in o.prices] for o in published]
+    assert [len(m) for m in markets] == [64, 36, 64]
+    assert sorted(markets[0] + markets[1]) == list(range(1, 101))
+    assert all(decode_observation(o.entry()) == o for o in published)
