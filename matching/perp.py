@@ -823,32 +823,75 @@ class Perps:
     def exit_values(self) -> dict[Account, int]:
         """Per account with perp state, what its collateral leaf commits to at this mark:
         collateral (available, spot-locked, isolated margins) plus unrealized PnL, floored
-        at zero; the insurance fund's is reduced by the sum of what was floored, so the
-        exit values never sum to more than the collateral the exchange holds."""
+        at zero. What was floored (the deficit) comes out of the insurance fund's value;
+        what the fund cannot cover (the shortfall: the fund's own value may be negative
+        too, when it holds positions) is taken from the other accounts' values, first
+        from their unrealized gains, then from the rest, pro rata (`pro_rata_cuts`). The values
+        before the floors sum to the collateral held (every trade's cash sums to zero), so
+        the exit values sum to at most it, by construction (docs/MATCHING.md)."""
         coll = self.coll
         out: dict[Account, int] = {}
+        gains: dict[Account, int] = {}  # the unrealized PnL inside a positive value
         deficit = 0
         insurance = self.insurance
+        options = self.options
         for account in self.accounts:
             pa = account.perp
             assert pa is not None
             value = account.available[coll] + account.locked[coll]
+            pnl = 0
             for pos in pa.positions.values():
                 if pos.size:
-                    value += pos.size // pos.market.lot * pos.market.mark - pos.entry
+                    pnl += pos.size // pos.market.lot * pos.market.mark - pos.entry
                 value += pos.margin
-            if self.options is not None:
-                value += self.options.account_value(account)
+            value += pnl
+            if options is not None:
+                value += options.account_value(account)
             if value < 0:
                 deficit -= value
                 value = 0
+            elif pnl > 0:
+                gains[account] = pnl if pnl < value else value
             out[account] = value
         base = out.get(insurance)
         if base is None:
             base = insurance.available[coll] + insurance.locked[coll]
-        base -= deficit
-        out[insurance] = base if base > 0 else 0
+        shortfall = deficit - base
+        if shortfall <= 0:
+            out[insurance] = -shortfall
+            return out
+        out[insurance] = 0
+        gains.pop(insurance, None)
+        # First the unrealized gains (the counterparties of the losses not covered)...
+        holders = list(gains)
+        cuts = pro_rata_cuts([gains[a] for a in holders], shortfall)
+        for account, cut in zip(holders, cuts, strict=True):
+            out[account] -= cut
+            shortfall -= cut
+        if shortfall:
+            # ...then, were they not enough, every other value.
+            rest = [a for a in out if a is not insurance and out[a] > 0]
+            cuts = pro_rata_cuts([out[a] for a in rest], shortfall)
+            for account, cut in zip(rest, cuts, strict=True):
+                out[account] -= cut
         return out
+
+
+def pro_rata_cuts(amounts: list[int], need: int) -> list[int]:
+    """Cuts of `amounts` (each >= 0) summing to min(need, sum(amounts)) exactly, each at
+    most its amount, pro rata: need * amount // total, plus one unit to the largest
+    remainders (ties to the earlier) until the sum is reached (largest remainder)."""
+    total = sum(amounts)
+    if need >= total:
+        return list(amounts)
+    cuts = [need * amount // total for amount in amounts]
+    left = need - sum(cuts)
+    if left:
+        # A cut that gets the extra unit had a remainder > 0, so it stays <= its amount.
+        order = sorted(range(len(amounts)), key=lambda i: (-(need * amounts[i] % total), i))
+        for i in order[:left]:
+            cuts[i] += 1
+    return cuts
 
 
 def _address(account: Account) -> bytes:
