@@ -358,9 +358,8 @@ class Perps:
         lots = size // book.lot
         notional = price * lots
         mark = market.mark
-        loss = (price - mark) * lots if is_buy else (mark - price) * lots
-        if loss < 0:
-            loss = 0
+        worse = price - mark if is_buy else mark - price  # the fill's loss per lot at the mark
+        loss = worse * lots if worse > 0 else 0
         fee = notional * book.fee_bps_max // BPS
         pa = account.perp
         assert pa is not None
@@ -527,7 +526,13 @@ class Perps:
             moved = delta if delta > 0 else -delta
             closing = held if held < moved else moved
             closed_notional = price * (closing // lot)
-            entry_part = pos.entry * closing // held
+            # entry * closing // held, in lots (sizes are multiples of the lot: the same
+            # quotient), with a non-negative product (compiled code multiplies those inline)
+            entry = pos.entry
+            if entry >= 0:
+                entry_part = entry * (closing // lot) // (held // lot)
+            else:
+                entry_part = -((-entry * (closing // lot) + held // lot - 1) // (held // lot))
             # The cash view: a buy pays its notional, a sell receives it; what is not the
             # closed part of the entry is realized.
             realized = (-closed_notional if delta > 0 else closed_notional) - entry_part
