@@ -115,6 +115,12 @@ class BlockResult:
     end: list[Event] = field(default_factory=list)
 
 
+# The fast checks compare with this instead of U64_MAX: compiled code compares ints up to
+# it inline, and U64_MAX is a boxed Python int (a slow compare per field). Larger values
+# fail the fast check and are judged by _place_rejection.
+_SHORT_MAX: Final = (1 << 60) - 1
+
+
 def _is_u64(value: object) -> TypeGuard[int]:
     return type(value) is int and 0 <= value <= U64_MAX  # type() is int: refuses bool
 
@@ -590,8 +596,8 @@ class Engine:
         if (
             type(price) is not int
             or type(size) is not int
-            or not 0 < price <= U64_MAX
-            or not 0 < size <= U64_MAX
+            or not 0 < price <= _SHORT_MAX
+            or not 0 < size <= _SHORT_MAX
             or price % book.tick
             or size % book.lot
             or (side != BUY and side != SELL)

@@ -171,7 +171,7 @@ class Liquidator:
             market = pos.market
             tiers = market.tiers
             lots = size // market.lot
-            value = lots * market.mark
+            value = lots * market.mark if lots >= 0 else -(-lots * market.mark)
             equity += value - pos.entry
             maintenance += tiers.maintenance(value if value >= 0 else -value)
             cross_weight += (lots if lots > 0 else -lots) * (BPS + tiers.mm_max)
@@ -202,7 +202,8 @@ class Liquidator:
 
     def _push(self, pos: Position, buffer: int, weight: int, address: bytes) -> None:
         market = pos.market
-        distance = buffer * BPS // weight if buffer > 0 else 0
+        # buffer * BPS // weight, split so that compiled code multiplies small ints inline
+        distance = buffer // weight * BPS + buffer % weight * BPS // weight if buffer > 0 else 0
         key = market.variation + distance + 1
         trigger = pos.trigger
         if 0 <= trigger <= key:

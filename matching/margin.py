@@ -31,7 +31,7 @@ class Tiers:
     """Continuous tiered margin: in tier i (notional up to caps[i]) the requirement is
     ceil((notional * rate_i - deduction_i) / 10_000), deductions chosen so it is continuous."""
 
-    __slots__ = ("cap0", "caps", "im", "im0", "im_ded", "mm", "mm_ded", "mm_max")
+    __slots__ = ("cap0", "caps", "im", "im0", "im_ded", "mm", "mm0", "mm_ded", "mm_max")
 
     def __init__(self, tiers: tuple[tuple[int, int, int], ...]) -> None:
         self.caps = [t[0] for t in tiers]
@@ -42,6 +42,7 @@ class Tiers:
         self.mm_max = self.mm[-1]
         self.cap0 = self.caps[0]  # the first tier's cap and rate, read by every check
         self.im0 = self.im[0]
+        self.mm0 = self.mm[0]
 
     def _tier(self, notional: int) -> int:
         caps = self.caps
@@ -52,19 +53,22 @@ class Tiers:
         return i
 
     def maintenance(self, notional: int) -> int:
-        if notional <= self.caps[0]:
-            return -(-notional * self.mm[0] // BPS)
+        # Ceilings as (x + BPS - 1) // BPS (the same integer as -(-x // BPS)): compiled
+        # code multiplies small non-negative ints inline and falls back to Python
+        # integers for a negative operand (mypyc's overflow test is unsigned).
+        if notional <= self.cap0:
+            return (notional * self.mm0 + BPS - 1) // BPS
         i = self._tier(notional)
-        return -((self.mm_ded[i] - notional * self.mm[i]) // BPS)
+        return (notional * self.mm[i] - self.mm_ded[i] + BPS - 1) // BPS
 
     def initial(self, notional: int, leverage: int) -> int:
         """The tiered initial margin, and at least notional / leverage (rounded up)."""
         if notional <= self.cap0:
-            tiered = -(-notional * self.im0 // BPS)
+            tiered = (notional * self.im0 + BPS - 1) // BPS
         else:
             i = self._tier(notional)
-            tiered = -((self.im_ded[i] - notional * self.im[i]) // BPS)
-        by_leverage = -(-notional // leverage)
+            tiered = (notional * self.im[i] - self.im_ded[i] + BPS - 1) // BPS
+        by_leverage = (notional + leverage - 1) // leverage
         return tiered if tiered > by_leverage else by_leverage
 
 
@@ -164,11 +168,11 @@ class Position:
 
     def value(self) -> int:
         """Signed notional at the mark."""
-        return self.size // self.market.lot * self.market.mark
+        return signed_value(self.size // self.market.lot, self.market.mark)
 
     def exposure(self) -> int:
         """Notional at risk with every open order of the worse side filled."""
-        value = self.size // self.market.lot * self.market.mark
+        value = signed_value(self.size // self.market.lot, self.market.mark)
         buy = value + self.bid_notional
         sell = value - self.ask_notional
         buy = buy if buy >= 0 else -buy
@@ -197,7 +201,7 @@ def cross_equity(positions: dict[int, Position], cash: int) -> int:
     equity = cash
     for pos in positions.values():
         if pos.size and not pos.isolated:
-            equity += pos.size // pos.market.lot * pos.market.mark - pos.entry
+            equity += signed_value(pos.size // pos.market.lot, pos.market.mark) - pos.entry
     return equity
 
 
@@ -232,7 +236,8 @@ def cross_equity_initial(positions: dict[int, Position], cash: int) -> tuple[int
         if not pos.isolated:
             if size:
                 market = pos.market
-                value = size // market.lot * market.mark
+                lots = size // market.lot
+                value = lots * market.mark if lots >= 0 else -(-lots * market.mark)
                 equity += value - pos.entry
                 buy = value + pos.bid_notional
                 sell = value - pos.ask_notional
@@ -251,8 +256,14 @@ def cross_equity_initial(positions: dict[int, Position], cash: int) -> tuple[int
     return equity, total
 
 
+def signed_value(lots: int, mark: int) -> int:
+    """lots * mark, multiplied as non-negative ints (compiled code multiplies those
+    inline; a negative operand takes the slow path of Python integers)."""
+    return lots * mark if lots >= 0 else -(-lots * mark)
+
+
 def isolated_equity(pos: Position) -> int:
-    return pos.margin + pos.size // pos.market.lot * pos.market.mark - pos.entry
+    return pos.margin + signed_value(pos.size // pos.market.lot, pos.market.mark) - pos.entry
 
 
 def bankruptcy_price(mark: int, equity: int, lots: int) -> int:

@@ -358,9 +358,8 @@ class Perps:
         lots = size // book.lot
         notional = price * lots
         mark = market.mark
-        loss = (price - mark) * lots if is_buy else (mark - price) * lots
-        if loss < 0:
-            loss = 0
+        worse = price - mark if is_buy else mark - price  # the fill's loss per lot at the mark
+        loss = worse * lots if worse > 0 else 0
         fee = notional * book.fee_bps_max // BPS
         pa = account.perp
         assert pa is not None
@@ -527,7 +526,13 @@ class Perps:
             moved = delta if delta > 0 else -delta
             closing = held if held < moved else moved
             closed_notional = price * (closing // lot)
-            entry_part = pos.entry * closing // held
+            # entry * closing // held, in lots (sizes are multiples of the lot: the same
+            # quotient), with a non-negative product (compiled code multiplies those inline)
+            entry = pos.entry
+            if entry >= 0:
+                entry_part = entry * (closing // lot) // (held // lot)
+            else:
+                entry_part = -((-entry * (closing // lot) + held // lot - 1) // (held // lot))
             # The cash view: a buy pays its notional, a sell receives it; what is not the
             # closed part of the entry is realized.
             realized = (-closed_notional if delta > 0 else closed_notional) - entry_part
@@ -823,32 +828,75 @@ class Perps:
     def exit_values(self) -> dict[Account, int]:
         """Per account with perp state, what its collateral leaf commits to at this mark:
         collateral (available, spot-locked, isolated margins) plus unrealized PnL, floored
-        at zero; the insurance fund's is reduced by the sum of what was floored, so the
-        exit values never sum to more than the collateral the exchange holds."""
+        at zero. What was floored (the deficit) comes out of the insurance fund's value;
+        what the fund cannot cover (the shortfall: the fund's own value may be negative
+        too, when it holds positions) is taken from the other accounts' values, first
+        from their unrealized gains, then from the rest, pro rata (`pro_rata_cuts`). The values
+        before the floors sum to the collateral held (every trade's cash sums to zero), so
+        the exit values sum to at most it, by construction (docs/MATCHING.md)."""
         coll = self.coll
         out: dict[Account, int] = {}
+        gains: dict[Account, int] = {}  # the unrealized PnL inside a positive value
         deficit = 0
         insurance = self.insurance
+        options = self.options
         for account in self.accounts:
             pa = account.perp
             assert pa is not None
             value = account.available[coll] + account.locked[coll]
+            pnl = 0
             for pos in pa.positions.values():
                 if pos.size:
-                    value += pos.size // pos.market.lot * pos.market.mark - pos.entry
+                    pnl += pos.size // pos.market.lot * pos.market.mark - pos.entry
                 value += pos.margin
-            if self.options is not None:
-                value += self.options.account_value(account)
+            value += pnl
+            if options is not None:
+                value += options.account_value(account)
             if value < 0:
                 deficit -= value
                 value = 0
+            elif pnl > 0:
+                gains[account] = pnl if pnl < value else value
             out[account] = value
         base = out.get(insurance)
         if base is None:
             base = insurance.available[coll] + insurance.locked[coll]
-        base -= deficit
-        out[insurance] = base if base > 0 else 0
+        shortfall = deficit - base
+        if shortfall <= 0:
+            out[insurance] = -shortfall
+            return out
+        out[insurance] = 0
+        gains.pop(insurance, None)
+        # First the unrealized gains (the counterparties of the losses not covered)...
+        holders = list(gains)
+        cuts = pro_rata_cuts([gains[a] for a in holders], shortfall)
+        for account, cut in zip(holders, cuts, strict=True):
+            out[account] -= cut
+            shortfall -= cut
+        if shortfall:
+            # ...then, were they not enough, every other value.
+            rest = [a for a in out if a is not insurance and out[a] > 0]
+            cuts = pro_rata_cuts([out[a] for a in rest], shortfall)
+            for account, cut in zip(rest, cuts, strict=True):
+                out[account] -= cut
         return out
+
+
+def pro_rata_cuts(amounts: list[int], need: int) -> list[int]:
+    """Cuts of `amounts` (each >= 0) summing to min(need, sum(amounts)) exactly, each at
+    most its amount, pro rata: need * amount // total, plus one unit to the largest
+    remainders (ties to the earlier) until the sum is reached (largest remainder)."""
+    total = sum(amounts)
+    if need >= total:
+        return list(amounts)
+    cuts = [need * amount // total for amount in amounts]
+    left = need - sum(cuts)
+    if left:
+        # A cut that gets the extra unit had a remainder > 0, so it stays <= its amount.
+        order = sorted(range(len(amounts)), key=lambda i: (-(need * amounts[i] % total), i))
+        for i in order[:left]:
+            cuts[i] += 1
+    return cuts
 
 
 def _address(account: Account) -> bytes:

@@ -37,6 +37,7 @@ from tests.matching.helpers import T0
 from tests.matching.perp_helpers import (
     BTC_PERP,
     ETH_PERP,
+    INSURANCE,
     MEMBERS,
     TRADERS,
     USDC,
@@ -173,7 +174,7 @@ class PerpMachine(RuleBasedStateMachine):
         self.log.append(("checkpoint",))
         self.outputs.append(checkpoint)
         # What the contract holds is what was deposited and not withdrawn; the exit values
-        # (floored, with the fund's leaf reduced by what was floored) never exceed it.
+        # (floored, the deficit taken from the fund, then from gains) never exceed it.
         values = self.engine.state.exit_values
         committed = sum(
             values.get(a, a.available[USDC] + a.locked[USDC]) for a in self.engine.accounts.values()
@@ -281,6 +282,41 @@ def check_perp_invariants(engine: Engine, net_deposits: int, last: BlockResult |
             paid[e.market] = paid.get(e.market, 0) + e.amount
         elif isinstance(e, Funding):
             assert paid.pop(e.market, 0) + e.residue == 0, "funding does not sum to zero"
+
+
+def test_exit_values_when_the_fund_is_under_water() -> None:
+    """The falsifying example of a slow run (shrunk): the fund takes over an isolated
+    short through the backstop, the index then rises 9 % and the fund's own value is -3.
+    The fund's leaf was floored at zero and the exit values summed to 3 more than the
+    deposits; the shortfall now comes out of the long counterparty's unrealized gain."""
+    b, c, d = TRADERS[1:4]
+
+    def order(side: str, kind: str, price: int, size: int) -> dict[str, Any]:
+        return {"type": "place", "market": ETH_PERP, "side": side, "kind": kind,
+                "price": price, "size": size, "tif": "gtc" if kind == "limit" else "ioc",
+                "reduce_only": False, "cloid": None, "expires_ms": None}  # fmt: skip
+
+    machine = PerpMachine()
+    machine.fund()
+    machine.block([(d, order("buy", "limit", -9, 254))], 183, False)
+    lev = {"type": "set_leverage", "market": ETH_PERP, "leverage": 9, "isolated": True}
+    machine.block([(b, lev)], 2_586, False)
+    machine.block([(c, order("sell", "limit", 19, 40)), (b, order("sell", "market", -19, 452))],
+                  41, False)  # fmt: skip
+    machine.block([(TRADERS[0], order("buy", "limit", 0, 1))], 0, False)
+    machine.oracle(advance_ms=1, members=2, moves=(0, 90))
+    engine = machine.engine
+    insurance = engine.accounts[INSURANCE]
+    pos = insurance.perp.positions[ETH_PERP]  # type: ignore[union-attr]
+    fund_value = insurance.available[USDC] + pos.size * pos.market.mark - pos.entry
+    assert fund_value == -3
+    machine.checkpoint()  # asserts the sum of exit values <= deposits - withdrawals
+    values = engine.state.exit_values
+    assert values[insurance] == 0
+    long = engine.accounts[d]
+    gain = long.perp.positions[ETH_PERP].size * 109 - long.perp.positions[ETH_PERP].entry  # type: ignore[union-attr]
+    assert values[long] == long.available[USDC] + gain - 3
+    machine.teardown()
 
 
 PerpMachine.TestCase.settings = settings(

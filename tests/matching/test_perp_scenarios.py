@@ -23,6 +23,7 @@ from matching.events import (
 )
 from matching.merkle import balance_leaf, position_leaf, verify
 from matching.oracle import Oracle
+from matching.perp import pro_rata_cuts
 from tests.matching.helpers import FEE, kinds
 from tests.matching.perp_helpers import (
     BTC_PERP,
@@ -293,6 +294,31 @@ def test_exit_values_never_exceed_the_collateral() -> None:
     assert values[insurance] == 50_000 - (100_000 - 70_000 - h.cash(A))
     total = sum(values.get(a, a.available[USDC] + a.locked[USDC]) for a in engine.accounts.values())
     assert total == held
+
+
+def test_exit_values_when_the_fund_cannot_cover_the_deficit() -> None:
+    """What the fund cannot cover is taken from the unrealized gains (here the short's),
+    never left as a claim the contract could not pay: the sum stays the collateral held.
+    The old rule floored the fund's leaf at zero and the sum exceeded the collateral."""
+    h = PerpHarness()
+    setup_long(h, insurance=1_000)
+    engine = h.engine
+    engine.perps.markets[BTC_PERP].mark = 700
+    values = engine.perps.exit_values()
+    held = sum(a.available[USDC] + a.locked[USDC] for a in engine.accounts.values())
+    deficit = 100_000 - 70_000 - h.cash(A)
+    assert values[engine.accounts[A]] == 0 and values[engine.accounts[INSURANCE]] == 0
+    shortfall = deficit - 1_000
+    assert values[engine.accounts[B]] == h.cash(B) + 30_000 - shortfall
+    total = sum(values.get(a, a.available[USDC] + a.locked[USDC]) for a in engine.accounts.values())
+    assert total == held
+
+
+@given(st.lists(st.integers(0, 10**6), min_size=1, max_size=8), st.integers(0, 10**7))
+def test_spread_is_exact_and_bounded(amounts: list[int], need: int) -> None:
+    cuts = pro_rata_cuts(amounts, need)
+    assert sum(cuts) == min(need, sum(amounts))
+    assert all(0 <= c <= a for c, a in zip(cuts, amounts, strict=True))
 
 
 def test_position_leaf_vector() -> None:
