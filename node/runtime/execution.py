@@ -340,7 +340,10 @@ class Executor:
         ourselves (we voted for the block) comes from the cache with its id; `with_ids`
         False leaves the others' ids None (a replay computes the tail's ids later)."""
         entries, signers = split_payload(payload)
-        known, domain = self._verifier.known, self._verifier.domain
+        domain = self._verifier.domain
+        # A member catching up verified none of these entries: its cache is empty, and
+        # a look-up per entry (hashing the entry's bytes) would find nothing.
+        known = self._verifier.known if len(self._verifier.verified) else _unknown
         out: list[Executable] = []
         for index, (raw, signer) in enumerate(zip(entries, signers, strict=True)):
             if raw[:1] == _ENVELOPE_TAG:
@@ -450,13 +453,19 @@ class Executor:
         self._counters["entries_committed"] += len(entries) - observations
         if self.watcher is not None:
             self.watcher.applied(self.engine.last_deposit_id)
-        forget, mempool = self._verifier.forget, self._mempool
-        for entry, raw in zip(entries, block.payload, strict=False):  # the signers entry last
-            forget(raw)
-            if entry.intent_id is not None:
-                # By (signer, nonce): that pair can never apply again. Not by id: a bad
-                # copy (the genuine id, another signer) must not take the genuine along.
-                mempool.remove_applied(entry.signer, entry.engine_entry["nonce"])
+        verifier, mempool = self._verifier, self._mempool
+        # Both are empty while a member catches up (it verified and pooled nothing): then
+        # there is nothing to forget or remove, and the per-entry calls are skipped.
+        if len(verifier.verified) or len(verifier.envelopes):
+            for raw in block.payload[: len(entries)]:  # the signers entry last
+                verifier.forget(raw)
+        if len(mempool):
+            for entry in entries:
+                if entry.intent_id is not None:
+                    # By (signer, nonce): that pair can never apply again. Not by id: a
+                    # bad copy (the genuine id, another signer) must not take the genuine
+                    # along.
+                    mempool.remove_applied(entry.signer, entry.engine_entry["nonce"])
         if any(raw[:1] == _ENVELOPE_TAG for raw in block.payload):
             # The pool holds an envelope under its own signer (an agent may seal an
             # intent its account signed), and its (signer, nonce) can never apply again.
@@ -637,6 +646,11 @@ class Executor:
             shares = decode_share_record(record)
             opened.update(self._open_with(engine, sealed, shares, verified=True))
         return opened
+
+
+def _unknown(raw: bytes) -> None:
+    """`EntryVerifier.known` of an empty cache."""
+    return None
 
 
 def _has_envelopes(block: Block) -> bool:

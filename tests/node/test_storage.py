@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import tempfile
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from matching.merkle import keccak
 from node.store.storage import (
     CorruptStorage,
     MemoryStorage,
@@ -421,3 +423,19 @@ def test_memory_and_sqlite_storage_agree(ops: list[_Op]) -> None:
             disk.check()  # whatever happened, the store opens again
         finally:
             disk.close()
+
+
+def test_values_sealed_with_keccak_before_sha256_still_open(tmp_path: Path) -> None:
+    """A data directory written before the SHA-256 seals (keccak checksums) opens and
+    reads as it is; a damaged value is still refused under either checksum."""
+    _pruned_store(tmp_path)
+    value = b"r45-old"
+    assert _seal(value)[:8] == hashlib.sha256(value).digest()[:8]  # what is written now
+    legacy = keccak(value)[:8] + value
+    _tamper(tmp_path, "UPDATE committed SET data = ? WHERE height = 45", legacy)
+    _tamper(tmp_path, "UPDATE committed SET data = ? WHERE height = 46", legacy[:-1] + b"?")
+    store = open_storage(tmp_path, GENESIS)
+    assert store.load_committed(45, 1) == [(45, value)]
+    with pytest.raises(CorruptStorage, match="committed block 46"):
+        store.load_committed(46, 1)
+    store.close()
