@@ -530,12 +530,23 @@ class Executor:
         for index, (raw, signer) in enumerate(zip(entries, signers, strict=True)):
             if raw[:1] != _ENVELOPE_TAG:
                 continue
-            envelope = decode_envelope(raw[1:])
+            envelope, _, point = self._sealed_parts(raw)
             if signer != envelope.account:
                 return
             if fairness is not None and envelope.epoch == fairness.epoch:
-                wanted[index] = decode_point(envelope.kem[:POINT_BYTES], "KEM point")
+                wanted[index] = point
         self.decryption.release(block.height, wanted)
+
+    def _sealed_parts(self, raw: bytes) -> tuple[Envelope, bytes, Point]:
+        """An envelope entry's envelope, id and R: from the verifier's cache when intake
+        or the proposal check saw it (on the consensus task, this is most of the cost),
+        else decoded. The block is committed, so its entries decode."""
+        known = self._verifier.envelopes.get(raw)
+        if known is not None:
+            return known.envelope, known.envelope_id, known.r_point
+        envelope = decode_envelope(raw[1:])
+        point = decode_point(envelope.kem[:POINT_BYTES], "KEM point")
+        return envelope, envelope.digest(self._verifier.domain), point
 
     def _dequeue(self) -> _Queued:
         queued = self._queue.popleft()
@@ -612,19 +623,16 @@ class Executor:
         if not any(raw[:1] == _ENVELOPE_TAG for raw in payload):
             return sealed, opened
         fairness = self._genesis.fairness
-        domain = self._verifier.domain
         entries, signers = split_payload(payload)
         for index, (raw, signer) in enumerate(zip(entries, signers, strict=True)):
             if raw[:1] != _ENVELOPE_TAG:
                 continue
-            envelope = decode_envelope(raw[1:])
-            envelope_id = envelope.digest(domain)
+            envelope, envelope_id, point = self._sealed_parts(raw)
             if signer != envelope.account and not engine.is_authorized(envelope.account, signer):
                 reason = Rejected("unauthorized", "the envelope's signer may not sign for it")
             elif fairness is None or envelope.epoch != fairness.epoch:
                 reason = Rejected("undecryptable", "sealed to another epoch's key")
             else:
-                point = decode_point(envelope.kem[:POINT_BYTES], "KEM point")
                 sealed[index] = _Sealed(envelope, signer, envelope_id, point)
                 continue
             opened[index] = _rejected_envelope(envelope, signer, envelope_id, reason)
