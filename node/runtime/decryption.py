@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
-from typing import Final
+from typing import Final, TypeVar
 
 import trio
 
@@ -57,6 +57,8 @@ from node.net.messages import MAX_SHARE_ITEMS, DecryptionShares, PeerProtocolErr
 from node.runtime.logger import log
 from node.seam import NodeStorage, PeerNetwork
 
+T = TypeVar("T")
+
 RETRY_S = 1.0  # ask peers again for a block's shares this often while it waits
 # Peers' shares waiting for their proof check, at most; beyond, they are dropped (the
 # block asks again with "dq"). 65,536 shares ≈ 10 MB with their objects.
@@ -64,9 +66,23 @@ MAX_UNCHECKED: Final = 65_536
 # Shares checked per worker-thread call: large enough to pay for the hand-off, small
 # enough that a block's first shares count before a whole backlog is checked.
 CHECK_BATCH: Final = 1_024
+# Below this many shares to make or check, the work runs in line: a hand-off to a worker
+# thread (and back, through the GIL) costs more than a few scalar multiplications, and
+# light load, one envelope per block, is where latency counts.
+INLINE_MAX: Final = 8
 # Committed blocks released early whose own shares are still to make (the executor's
 # queue bound, MAX_QUEUED_BLOCKS, keeps it far below this).
 MAX_RELEASES: Final = 4_096
+
+
+async def off_loop(size: int, fn: Callable[..., T], *args: object) -> T:
+    """`fn(*args)` in a worker thread when `size` (shares or envelopes) is above
+    INLINE_MAX, else in line."""
+    if size <= INLINE_MAX:
+        result = fn(*args)
+        await trio.lowlevel.checkpoint()  # still a scheduling point, as the thread is
+        return result
+    return await trio.to_thread.run_sync(fn, *args)
 
 
 def make_shares(
@@ -167,9 +183,8 @@ class Decryption:
             if self._share is None:
                 return
             entries = list(wanted)
-            shares = await trio.to_thread.run_sync(
-                make_shares, self._share, self.public, [wanted[i] for i in entries]
-            )
+            points = [wanted[i] for i in entries]
+            shares = await off_loop(len(points), make_shares, self._share, self.public, points)
             if not self.decryptor.expecting(height):
                 return  # taken from peers' shares meanwhile, or forgotten
             for entry, share in zip(entries, shares, strict=True):
@@ -299,9 +314,8 @@ class Decryption:
                 self._unchecked_ready = trio.Event()
                 await self._unchecked_ready.wait()
                 continue
-            verdicts = await trio.to_thread.run_sync(
-                check_shares, self.public, [(point, item.share) for item, point in batch]
-            )
+            items = [(point, item.share) for item, point in batch]
+            verdicts = await off_loop(len(items), check_shares, self.public, items)
             self._counters["decryption_shares_checked"] += len(batch)
             forged: Counter[int] = Counter()
             accepted = False

@@ -59,7 +59,7 @@ from node.payload import (
     encode_committed,
     split_payload,
 )
-from node.runtime.decryption import Decryption
+from node.runtime.decryption import Decryption, off_loop
 from node.runtime.logger import log
 from node.runtime.outcomes import Outcomes
 from node.runtime.verification import EntryVerifier
@@ -586,8 +586,14 @@ class Executor:
             if sealed:
                 fairness = self._genesis.fairness
                 assert fairness is not None
-                inner = await trio.to_thread.run_sync(
-                    decrypt_sealed, fairness.key, self._verifier.domain, sealed, shares, True
+                inner = await off_loop(
+                    len(sealed),
+                    decrypt_sealed,
+                    fairness.key,
+                    self._verifier.domain,
+                    sealed,
+                    shares,
+                    True,
                 )
                 await trio.lowlevel.checkpoint_if_cancelled()  # before applying, not after
                 if not self._queue or self._queue[0].block is not block:
