@@ -3,13 +3,18 @@
 The runtime (node/runtime/decryption.py) tells this state object which envelopes of a
 committed height need opening (`expect`: entry index -> R, only envelopes whose signer
 the account authorized, PROTOCOL.md §10.5) and hands it every decryption share a peer
-sends (`add`). Each share is checked against the member's verification key (DLEQ) before
-it counts; a forged share is refused and named, a duplicate costs nothing, and at most
-one share per member and envelope is kept, so memory is bounded by the pending blocks'
+sends. A share counts only once its DLEQ proof against the member's verification key
+holds; a forged share is refused and named, a duplicate costs nothing, and at most one
+share per member and envelope is kept, so memory is bounded by the pending blocks'
 envelopes times n. Shares for a height not expected yet (a peer committed first) wait in
-a bounded buffer and are checked when their height is expected. A height is `ready`
-when each of its envelopes has t valid shares; `take` hands them over and forgets the
-height. Pure: no I/O, no clock.
+a bounded buffer, with their sender, and are checked when their height is expected. A
+height is `ready` when each of its envelopes has t valid shares; `take` hands them over
+and forgets the height. Pure: no I/O, no clock.
+
+Checking is lazy and may happen elsewhere: `triage` says, without any curve arithmetic,
+whether a share still matters (its envelope has fewer than t valid shares and none from
+that member); only those get their proof checked (`verify_share`, which the runtime runs
+in a worker thread), and `add_checked` takes the verdict. `add` does all three in line.
 """
 
 from __future__ import annotations
@@ -37,6 +42,16 @@ class Added(enum.Enum):
     DROPPED = "dropped"  # height not wanted (done, or too far ahead with the buffer full)
 
 
+@dataclass(frozen=True, slots=True)
+class Unchecked:
+    """A share that still counts once its proof is checked, with who sent it."""
+
+    sender: int
+    height: int
+    entry: int
+    share: DecryptionShare
+
+
 @dataclass(slots=True)
 class _Pending:
     points: dict[int, Point]  # entry index -> R
@@ -51,7 +66,7 @@ class Decryptor:
         self.public = public
         self.threshold = public.threshold
         self._pending: dict[int, _Pending] = {}
-        self._early: OrderedDict[int, list[tuple[int, DecryptionShare]]] = OrderedDict()
+        self._early: OrderedDict[int, list[Unchecked]] = OrderedDict()
         self._early_count = 0
         self._done_below = 1  # heights below this were taken: their shares are late
         self.invalid = 0  # shares refused for a bad proof (for metrics)
@@ -59,46 +74,96 @@ class Decryptor:
     def __len__(self) -> int:
         return len(self._pending)
 
-    def expect(self, height: int, points: Mapping[int, Point]) -> list[tuple[int, int]]:
+    def expecting(self, height: int) -> bool:
+        return height in self._pending
+
+    @property
+    def done_below(self) -> int:
+        """Heights below this were taken or forgotten."""
+        return self._done_below
+
+    def expect(self, height: int, points: Mapping[int, Point]) -> list[Unchecked]:
         """The envelopes of committed `height` that need opening (entry index -> R).
-        Early shares for it are checked now; returns (entry index, member) of those that
-        failed, so the caller can blame whoever sent them."""
+        Returns the early shares for it that still count, unchecked: the caller checks
+        each (`verify_share`) and hands the verdict to `add_checked`, so a forged one is
+        blamed on the peer that sent it."""
         assert height >= self._done_below and height not in self._pending
         self._pending[height] = _Pending(dict(points))
-        failed: list[tuple[int, int]] = []
-        for entry, share in self._early.pop(height, []):
+        todo: list[Unchecked] = []
+        for item in self._early.pop(height, []):
             self._early_count -= 1
-            if self.add(height, entry, share) is Added.INVALID:
-                failed.append((entry, share.index))
-        return failed
+            if self.triage(item.sender, height, item.entry, item.share) is None:
+                todo.append(item)
+        return todo
 
-    def add(self, height: int, entry: int, share: DecryptionShare) -> Added:
+    def point(self, height: int, entry: int) -> Point | None:
+        """R of a pending envelope (what its shares are checked against)."""
+        pending = self._pending.get(height)
+        return None if pending is None else pending.points.get(entry)
+
+    def shares_of(self, height: int, entry: int) -> Mapping[int, DecryptionShare]:
+        """The valid shares held for one envelope (member -> share)."""
+        pending = self._pending.get(height)
+        return {} if pending is None else pending.shares.get(entry, {})
+
+    def needs(self, height: int, entry: int, member: int) -> bool:
+        """Whether a share of `member` for that envelope would still count."""
+        pending = self._pending.get(height)
+        if pending is None or entry not in pending.points:
+            return False
+        have = pending.shares.get(entry, {})
+        return member not in have and len(have) < self.threshold
+
+    def triage(self, sender: int, height: int, entry: int, share: DecryptionShare) -> Added | None:
+        """What becomes of a share without checking its proof: None when it still counts
+        and must be checked; EARLY when kept for a height not expected yet."""
         pending = self._pending.get(height)
         if pending is None:
-            return self._keep_early(height, entry, share)
-        point = pending.points.get(entry)
-        if point is None:
+            return self._keep_early(Unchecked(sender, height, entry, share))
+        if entry not in pending.points:
             return Added.INVALID
-        have = pending.shares.setdefault(entry, {})
-        if share.index in have or len(have) >= self.threshold:
+        if not self.needs(height, entry, share.index):
             return Added.DUPLICATE
-        if not verify_share(self.public, point, share):
+        return None
+
+    def add_checked(self, height: int, entry: int, share: DecryptionShare, valid: bool) -> Added:
+        """A share whose proof was checked against `point(height, entry)`: `valid` is
+        the verdict. A failed proof is INVALID even if the height is done by now."""
+        if not valid:
             self.invalid += 1
             return Added.INVALID
-        have[share.index] = share
+        if not self.needs(height, entry, share.index):
+            return Added.DUPLICATE if height in self._pending else Added.DROPPED
+        self._pending[height].shares.setdefault(entry, {})[share.index] = share
         return Added.ACCEPTED
 
-    def _keep_early(self, height: int, entry: int, share: DecryptionShare) -> Added:
-        if height < self._done_below:
+    def add_own(self, height: int, entry: int, share: DecryptionShare) -> Added:
+        """This member's own share, made here from its key share (checked against its
+        verification share at start-up): counted without a proof check."""
+        if not self.needs(height, entry, share.index):
+            return Added.DUPLICATE
+        self._pending[height].shares.setdefault(entry, {})[share.index] = share
+        return Added.ACCEPTED
+
+    def add(self, height: int, entry: int, share: DecryptionShare, sender: int = 0) -> Added:
+        """`triage`, the proof check and `add_checked` in line."""
+        triaged = self.triage(sender, height, entry, share)
+        if triaged is not None:
+            return triaged
+        point = self._pending[height].points[entry]
+        return self.add_checked(height, entry, share, verify_share(self.public, point, share))
+
+    def _keep_early(self, item: Unchecked) -> Added:
+        if item.height < self._done_below:
             return Added.DROPPED
-        bucket = self._early.get(height)
+        bucket = self._early.get(item.height)
         if bucket is None:
             if len(self._early) >= MAX_EARLY_HEIGHTS:
                 return Added.DROPPED
-            bucket = self._early[height] = []
+            bucket = self._early[item.height] = []
         if self._early_count >= MAX_EARLY_SHARES:
             return Added.DROPPED
-        bucket.append((entry, share))
+        bucket.append(item)
         self._early_count += 1
         return Added.EARLY
 

@@ -1,14 +1,29 @@
 """Decryption shares between members: make ours, collect theirs, until a block opens.
 
-Encrypted intents (docs/PROTOCOL.md §10) are ordered sealed. When a committed block with
-envelopes reaches the head of execution (node/runtime/execution.py), the executor asks
-`open` for the shares of the envelopes that §10.5 lets it open; this room makes this
-member's share of each (one scalar multiplication and a DLEQ proof), sends them all to
-every peer in ONE `"ds"` message, and waits until the pure `Decryptor`
-(node/fairness/decryptor.py) holds t valid shares for each. Peers' shares arrive through
-the dispatcher (`on_shares`): each is checked against its member's verification key
-before it counts; a message with a forged share is refused and penalizes its sender
-(a withheld share costs nothing: any t valid ones give the same key).
+Encrypted intents (docs/PROTOCOL.md §10) are ordered sealed. This room makes this
+member's share of each envelope a committed block may open (one scalar multiplication
+and a DLEQ proof), sends them all to every peer in ONE `"ds"` message, and collects
+peers' shares until the pure `Decryptor` (node/fairness/decryptor.py) holds t valid
+shares for each; the executor (node/runtime/execution.py) waits in `open` for the block
+at the head of execution.
+
+When the shares go out: §10.5 decides which envelopes get a share on the state after
+the previous block, but only for an envelope signed by an agent does that state matter
+(an envelope its own account signed, sealed to this epoch, always gets one). So a block
+whose envelopes are all signed by their accounts is `release`d at commit, while earlier
+blocks still execute: its shares are made and exchanged in the pipeline, and the block
+usually finds them in when it reaches the head. A block with an agent-signed envelope
+waits for the head, as the rule requires.
+
+Where the curve work runs: share creation and proof checks run in worker threads
+(libsecp256k1 releases the GIL), never in the dispatcher or the consensus task, so a
+block of thousands of envelopes does not hold up votes. Peers' shares arrive through the
+dispatcher (`on_shares`), which only sorts them (`Decryptor.triage`, no arithmetic) into
+a bounded queue; the checker verifies lazily, only shares that still count (t valid per
+envelope: further ones are checked only when one fails), and a forged share is refused
+and penalizes its sender (a withheld share costs nothing: any t valid ones give the same
+key). Our own shares count without a check: they are made here from the key share that
+start-up checked against our verification share.
 
 A member that misses shares (it was offline, or caught up by sync after the others moved
 on) asks again every `retry_s` with `"dq"`; a peer answers from the share record it
@@ -22,19 +37,66 @@ never waits for a share.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections import Counter, deque
+from collections.abc import Callable, Mapping, Sequence
+from typing import Final, TypeVar
 
 import trio
 
 from node.fairness.committee import FairnessGenesis
-from node.fairness.decryptor import Added, Decryptor, decode_share_record
+from node.fairness.decryptor import Added, Decryptor, Unchecked, decode_share_record
 from node.fairness.group import Point
-from node.fairness.threshold import DecryptionShare, KeyShare, create_share
+from node.fairness.threshold import (
+    DecryptionShare,
+    KeyShare,
+    ThresholdPublicKey,
+    create_share,
+    verify_share,
+)
 from node.net.messages import MAX_SHARE_ITEMS, DecryptionShares, PeerProtocolError
 from node.runtime.logger import log
 from node.seam import NodeStorage, PeerNetwork
 
+T = TypeVar("T")
+
 RETRY_S = 1.0  # ask peers again for a block's shares this often while it waits
+# Peers' shares waiting for their proof check, at most; beyond, they are dropped (the
+# block asks again with "dq"). 65,536 shares ≈ 10 MB with their objects.
+MAX_UNCHECKED: Final = 65_536
+# Shares checked per worker-thread call: large enough to pay for the hand-off, small
+# enough that a block's first shares count before a whole backlog is checked.
+CHECK_BATCH: Final = 1_024
+# Below this many shares to make or check, the work runs in line: a hand-off to a worker
+# thread (and back, through the GIL) costs more than a few scalar multiplications, and
+# light load, one envelope per block, is where latency counts.
+INLINE_MAX: Final = 8
+# Committed blocks released early whose own shares are still to make (the executor's
+# queue bound, MAX_QUEUED_BLOCKS, keeps it far below this).
+MAX_RELEASES: Final = 4_096
+
+
+async def off_loop(size: int, fn: Callable[..., T], *args: object) -> T:
+    """`fn(*args)` in a worker thread when `size` (shares or envelopes) is above
+    INLINE_MAX, else in line."""
+    if size <= INLINE_MAX:
+        result = fn(*args)
+        await trio.lowlevel.checkpoint()  # still a scheduling point, as the thread is
+        return result
+    return await trio.to_thread.run_sync(fn, *args)
+
+
+def make_shares(
+    share: KeyShare, public: ThresholdPublicKey, points: Sequence[Point]
+) -> list[DecryptionShare]:
+    """Our share of each R (pure; runs in a worker thread)."""
+    return [create_share(share, public, point) for point in points]
+
+
+def check_shares(
+    public: ThresholdPublicKey, items: Sequence[tuple[Point, DecryptionShare]]
+) -> list[bool]:
+    """The proof verdict of each (R, share) (pure; runs in a worker thread)."""
+    return [verify_share(public, point, share) for point, share in items]
 
 
 class Decryption:
@@ -65,24 +127,84 @@ class Decryption:
         self._withhold = withhold
         self._forge = forge
         self._changed = trio.Event()
-        for name in ("decryption_shares_sent", "decryption_shares_invalid", "decryption_waits"):
+        # Peers' shares to check, oldest first; and the heights whose own shares are
+        # made or being made (set when done), so no share is made twice.
+        self._unchecked: deque[Unchecked] = deque()
+        self._unchecked_ready = trio.Event()
+        self._releases: deque[tuple[int, dict[int, Point]]] = deque()
+        self._releases_ready = trio.Event()
+        self._own: dict[int, trio.Event] = {}
+        for name in (
+            "decryption_shares_sent",
+            "decryption_shares_invalid",
+            "decryption_shares_checked",
+            "decryption_shares_unchecked_dropped",
+            "decryption_waits",
+            "decryption_released_at_commit",
+        ):
             counters.setdefault(name, 0)
+
+    async def run(self) -> None:
+        """The checker and the early releaser (the executor runs this beside its queue)."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._check_loop)
+            nursery.start_soon(self._release_loop)
+
+    # ------------------------------------------------------------ our shares
+
+    def release(self, height: int, wanted: Mapping[int, Point]) -> None:
+        """Committed `height` opens exactly `wanted` whatever the state before it (every
+        envelope signed by its account): expect its shares and make ours now."""
+        if not wanted or len(self._releases) >= MAX_RELEASES:
+            return  # nothing to open, or the block makes its shares at the head
+        if not self.decryptor.expecting(height):
+            self._queue_unchecked(self.decryptor.expect(height, wanted))
+        self._releases.append((height, dict(wanted)))
+        self._releases_ready.set()
+        self._counters["decryption_released_at_commit"] += 1
+
+    async def _release_loop(self) -> None:
+        while True:
+            while not self._releases:
+                self._releases_ready = trio.Event()
+                await self._releases_ready.wait()
+            height, wanted = self._releases.popleft()
+            if self.decryptor.expecting(height):
+                await self._own_shares(height, wanted)
+
+    async def _own_shares(self, height: int, wanted: Mapping[int, Point]) -> None:
+        """Make (in a worker thread), count and send our shares for `height`, once."""
+        done = self._own.get(height)
+        if done is not None:
+            await done.wait()
+            return
+        done = self._own[height] = trio.Event()
+        try:
+            if self._share is None:
+                return
+            entries = list(wanted)
+            points = [wanted[i] for i in entries]
+            shares = await off_loop(len(points), make_shares, self._share, self.public, points)
+            if not self.decryptor.expecting(height):
+                return  # taken from peers' shares meanwhile, or forgotten
+            for entry, share in zip(entries, shares, strict=True):
+                self.decryptor.add_own(height, entry, share)
+            self._changed.set()
+            self._unchecked_ready.set()  # shares set aside for ours may be moot now
+            if not self._withhold:
+                self._send(None, height, list(zip(entries, shares, strict=True)))
+        finally:
+            done.set()
 
     async def open(
         self, height: int, wanted: Mapping[int, Point]
     ) -> dict[int, tuple[DecryptionShare, ...]]:
         """t valid shares for each envelope of committed `height` in `wanted` (entry
-        index -> R, envelopes §10.5 lets us open). Our own go to every peer first."""
-        invalid = self.decryptor.expect(height, wanted)
-        self._counters["decryption_shares_invalid"] += len(invalid)
-        own = []
-        if self._share is not None:
-            for entry, point in wanted.items():
-                share = create_share(self._share, self.public, point)
-                self.decryptor.add(height, entry, share)
-                own.append((entry, share))
-        if own and not self._withhold:
-            self._send(None, height, own)
+        index -> R, envelopes §10.5 lets us open). Our own go to every peer first
+        (unless `release` sent them already)."""
+        if not self.decryptor.expecting(height):
+            self._queue_unchecked(self.decryptor.expect(height, wanted))
+        await self._own_shares(height, wanted)
         waits = 0
         while not self.decryptor.ready(height):
             self._changed = trio.Event()
@@ -98,7 +220,10 @@ class Decryption:
                     missing=self.decryptor.missing(height),
                 )
             self._network.broadcast(["dq", height])
-        return self.decryptor.take(height)
+        taken = self.decryptor.take(height)
+        for h in [h for h in self._own if h < self.decryptor.done_below]:
+            del self._own[h]
+        return taken
 
     def _send(
         self, peer: int | None, height: int, shares: list[tuple[int, DecryptionShare]]
@@ -120,21 +245,91 @@ class Decryption:
             return data[:-1] + bytes([data[-1] ^ 1])
         return data
 
+    # ------------------------------------------------------------ peers' shares
+
     def on_shares(self, peer: int, message: DecryptionShares) -> None:
-        """Shares a peer sent (its own, or ones it relays: each proves itself). A forged
-        one makes the whole message the sender's fault, after the valid ones counted."""
+        """Shares a peer sent (its own, or ones it relays: each proves itself), sorted
+        without arithmetic: those that still count queue for the checker, which blames
+        the sender of a forged one. A share for an envelope the height does not have
+        makes the message the sender's fault at once."""
         invalid = 0
-        accepted = False
         for entry, raw in message.shares:
-            added = self.decryptor.add(message.height, entry, DecryptionShare.decode(raw))
-            if added is Added.INVALID:
+            share = DecryptionShare.decode(raw)
+            triaged = self.decryptor.triage(peer, message.height, entry, share)
+            if triaged is None:
+                self._queue_unchecked([Unchecked(peer, message.height, entry, share)])
+            elif triaged is Added.INVALID:
                 invalid += 1
-            accepted = accepted or added is Added.ACCEPTED
-        if accepted:
-            self._changed.set()
         if invalid:
             self._counters["decryption_shares_invalid"] += invalid
-            raise PeerProtocolError(f"{invalid} invalid decryption shares for {message.height}")
+            height = message.height
+            raise PeerProtocolError(f"{invalid} decryption shares for no envelope of {height}")
+
+    def _queue_unchecked(self, items: list[Unchecked]) -> None:
+        room = MAX_UNCHECKED - len(self._unchecked)
+        if len(items) > room:
+            self._counters["decryption_shares_unchecked_dropped"] += len(items) - max(room, 0)
+            items = items[: max(room, 0)]
+        if items:
+            self._unchecked.extend(items)
+            self._unchecked_ready.set()
+
+    def _next_batch(self) -> list[tuple[Unchecked, Point]]:
+        """Up to CHECK_BATCH queued shares that still count, no more per envelope than
+        it lacks besides our own share (lazy: a further share is checked only if one of
+        these fails); those set aside go back to the front, and are dropped next time if
+        no longer needed."""
+        batch: list[tuple[Unchecked, Point]] = []
+        lacking: dict[tuple[int, int], int] = {}
+        aside: list[Unchecked] = []
+        decryptor = self.decryptor
+        while self._unchecked and len(batch) < CHECK_BATCH:
+            item = self._unchecked.popleft()
+            point = decryptor.point(item.height, item.entry)
+            if point is None or not decryptor.needs(item.height, item.entry, item.share.index):
+                continue
+            key = (item.height, item.entry)
+            if key not in lacking:
+                have = decryptor.shares_of(*key)
+                # Our own share counts for every expected height, made or being made.
+                own = self._share is not None and self._share.index not in have
+                lacking[key] = decryptor.threshold - len(have) - own
+            if lacking[key] <= 0:
+                aside.append(item)
+                continue
+            lacking[key] -= 1
+            batch.append((item, point))
+        self._unchecked.extendleft(reversed(aside))
+        return batch
+
+    async def _check_loop(self) -> None:
+        while True:
+            while not self._unchecked:
+                self._unchecked_ready = trio.Event()
+                await self._unchecked_ready.wait()
+            batch = self._next_batch()
+            if not batch:
+                # All set aside until our own share lands (or new shares come, or a
+                # height is taken): wait for that rather than spin.
+                self._unchecked_ready = trio.Event()
+                await self._unchecked_ready.wait()
+                continue
+            items = [(point, item.share) for item, point in batch]
+            verdicts = await off_loop(len(items), check_shares, self.public, items)
+            self._counters["decryption_shares_checked"] += len(batch)
+            forged: Counter[int] = Counter()
+            accepted = False
+            for (item, _), valid in zip(batch, verdicts, strict=True):
+                added = self.decryptor.add_checked(item.height, item.entry, item.share, valid)
+                if added is Added.INVALID:
+                    forged[item.sender] += 1
+                accepted = accepted or added is Added.ACCEPTED
+            if accepted:
+                self._changed.set()
+            for sender, count in forged.items():
+                self._counters["decryption_shares_invalid"] += count
+                self._network.penalize(sender, f"{count} forged decryption shares")
+                log.warning("forged decryption shares", peer=sender, count=count)
 
     def on_request(self, peer: int, height: int) -> None:
         """A peer misses shares of `height`: the record we stored, or the valid shares

@@ -35,11 +35,12 @@ from node.chain.watcher import ChainWatcher
 from node.fairness.decryptor import decode_share_record, encode_share_record
 from node.fairness.envelope import Envelope, Rejected, decode_envelope, open_envelope
 from node.fairness.group import POINT_BYTES, Point, decode_point
-from node.fairness.threshold import DecryptionShare, combine
+from node.fairness.threshold import DecryptionShare, ThresholdPublicKey, combine
 from node.genesis import Genesis
 from node.intents import (
+    Domain,
+    Entry,
     IntentError,
-    SignedIntent,
     check_signer,
     committed_action,
     committed_intent,
@@ -58,7 +59,7 @@ from node.payload import (
     encode_committed,
     split_payload,
 )
-from node.runtime.decryption import Decryption
+from node.runtime.decryption import Decryption, off_loop
 from node.runtime.logger import log
 from node.runtime.outcomes import Outcomes
 from node.runtime.verification import EntryVerifier
@@ -524,7 +525,39 @@ class Executor:
             )
             self._queue.append(queued)
             self.queued_ids.update(intent_id(raw) for raw in block.payload[:-1])
+            self._release_early(block)
         self._queue_changed.set()
+
+    def _release_early(self, block: Block) -> None:
+        """Hand the decryption room a committed block whose envelopes are all signed by
+        their accounts: which of them open does not depend on the state before it
+        (§10.5), so its shares can be made and exchanged now, while the blocks ahead of
+        it execute. Any agent-signed envelope: the block waits for the head."""
+        if self.decryption is None or not _has_envelopes(block):
+            return
+        wanted: dict[int, Point] = {}
+        fairness = self._genesis.fairness
+        entries, signers = split_payload(block.payload)
+        for index, (raw, signer) in enumerate(zip(entries, signers, strict=True)):
+            if raw[:1] != _ENVELOPE_TAG:
+                continue
+            envelope, _, point = self._sealed_parts(raw)
+            if signer != envelope.account:
+                return
+            if fairness is not None and envelope.epoch == fairness.epoch:
+                wanted[index] = point
+        self.decryption.release(block.height, wanted)
+
+    def _sealed_parts(self, raw: bytes) -> tuple[Envelope, bytes, Point]:
+        """An envelope entry's envelope, id and R: from the verifier's cache when intake
+        or the proposal check saw it (on the consensus task, this is most of the cost),
+        else decoded. The block is committed, so its entries decode."""
+        known = self._verifier.envelopes.get(raw)
+        if known is not None:
+            return known.envelope, known.envelope_id, known.r_point
+        envelope = decode_envelope(raw[1:])
+        point = decode_point(envelope.kem[:POINT_BYTES], "KEM point")
+        return envelope, envelope.digest(self._verifier.domain), point
 
     def _dequeue(self) -> _Queued:
         queued = self._queue.popleft()
@@ -539,7 +572,15 @@ class Executor:
 
     async def run_queue(self) -> None:
         """Execute the queued blocks in height order, each once its envelopes' shares
-        are in (the member runs this task when genesis publishes a committee key)."""
+        are in (the member runs this task when genesis publishes a committee key),
+        beside the decryption room's share checker and early releaser."""
+        assert self.decryption is not None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.decryption.run)
+            await self._run_queue()
+            nursery.cancel_scope.cancel()
+
+    async def _run_queue(self) -> None:
         assert self.decryption is not None
         while True:
             while not self._queue:
@@ -553,7 +594,22 @@ class Executor:
                 shares = await self.decryption.open(block.height, wanted)
             if not self._queue or self._queue[0].block is not block:
                 continue  # a snapshot was installed meanwhile
-            opened.update(self._open_with(self.engine, sealed, shares, verified=True))
+            if sealed:
+                fairness = self._genesis.fairness
+                assert fairness is not None
+                inner = await off_loop(
+                    len(sealed),
+                    decrypt_sealed,
+                    fairness.key,
+                    self._verifier.domain,
+                    sealed,
+                    shares,
+                    True,
+                )
+                await trio.lowlevel.checkpoint_if_cancelled()  # before applying, not after
+                if not self._queue or self._queue[0].block is not block:
+                    continue
+                opened.update(self._judge_opened(self.engine, sealed, inner))
             queued = self._dequeue()
             self._apply(block, self.committed_entries(block.payload, opened=opened))
             batch = WriteBatch(
@@ -564,8 +620,11 @@ class Executor:
                 prune_log_below=max(0, self.height - self._history_blocks) or None,
                 shares=[(block.height, encode_share_record(shares))] if shares else [],
             )
-            async with self.storage_lock:
-                self._storage.write(batch)
+            # Applied in memory: it must reach the disk, even if we are being cancelled
+            # (the lock's checkpoint would otherwise leave the engine ahead of the log).
+            with trio.CancelScope(shield=True):
+                async with self.storage_lock:
+                    self._storage.write(batch)
             self._executed.set()
 
     def _plan_envelopes(
@@ -581,19 +640,16 @@ class Executor:
         if not any(raw[:1] == _ENVELOPE_TAG for raw in payload):
             return sealed, opened
         fairness = self._genesis.fairness
-        domain = self._verifier.domain
         entries, signers = split_payload(payload)
         for index, (raw, signer) in enumerate(zip(entries, signers, strict=True)):
             if raw[:1] != _ENVELOPE_TAG:
                 continue
-            envelope = decode_envelope(raw[1:])
-            envelope_id = envelope.digest(domain)
+            envelope, envelope_id, point = self._sealed_parts(raw)
             if signer != envelope.account and not engine.is_authorized(envelope.account, signer):
                 reason = Rejected("unauthorized", "the envelope's signer may not sign for it")
             elif fairness is None or envelope.epoch != fairness.epoch:
                 reason = Rejected("undecryptable", "sealed to another epoch's key")
             else:
-                point = decode_point(envelope.kem[:POINT_BYTES], "KEM point")
                 sealed[index] = _Sealed(envelope, signer, envelope_id, point)
                 continue
             opened[index] = _rejected_envelope(envelope, signer, envelope_id, reason)
@@ -610,29 +666,30 @@ class Executor:
         its inner intent checked as any intent is (§10.5): the same everywhere."""
         fairness = self._genesis.fairness
         assert fairness is not None
+        inner = decrypt_sealed(fairness.key, self._verifier.domain, sealed, shares, verified)
+        return self._judge_opened(engine, sealed, inner)
+
+    def _judge_opened(
+        self, engine: Engine, sealed: dict[int, _Sealed], inner: dict[int, Entry | Rejected]
+    ) -> dict[int, Executable]:
+        """The state part of opening (`decrypt_sealed` did the rest): an inner intent's
+        signer's authority as of the state the share decision used. An inner intent its
+        account did not authorize is this envelope's outcome (`bad_inner_intent`), not
+        "nobody's" as an unauthorized plain entry is, since the envelope's id covers the
+        whole ciphertext and its own signer was authorized."""
         out: dict[int, Executable] = {}
         for index, s in sealed.items():
-            key = combine(fairness.key, s.r_point, shares[index], verified=verified).key
-            inner = open_envelope(s.envelope, key)
-            if isinstance(inner, Rejected):
-                out[index] = _rejected_envelope(s.envelope, s.signer, s.envelope_id, inner)
-                continue
-            out[index] = self._inner_executable(engine, s, inner)
+            opened = inner[index]
+            if isinstance(opened, Entry):
+                try:
+                    check_signer(opened, engine.is_authorized)
+                except IntentError as error:
+                    opened = Rejected("bad_inner_intent", f"{error.code}: {error.message}")
+            if isinstance(opened, Rejected):
+                out[index] = _rejected_envelope(s.envelope, s.signer, s.envelope_id, opened)
+            else:
+                out[index] = Executable(opened.to_dict(), opened.signer, s.envelope_id)
         return out
-
-    def _inner_executable(self, engine: Engine, s: _Sealed, inner: SignedIntent) -> Executable:
-        """The inner intent's own signature, and its signer's authority as of the state
-        the share decision used: an inner intent its account did not authorize is this
-        envelope's outcome (`bad_inner_intent`), not "nobody's" as an unauthorized plain
-        entry is, since the envelope's id covers the whole ciphertext and its own signer
-        was authorized."""
-        try:
-            entry = verify_intent(inner, self._verifier.domain)
-            check_signer(entry, engine.is_authorized)
-        except IntentError as error:
-            reason = Rejected("bad_inner_intent", f"{error.code}: {error.message}")
-            return _rejected_envelope(s.envelope, s.signer, s.envelope_id, reason)
-        return Executable(entry.to_dict(), entry.signer, s.envelope_id)
 
     def _open_stored(
         self, engine: Engine, height: int, payload: tuple[bytes, ...]
@@ -651,6 +708,30 @@ class Executor:
 def _unknown(raw: bytes) -> None:
     """`EntryVerifier.known` of an empty cache."""
     return None
+
+
+def decrypt_sealed(
+    public: ThresholdPublicKey,
+    domain: Domain,
+    sealed: dict[int, _Sealed],
+    shares: dict[int, tuple[DecryptionShare, ...]],
+    verified: bool,
+) -> dict[int, Entry | Rejected]:
+    """The state-free part of opening a block's envelopes: combine each key, open the
+    envelope, check the inner intent's signature. Pure (no engine, no I/O), so the live
+    path runs it in a worker thread, off the event loop."""
+    out: dict[int, Entry | Rejected] = {}
+    for index, s in sealed.items():
+        key = combine(public, s.r_point, shares[index], verified=verified).key
+        inner = open_envelope(s.envelope, key)
+        if isinstance(inner, Rejected):
+            out[index] = inner
+            continue
+        try:
+            out[index] = verify_intent(inner, domain)
+        except IntentError as error:
+            out[index] = Rejected("bad_inner_intent", f"{error.code}: {error.message}")
+    return out
 
 
 def _has_envelopes(block: Block) -> bool:

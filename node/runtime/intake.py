@@ -23,11 +23,16 @@ from matching.engine import Engine
 from node.api.facade import SubmitResult
 from node.fairness.envelope import decode_envelope
 from node.fairness.errors import FairnessError
-from node.intents import Entry, IntentError, SignedIntent, check_signer, pack_intent
+from node.intents import Domain, Entry, IntentError, SignedIntent, check_signer, pack_intent
 from node.mempool import AddResult, Mempool, PoolItem
 from node.payload import intent_entry
 from node.runtime.outcomes import Outcomes
-from node.runtime.verification import EntryVerifier
+from node.runtime.verification import (
+    THREAD_BATCH_MIN,
+    EntryVerifier,
+    VerifiedEnvelope,
+    check_envelope_entry,
+)
 
 CANCEL_TYPES = frozenset(("cancel", "cancel_cloid", "cancel_all"))
 
@@ -209,9 +214,10 @@ class Intake:
         results: list[SubmitResult] = []
         fresh: list[bytes] = []
         admitted = 0
+        failed = await self._check_envelopes(raws) if epoch is not None else {}
         now = self._now_ms()
         for raw in raws:
-            result, added = self._admit_envelope(raw, forward, epoch, now)
+            result, added = self._admit_envelope(raw, forward, epoch, now, failed.get(raw))
             if added:
                 admitted += 1
                 if forward:
@@ -226,8 +232,40 @@ class Intake:
             self._forward_envelopes(fresh[start : start + step])
         return results
 
+    async def _check_envelopes(self, raws: list[bytes]) -> dict[bytes, FairnessError]:
+        """Check the envelopes not seen yet (signer recovery and KEM proof: about three
+        scalar multiplications each) in worker threads, as plain intents' signatures
+        are, and fill the verifier's cache with the good ones; returns why the others
+        failed. A few are checked in line by `_admit_envelope` (a hand-off costs more)."""
+        verifier = self._verifier
+        todo = list({raw: None for raw in raws if raw not in verifier.envelopes})
+        if verifier.threads < 2 or len(todo) < THREAD_BATCH_MIN:
+            return {}
+        step = -(-len(todo) // verifier.threads)
+        parts = [todo[i : i + step] for i in range(0, len(todo), step)]
+        results: list[list[VerifiedEnvelope | FairnessError]] = [[] for _ in parts]
+
+        async def part(i: int) -> None:
+            results[i] = await trio.to_thread.run_sync(check_envelopes, parts[i], verifier.domain)
+
+        async with trio.open_nursery() as nursery:
+            for i in range(len(parts)):
+                nursery.start_soon(part, i)
+        failed: dict[bytes, FairnessError] = {}
+        for raw, result in zip(todo, (r for chunk in results for r in chunk), strict=True):
+            if isinstance(result, FairnessError):
+                failed[raw] = result
+            else:
+                verifier.envelopes.put(raw, result, len(raw))
+        return failed
+
     def _admit_envelope(
-        self, raw: bytes, forward: bool, epoch: int | None, now: int
+        self,
+        raw: bytes,
+        forward: bool,
+        epoch: int | None,
+        now: int,
+        failed: FairnessError | None = None,
     ) -> tuple[SubmitResult | None, bool]:
         try:
             envelope_id = decode_envelope(raw[1:]).digest(self._verifier.domain)
@@ -240,6 +278,8 @@ class Intake:
             message = "this committee publishes no key for encrypted intents"
             return SubmitResult(envelope_id, "rejected", "no_committee_key", message), False
         try:
+            if failed is not None:
+                raise failed
             checked = self._verifier.envelope(raw)
         except FairnessError as error:
             return SubmitResult(envelope_id, "rejected", error.code, error.message), False
@@ -262,6 +302,17 @@ class Intake:
         if not len(self.mempool):
             self.nonempty = trio.Event()
         return items
+
+
+def check_envelopes(raws: list[bytes], domain: Domain) -> list[VerifiedEnvelope | FairnessError]:
+    """Each envelope entry checked, or why not (pure: runs in a worker thread)."""
+    out: list[VerifiedEnvelope | FairnessError] = []
+    for raw in raws:
+        try:
+            out.append(check_envelope_entry(raw, domain))
+        except FairnessError as error:
+            out.append(error)
+    return out
 
 
 def used_nonce(engine: Engine, account: bytes, signer: bytes, nonce: int) -> str | None:

@@ -23,6 +23,7 @@ from node.fairness.threshold import (
     combine,
     create_share,
     dealer_keygen,
+    verify_share,
 )
 
 PUBLIC, SHARES = dealer_keygen(4, 2, b"\x07" * 32, chain_id=DEV_CHAIN_ID)
@@ -66,11 +67,18 @@ def test_a_block_is_ready_with_t_valid_shares_per_envelope() -> None:
 
 def test_early_shares_wait_for_their_height_and_are_checked_then() -> None:
     d = Decryptor(PUBLIC)
-    assert d.add(9, 0, create_share(SHARES[1], PUBLIC, R1)) is Added.EARLY
-    assert d.add(9, 0, forged(create_share(SHARES[2], PUBLIC, R1))) is Added.EARLY
-    failed = d.expect(9, {0: R1})
-    assert failed == [(0, 3)]
-    d.add(9, 0, create_share(SHARES[0], PUBLIC, R1))
+    assert d.add(9, 0, forged(create_share(SHARES[2], PUBLIC, R1)), sender=3) is Added.EARLY
+    assert d.add(9, 0, create_share(SHARES[1], PUBLIC, R1), sender=2) is Added.EARLY
+    unchecked = d.expect(9, {0: R1})
+    # Both still count: they come back unchecked, with the peer that sent each.
+    assert [(u.sender, u.entry, u.share.index) for u in unchecked] == [(3, 0, 3), (2, 0, 2)]
+    verdicts = [verify_share(PUBLIC, R1, u.share) for u in unchecked]
+    assert verdicts == [False, True]
+    pairs = zip(unchecked, verdicts, strict=True)
+    added = [d.add_checked(9, u.entry, u.share, ok) for u, ok in pairs]
+    assert added == [Added.INVALID, Added.ACCEPTED]
+    assert d.invalid == 1
+    assert d.add_own(9, 0, create_share(SHARES[0], PUBLIC, R1)) is Added.ACCEPTED
     assert d.ready(9)
     for h in range(10, 10 + MAX_EARLY_HEIGHTS):
         assert d.add(h, 0, create_share(SHARES[1], PUBLIC, R1)) is Added.EARLY
@@ -100,3 +108,24 @@ def test_local_dkg_gives_a_working_key_and_refuses_other_chains() -> None:
     assert len(keys) == 1
     with pytest.raises(FairnessError, match="dkg_refused"):
         local_dkg(1, 0, secrets, seeds)
+
+
+def test_triage_is_lazy_and_never_counts_an_unchecked_share() -> None:
+    """Only shares that still count need a proof check (t valid per envelope); a share
+    is counted only with a True verdict, and a False one is INVALID even after the
+    height is done, so its sender is still blamed."""
+    d = Decryptor(PUBLIC)
+    d.expect(3, {0: R1})
+    good, other = create_share(SHARES[1], PUBLIC, R1), create_share(SHARES[2], PUBLIC, R1)
+    assert d.triage(2, 3, 0, good) is None  # must be checked
+    assert d.triage(2, 3, 5, good) is Added.INVALID  # no such envelope
+    assert d.add_checked(3, 0, good, True) is Added.ACCEPTED
+    assert d.triage(2, 3, 0, good) is Added.DUPLICATE
+    assert d.add_checked(3, 0, other, True) is Added.ACCEPTED
+    assert d.ready(3)
+    # t = 2 valid shares are in: a third is not worth a check.
+    assert not d.needs(3, 0, 4)
+    assert d.triage(4, 3, 0, create_share(SHARES[3], PUBLIC, R1)) is Added.DUPLICATE
+    d.take(3)
+    assert d.add_checked(3, 0, forged(other), False) is Added.INVALID
+    assert d.add_checked(3, 0, other, True) is Added.DROPPED

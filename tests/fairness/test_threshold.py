@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from node.fairness import threshold
 from node.fairness.errors import FairnessError
-from node.fairness.group import N, base_mul, decode_point, encode_point, lincomb, mul
+from node.fairness.group import N, base_mul, decode_point, double_mul, encode_point, lincomb, mul
 from node.fairness.proofs import prove_dleq, verify_dleq
 from node.fairness.threshold import (
     DEV_CHAIN_ID,
@@ -178,3 +178,21 @@ def test_property_any_valid_quorum_recovers_the_key(shape, seed, rng) -> None:
     r_point = open_ciphertext(ciphertext, LABEL)
     chosen = rng.sample(shares, t)
     assert combine(public, r_point, [create_share(s, public, r_point) for s in chosen]).key == key
+
+
+@pytest.mark.parametrize("a", [0, 1, 7, N - 1, 2**200 + 3])
+@pytest.mark.parametrize("b", [0, 1, 5, N - 2, 2**255 - 19])
+def test_double_mul_is_the_plain_linear_combination(a: int, b: int) -> None:
+    """a·G + b·P through ECDSA recovery equals the two multiplications and the sum."""
+    p = base_mul(0xC0FFEE)
+    if a % N == 0 and b % N == 0:
+        with pytest.raises(FairnessError, match="identity"):
+            double_mul(a, b, p)
+        return
+    assert encode_point(double_mul(a, b, p)) == encode_point(lincomb(((None, a), (p, b))))
+
+
+def test_double_mul_reports_the_point_at_infinity() -> None:
+    p = base_mul(9)
+    with pytest.raises(FairnessError, match="identity"):
+        double_mul(9, N - 1, p)  # 9·G − P = ∞

@@ -117,15 +117,21 @@ async def test_encrypted_orders_execute_identically_despite_withheld_and_forged_
     ids = [r.intent_id for r in results]
     check_identical(nodes, ids)
     honest = nodes[0]
-    assert honest.counters["decryption_shares_invalid"] > 0  # node 3's forgeries, refused
     assert nodes[2].counters["decryption_shares_sent"] == 0
-    # Each block with envelopes keeps the t valid shares that opened it.
+    # Every envelope here is signed by its account: shares went out at commit.
+    assert honest.counters["decryption_released_at_commit"] > 0
+    # Each block with envelopes keeps the t valid shares that opened it, and never one of
+    # node 3's (member 4's) forgeries. Shares are checked lazily (t valid ones per
+    # envelope), so whether a forgery was checked at all depends on arrival order: that
+    # it is refused and blamed is test_decryption.py's to show.
     heights = {h for _, _, h in outcomes(honest, ids)}
-    for h in heights:
-        assert h is not None
-        record = honest.storage.load_shares(h)
-        assert record is not None
-        assert all(len(s) == 2 for s in decode_share_record(record).values())
+    for node in nodes[:2]:
+        for h in heights:
+            assert h is not None
+            record = node.storage.load_shares(h)
+            assert record is not None
+            for shares in decode_share_record(record).values():
+                assert len(shares) == 2 and 4 not in {s.index for s in shares}
 
 
 async def test_restart_replays_encrypted_blocks_from_stored_shares(tmp_path: Path) -> None:

@@ -173,3 +173,35 @@ async def test_envelopes_that_do_not_open_or_hold_a_foreign_intent_are_rejected(
         ("rejected", "bad_inner_intent"),
     ], results
     assert all(r.get("height") is not None for r in results)
+
+
+async def test_a_large_batch_is_checked_in_threads_with_the_same_verdicts(node: Node) -> None:
+    """At THREAD_BATCH_MIN envelopes and more, intake checks them in worker threads: every
+    refusal keeps its code, and the good envelopes around them are admitted."""
+    from node.payload import envelope_entry
+    from node.runtime.verification import THREAD_BATCH_MIN
+
+    assert node.entries.threads >= 2, "the threaded path needs at least two threads"
+    fairness = node.genesis.fairness
+    assert fairness is not None
+    good = []
+    for i in range(THREAD_BATCH_MIN):
+        key = (0x1000 + i).to_bytes(32, "big")
+        account = address_of_private_key(key)
+        good.append(
+            encrypt_action(
+                key, account, node.now_ms(), PLACE, node.domain, fairness.key, fairness.epoch
+            )
+        )
+    bad = sealed(node)
+    bad_cases = {
+        "bad_kem_proof": with_bytes(bad, 141, bytes([bad[141] ^ 1])),
+        "invalid_signature": bad[:-65] + bytes(32) + bad[-33:],
+        "unauthorized_signer": sealed(node, key=STRANGER_KEY),
+    }
+    envelopes = [*good[:10], *bad_cases.values(), *good[10:]]
+    results = await node.submit_encrypted(envelopes, False, 1)
+    codes = [r.code for r in results]
+    assert codes[10:13] == list(bad_cases), codes
+    assert all(r.status == "accepted" for r in results[:10] + results[13:]), results
+    assert all(envelope_entry(e) in node.entries.envelopes for e in good)
