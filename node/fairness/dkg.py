@@ -441,7 +441,7 @@ class Dkg:
     per (complainer, dealer)."""
 
     def __init__(self, config: DkgConfig, me: int | None, secret: int | None) -> None:
-        """`me` and `secret` None: an observer (node/runtime/keying.py), which judges
+        """`me` and `secret` None: an observer (node/fairness/keying.py), which judges
         every public message as a member does and reaches the same QUAL and key, but
         opens no share and never complains itself."""
         if (me is None) != (secret is None):

@@ -1,4 +1,4 @@
-"""The committee key as replicated state (node/runtime/keying.py): the DKG over committed
+"""The committee key as replicated state (node/fairness/keying.py): the DKG over committed
 blocks, phases closed at committed heights, snapshots, re-keying. Pure: no network."""
 
 from __future__ import annotations
@@ -17,9 +17,7 @@ from node.fairness.dkg import (
 )
 from node.fairness.errors import FairnessError
 from node.fairness.group import N, base_mul, mul
-from node.fairness.threshold import combine, create_share, encapsulate, open_ciphertext, poly_eval
-from node.payload import dkg_entry
-from node.runtime.keying import (
+from node.fairness.keying import (
     Keying,
     KeyingParams,
     KeyReady,
@@ -27,6 +25,8 @@ from node.runtime.keying import (
     RunFailed,
     RunStarted,
 )
+from node.fairness.threshold import combine, create_share, encapsulate, open_ciphertext, poly_eval
+from node.payload import dkg_entry
 
 PHASE = 4
 SECRETS = [member_key_from_settlement(bytes([i]) * 32) for i in range(1, 8)]
