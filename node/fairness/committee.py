@@ -59,6 +59,7 @@ class FairnessGenesis:
     def public_json(self) -> dict[str, object]:
         """What `GET /v1/fairness/key` answers."""
         return {
+            "status": "ready",
             "committee_key": "0x" + self.key.encode().hex(),
             "key_id": "0x" + self.key_id.hex(),
             "epoch": self.epoch,

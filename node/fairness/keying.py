@@ -45,11 +45,12 @@ from node.fairness.dkg import (
     open_own_share,
 )
 from node.fairness.errors import FairnessError
-from node.fairness.group import N, base_mul, encode_point
+from node.fairness.group import N, base_mul, encode_point, hash_bytes, scalar_bytes
 from node.fairness.threshold import KeyShare, ThresholdPublicKey
 from node.payload import TAG_DKG, dkg_entry
 
 KEYING_FORMAT: Final = 1
+_DEALING_SEED: Final = b"seqnet/dkg/dealing-seed/v1"
 DKG_TAG: Final = bytes((TAG_DKG,))
 MIN_PHASE_BLOCKS: Final = 2
 MAX_PHASE_BLOCKS: Final = 100_000
@@ -296,14 +297,26 @@ class MemberKeying:
         """Our DKG entries for our next proposal (they stay until committed)."""
         return self._pending[:max_entries]
 
-    def deal(self, seed: bytes) -> None:
-        """Add our dealing for the running epoch (once per run), from 32 random bytes."""
+    def dealing_seed(self) -> bytes:
+        """The seed of our dealing for the running run: derived from our DKG secret and
+        the run's session (RFC 6979's idea), so a member that restarts mid-run deals the
+        very same bytes again (a second, different dealing would disqualify it as an
+        equivocation) and needs no stored randomness. Unpredictable without the secret;
+        a fresh polynomial per run, since every run has its own session."""
+        run = self.keying.run
+        assert run is not None
+        return hash_bytes(_DEALING_SEED, scalar_bytes(self._secret), run.config.session)
+
+    def deal(self, seed: bytes | None = None) -> None:
+        """Add our dealing for the running epoch (once per run); `seed`: 32 bytes, by
+        default `dealing_seed()`."""
         run = self.keying.run
         if run is None or self._dealt_epoch == run.epoch:
             return
         if self.keying.height >= run.start_height + self.keying.params.phase_blocks:
             return  # too late for this run
         self._dealt_epoch = run.epoch
+        seed = self.dealing_seed() if seed is None else seed
         self._pending = [dkg_entry(make_dealing(run.config, self.me, seed))]
 
     def needs_dealing(self) -> bool:

@@ -31,6 +31,7 @@ from node.oracle.observation import TAG_ORACLE
 from node.payload import (
     NO_SIGNER,
     TAG_DEPOSIT,
+    TAG_DKG,
     TAG_ENVELOPE,
     BadEntry,
     decode_entry,
@@ -43,7 +44,9 @@ THREAD_BATCH_MIN = 64  # below this many recoveries, a thread hand-off costs mor
 DEPOSIT_TAG = bytes((TAG_DEPOSIT,))
 # Entries no trader signed (their signer is NO_SIGNER): deposits, checked against our
 # own chain watcher, and price observations, checked by node/oracle/.
-COMMITTEE_TAGS = (DEPOSIT_TAG, bytes((TAG_ORACLE,)))
+# Entries no trader signed (signer: 20 zero bytes); the member checks them (DKG entries:
+# their size and count; node/fairness/keying.py judges their content deterministically).
+COMMITTEE_TAGS = (DEPOSIT_TAG, bytes((TAG_ORACLE,)), bytes((TAG_DKG,)))
 ENVELOPE_TAG = bytes((TAG_ENVELOPE,))
 MAX_ENVELOPE_ENTRY_BYTES = 1 + MAX_ENVELOPE_BYTES
 
