@@ -3,13 +3,19 @@ blocks, phases closed at committed heights, snapshots, re-keying. Pure: no netwo
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from node.fairness.dkg import (
     DkgConfig,
+    decode_dealing,
     encode_dealing,
+    make_complaint,
     make_dealing,
     member_key_from_settlement,
     member_public_key,
@@ -247,3 +253,38 @@ def combine_key(params: KeyingParams) -> object:
         keying.apply_block(h, (h - 1) % 4, [] if dealer is None else [_DEALINGS[dealer]])
     assert keying.current is not None
     return keying.current.key
+
+
+def _protocol_vectors() -> dict[str, Any]:
+    text = (Path(__file__).parents[2] / "docs" / "PROTOCOL.md").read_text()
+    block = text.split("<!-- dkg-vectors:begin -->")[1].split("<!-- dkg-vectors:end -->")[0]
+    loaded: dict[str, Any] = json.loads(block.strip().removeprefix("```json").removesuffix("```"))
+    return loaded
+
+
+def test_protocol_vectors_of_dkg_entries_and_the_key() -> None:
+    v = _protocol_vectors()
+    secrets = [member_key_from_settlement(bytes.fromhex(s[2:])) for s in v["settlement_secrets"]]
+    keys = tuple(member_public_key(s) for s in secrets)
+    assert ["0x" + k.hex() for k in keys] == v["member_keys"]
+    params = KeyingParams(v["chain_id"], keys, v["phase_blocks"])
+    config = params.config(v["epoch"])
+    assert (config.threshold, config.members) == (v["t"], v["n"])
+    assert "0x" + config.session.hex() == v["session"]
+    dealings = [
+        dkg_entry(make_dealing(config, i + 1, bytes.fromhex(seed[2:])))
+        for i, seed in enumerate(v["dealing_seeds"])
+    ]
+    assert ["0x" + d.hex() for d in dealings] == v["dealing_entries"]
+    first = decode_dealing(config, dealings[0][1:])
+    complaint = dkg_entry(make_complaint(config, 3, secrets[2], first))
+    assert "0x" + complaint.hex() == v["complaint_entry_member3_against_dealer1"]
+    keying = Keying(params)
+    for h, entry in enumerate(dealings, start=1):
+        keying.apply_block(h, h - 1, [entry])
+    record = keying.current
+    assert record is not None
+    assert "0x" + record.key.encode().hex() == v["committee_key"]
+    assert "0x" + record.key.key_id.hex() == v["key_id"]
+    assert list(record.qualified) == v["qualified"] and record.height == v["height"]
+    assert "0x" + record.transcript.hex() == v["transcript"]
