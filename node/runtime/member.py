@@ -827,6 +827,8 @@ class Node:
         # Then our own DKG entries (a dealing, complaints) until they commit.
         member_keying = self.executor.member_keying
         if member_keying is not None:
+            if self.options.byzantine and "bad-dealing" in self.options.byzantine.split(","):
+                member_keying._pending = [_bad_dealing(e) for e in member_keying._pending]
             deposits = [*deposits, *member_keying.pending_entries(MAX_DKG_ENTRIES)]
         committee = len(observations) + len(deposits)
         items = self.intake.take_batch(limit - committee, room, exclude={*exclude})
@@ -1215,6 +1217,15 @@ class Node:
         if root[0].height > self.core.status().committed_height:
             self.core = self._build_core(root)
             await self._inbox_send.send(Start())
+
+
+def _bad_dealing(entry: bytes) -> bytes:
+    """Test-only Byzantine dealer (dev chain): our dealing with the last member's sealed
+    share zeroed (idempotent, so we never send two different dealings); that member
+    complains and every replica disqualifies us."""
+    if entry[1:2] != b"\x01":  # not a dealing
+        return entry
+    return entry[:-48] + bytes(48)
 
 
 def _qc_of(msg: object) -> QuorumCert | None:

@@ -6,12 +6,15 @@ the key back from its log and its stored share."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import trio
 
 from node.fairness.committee import local_dkg
+from node.fairness.dkg import member_key_from_settlement, member_public_key
 from node.fairness.group import base_mul, encode_point
+from node.fairness.keying import KeyingParams
 from node.fairness.threshold import ThresholdPublicKey
 from node.genesis import ConsensusParams, committee_init, load_node_setup
 from node.intents import address_of_private_key, place_action, sign_intent
@@ -25,10 +28,10 @@ CHAIN_ID = 4242  # not the development chain: no dealer, the members run the DKG
 FAST = NodeOptions(idle_block_interval_ms=40)
 
 
-def make_node(tmp_path: Path, i: int) -> Node:
+def make_node(tmp_path: Path, i: int, options: NodeOptions = FAST) -> Node:
     setup = load_node_setup(tmp_path / f"node{i}" / "config.toml")
     storage = open_storage(setup.config.data_dir, setup.genesis.genesis_hash())
-    return Node(setup, storage, FAST)
+    return Node(setup, storage, options)
 
 
 async def wait_ready(nodes: list[Node]) -> None:
@@ -112,3 +115,45 @@ async def test_members_run_the_dkg_at_start_and_execute_encrypted_intents(
     assert again.fairness_key() == key
     assert again.decryption is not None and again.decryption._share is not None
     again.storage.close()
+
+
+async def test_a_dealer_with_a_bad_share_is_disqualified_and_the_others_make_the_key(
+    tmp_path: Path,
+) -> None:
+    """Byzantine test modes run on the development chain only, so this committee is a
+    31337 one whose genesis gets a [dkg] table instead of the dealt key."""
+    genesis = committee_init(
+        tmp_path,
+        4,
+        base_port=free_base_port(4),
+        encryption=False,
+        consensus=ConsensusParams(round_timeout_ms=300, checkpoint_interval_blocks=5),
+    )
+    secrets = [
+        load_node_setup(tmp_path / f"node{i}" / "config.toml").keys.settlement.secret
+        for i in range(4)
+    ]
+    keys = tuple(member_public_key(member_key_from_settlement(s)) for s in secrets)
+    dataclasses.replace(genesis, dkg=KeyingParams(genesis.chain_id, keys, 12)).write(
+        tmp_path / "genesis.toml"
+    )
+    bad = NodeOptions(idle_block_interval_ms=40, byzantine="bad-dealing")
+    nodes = [make_node(tmp_path, i, bad if i == 1 else FAST) for i in range(4)]
+    async with trio.open_nursery() as nursery:
+        for node in nodes:
+            await nursery.start(node.run)
+        await wait_ready(nodes)
+        keys_seen = [n.fairness_key() for n in nodes]
+        assert all(k == keys_seen[0] for k in keys_seen), keys_seen
+        key = keys_seen[0]
+        assert key is not None and key["qualified"] == [1, 3, 4], key  # member 2 is out
+        ids = await seal_and_submit(nodes, 2)
+        nursery.cancel_scope.cancel()
+    assert len(ids) == 2
+    for i, node in enumerate(nodes):  # every member, the bad dealer too, holds a share
+        fairness = node.executor.fairness()
+        assert fairness is not None and node.decryption is not None
+        share = node.decryption._share
+        assert share is not None
+        assert encode_point(base_mul(share.secret)) == fairness.key.verification_shares[i]
+        node.storage.close()
