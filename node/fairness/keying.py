@@ -337,6 +337,7 @@ class MemberKeying:
         for event in events:
             if isinstance(event, RunStarted | RunFailed):
                 self._pending = []
+                self._complained.clear()  # judged dealings of runs that are over
         if run is not None:
             self._check_dealings(run)
         for event in events:
