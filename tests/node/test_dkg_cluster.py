@@ -157,3 +157,39 @@ async def test_a_dealer_with_a_bad_share_is_disqualified_and_the_others_make_the
         assert share is not None
         assert encode_point(base_mul(share.secret)) == fairness.key.verification_shares[i]
         node.storage.close()
+
+
+async def test_rekey_interval_makes_a_new_key_that_opens_new_envelopes(tmp_path: Path) -> None:
+    committee_init(
+        tmp_path,
+        4,
+        base_port=free_base_port(4),
+        chain_id=CHAIN_ID,
+        consensus=ConsensusParams(round_timeout_ms=300, checkpoint_interval_blocks=5),
+        dkg_phase_blocks=6,
+        rekey_interval_blocks=20,
+    )
+    nodes = [make_node(tmp_path, i) for i in range(4)]
+    async with trio.open_nursery() as nursery:
+        for node in nodes:
+            await nursery.start(node.run)
+        await wait_ready(nodes)
+        first = nodes[0].fairness_key()
+        assert first is not None
+        with trio.fail_after(120):  # a failsafe, not a measured bound
+            while any((n.fairness_key() or {}).get("height", 0) <= 20 for n in nodes):
+                await trio.sleep(0.02)
+        second = nodes[0].fairness_key()
+        assert second is not None and all(n.fairness_key() == second for n in nodes)
+        assert second["epoch"] > first["epoch"] and second["key_id"] != first["key_id"]
+        ids = await seal_and_submit(nodes, 2)  # sealed to the new key: opened and run
+        old_key = ThresholdPublicKey.decode(bytes.fromhex(first["committee_key"][2:]))
+        stale = seal(nodes[0], 7, old_key, first["epoch"])
+        (refused,) = await nodes[0].submit_encrypted([stale], False, 1)
+        assert refused.code == "wrong_epoch", refused
+        nursery.cancel_scope.cancel()
+    assert len(ids) == 2
+    for node in nodes:
+        for key in (first, second):
+            assert (node.setup.config.data_dir / "fairness" / f"epoch-{key['epoch']}.key").exists()
+        node.storage.close()
