@@ -866,6 +866,8 @@ class Node:
             await self.intake.admit_envelopes(raws, False, self._fairness_epoch())
         elif isinstance(message, DecryptionShares):
             if self.decryption is None:
+                if self.executor.takes_envelopes:
+                    return  # our DKG's key is not current here yet: a peer ahead of us
                 raise PeerProtocolError("decryption shares, but genesis has no committee key")
             self.decryption.on_shares(peer, message)
         elif isinstance(message, CheckpointSignature):
@@ -1121,6 +1123,9 @@ class Node:
             "checkpoint_sequence": self.engine.sequence,
             "chain": None if self.watcher is None else queries.jsonable(self.watcher.status()),
             "oracle": self.oracle.status(),
+            "committee_key": None
+            if (key := self.fairness_key()) is None
+            else {"status": key["status"], "epoch": key["epoch"]},
             "checkpointer": None
             if self.checkpointer is None
             else queries.jsonable(self.checkpointer.status()),
