@@ -511,7 +511,8 @@ def committee_init(
     `encryption` (default: on the development chain only): run the DKG for every member
     in this process and write the committee key into genesis (`[fairness]`, epoch 0) and
     each member's share to keys/NAME.fairness.key (`local_dkg`; refused on other chains).
-    Any other chain gets a `[dkg]` table instead: the members run epoch 0's DKG over their
+    By default any other chain gets a `[dkg]` table instead (`encryption=False`: no
+    encrypted intents at all): the members run epoch 0's DKG over their
     committed log when they start (`dkg_phase_blocks` per phase, default max(10, 3n);
     a new key every `rekey_interval_blocks`, 0: never).
     With `perps`, genesis also lists BTC-PERP (`perp_market`) and every member's config
@@ -529,9 +530,21 @@ def committee_init(
     members: list[Member] = []
     configs: list[tuple[Path, NodeConfig]] = []
     all_keys = [NodeKeys.generate(f"node{i}") for i in range(nodes)]
+    # None: the default (dealt on the development chain, the members' DKG elsewhere).
+    with_dkg = encryption is None and chain_id != DEV_CHAIN_ID
     if encryption is None:
         encryption = chain_id == DEV_CHAIN_ID
     fairness, fairness_shares = _fairness_ceremony(chain_id, all_keys) if encryption else (None, ())
+    dkg = None
+    if with_dkg:  # checked before anything is written
+        dkg = KeyingParams(
+            chain_id,
+            tuple(
+                member_public_key(member_key_from_settlement(k.settlement.secret)) for k in all_keys
+            ),
+            dkg_phase_blocks or max(10, 3 * nodes),
+            rekey_interval_blocks,
+        )
     for i in range(nodes):
         name = f"node{i}"
         keys = all_keys[i]
@@ -570,16 +583,6 @@ def committee_init(
         config.data_dir.mkdir(parents=True)
         (config.data_dir / FRESH_DATA_MARK).write_text(
             "made by committee init; the member deletes this file when it first starts\n"
-        )
-    dkg = None
-    if fairness is None and chain_id != DEV_CHAIN_ID:
-        dkg = KeyingParams(
-            chain_id,
-            tuple(
-                member_public_key(member_key_from_settlement(k.settlement.secret)) for k in all_keys
-            ),
-            dkg_phase_blocks or max(10, 3 * nodes),
-            rekey_interval_blocks,
         )
     genesis = Genesis(
         chain_id=chain_id,
@@ -629,6 +632,17 @@ def main(argv: list[str], prog: str) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="host every member listens on")
     parser.add_argument("--settlement-contract", help="0x address, if already deployed")
     parser.add_argument("--fee-account", help="0x address (default: node0's settlement address)")
+    parser.add_argument(
+        "--dkg-phase-blocks",
+        type=int,
+        help="chains other than 31337: each DKG phase in committed blocks (default max(10, 3n))",
+    )
+    parser.add_argument(
+        "--rekey-interval-blocks",
+        type=int,
+        default=0,
+        help="chains other than 31337: a new committee key every N blocks (default 0: never)",
+    )
     args = parser.parse_args(argv)
     try:
         given = {"settlement_contract": args.settlement_contract, "fee_account": args.fee_account}
@@ -641,9 +655,14 @@ def main(argv: list[str], prog: str) -> int:
             host=args.host,
             settlement_contract=_cli_address(options, "settlement_contract"),
             fee_account=_cli_address(options, "fee_account"),
+            dkg_phase_blocks=args.dkg_phase_blocks,
+            rekey_interval_blocks=args.rekey_interval_blocks,
         )
     except (ConfigError, KeyFileError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
+        return 1
+    except FairnessError as error:  # bad [dkg] parameters
+        print(f"error: dkg: {error.message}", file=sys.stderr)
         return 1
     summary = {
         "genesis": str(args.out / "genesis.toml"),
