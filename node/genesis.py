@@ -292,7 +292,7 @@ def _parse_dkg(t: Table, chain_id: int) -> KeyingParams:
         )
         params.config(0)  # the keys are curve points, no two equal
     except FairnessError as error:
-        raise t.error("member_keys", str(error)) from None
+        raise ConfigError(f"dkg: {error.message}") from None
     t.done()
     return params
 
