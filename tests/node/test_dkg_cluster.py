@@ -25,7 +25,9 @@ from seqnet_sdk.encrypted import encrypt_intent
 from tests.node.cluster import _nonces, trader_key
 
 CHAIN_ID = 4242  # not the development chain: no dealer, the members run the DKG
-FAST = NodeOptions(idle_block_interval_ms=40)
+# Snapshots every 7 blocks: some fall inside a DKG run, so a member snapshot carries a
+# running run and a restart restores the key from a snapshot plus the log above it.
+FAST = NodeOptions(idle_block_interval_ms=40, snapshot_interval_blocks=7)
 
 
 def make_node(tmp_path: Path, i: int, options: NodeOptions = FAST) -> Node:
@@ -112,6 +114,8 @@ async def test_members_run_the_dkg_at_start_and_execute_encrypted_intents(
         node.storage.close()
     # A restart replays the log into the same key and loads the stored share.
     again = make_node(tmp_path, 1)
+    snapshot = again.storage.latest_snapshot()
+    assert snapshot is not None and snapshot[0] >= 7  # restored from it, then the log
     assert again.fairness_key() == key
     assert again.decryption is not None and again.decryption._share is not None
     again.storage.close()
