@@ -28,14 +28,13 @@ state for member snapshots; the run's kept messages replay to the same state.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
 import msgpack
 
 from node.fairness.dkg import (
-    Broadcast,
     Completed,
     Dkg,
     DkgConfig,
@@ -293,6 +292,15 @@ class MemberKeying:
         self._dealt_epoch: int | None = None
         self._complained: set[tuple[int, int]] = set()  # (epoch, dealer)
 
+    def following(self, keying: Keying) -> MemberKeying:
+        """This member over another keying state (one restored from a snapshot)."""
+        return MemberKeying(keying, self.me, self._secret)
+
+    def spoil_dealing(self, spoil: Callable[[bytes], bytes]) -> None:
+        """Test-only (Byzantine dealer, dev chain): replace our pending entries by
+        `spoil(entry)`; `spoil` must be idempotent, or we would send two dealings."""
+        self._pending = [spoil(e) for e in self._pending]
+
     def pending_entries(self, max_entries: int) -> list[bytes]:
         """Our DKG entries for our next proposal (they stay until committed)."""
         return self._pending[:max_entries]
@@ -385,8 +393,3 @@ class MemberKeying:
         if finished is None or finished.config.epoch != record.epoch:
             return None
         return finished
-
-
-def dkg_broadcasts(actions: Iterable[object]) -> list[bytes]:
-    """The messages a DKG member machine asked to broadcast (tests, local_dkg)."""
-    return [a.data for a in actions if isinstance(a, Broadcast)]

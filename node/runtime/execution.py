@@ -270,8 +270,7 @@ class Executor:
     def _set_keying(self, keying: Keying) -> None:
         self.keying = keying
         if self.member_keying is not None:
-            me, secret = self.member_keying.me, self.member_keying._secret
-            self.member_keying = MemberKeying(keying, me, secret)
+            self.member_keying = self.member_keying.following(keying)
 
     def _deal_if_due(self) -> None:
         member = self.member_keying

@@ -828,7 +828,7 @@ class Node:
         member_keying = self.executor.member_keying
         if member_keying is not None:
             if self.options.byzantine and "bad-dealing" in self.options.byzantine.split(","):
-                member_keying._pending = [_bad_dealing(e) for e in member_keying._pending]
+                member_keying.spoil_dealing(_bad_dealing)
             deposits = [*deposits, *member_keying.pending_entries(MAX_DKG_ENTRIES)]
         committee = len(observations) + len(deposits)
         items = self.intake.take_batch(limit - committee, room, exclude={*exclude})
