@@ -9,7 +9,7 @@ without a format change:
     0x03 ‖ signer_0 ‖ … ‖ signer_{k-1}       (the signers entry: last, 20 bytes each)
     0x05 ‖ envelope                          (an encrypted intent, PROTOCOL.md §10.3;
                                               its signer is the envelope's)
-    0x06 ‖ DKG message                       (a dealing or complaint of the committee
+    0x07 ‖ DKG message                       (a dealing or complaint of the committee
                                               key's DKG, PROTOCOL.md §10.9; from the
                                               block's author, signer: 20 zero bytes)
 
@@ -48,7 +48,7 @@ TAG_INTENT = 0x01
 TAG_DEPOSIT = 0x02
 TAG_SIGNERS = 0x03
 TAG_ENVELOPE = 0x05  # 0x04: price observations (node/oracle/observation.py)
-TAG_DKG = 0x06  # node/fairness/keying.py
+TAG_DKG = 0x07  # node/fairness/keying.py (0x06: vol observations, on main)
 SIGNER_BYTES = 20
 NO_SIGNER = bytes(SIGNER_BYTES)  # the signer of an entry no trader signed (a deposit)
 U32_MAX = (1 << 32) - 1
@@ -70,7 +70,7 @@ def envelope_entry(envelope: bytes) -> bytes:
 
 
 def dkg_entry(message: bytes) -> bytes:
-    """0x06 ‖ a DKG message (node/fairness/dkg.py), sent by the block's author."""
+    """0x07 ‖ a DKG message (node/fairness/dkg.py), sent by the block's author."""
     return bytes((TAG_DKG,)) + message
 
 

@@ -3,7 +3,7 @@ committed log, with its phases closed at committed heights (docs/PROTOCOL.md §1
 
 Pure: no trio, no clock, no randomness, no files. `Keying` is what every replica
 computes from the committed blocks alone, in order: it feeds each block's DKG entries
-(tag 0x06, sent by the block's author) to an *observer* DKG, closes the dealing phase
+(tag 0x07, sent by the block's author) to an *observer* DKG, closes the dealing phase
 after `phase_blocks` blocks and finishes after as many more, so every honest replica
 gets the same qualified set, committee key and epoch at the same height. `MemberKeying`
 adds what only member i can do from the same log: deal, complain about a bad share

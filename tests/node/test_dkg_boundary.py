@@ -1,5 +1,5 @@
 """DKG entries at the vote boundary (docs/PROTOCOL.md §10.9): a replica refuses a
-proposal with too many or oversized 0x06 entries, or any in a committee without [dkg];
+proposal with too many or oversized 0x07 entries, or any in a committee without [dkg];
 what passes is judged at execution, deterministically."""
 
 from __future__ import annotations

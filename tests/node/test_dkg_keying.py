@@ -186,7 +186,7 @@ def test_late_and_foreign_entries_change_nothing() -> None:
     late = dkg_entry(make_dealing(params.config(0), 1, bytes(32)))
     assert log.observer.run is not None
     before = list(log.observer.run.kept)
-    log.block(0, [late, b"\x06", b"\x06" + bytes(500), dkg_entry(b"\x02" + bytes(10))])
+    log.block(0, [late, b"\x07", b"\x07" + bytes(500), dkg_entry(b"\x02" + bytes(10))])
     assert log.observer.run.kept == before and len(before) == 4
 
 
