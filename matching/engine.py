@@ -439,6 +439,11 @@ class Engine:
 
     # ------------------------------------------------------------- trading actions
 
+    def _option_reduce_only(self, book: Book, reduce_only: object) -> bool:
+        """A reduce-only place on an option series (its rules: OptionMarkets.place)."""
+        options = self.options
+        return reduce_only is True and options is not None and book.id in options.series
+
     def _place(self, address: bytes, account: Account, a: Any, ev: list[Event]) -> None:
         try:
             market = a["market"]
@@ -474,7 +479,7 @@ class Engine:
             or (side != BUY and side != SELL)
             or (tif not in _LIMIT_TIFS if kind == "limit" else tif not in _MARKET_TIFS)
             or (kind != "limit" and kind != "market")
-            or reduce_only is not False
+            or (reduce_only is not False and not self._option_reduce_only(book, reduce_only))
             or (cloid is not None and (not _is_u64(cloid) or cloid in account.cloids))
             or (
                 expires_ms is not None
@@ -491,7 +496,7 @@ class Engine:
         options = self.options
         if options is not None and book.id in options.series:
             options.place(address, account, book, side == BUY, kind, price, size, tif, cloid,
-                          expires_ms, ev)  # fmt: skip
+                          expires_ms, ev, reduce_only is True)  # fmt: skip
             return
         auctions = self.auctions
         if auctions is not None and book.id in auctions.markets:
@@ -1307,7 +1312,7 @@ def _place_rejection(
     if reduce_only is not False:
         if reduce_only is not True:
             return Reason.BAD_TYPE, "reduce_only must be a boolean"
-        if book.perp is None:
+        if book.perp is None and not engine._option_reduce_only(book, reduce_only):
             return Reason.REDUCE_ONLY_SPOT, "reduce-only needs a position; spot markets have none"
     if cloid is not None:
         if not _is_u64(cloid):

@@ -397,16 +397,26 @@ class OptionMarkets:
         price: int,
         size: int,
         skip: Order | None = None,
+        reducing: bool = False,
     ) -> tuple[str, str] | None:
         """Post-trade initial margin: equity must cover the account's initial margin with
         this order counted as open (both its fill and its loss against the mark), plus its
-        worst fee."""
+        worst fee. A `reducing` order (reduce-only, IOC or FOK) passes too if, filled in
+        full at its limit, it leaves the account's free margin (equity - initial) no
+        smaller than now."""
         book = s.book
         n = size // book.lot
         fee = price * n * book.fee_bps_max // BPS
         need = self.requirement(account, None, (s.id, is_buy, n, price), skip)[1] + fee
         have = self.equity(account)
         if have < need:
+            if reducing:
+                shift = (s.id, n if is_buy else -n)
+                paid = price * n if is_buy else -price * n
+                after = self.equity(account, shift) - paid - fee
+                after -= self.requirement(account, shift)[1]
+                if after >= have - self.requirement(account)[1]:
+                    return None
             return Reason.INSUFFICIENT_MARGIN, f"needs {need} of margin, has {have}"
         return None
 
@@ -423,13 +433,35 @@ class OptionMarkets:
         cloid: int | None,
         expires_ms: int | None,
         ev: list[Event],
+        reduce_only: bool = False,
     ) -> None:
-        """An order on a series' book that passed the engine's static checks."""
+        """An order on a series' book that passed the engine's static checks.
+
+        Reduce-only (as perps): IOC, FOK or market only; needs a holding on the other
+        side; fills at most the holding's size (the rest is cancelled, reason
+        `reduce_only`). Unlike a perp's, it still passes a margin check (closing one
+        option leg can raise a portfolio's requirement: a long put that hedges a long
+        perp), but a lenient one: the usual one, or a free margin no smaller after the
+        fill than before (`_check_margin`)."""
         s = self.series[book.id]
         if not self._tradable(s, ev):
             return
-        self.holder(account)
-        refused = self._check_margin(account, s, is_buy, price, size)
+        oa = self.holder(account)
+        take = size
+        if reduce_only:
+            if tif != "ioc" and tif != "fok":
+                _fail(ev, Reason.REDUCE_ONLY_TIF, "a reduce-only order must be IOC, FOK or market")
+                return
+            h = oa.holdings.get(s.id)
+            held = 0 if h is None else h.size
+            if not held or (held > 0) == is_buy:
+                msg = "reduce-only needs a holding on the other side"
+                _fail(ev, Reason.REDUCE_ONLY_NO_POSITION, msg)
+                return
+            if held < 0:
+                held = -held
+            take = size if size < held else held
+        refused = self._check_margin(account, s, is_buy, price, take, None, reduce_only)
         if refused is not None:
             ev.append(_new(Rejected, refused))
             return
@@ -441,7 +473,7 @@ class OptionMarkets:
         if tif == "fok":
             from matching.engine import _fillable
 
-            if not crosses or not _fillable(opposite, -price if is_buy else price, size, account):
+            if not crosses or not _fillable(opposite, -price if is_buy else price, take, account):
                 _fail(ev, Reason.FOK_UNFILLABLE, "the book cannot fill this FOK order in full")
                 return
         engine = self.engine
@@ -449,7 +481,9 @@ class OptionMarkets:
         engine.next_oid = oid + 1
         side = BUY if is_buy else SELL
         ev.append(_new(Accepted, (oid, address, book.id, side, kind, price, size, tif, cloid)))
-        self._execute(account, s, is_buy, price, size, oid, cloid, expires_ms, tif, ev)
+        self._execute(account, s, is_buy, price, take, oid, cloid, expires_ms, tif, ev)
+        if take < size:
+            ev.append(_new(Cancelled, (oid, address, book.id, size - take, Reason.REDUCE_ONLY)))
 
     def _execute(
         self,

@@ -12,6 +12,7 @@ import os.path
 import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
@@ -261,10 +262,40 @@ def _parse_index(table: Table, base: Path) -> IndexSettings:
     return index
 
 
+def _source_toml(
+    settings: OracleSettings | VolSettings, rel: Callable[[Path], str]
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"source": settings.source}
+    if settings.start:
+        out["start"] = dict(settings.start)
+    if settings.file is not None:
+        out["file"] = rel(settings.file)
+    if settings.http:
+        out["http"] = {k: {"url": u, "field": f} for k, (u, f) in settings.http.items()}
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class VolSettings:
+    """Where this member's feeder reads implied vols (`[oracle.vols]`;
+    docs/OPERATIONS.md): the same three kinds of source as prices, keyed by option
+    series symbol, values as fractions a year ("0.55" for 55 %). Used only when genesis
+    has option series; the simulated source starts at each series' genesis vol unless
+    `start` names another."""
+
+    source: str = "simulated"  # simulated | file | http
+    start: dict[str, str] = field(default_factory=dict)  # simulated: series -> start vol
+    file: Path | None = None  # file: a JSON object {series symbol: vol}
+    http: dict[str, tuple[str, str]] = field(default_factory=dict)  # series -> (url, field)
+
+    def to_toml(self, rel: Callable[[Path], str]) -> dict[str, Any]:
+        return _source_toml(self, rel)
+
+
 @dataclass(frozen=True, slots=True)
 class OracleSettings:
-    """Where this member's oracle feeder reads prices (`[oracle]`; docs/OPERATIONS.md).
-    Used only when genesis has perpetual markets."""
+    """Where this member's oracle feeder reads prices (`[oracle]`; docs/OPERATIONS.md),
+    and vols (`[oracle.vols]`). Used only when genesis has perpetual markets."""
 
     source: str = "simulated"  # simulated | file | http
     interval_ms: int = 2_000
@@ -273,35 +304,37 @@ class OracleSettings:
     file: Path | None = None  # file: a JSON object {symbol: price}
     # http: market symbol -> (url, dotted field path of the price in the JSON answer)
     http: dict[str, tuple[str, str]] = field(default_factory=dict)
+    vols: VolSettings = field(default_factory=VolSettings)
 
     def to_toml(self, rel: Callable[[Path], str]) -> dict[str, Any]:
         out: dict[str, Any] = {"source": self.source, "interval_ms": self.interval_ms}
         if self.source == "simulated":
             out["seed"] = self.seed
-        if self.start:
-            out["start"] = dict(self.start)
-        if self.file is not None:
-            out["file"] = rel(self.file)
-        if self.http:
-            out["http"] = {k: {"url": u, "field": f} for k, (u, f) in self.http.items()}
+        out.update((k, v) for k, v in _source_toml(self, rel).items() if k != "source")
+        if self.vols != VolSettings():
+            out["vols"] = self.vols.to_toml(rel)
         return out
 
 
+SourceSettings = OracleSettings | VolSettings
 ORACLE_SOURCES = ("simulated", "file", "http")
 MAX_ORACLE_HTTP_MARKETS = 64
+MAX_VOL = 10  # a year's vol as a fraction: the engine's MAX_VOL_E9
 
 
-def _parse_oracle(table: Table, base: Path) -> OracleSettings:
+def _parse_source(
+    table: Table, base: Path, what: str, bounds: Callable[[Decimal], bool]
+) -> tuple[str, dict[str, str], Path | None, dict[str, tuple[str, str]]]:
+    """source, start, file and http of an `[oracle]` or `[oracle.vols]` table."""
     source = table.choice("source", ORACLE_SOURCES, "simulated")
-    interval_ms = table.integer("interval_ms", 200, 600_000, 2_000)
-    seed = table.integer("seed", 0, 2**63, 0)
     raw_start = table.optional_raw("start", {})
     if not isinstance(raw_start, dict) or len(raw_start) > MAX_ORACLE_HTTP_MARKETS:
-        raise table.error("start", 'must be a table of market symbol = "price"')
+        raise table.error("start", f'must be a table of symbol = "{what}"')
     start: dict[str, str] = {}
     for symbol, value in raw_start.items():
-        if parse_price(value) is None:
-            raise table.error("start", f"{symbol}: {value!r} is not a positive decimal price")
+        parsed = parse_price(value)
+        if parsed is None or not bounds(parsed):
+            raise table.error("start", f"{symbol}: {value!r} is not a valid {what}")
         start[str(symbol)] = str(value)
     file = None
     if source == "file" or table.optional_raw("file", None) is not None:
@@ -309,7 +342,7 @@ def _parse_oracle(table: Table, base: Path) -> OracleSettings:
     http: dict[str, tuple[str, str]] = {}
     raw_http = table.optional_raw("http", {})
     if not isinstance(raw_http, dict) or len(raw_http) > MAX_ORACLE_HTTP_MARKETS:
-        raise table.error("http", "must be a table of market symbol = {url, field}")
+        raise table.error("http", "must be a table of symbol = {url, field}")
     for symbol in raw_http:
         market = table.table("http").table(str(symbol))
         url = market.text("url", max_len=2048)
@@ -318,9 +351,21 @@ def _parse_oracle(table: Table, base: Path) -> OracleSettings:
         http[str(symbol)] = (url, market.text("field", "price", max_len=256))
         market.done()
     if source == "http" and not http:
-        raise table.error("http", "source = http needs [oracle.http.SYMBOL] tables")
+        raise table.error("http", "source = http needs http.SYMBOL tables")
+    return source, start, file, http
+
+
+def _parse_oracle(table: Table, base: Path) -> OracleSettings:
+    source, start, file, http = _parse_source(table, base, "positive decimal price", bool)
+    interval_ms = table.integer("interval_ms", 200, 600_000, 2_000)
+    seed = table.integer("seed", 0, 2**63, 0)
+    vols = VolSettings()
+    if table.optional_raw("vols", None) is not None:
+        sub = table.table("vols")
+        vols = VolSettings(*_parse_source(sub, base, "vol in (0, 10]", lambda v: v <= MAX_VOL))
+        sub.done()
     table.done()
-    return OracleSettings(source, interval_ms, seed, start, file, http)
+    return OracleSettings(source, interval_ms, seed, start, file, http, vols)
 
 
 MAX_VERIFY_THREADS = 64

@@ -209,6 +209,8 @@ SCHEMA: Final[dict[str, tuple[tuple[str, _Check], ...]]] = {
     "set_leverage": (("market", _u32), ("leverage", _u32), ("isolated", _bool)),
     "add_margin": (("market", _u32), ("amount", _u64)),
     "remove_margin": (("market", _u32), ("amount", _u64)),
+    # Options (docs/MATCHING.md "Options"): the account's option margin mode.
+    "set_option_margin": (("mode", _enum("portfolio", "standard")),),
     "withdraw": (("asset", _u32), ("amount", _u64)),
     "approve_agent": (("agent", _address), ("name", _agent_name)),
     "revoke_agent": (("agent", _address),),

@@ -47,8 +47,8 @@ from node.intents import IntentError, SignedIntent, unpack_intent
 TAG_INTENT = 0x01
 TAG_DEPOSIT = 0x02
 TAG_SIGNERS = 0x03
-TAG_ENVELOPE = 0x05  # 0x04: price observations (node/oracle/observation.py)
-TAG_DKG = 0x07  # node/fairness/keying.py (0x06: vol observations, on main)
+TAG_ENVELOPE = 0x05  # 0x04, 0x06: price, vol observations (node/oracle/observation.py)
+TAG_DKG = 0x07  # node/fairness/keying.py
 SIGNER_BYTES = 20
 NO_SIGNER = bytes(SIGNER_BYTES)  # the signer of an entry no trader signed (a deposit)
 U32_MAX = (1 << 32) - 1

@@ -22,6 +22,13 @@ Perpetual futures (orders as above: `place BTC-PERP buy 0.01 97000 [--reduce-onl
     seqnet trade set-leverage BTC-PERP 5 [--isolated]
     seqnet trade add-margin BTC-PERP 100 | remove-margin BTC-PERP 50
 
+Options (orders as above on a series: `place BTC-07DEC26-97000-C buy 1 2500`):
+
+    seqnet trade options [SERIES] [--json]             # series: mark IV, mark, Greeks
+    seqnet trade option-positions [--json]             # holdings, their Greeks and totals
+    seqnet trade option-margin [--json]                # mode, equity, margins, scenarios
+    seqnet trade option-margin-mode portfolio|standard
+
 The node is `--api URL`, else the first node of the localnet in `--localnet DIR`
 (default .localnet). The key is `--key 0x…` or $SEQNET_KEY (an agent key with
 `--account`). Deposits go to the chain in `--chain URL`, else the localnet's chain.json;
@@ -35,6 +42,7 @@ import dataclasses
 import json
 import os
 import sys
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -221,6 +229,142 @@ def _perp(client: SyncClient, args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+OPTION_COMMANDS = ("options", "option-positions", "option-margin", "option-margin-mode")
+E18 = Decimal(10) ** 18
+GREEK_COLUMNS = ("delta", "gamma (F·Γ)", "vega (per 1.00 vol)", "theta (per year)")
+
+
+def _collateral(exponent: int, units: int | str | None) -> Decimal | None:
+    """Collateral engine units (an int, or × 10¹⁸ as a decimal string) as a human amount
+    of the option markets' collateral, whose engine unit is 10^-exponent."""
+    if units is None:
+        return None
+    value = Decimal(units) / E18 if isinstance(units, str) else Decimal(units)
+    return value.scaleb(-exponent).quantize(Decimal(1).scaleb(-min(exponent, 6)))
+
+
+def _collateral_exponent(client: SyncClient, series: list[dict[str, Any]]) -> int:
+    """The exponent of the option series' collateral (the quote asset of every series)."""
+    if not series:
+        raise SystemExit("the exchange has no option series")
+    exponent: int = client.markets().market(series[0]["market"]).quote.exponent
+    return exponent
+
+
+def _greek_cells(exponent: int, greeks: dict[str, str] | None) -> list[str]:
+    """delta (per unit of forward), gamma (F·Γ), vega (per 1.00 of vol) and theta (per
+    year) in human units: the API's × 10¹⁸ integers divided out."""
+    if greeks is None:
+        return ["-"] * 4
+    q = Decimal("0.0001")
+    return [
+        str((Decimal(greeks["delta"]) / E18).quantize(q)),
+        str((Decimal(greeks["gamma"]) / E18).quantize(q)),
+        str(_collateral(exponent, greeks["vega"])),
+        str(_collateral(exponent, greeks["theta"])),
+    ]
+
+
+def _vol(vol_e9: int) -> str:
+    return f"{Decimal(vol_e9) / 10**7:.2f}%"
+
+
+def _console() -> Any:
+    """A rich console; piped or captured, wide enough for the option tables' columns."""
+    from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else Console(width=200)
+
+
+def _options(client: SyncClient, args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    cmd = args.cmd
+    if cmd == "option-margin-mode":
+        result = client.set_option_margin(args.mode)
+        _print_json(result)
+        return 0 if result.ok else 1
+    every = client.options()
+    if cmd == "options":
+        found = client.options(args.series) if args.series else every
+        rows = [found] if args.series else found
+        if args.json:
+            _print_json(found)
+            return 0
+        exponent = _collateral_exponent(client, every)
+        table = Table(title="option series (mark, Greeks per lot)")
+        for column in ("series", "strike", "expiry (UTC)", "forward", "mark IV", "IV from",
+                       "committee IV", "mark", *GREEK_COLUMNS):  # fmt: skip
+            table.add_column(column, justify="right")
+        for s in rows:
+            forward = None if s["forward"] is None else _collateral(exponent, s["forward"])
+            table.add_row(
+                s["symbol"],
+                str(_collateral(exponent, s["strike"])),
+                _utc(s["expiry_ms"]),
+                "-" if forward is None else str(forward),
+                _vol(s["mark_vol_e9"]),
+                s["vol_source"],
+                _vol(s["committee_vol_e9"]),
+                "settled" if s["settled"] else str(_collateral(exponent, s["mark"])),
+                *_greek_cells(exponent, s["greeks"]),
+            )
+        _console().print(table)
+        return 0
+    found = client.option_account()
+    if args.json:
+        _print_json(found)
+        return 0
+    exponent = _collateral_exponent(client, every)
+    if cmd == "option-positions":
+        table = Table(title=f"{found['account']} option positions (Greeks per position)")
+        for column in ("series", "size", "premium", "mark", "value", *GREEK_COLUMNS):
+            table.add_column(column, justify="right")
+        for h in found["holdings"]:
+            table.add_row(
+                h["symbol"],
+                str(h["size"]),
+                str(_collateral(exponent, h["premium"])),
+                str(_collateral(exponent, h["mark"])),
+                str(_collateral(exponent, h["value"])),
+                *_greek_cells(exponent, h["greeks"]),
+            )
+        table.add_row("total", "", "", "", "", *_greek_cells(exponent, found["greeks"]))
+        _console().print(table)
+        return 0
+    console = _console()
+    equity, initial = found["equity"], found["initial_margin"]
+    maintenance = found["maintenance_margin"]
+    console.print(
+        f"{found['account']}  mode {found['margin_mode']}  equity {_collateral(exponent, equity)}"
+        f"  initial {_collateral(exponent, initial)}"
+        f"  maintenance {_collateral(exponent, maintenance)}"
+    )
+    markets = client.markets()
+    for block in found["scenarios"]:
+        rows = block["scenarios"]
+        worst = min(range(len(rows)), key=lambda i: rows[i]["pnl"]) if rows else -1
+        table = Table(title=f"scenarios of {markets.market(block['underlying']).symbol}")
+        for column in ("underlying move", "vol shift", "P&L"):
+            table.add_column(column, justify="right")
+        for i, row in enumerate(rows):
+            pnl = str(_collateral(exponent, row["pnl"]))
+            table.add_row(
+                f"{row['move_bps'] / 100:+.2f}%",
+                f"{row['vol_shift_e9'] / 10**7:+.2f} vol pts",
+                f"[bold red]{pnl} (worst)" if i == worst else pnl,
+            )
+        console.print(table)
+    return 0
+
+
+def _utc(ms: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M")
+
+
 def _run(client: SyncClient, args: argparse.Namespace) -> int:
     cmd = args.cmd
     if cmd == "place":
@@ -300,6 +444,8 @@ def _run(client: SyncClient, args: argparse.Namespace) -> int:
         return _claim(client, args, result.withdrawal_id)
     if cmd in PERP_COMMANDS:
         return _perp(client, args)
+    if cmd in OPTION_COMMANDS:
+        return _options(client, args)
     if cmd == "agent":
         if args.what == "approve":
             if args.name is None:
@@ -377,7 +523,20 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("agent", help="the agent's address, 0x…")
     p.add_argument("name", nargs="?", help="a label for the agent (approve only, ≤ 32 bytes)")
     _perp_parsers(sub)
+    _option_parsers(sub)
     return parser
+
+
+def _option_parsers(sub: Any) -> None:
+    p = sub.add_parser("options", help="option series: mark IV (book or committee), Greeks")
+    p.add_argument("series", nargs="?", help="one series (default: all)")
+    p.add_argument("--json", action="store_true", help="the API's answer, unconverted")
+    p = sub.add_parser("option-positions", help="option holdings with their Greeks and totals")
+    p.add_argument("--json", action="store_true", help="the API's answer, unconverted")
+    p = sub.add_parser("option-margin", help="option margin: mode, requirements, scenario P&L")
+    p.add_argument("--json", action="store_true", help="the API's answer, unconverted")
+    p = sub.add_parser("option-margin-mode", help="portfolio (risk matrix) or standard margin")
+    p.add_argument("mode", choices=("portfolio", "standard"))
 
 
 def _perp_parsers(sub: Any) -> None:

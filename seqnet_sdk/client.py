@@ -428,6 +428,15 @@ class Client:
                   "amount": info.quote.to_units(amount)}  # fmt: skip
         return await self._one(action, wait)
 
+    async def set_option_margin(self, mode: str, *, wait: bool | None = None) -> IntentResult:
+        """The account's option margin mode: "portfolio" (the scenario risk matrix over
+        options and perps together) or "standard" (each option leg margined alone).
+        Refused (insufficient_margin) if the equity would not cover the new mode's
+        initial margin."""
+        if mode not in ("portfolio", "standard"):
+            raise ValueError(f"mode must be portfolio or standard, not {mode!r}")
+        return await self._one({"type": "set_option_margin", "mode": mode}, wait)
+
     # ------------------------------------------------------------------ queries
 
     async def status(self) -> Any:

@@ -41,6 +41,7 @@ FIELD_SCHEMAS: Final[dict[str, dict[str, Any]]] = {
     "name": {"type": "string", "maxLength": MAX_AGENT_NAME_BYTES},
     "leverage": _U32,
     "isolated": {"type": "boolean"},
+    "mode": {"enum": ["portfolio", "standard"]},
 }
 # Fields that may be null, per action type (PROTOCOL.md §2: "u64 or nil", "u32 or nil").
 NULLABLE: Final = {("place", "cloid"), ("place", "expires_ms"), ("cancel_all", "market")}

@@ -1,15 +1,17 @@
 """The oracle inside a running member: what member.py asks of it.
 
-- `run`: the feeder task (only with perpetual markets in genesis);
-- `on_peer`: a peer's "o" message (its own observation: rate-limited, time-checked,
-  signature-checked, then pooled);
+- `run`: the feeder task (only with perpetual markets in genesis; it also observes vols
+  when genesis has option series);
+- `on_peer`: a peer's "o" message (its own observation, of prices or of vols:
+  rate-limited, time-checked, signature-checked, then pooled);
 - `for_block`: the observations a leader puts at the front of its block;
 - `check_block`: a voter's check of a proposal's observations (node/oracle/observation.py
   `block_observations`);
 - `engine_entry`: the engine's entry for a committed observation.
 
 A member without perpetual markets in genesis runs no feeder, proposes no observation
-and votes against a block that carries one.
+and votes against a block that carries one; without option series, the same for vol
+observations.
 """
 
 from __future__ import annotations
@@ -22,14 +24,18 @@ import trio
 
 from consensus.crypto import Ed25519Scheme, Signer
 from matching.config import Genesis
+from matching.options import MAX_VOL_E9, VOL_SCALE
 from node.api.query import KNOWN_DECIMALS
 from node.api.ratelimit import NO_WAIT, RateLimit, TokenBuckets
-from node.config import OracleSettings
+from node.config import OracleSettings, SourceSettings
 from node.net.messages import PeerProtocolError
-from node.oracle.feeder import Feeder, ObservationPool
+from node.oracle.feeder import Feeder, ObservationPool, VolFeed
 from node.oracle.observation import (
     OBSERVATION_SKEW_MS,
+    OBSERVATION_TAGS,
     TAG_ORACLE,
+    TAG_VOLS,
+    VOLS,
     Observation,
     block_observations,
     decode_observation,
@@ -37,7 +43,9 @@ from node.oracle.observation import (
 from node.oracle.sources import FileSource, HttpMarket, HttpSource, PriceSource, SimulatedSource
 
 ORACLE_TAG: Final = bytes((TAG_ORACLE,))
-PEER_OBSERVATIONS_PER_S: Final = 4.0  # a feeder sends one every interval_ms (>= 200 ms)
+VOLS_TAG: Final = bytes((TAG_VOLS,))
+# A feeder sends one of each kind every interval_ms (>= 200 ms).
+PEER_OBSERVATIONS_PER_S: Final = 8.0
 
 
 class MemberOracle:
@@ -54,6 +62,7 @@ class MemberOracle:
         source: PriceSource | None,
         to_ticks: Mapping[str, Callable[[Decimal], tuple[int, int] | None]],
         interval_ms: int,
+        vols: VolFeed | None = None,
     ) -> None:
         self._me = me
         self._chain_id = chain_id
@@ -64,6 +73,7 @@ class MemberOracle:
         self._scheme = Ed25519Scheme()
         self.pool = ObservationPool(len(public_keys))
         self.enabled = source is not None
+        self.vols_enabled = source is not None and vols is not None
         self._peers = TokenBuckets(
             RateLimit(PEER_OBSERVATIONS_PER_S, burst=PEER_OBSERVATIONS_PER_S),
             max_keys=len(public_keys),
@@ -81,6 +91,7 @@ class MemberOracle:
                 now_ms=now_ms,
                 publish=self._publish,
                 interval_ms=interval_ms,
+                vols=vols,
             )
         )
 
@@ -99,6 +110,8 @@ class MemberOracle:
         """A peer's observation: its own only, within the skew of our clock, signed."""
         if not self.enabled:
             raise PeerProtocolError("an oracle observation, but genesis has no perp market")
+        if observation.kind is VOLS and not self.vols_enabled:
+            raise PeerProtocolError("a vol observation, but genesis has no option series")
         if observation.member != peer:
             raise PeerProtocolError(f"observation of member {observation.member} from {peer}")
         if self._peers.take(peer, 1, trio.current_time()) != NO_WAIT:
@@ -122,19 +135,21 @@ class MemberOracle:
 
     def check_block(self, entries: tuple[bytes, ...], timestamp_ms: int) -> str | None:
         if not self.enabled:
-            if any(e[:1] == ORACLE_TAG for e in entries):
+            if any(e[:1] in OBSERVATION_TAGS for e in entries):
                 return "an oracle observation, but genesis has no perp market"
             return None
+        if not self.vols_enabled and any(e[:1] == VOLS_TAG for e in entries):
+            return "a vol observation, but genesis has no option series"
         bad = block_observations(entries, timestamp_ms, self._keys, self._chain_id, self._scheme)
         if bad is None:
             # Carried by this proposal: our next block need not carry them again (a
             # certified chain rarely holds one observation twice; the engine would only
             # record the same price again).
             for entry in entries:
-                if entry[:1] != ORACLE_TAG:
+                if entry[:1] not in OBSERVATION_TAGS:
                     break
                 observation = decode_observation(entry)
-                self.pool.carried(observation.member, observation.observed_ms)
+                self.pool.carried(observation.member, observation.observed_ms, observation.kind)
         return bad
 
     def status(self) -> dict[str, Any]:
@@ -150,6 +165,14 @@ class MemberOracle:
             "latest_observed_ms": [
                 None if o is None else o.observed_ms for o in self.pool.latest()
             ],
+            "vols": {
+                "enabled": self.vols_enabled,
+                "observations": 0 if feeder is None else feeder.vol_observations,
+                "source_failures": 0 if feeder is None else feeder.vol_failures,
+                "latest_observed_ms": [
+                    None if o is None else o.observed_ms for o in self.pool.latest(VOLS)
+                ],
+            },
         }
 
     def engine_entry(self, raw: bytes) -> dict[str, Any]:
@@ -193,21 +216,49 @@ def oracle_source(
         to_ticks[market.symbol] = price_converter(
             market.id, market.lot_size, market.tick_size, quote_exponent, market.perp.base_decimals
         )
-    source: PriceSource
-    if settings.source == "file":
-        assert settings.file is not None
-        source = FileSource(settings.file)
-    elif settings.source == "http":
-        source = HttpSource(
-            {s: HttpMarket(url, field) for s, (url, field) in settings.http.items()}
-        )
-    else:
-        start = {s: Decimal(p) for s, p in settings.start.items()}
-        missing = sorted(set(to_ticks) - set(start))
+    if settings.source == "simulated":
+        missing = sorted(set(to_ticks) - set(settings.start))
         if missing:
             raise ValueError(
                 f"[oracle] source = simulated needs a start price for {', '.join(missing)} "
                 '(start = { "BTC-PERP" = "97000" })'
             )
-        source = SimulatedSource(start, seed=settings.seed)
-    return source, to_ticks
+    return _source(settings, settings.seed, {}), to_ticks
+
+
+def vol_converter(market_id: int) -> Callable[[Decimal], tuple[int, int] | None]:
+    """Human vol (0.55 for 55 % a year) -> (series id, vol_e9), rounded to the nearest;
+    None outside the engine's 1..MAX_VOL_E9."""
+
+    def convert(vol: Decimal) -> tuple[int, int] | None:
+        vol_e9 = int((vol * VOL_SCALE).to_integral_value())
+        return (market_id, vol_e9) if 0 < vol_e9 <= MAX_VOL_E9 else None
+
+    return convert
+
+
+def vol_feed(settings: OracleSettings, exchange: Genesis) -> VolFeed | None:
+    """The configured vol source (`[oracle.vols]`) and, per option series symbol, its
+    converter to vol_e9; None when genesis has no option series. The simulated source
+    starts each series at its genesis `vol_e9` unless `[oracle.vols] start` says
+    otherwise."""
+    series = exchange.option_markets
+    if not series:
+        return None
+    to_vol_e9 = {}
+    defaults = {}
+    for market in series:
+        assert market.option is not None
+        to_vol_e9[market.symbol] = vol_converter(market.id)
+        defaults[market.symbol] = Decimal(market.option.vol_e9) / VOL_SCALE
+    return VolFeed(_source(settings.vols, settings.seed, defaults), to_vol_e9)
+
+
+def _source(settings: SourceSettings, seed: int, defaults: dict[str, Decimal]) -> PriceSource:
+    if settings.source == "file":
+        assert settings.file is not None
+        return FileSource(settings.file)
+    if settings.source == "http":
+        return HttpSource({s: HttpMarket(url, field) for s, (url, field) in settings.http.items()})
+    start = {**defaults, **{s: Decimal(p) for s, p in settings.start.items()}}
+    return SimulatedSource(start, seed=seed)

@@ -20,7 +20,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import msgpack
 import trio
@@ -48,7 +48,7 @@ from node.intents import (
     verify_intent,
 )
 from node.mempool import Mempool
-from node.oracle.observation import TAG_ORACLE, decode_observation
+from node.oracle.observation import OBSERVATION_TAGS, decode_observation
 from node.payload import (
     NO_SIGNER,
     TAG_DEPOSIT,
@@ -69,9 +69,9 @@ from node.seam import NodeStorage
 from node.store.storage import CorruptStorage, WriteBatch
 
 _DEPOSIT_TAG = bytes((TAG_DEPOSIT,))
-_ORACLE_TAG = bytes((TAG_ORACLE,))
 _DKG_TAG = bytes((TAG_DKG,))
-_COMMITTEE_TAGS = (_DEPOSIT_TAG, _ORACLE_TAG, _DKG_TAG)  # no trader signed these: no intent id
+# Entries no trader signed: no intent id.
+_COMMITTEE_TAGS = (_DEPOSIT_TAG, *OBSERVATION_TAGS, _DKG_TAG)
 SNAPSHOT_FORMAT = 1
 _ENVELOPE_TAG = bytes((TAG_ENVELOPE,))
 # An engine entry that stands for an envelope that does not execute: the engine never
@@ -82,6 +82,9 @@ ENVELOPE_REJECTED = "envelope_rejected"
 DKG_ENTRY = "dkg_entry"
 # Committed blocks waiting for decryption shares, at most (then commits wait for room).
 MAX_QUEUED_BLOCKS = 1_000
+
+
+_OBSERVED: Final = ("oracle", "vols")  # engine types of observation entries
 
 
 @dataclass(frozen=True, slots=True)
@@ -453,7 +456,7 @@ class Executor:
                     Executable({"action": {"type": "dkg"}, DKG_ENTRY: True}, NO_SIGNER, None)
                 )
                 continue
-            if raw[:1] == _ORACLE_TAG:
+            if raw[:1] in OBSERVATION_TAGS:
                 observation = decode_observation(raw)
                 address = self._member_addresses[observation.member]
                 out.append(Executable(observation.engine_entry(address), NO_SIGNER, None))
@@ -550,9 +553,9 @@ class Executor:
         apply_s = time.perf_counter() - started
         self.height, self._tip = block.height, block
         self._counters["blocks_committed"] += 1
-        observations = 0  # price observations: first in a block (PROTOCOL §7.3)
+        observations = 0  # price and vol observations: first in a block (PROTOCOL §7.3)
         for e in entries:
-            if e.intent_id is not None or e.engine_entry["action"]["type"] != "oracle":
+            if e.intent_id is not None or e.engine_entry["action"]["type"] not in _OBSERVED:
                 break
             observations += 1
         self._counters["observations_committed"] += observations

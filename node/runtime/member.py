@@ -99,7 +99,8 @@ from node.net.messages import (
     decode_peer_message,
 )
 from node.net.transport import Peer, Transport, TransportConfig
-from node.oracle.member import ORACLE_TAG, MemberOracle, oracle_source
+from node.oracle.member import MemberOracle, oracle_source, vol_feed
+from node.oracle.observation import OBSERVATION_TAGS
 from node.payload import (
     NO_SIGNER,
     SIGNER_BYTES,
@@ -434,9 +435,11 @@ class Node:
         self.executor.decryption = self.decryption
 
     def _build_oracle(self) -> MemberOracle:
-        """The oracle: a feeder when genesis has perpetual markets (node/oracle/)."""
+        """The oracle: a feeder when genesis has perpetual markets, observing vols too
+        when it has option series (node/oracle/)."""
         members = self.genesis.members
         source, to_ticks = oracle_source(self.setup.config.oracle, self.genesis.exchange)
+        vols = vol_feed(self.setup.config.oracle, self.genesis.exchange) if source else None
         return MemberOracle(
             me=self.me,
             chain_id=self.genesis_hash,
@@ -448,6 +451,7 @@ class Node:
             source=source,
             to_ticks=to_ticks,
             interval_ms=self.setup.config.oracle.interval_ms,
+            vols=vols,
         )
 
     def _committed_tail(self) -> list[Block]:
@@ -822,7 +826,7 @@ class Node:
             deposits = [deposit_entry(r) for r in records]
         # Room for the signers entry: 20 bytes an entry, and its tag.
         room = self.options.max_block_bytes - 1 - SIGNER_BYTES * limit
-        # Price observations first: the block's orders and liquidations see them.
+        # Price and vol observations first: the block's orders and liquidations see them.
         observations = self.oracle.for_block()
         # Then our own DKG entries (a dealing, complaints) until they commit.
         member_keying = self.executor.member_keying
@@ -1045,7 +1049,7 @@ class Node:
         if not deposits:
             return True
         first = 0  # after the price observations (checked by the oracle)
-        while first < len(block.payload) and block.payload[first][:1] == ORACLE_TAG:
+        while first < len(block.payload) and block.payload[first][:1] in OBSERVATION_TAGS:
             first += 1
         if self.watcher is None or any(
             e[:1] == _TAG_DEPOSIT_BYTE for e in block.payload[first + len(deposits) :]

@@ -17,11 +17,12 @@ import pytest
 
 import matching
 from matching.engine import BlockResult, Engine
+from matching.events import Reason
 from tests.matching.helpers import T0
 from tests.matching.option_helpers import CHAIN, INDEX, OptionHarness, option_order, vols
 from tests.matching.perp_helpers import BTC_PERP, INSURANCE, MEMBERS, TRADERS, oracle, perp_order
 
-GOLDEN_OPTION_STREAM = "edf0ef5fea568e60d202054ccf4210ce1085bc39605f4963c803152629f4cf62"
+GOLDEN_OPTION_STREAM = "ec1a842e06442a70aba5ae34101b91814e88b849f7c09544b1b11b2353de0abd"
 EXPIRY = T0 + 1_800_000
 BLOCK_MS = 20_000
 
@@ -56,7 +57,16 @@ def option_log(blocks: int = 110, seed: int = 14) -> list[tuple[int, list[dict[s
                 side = rng.choice(("buy", "sell"))
                 size = rng.randrange(1, 6)
                 tif = rng.choice(("gtc", "gtc", "ioc", "post"))
-                entries.append(h.entry(trader, option_order(market, side, price, size, tif)))
+                order = option_order(market, side, price, size, tif)
+                if tif == "ioc" and rng.random() < 0.5:  # reduce-only, mostly of a holding
+                    held = h.holding(trader, market) if account is not None else 0
+                    if held and rng.random() < 0.8:
+                        buy = held < 0
+                        order["side"] = "buy" if buy else "sell"
+                        order["price"] = max(1, mark * (130 if buy else 70) // 100)
+                        order["size"] = abs(held) + rng.randrange(0, 3)
+                    order["reduce_only"] = True
+                entries.append(h.entry(trader, order))
             elif roll < 0.75 and account is not None and account.orders:
                 order = rng.choice(list(account.orders.values()))
                 action = {"type": "cancel", "market": order.book.id, "oid": order.oid}
@@ -103,8 +113,12 @@ def test_the_stream_exercises_options() -> None:
         for event in [*result.expired, *[e for ev in result.events for e in ev], *result.end]:
             name = type(event).__name__
             kinds[name] = kinds.get(name, 0) + 1
+            code = getattr(event, "reason", None) or getattr(event, "code", None)
+            if code in (Reason.REDUCE_ONLY, Reason.REDUCE_ONLY_NO_POSITION):
+                kinds[code] = kinds.get(code, 0) + 1
     for name in ("OptionPosition", "OptionMark", "Liquidation", "OptionSettlement",
-                 "OptionSettled", "VolObserved", "Trade"):  # fmt: skip
+                 "OptionSettled", "VolObserved", "Trade", "MarginModeSet",
+                 Reason.REDUCE_ONLY, Reason.REDUCE_ONLY_NO_POSITION):  # fmt: skip
         assert kinds.get(name, 0) > 0, name
 
 

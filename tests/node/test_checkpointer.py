@@ -218,9 +218,20 @@ async def test_a_member_with_a_different_root_refuses_and_alarms(chain: Chain) -
         c.withdraw(10**9, only=3)  # member 3's engine diverges
         c.checkpoint()
         await c.landed(1)
+        odd = c.members[3].cp
+        honest = c.members[:3]
+        # The alarms arrive with the peers' signatures and the landed checkpoint: wait for
+        # every one of them (a loaded machine delivers late, never differently), then check
+        # that none came twice.
+        with trio.fail_after(30):
+            while (
+                odd.counters["checkpoint_mismatch"] < 3
+                or odd.counters["checkpoint_landed_mismatch"] < 1
+                or any(m.cp.counters["checkpoint_mismatch"] < 1 for m in honest)
+            ):
+                await trio.sleep(0.05)
         await trio.sleep(0.3)
         nursery.cancel_scope.cancel()
-    odd = c.members[3].cp
     assert odd.counters["checkpoint_mismatch"] == 3  # one alarm per honest peer
     assert odd.counters["checkpoint_landed_mismatch"] == 1
     assert len(odd.history[1].signatures) == 1  # only its own: it counted none of theirs

@@ -52,6 +52,9 @@ actions = st.one_of(
     ),
     st.fixed_dictionaries({"type": st.just("add_margin"), "market": u32, "amount": u64}),
     st.fixed_dictionaries({"type": st.just("remove_margin"), "market": u32, "amount": u64}),
+    st.fixed_dictionaries(
+        {"type": st.just("set_option_margin"), "mode": st.sampled_from(["portfolio", "standard"])}
+    ),
     st.fixed_dictionaries({"type": st.just("withdraw"), "asset": u32, "amount": u64}),
     st.fixed_dictionaries(
         {

@@ -84,6 +84,7 @@ ACTIONS: dict[str, dict[str, Any]] = {
     "set_leverage": {"type": "set_leverage", "market": 2, "leverage": 5, "isolated": True},
     "add_margin": {"type": "add_margin", "market": 2, "amount": 250_000_000},
     "remove_margin": {"type": "remove_margin", "market": 2, "amount": 2**64 - 1},
+    "set_option_margin": {"type": "set_option_margin", "mode": "standard"},
 }
 
 

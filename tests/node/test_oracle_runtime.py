@@ -117,3 +117,45 @@ async def test_a_perp_action_signed_by_a_trader_commits(tmp_path: Path) -> None:
         assert ok.status == "committed", ok
         assert (refused.status, refused.code) == ("rejected", "bad_leverage"), refused
         nursery.cancel_scope.cancel()
+
+
+class FixedVols:
+    """A vol source that says the same vol for every series."""
+
+    def __init__(self, vol: str, symbols: list[str]) -> None:
+        self.vols = {s: Decimal(vol) for s in symbols}
+
+    async def prices(self, now_ms: int) -> dict[str, Decimal]:
+        return dict(self.vols)
+
+
+async def test_members_publish_vols_and_agree_on_the_committee_vol(tmp_path: Path) -> None:
+    """Every member's feeder signs vol observations (tag 0x06) beside its prices; leaders
+    carry them, voters check them, and every engine reaches the committee vol of 2f + 1
+    members: a member publishing a wild vol cannot move it."""
+    from node.oracle.feeder import VolFeed
+
+    nodes = make_perp_nodes(tmp_path)
+    for i, node in enumerate(nodes):
+        feeder = node.oracle.feeder
+        assert feeder is not None and feeder._vols is not None and node.oracle.vols_enabled
+        symbols = list(feeder._vols.to_vol_e9)
+        vol = "5" if i == 3 else ("0.7", "0.75", "0.75")[i]  # member 3 is wild
+        feeder._vols = VolFeed(FixedVols(vol, symbols), feeder._vols.to_vol_e9)
+
+    def committee_vols(node: Node) -> set[int]:
+        options = node.engine.options
+        assert options is not None
+        return {s.committee_vol for s in options.series.values()}
+
+    async with trio.open_nursery() as nursery:
+        for node in nodes:
+            await nursery.start(node.run)
+        with trio.fail_after(30):
+            # The median of any 3 or all 4 of 0.7, 0.75, 0.75 and 5 is 0.75.
+            while not all(committee_vols(n) == {750_000_000} for n in nodes):
+                await trio.sleep(0.05)
+        for node in nodes:
+            status = node.status()["oracle"]["vols"]
+            assert status["enabled"] and status["observations"] > 0
+        nursery.cancel_scope.cancel()

@@ -291,6 +291,15 @@ export class Client {
   }
 
   /**
+   * The account's option margin mode: "portfolio" (the scenario risk matrix over options
+   * and perps together) or "standard" (each option leg margined alone). Refused
+   * (insufficient_margin) if the equity would not cover the new mode's initial margin.
+   */
+  async setOptionMargin(mode: "portfolio" | "standard", options: { wait?: boolean } = {}): Promise<IntentResult> {
+    return this.one({ type: "set_option_margin", mode }, options.wait);
+  }
+
+  /**
    * Debit `amount` (human units, or `amountUnits` in engine units) now; claim it on chain
    * once a checkpoint carrying it lands (`Settlement.claim`). When it waits for the commit
    * (the default), the answer also carries the withdrawal's id: the client watches the

@@ -57,6 +57,7 @@ export interface ModifyAction { type: "modify"; market: number; oid: bigint; pri
 export interface SetLeverageAction { type: "set_leverage"; market: number; leverage: number; isolated: boolean }
 export interface AddMarginAction { type: "add_margin"; market: number; amount: bigint }
 export interface RemoveMarginAction { type: "remove_margin"; market: number; amount: bigint }
+export interface SetOptionMarginAction { type: "set_option_margin"; mode: "portfolio" | "standard" }
 export interface WithdrawAction { type: "withdraw"; asset: number; amount: bigint }
 export interface ApproveAgentAction { type: "approve_agent"; agent: Address; name: string }
 export interface RevokeAgentAction { type: "revoke_agent"; agent: Address }
@@ -71,6 +72,7 @@ export type Action =
   | SetLeverageAction
   | AddMarginAction
   | RemoveMarginAction
+  | SetOptionMarginAction
   | WithdrawAction
   | ApproveAgentAction
   | RevokeAgentAction;
@@ -86,6 +88,8 @@ export const TRADING_ACTIONS: ReadonlySet<ActionType> = new Set([
   "set_leverage",
   "add_margin",
   "remove_margin",
+  // Options (PROTOCOL.md §2): the account's option margin mode.
+  "set_option_margin",
 ]);
 /** Actions only the account itself may sign (never an agent). */
 export const ACCOUNT_ONLY_ACTIONS: ReadonlySet<ActionType> = new Set([
@@ -187,6 +191,7 @@ const SCHEMA: Record<ActionType, ReadonlyArray<readonly [string, Check]>> = {
   set_leverage: [["market", u32], ["leverage", u32], ["isolated", bool]],
   add_margin: [["market", u32], ["amount", u64]],
   remove_margin: [["market", u32], ["amount", u64]],
+  set_option_margin: [["mode", oneOf("portfolio", "standard")]],
   withdraw: [["asset", u32], ["amount", u64]],
   approve_agent: [["agent", address], ["name", agentName]],
   revoke_agent: [["agent", address]],

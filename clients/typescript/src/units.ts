@@ -190,6 +190,8 @@ export class Markets {
     };
     // A perpetual market has no on-chain base asset: its sizes count units of the
     // underlying with `base_decimals` decimals (docs/MATCHING.md, "Perpetual futures").
+    // An option series has none either: its sizes count contracts, its prices are per
+    // contract (docs/MATCHING.md, "Options").
     const underlying = (m: Record<string, unknown>) =>
       new AssetInfo(
         -1,
@@ -204,7 +206,7 @@ export class Markets {
         new MarketInfo(
           Number(m["id"]),
           String(m["symbol"]),
-          m["kind"] === "perp" ? underlying(m) : asset(m["base"]),
+          m["kind"] === "perp" || m["kind"] === "option" ? underlying(m) : asset(m["base"]),
           asset(m["quote"]),
           toBigInt(m["lot_size"], "lot_size"),
           toBigInt(m["tick_size"], "tick_size"),

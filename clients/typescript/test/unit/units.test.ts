@@ -40,4 +40,21 @@ describe("units", () => {
     assert.throws(() => market.sizeToUnits("1,5"), TypeError);
     assert.throws(() => markets.market("BTC-USDC"), /unknown market/);
   });
+
+  it("reads derivative markets, which have no on-chain base asset", () => {
+    const derivatives = Markets.fromJson({
+      assets: [{ id: 1, symbol: "USDC", token: "0x5fbdb2315678afecb367f032d93f642f64180aa3", unit: 1, decimals: 6 }],
+      markets: [
+        { id: 7, symbol: "BTC-PERP", kind: "perp", base: null, quote: 1, base_decimals: 8, lot_size: 1, tick_size: 1, maker_fee_bps: 2, taker_fee_bps: 5 },
+        { id: 20, symbol: "BTC-20261225-50000-C", kind: "option", base: null, quote: 1, base_decimals: 0, lot_size: 1, tick_size: 1, maker_fee_bps: 2, taker_fee_bps: 5 },
+      ],
+    });
+    assert.equal(derivatives.market("BTC-PERP").base.symbol, "BTC");
+    assert.equal(derivatives.market("BTC-PERP").sizeToUnits("0.5"), 50_000_000n);
+    const option = derivatives.market(20);
+    assert.equal(option.base.symbol, "BTC");
+    assert.equal(option.sizeToUnits("3"), 3n); // contracts
+    assert.throws(() => option.sizeToUnits("0.5"), OffGrid);
+    assert.equal(option.quote.symbol, "USDC");
+  });
 });
