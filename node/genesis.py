@@ -37,8 +37,10 @@ from node.config import (
     write_toml,
 )
 from node.fairness.committee import FairnessGenesis, local_dkg
+from node.fairness.dkg import member_key_from_settlement, member_public_key
 from node.fairness.errors import FairnessError
 from node.fairness.group import base_mul, encode_point
+from node.fairness.keying import KeyingParams
 from node.fairness.threshold import DEV_CHAIN_ID, KeyShare, ThresholdPublicKey
 from node.intents import ZERO_ADDRESS, Domain, format_address, keccak256
 from node.keys import (
@@ -88,7 +90,10 @@ class Genesis:
     consensus: ConsensusParams = field(default_factory=ConsensusParams)
     settlement_contract: bytes | None = None  # None until the contract is deployed
     # The committee key for encrypted intents (docs/PROTOCOL.md §10); None: not offered.
+    # Dealt in one process: development chain only (`local_dkg`).
     fairness: FairnessGenesis | None = None
+    # Or the members' DKG over the committed log (§10.9): their DKG keys and phases.
+    dkg: KeyingParams | None = None
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -145,6 +150,12 @@ class Genesis:
         data["exchange"] = self.exchange.to_dict()
         if self.fairness is not None:
             data["fairness"] = self.fairness.to_toml()
+        if self.dkg is not None:
+            data["dkg"] = {
+                "member_keys": ["0x" + k.hex() for k in self.dkg.member_keys],
+                "phase_blocks": self.dkg.phase_blocks,
+                "rekey_interval_blocks": self.dkg.rekey_interval_blocks,
+            }
         return data
 
     def write(self, path: Path) -> None:
@@ -183,10 +194,22 @@ def _validate(genesis: Genesis) -> None:
         if exchange.oracle_quorum != genesis.quorum:
             raise ConfigError(f"exchange.oracle_quorum must be the quorum, {genesis.quorum}")
     if genesis.fairness is not None:
+        if genesis.chain_id != DEV_CHAIN_ID:
+            raise ConfigError(
+                f"fairness: a dealt committee key is for the development chain {DEV_CHAIN_ID} "
+                "only; a production committee runs the DKG ([dkg])"
+            )
+        if genesis.dkg is not None:
+            raise ConfigError("fairness: a committee key and a [dkg] table exclude each other")
         try:
             genesis.fairness.check_committee(len(genesis.members))
         except FairnessError as error:
             raise ConfigError(f"fairness: {error}") from None
+    if genesis.dkg is not None:
+        if genesis.dkg.chain_id != genesis.chain_id:
+            raise ConfigError("dkg: the chain id is genesis's")
+        if len(genesis.dkg.member_keys) != len(genesis.members):
+            raise ConfigError(f"dkg.member_keys: one key per member ({len(genesis.members)})")
 
 
 # ---------------------------------------------------------------------------------------
@@ -252,9 +275,32 @@ def _parse_fairness(t: Table) -> FairnessGenesis:
     return fairness
 
 
+def _parse_dkg(t: Table, chain_id: int) -> KeyingParams:
+    raw = t.raw("member_keys")
+    if not isinstance(raw, list) or not 0 < len(raw) <= MAX_MEMBERS:
+        raise t.error("member_keys", f"must be an array of 1..{MAX_MEMBERS} keys")
+    keys = []
+    for i, item in enumerate(raw):
+        k = Table({"key": item}, f"{t._label('member_keys')}[{i}]").hex_bytes("key", 33, True)
+        keys.append(k)
+    try:
+        params = KeyingParams(
+            chain_id,
+            tuple(keys),
+            t.integer("phase_blocks", 2, 100_000),
+            t.integer("rekey_interval_blocks", 0, U64_MAX, default=0),
+        )
+        params.config(0)  # the keys are curve points, no two equal
+    except FairnessError as error:
+        raise ConfigError(f"dkg: {error.message}") from None
+    t.done()
+    return params
+
+
 def _parse_genesis(t: Table) -> Genesis:
+    chain_id = t.integer("chain_id", 1, U64_MAX)
     genesis = Genesis(
-        chain_id=t.integer("chain_id", 1, U64_MAX),
+        chain_id=chain_id,
         settlement_contract=t.optional_address("settlement_contract"),
         consensus=_parse_consensus(t.table("consensus")),
         members=tuple(t.array("members", _parse_member, MAX_MEMBERS)),
@@ -262,6 +308,7 @@ def _parse_genesis(t: Table) -> Genesis:
         fairness=None
         if t.optional_raw("fairness", None) is None
         else _parse_fairness(t.table("fairness")),
+        dkg=None if t.optional_raw("dkg", None) is None else _parse_dkg(t.table("dkg"), chain_id),
     )
     t.done()
     return genesis
@@ -304,6 +351,12 @@ def load_node_setup(config_path: Path) -> NodeSetup:
             f"{config.settlement_key}: address {format_address(keys.settlement_address)} is "
             f"not {member.name}'s settlement_address in {config.genesis}"
         )
+    if genesis.dkg is not None:
+        mine = member_public_key(member_key_from_settlement(keys.settlement.secret))
+        if genesis.dkg.member_keys[index] != mine:
+            raise KeyFileError(
+                f"{config.settlement_key}: its DKG key is not {member.name}'s in {config.genesis}"
+            )
     share = None
     if genesis.fairness is not None and config.fairness_key is not None:
         share = load_fairness_share(config.fairness_key, genesis.fairness.key, index + 1)
@@ -451,11 +504,17 @@ def committee_init(
     perps: bool = False,
     now_ms: int | None = None,
     encryption: bool | None = None,
+    dkg_phase_blocks: int | None = None,
+    rekey_interval_blocks: int = 0,
 ) -> Genesis:
     """Write OUT/genesis.toml and OUT/nodeI/{config.toml, keys/…} for `nodes` members.
     `encryption` (default: on the development chain only): run the DKG for every member
     in this process and write the committee key into genesis (`[fairness]`, epoch 0) and
     each member's share to keys/NAME.fairness.key (`local_dkg`; refused on other chains).
+    By default any other chain gets a `[dkg]` table instead (`encryption=False`: no
+    encrypted intents at all): the members run epoch 0's DKG over their
+    committed log when they start (`dkg_phase_blocks` per phase, default max(10, 3n);
+    a new key every `rekey_interval_blocks`, 0: never).
     With `perps`, genesis also lists BTC-PERP (`perp_market`) and every member's config
     runs the simulated oracle from BTC_START_PRICE, and a small BTC option chain
     (`option_chain`, expiries counted from `now_ms`, the wall clock if None).
@@ -471,9 +530,21 @@ def committee_init(
     members: list[Member] = []
     configs: list[tuple[Path, NodeConfig]] = []
     all_keys = [NodeKeys.generate(f"node{i}") for i in range(nodes)]
+    # None: the default (dealt on the development chain, the members' DKG elsewhere).
+    with_dkg = encryption is None and chain_id != DEV_CHAIN_ID
     if encryption is None:
         encryption = chain_id == DEV_CHAIN_ID
     fairness, fairness_shares = _fairness_ceremony(chain_id, all_keys) if encryption else (None, ())
+    dkg = None
+    if with_dkg:  # checked before anything is written
+        dkg = KeyingParams(
+            chain_id,
+            tuple(
+                member_public_key(member_key_from_settlement(k.settlement.secret)) for k in all_keys
+            ),
+            dkg_phase_blocks or max(10, 3 * nodes),
+            rekey_interval_blocks,
+        )
     for i in range(nodes):
         name = f"node{i}"
         keys = all_keys[i]
@@ -520,6 +591,7 @@ def committee_init(
         members=tuple(members),
         exchange=default_exchange(fee_account or members[0].settlement_address),
         fairness=fairness,
+        dkg=dkg,
     )
     if perps:
         addresses = tuple(m.settlement_address for m in members)
@@ -560,6 +632,17 @@ def main(argv: list[str], prog: str) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="host every member listens on")
     parser.add_argument("--settlement-contract", help="0x address, if already deployed")
     parser.add_argument("--fee-account", help="0x address (default: node0's settlement address)")
+    parser.add_argument(
+        "--dkg-phase-blocks",
+        type=int,
+        help="chains other than 31337: each DKG phase in committed blocks (default max(10, 3n))",
+    )
+    parser.add_argument(
+        "--rekey-interval-blocks",
+        type=int,
+        default=0,
+        help="chains other than 31337: a new committee key every N blocks (default 0: never)",
+    )
     args = parser.parse_args(argv)
     try:
         given = {"settlement_contract": args.settlement_contract, "fee_account": args.fee_account}
@@ -572,9 +655,14 @@ def main(argv: list[str], prog: str) -> int:
             host=args.host,
             settlement_contract=_cli_address(options, "settlement_contract"),
             fee_account=_cli_address(options, "fee_account"),
+            dkg_phase_blocks=args.dkg_phase_blocks,
+            rekey_interval_blocks=args.rekey_interval_blocks,
         )
     except (ConfigError, KeyFileError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
+        return 1
+    except FairnessError as error:  # bad [dkg] parameters
+        print(f"error: dkg: {error.message}", file=sys.stderr)
         return 1
     summary = {
         "genesis": str(args.out / "genesis.toml"),

@@ -9,6 +9,9 @@ without a format change:
     0x03 ‖ signer_0 ‖ … ‖ signer_{k-1}       (the signers entry: last, 20 bytes each)
     0x05 ‖ envelope                          (an encrypted intent, PROTOCOL.md §10.3;
                                               its signer is the envelope's)
+    0x07 ‖ DKG message                       (a dealing or complaint of the committee
+                                              key's DKG, PROTOCOL.md §10.9; from the
+                                              block's author, signer: 20 zero bytes)
 
 A non-empty payload ends with its signers entry: the signer each entry recovers to (an
 intent's key, or 20 zero bytes for a deposit), in payload order. Every replica recovers
@@ -45,6 +48,7 @@ TAG_INTENT = 0x01
 TAG_DEPOSIT = 0x02
 TAG_SIGNERS = 0x03
 TAG_ENVELOPE = 0x05  # 0x04, 0x06: price, vol observations (node/oracle/observation.py)
+TAG_DKG = 0x07  # node/fairness/keying.py
 SIGNER_BYTES = 20
 NO_SIGNER = bytes(SIGNER_BYTES)  # the signer of an entry no trader signed (a deposit)
 U32_MAX = (1 << 32) - 1
@@ -63,6 +67,11 @@ def intent_entry(packed_intent: bytes) -> bytes:
 def envelope_entry(envelope: bytes) -> bytes:
     """0x05 ‖ the envelope's bytes (decoded by node/fairness/envelope.py)."""
     return bytes((TAG_ENVELOPE,)) + envelope
+
+
+def dkg_entry(message: bytes) -> bytes:
+    """0x07 ‖ a DKG message (node/fairness/dkg.py), sent by the block's author."""
+    return bytes((TAG_DKG,)) + message
 
 
 def decode_entry(entry: bytes) -> SignedIntent:

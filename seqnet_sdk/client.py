@@ -184,6 +184,8 @@ class Client:
         PROTOCOL.md §10.1 bytes, key_id, t, n, epoch). ApiError `no_committee_key` when
         the committee takes none."""
         raw = await self._get("/v1/fairness/key")
+        if raw.get("status") == "pending":  # the members' DKG has not made a key yet
+            raise ApiError(404, "no_committee_key", "the committee key is pending (DKG)")
         key = parse_committee_key(raw["committee_key"])
         if "0x" + key.key_id.hex() != raw["key_id"]:
             raise ApiError(0, "bad_committee_key", "the key's id does not match its bytes")

@@ -1,8 +1,12 @@
 """Encrypted intents at the API (docs/PROTOCOL.md §10, docs/API.md): the committee key
 and the intake of sealed envelopes.
 
-- `GET /v1/fairness/key`: the committee key genesis publishes (hex of its §10.1 bytes,
-  key_id, t, n, epoch); 404 `no_committee_key` when genesis has none.
+- `GET /v1/fairness/key`: the committee key (hex of its §10.1 bytes, key_id, t, n,
+  epoch) with its `status`: "ready", or "pending" while the members' DKG (genesis
+  [dkg], §10.9) has made none yet (then the key fields are null and encrypted intents
+  are refused `no_committee_key`); with a DKG also the height it became current, the
+  qualified dealers and every member's verification key. 404 `no_committee_key` when
+  the committee has no key and makes none.
 - `POST /v1/intents/encrypted`: `{"envelope": "0x…"}` or `{"envelopes": ["0x…", …]}`
   (at most `max_batch_intents`), with the same `wait`/`timeout_ms` query as
   /v1/intents. Each envelope is decoded strictly here (`decode_envelope`: sizes,
@@ -54,11 +58,22 @@ class FairnessKeyResponse(BaseModel):
     """GET /v1/fairness/key."""
 
     model_config = ConfigDict(extra="forbid")
-    committee_key: str = Field(description="0x-hex of the committee key (PROTOCOL.md §10.1)")
-    key_id: str = Field(description="0x-hex, 32 bytes: the key's id")
-    epoch: int
+    status: Literal["pending", "ready"] = Field(
+        description="pending: the members' DKG (PROTOCOL.md §10.9) has made no key yet"
+    )
+    committee_key: str | None = Field(
+        description="0x-hex of the committee key (PROTOCOL.md §10.1); null while pending"
+    )
+    key_id: str | None = Field(description="0x-hex, 32 bytes: the key's id; null while pending")
+    epoch: int | None = Field(description="the key's epoch (pending: the running DKG's)")
     t: int = Field(description="decryption shares needed (f + 1)")
     n: int = Field(description="members")
+    height: int | None = Field(None, description="DKG: committed height the key is current after")
+    qualified: list[int] | None = Field(None, description="DKG: the dealers of the key (1-based)")
+    verification_keys: list[str] | None = Field(
+        None, description="DKG: each member's verification key Xᵢ (0x-hex, 33 bytes)"
+    )
+    pending_epoch: int | None = Field(None, description="DKG: a re-key run in progress")
 
 
 def decode_envelope_body(raw: bytes, limits: ApiLimits) -> list[EnvelopeItem]:
@@ -190,7 +205,8 @@ def install_fairness_routes(
         try:
             client = client_key(request.scope)
             intake.charge_request(client)
-            if encrypted is None or encrypted.fairness_key() is None:
+            key = None if encrypted is None else encrypted.fairness_key()
+            if encrypted is None or key is None or key["status"] != "ready":
                 raise no_key
             check_content_type(request)
             wait_committed, timeout_s = wait_and_timeout(wait, timeout_ms, limits)

@@ -64,10 +64,10 @@ def run_dkg(n: int, t: int) -> float:
     started = time.perf_counter()
     members = [Dkg(config, i + 1, s) for i, s in enumerate(secrets)]
     queue = []
-    for m in members:
-        for action in m.start(hash_bytes(b"bench-seed", bytes([m.me]))):
+    for me, m in enumerate(members, start=1):
+        for action in m.start(hash_bytes(b"bench-seed", bytes([me]))):
             assert isinstance(action, Broadcast)
-            queue.append((m.me, action.data))
+            queue.append((me, action.data))
     for sender, data in queue:
         for m in members:
             assert m.receive(sender, data) == []

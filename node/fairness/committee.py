@@ -59,6 +59,7 @@ class FairnessGenesis:
     def public_json(self) -> dict[str, object]:
         """What `GET /v1/fairness/key` answers."""
         return {
+            "status": "ready",
             "committee_key": "0x" + self.key.encode().hex(),
             "key_id": "0x" + self.key_id.hex(),
             "epoch": self.epoch,
@@ -86,16 +87,16 @@ def local_dkg(
     )
     members = [Dkg(config, i + 1, s) for i, s in enumerate(secrets)]
     channel: deque[tuple[int, bytes]] = deque()
-    for member, seed in zip(members, seeds, strict=True):
-        channel.extend((member.me, a.data) for a in member.start(seed) if isinstance(a, Broadcast))
+    for i, (member, seed) in enumerate(zip(members, seeds, strict=True)):
+        channel.extend((i + 1, a.data) for a in member.start(seed) if isinstance(a, Broadcast))
 
     def drain() -> None:
         while channel:
             sender, data = channel.popleft()
-            for member in members:
+            for i, member in enumerate(members):
                 for action in member.receive(sender, data):
                     if isinstance(action, Broadcast):
-                        channel.append((member.me, action.data))
+                        channel.append((i + 1, action.data))
 
     drain()
     for member in members:

@@ -334,6 +334,12 @@ def _open_share(config: DkgConfig, dealing: Dealing, recipient: int, shared: Poi
     return share
 
 
+def open_own_share(config: DkgConfig, dealing: Dealing, me: int, secret: int) -> int | None:
+    """Member `me`'s share from `dealing` (its DKG secret `secret`), None if it does not
+    open or does not match the dealer's commitments (then `me` complains)."""
+    return _open_share(config, dealing, me, mul(dealing.ephemeral, secret))
+
+
 def _complaint_context(config: DkgConfig, dealer: int, complainer: int) -> bytes:
     return hash_bytes(_COMPLAINT, config.session, u16(dealer), u16(complainer))
 
@@ -434,10 +440,19 @@ class Dkg:
     actions it returns. State is O(n²) at most: one dealing per dealer, one complaint
     per (complainer, dealer)."""
 
-    def __init__(self, config: DkgConfig, me: int, secret: int) -> None:
-        if not 1 <= me <= config.members:
+    def __init__(self, config: DkgConfig, me: int | None, secret: int | None) -> None:
+        """`me` and `secret` None: an observer (node/fairness/keying.py), which judges
+        every public message as a member does and reaches the same QUAL and key, but
+        opens no share and never complains itself."""
+        if (me is None) != (secret is None):
+            raise FairnessError("bad_config", "a member has both an index and a secret")
+        if me is not None and not 1 <= me <= config.members:
             raise FairnessError("bad_config", f"member {me} is not in 1 … {config.members}")
-        if not 0 < secret < N or member_public_key(secret) != config.member_keys[me - 1]:
+        if me is not None and (
+            secret is None
+            or not 0 < secret < N
+            or member_public_key(secret) != config.member_keys[me - 1]
+        ):
             raise FairnessError("bad_config", f"the secret is not member {me}'s DKG key")
         self.config = config
         self.me = me
@@ -453,9 +468,18 @@ class Dkg:
     def disqualified(self) -> dict[int, str]:
         return dict(self._disqualified)
 
+    def dealing(self, dealer: int) -> Dealing | None:
+        """Dealer `dealer`'s accepted dealing (None: none, or it was disqualified)."""
+        return None if dealer in self._disqualified else self._dealings.get(dealer)
+
+    def state_size(self) -> tuple[int, int, int]:
+        """Counts that change whenever a message changes the state (and only then): a
+        log of the messages that changed them replays to the same state."""
+        return len(self._dealings), len(self._disqualified), len(self._complaints)
+
     def start(self, seed: bytes) -> list[Action]:
         """Deal: 32 fresh random bytes in, this member's dealing out (once)."""
-        if self._started or self.phase is not Phase.DEALING:
+        if self._started or self.phase is not Phase.DEALING or self.me is None:
             return []
         self._started = True
         return [Broadcast(make_dealing(self.config, self.me, seed))]
@@ -492,7 +516,9 @@ class Dkg:
                 return [Ignored(sender, "duplicate", "dealing already received")]
             return self._disqualify(sender, "equivocation", "two different dealings")
         self._dealings[sender] = dealing
-        share = _open_share(self.config, dealing, self.me, mul(dealing.ephemeral, self._secret))
+        if self.me is None or self._secret is None:
+            return []
+        share = open_own_share(self.config, dealing, self.me, self._secret)
         if share is None:
             return [Broadcast(make_complaint(self.config, self.me, self._secret, dealing))]
         self._my_shares[sender] = share
@@ -555,7 +581,7 @@ class Dkg:
             ),
         )
         share = None
-        if all(i in self._my_shares for i in qualified):
+        if self.me is not None and all(i in self._my_shares for i in qualified):
             secret = sum(self._my_shares[i] for i in qualified) % N
             if secret:
                 share = KeyShare(self.me, secret)

@@ -32,10 +32,12 @@ from matching.events import Event as EngineEvent
 from matching.events import Rejected as EngineRejected
 from node.chain.checkpointer import Checkpointer
 from node.chain.watcher import ChainWatcher
+from node.fairness.committee import FairnessGenesis
 from node.fairness.decryptor import decode_share_record, encode_share_record
 from node.fairness.envelope import Envelope, Rejected, decode_envelope, open_envelope
 from node.fairness.group import POINT_BYTES, Point, decode_point
-from node.fairness.threshold import DecryptionShare, ThresholdPublicKey, combine
+from node.fairness.keying import Keying, KeyingEvent, KeyReady, MemberKeying
+from node.fairness.threshold import DecryptionShare, KeyShare, ThresholdPublicKey, combine
 from node.genesis import Genesis
 from node.intents import (
     Domain,
@@ -51,6 +53,7 @@ from node.oracle.observation import OBSERVATION_TAGS, decode_observation
 from node.payload import (
     NO_SIGNER,
     TAG_DEPOSIT,
+    TAG_DKG,
     TAG_ENVELOPE,
     committed_contents,
     decode_committed,
@@ -67,12 +70,17 @@ from node.seam import NodeStorage
 from node.store.storage import CorruptStorage, WriteBatch
 
 _DEPOSIT_TAG = bytes((TAG_DEPOSIT,))
-_COMMITTEE_TAGS = (_DEPOSIT_TAG, *OBSERVATION_TAGS)  # entries no trader signed: no intent id
+_DKG_TAG = bytes((TAG_DKG,))
+# Entries no trader signed: no intent id.
+_COMMITTEE_TAGS = (_DEPOSIT_TAG, *OBSERVATION_TAGS, _DKG_TAG)
 SNAPSHOT_FORMAT = 1
 _ENVELOPE_TAG = bytes((TAG_ENVELOPE,))
 # An engine entry that stands for an envelope that does not execute: the engine never
 # sees it, its outcome is this Rejected (`_run_block`).
 ENVELOPE_REJECTED = "envelope_rejected"
+# An engine entry that stands for a DKG entry (node/fairness/keying.py): the keying state
+# takes it, the engine never sees it, and it has no events.
+DKG_ENTRY = "dkg_entry"
 # Committed blocks waiting for decryption shares, at most (then commits wait for room).
 MAX_QUEUED_BLOCKS = 1_000
 
@@ -135,8 +143,21 @@ class Executor:
         history_blocks: int,
         counters: dict[str, int],
         on_replayed: Callable[[int], None] | None = None,
+        dkg_member: tuple[int, int] | None = None,
+        on_share: Callable[[int, KeyShare], None] | None = None,
     ) -> None:
+        """`dkg_member`: (our 1-based index, our DKG secret) when genesis has `[dkg]`;
+        `on_share(epoch, share)` stores our share of a key the DKG made (it must be
+        durable before it returns: the share is derived once, from the run's dealings)."""
         self._genesis = genesis
+        # The committee key as replicated state (genesis [dkg], PROTOCOL.md §10.9).
+        self.keying: Keying | None = None if genesis.dkg is None else Keying(genesis.dkg)
+        self.member_keying: MemberKeying | None = None
+        if self.keying is not None and dkg_member is not None:
+            self.member_keying = MemberKeying(self.keying, *dkg_member)
+        self._on_share = on_share
+        self.on_key_ready: Callable[[FairnessGenesis], None] | None = None
+        self._fairness_cache: FairnessGenesis | None = genesis.fairness
         self._member_addresses = tuple(m.settlement_address for m in genesis.members)
         self._checkpoint_interval = genesis.consensus.checkpoint_interval_blocks
         self._storage = storage
@@ -152,13 +173,24 @@ class Executor:
         self.storage_lock = trio.Lock()  # FIFO: committed-log writes in execution order
         # Encrypted intents (docs/PROTOCOL.md §10): the shares exchange (set by the
         # member when genesis publishes a committee key) and the blocks waiting for it.
-        self.decryption: Decryption | None = None
+        self._decryption: Decryption | None = None
+        self._decryption_changed = trio.Event()
         self._queue: deque[_Queued] = deque()
         self.queued_ids: set[bytes] = set()  # entries of queued blocks: not proposed again
         self._queue_changed = trio.Event()
         self._executed = trio.Event()
         self.engine, self.height = self._restore(on_replayed)
         self._tip = self._stored_tip()
+
+    @property
+    def decryption(self) -> Decryption | None:
+        """The decryption-share exchange of the current committee key (None: no key)."""
+        return self._decryption
+
+    @decryption.setter
+    def decryption(self, room: Decryption | None) -> None:
+        self._decryption = room
+        self._decryption_changed.set()  # run_queue moves its background tasks over
 
     # ------------------------------------------------------------ start-up
 
@@ -170,7 +202,11 @@ class Executor:
             engine, height = Engine(self._genesis.exchange), 0
         else:
             height, data = snap
-            engine = self._load_snapshot(data)
+            engine, keying = self._load_snapshot(data)
+            if self.keying is not None:
+                assert keying is not None, "a member snapshot without the keying state"
+                self._set_keying(keying)
+        self._deal_if_due()
         replayed = 0
         # The outcomes of the last blocks (as many entries as Outcomes keeps): their ids
         # are computed once the replay is done, so a long log costs no digests.
@@ -179,12 +215,13 @@ class Executor:
         for h, record in self._storage.iter_committed(height + 1):
             block_height, timestamp_ms, payload = committed_contents(record)
             assert block_height == h, f"committed log height {h} holds block height {block_height}"
-            opened = self._open_stored(engine, h, payload)
+            opened = self._open_stored(engine, h, payload, self.fairness())
             entries = [
                 e.engine_entry
                 for e in self.committed_entries(payload, with_ids=False, opened=opened)
             ]
             result, _ = self._run_block(engine, h, timestamp_ms, entries, live=False)
+            self._step_keying(self.keying, h, record, payload)
             tail.append((h, payload, result.events))
             tail_entries += len(payload)
             while tail_entries - len(tail[0][1]) >= self._outcomes.max_items:
@@ -209,15 +246,80 @@ class Executor:
         )
         return engine, height
 
-    def _load_snapshot(self, data: bytes, outcomes: bool = True) -> Engine:
-        """A member snapshot: the engine, and the outcomes into `self._outcomes`."""
-        version, engine_data, rows = msgpack.unpackb(data, raw=False)
+    def _load_snapshot(self, data: bytes, outcomes: bool = True) -> tuple[Engine, Keying | None]:
+        """A member snapshot: the engine and the keying state, and the outcomes into
+        `self._outcomes`. With genesis [dkg] the snapshot carries a fourth item, the
+        keying state (node/fairness/keying.py)."""
+        version, engine_data, rows, *rest = msgpack.unpackb(data, raw=False)
         if version != SNAPSHOT_FORMAT:
             raise ValueError(f"member snapshot format {version} (this build reads 1)")
         engine = Engine.restore(engine_data)
         if outcomes:
             self._outcomes.load(rows)
-        return engine
+        keying = None
+        if self._genesis.dkg is not None and rest:
+            keying = Keying.decode(self._genesis.dkg, rest[0])
+        return engine, keying
+
+    # ------------------------------------------------------------ the committee key
+
+    def fairness(self) -> FairnessGenesis | None:
+        """The committee key envelopes are opened with now: genesis's dealt key, or the
+        current key of the DKG (None while the first run is pending)."""
+        if self.keying is None:
+            return self._genesis.fairness
+        record = self.keying.current
+        if record is None:
+            return None
+        cached = self._fairness_cache
+        if cached is None or cached.epoch != record.epoch:
+            cached = self._fairness_cache = FairnessGenesis(record.epoch, record.key)
+        return cached
+
+    @property
+    def takes_envelopes(self) -> bool:
+        """Whether this committee orders encrypted intents at all (a key dealt in
+        genesis, or a DKG that makes one)."""
+        return self._genesis.fairness is not None or self._genesis.dkg is not None
+
+    def _set_keying(self, keying: Keying) -> None:
+        self.keying = keying
+        if self.member_keying is not None:
+            self.member_keying = self.member_keying.following(keying)
+
+    def _deal_if_due(self) -> None:
+        member = self.member_keying
+        if member is not None and member.needs_dealing():
+            member.deal()
+
+    def _step_keying(
+        self,
+        keying: Keying | None,
+        height: int,
+        record: bytes | None,
+        payload: tuple[bytes, ...],
+        author: int | None = None,
+    ) -> list[KeyingEvent]:
+        """The keying state after committed block `height` (its author from the block,
+        or from its committed-log `record`); for our own state, our member's part too."""
+        if keying is None:
+            return []
+        if author is None:
+            assert record is not None
+            author = msgpack.unpackb(record, raw=False)[3]
+        entries = payload[:-1]
+        events = keying.apply_block(height, author, entries)
+        if keying is self.keying and self.member_keying is not None:
+            share = self.member_keying.after_block(entries, events)
+            for event in events:
+                if isinstance(event, KeyReady) and share is not None and self._on_share:
+                    self._on_share(event.record.epoch, share)
+            self._deal_if_due()
+        if keying is self.keying and self.on_key_ready is not None:
+            fairness = self.fairness()
+            if fairness is not None and any(isinstance(e, KeyReady) for e in events):
+                self.on_key_ready(fairness)
+        return events
 
     def replay_blocks(self, after: int) -> Iterator[ExecutedBlock]:
         """The executed blocks above height `after`, up to the executed height, re-run on
@@ -230,27 +332,32 @@ class Executor:
         touched. Call it before the node runs (it holds the event loop)."""
         top = self.height
         snap = self._storage.latest_snapshot()
+        keying: Keying | None
         if snap is not None and (snap[0] <= after or self._storage.first_committed_height() > 1):
-            base, engine = snap[0], self._load_snapshot(snap[1], outcomes=False)
+            engine, keying = self._load_snapshot(snap[1], outcomes=False)
+            base = snap[0]
         else:
             base, engine = 0, Engine(self._genesis.exchange)
+            keying = None if self._genesis.dkg is None else Keying(self._genesis.dkg)
         for h, record in self._storage.iter_committed(base + 1):
             if h > top:
                 break
             _, timestamp_ms, payload = committed_contents(record)
             deliver = h > after
-            opened = self._open_stored(engine, h, payload)
+            opened = self._open_stored(engine, h, payload, _fairness_of(self._genesis, keying))
             entries = self.committed_entries(payload, with_ids=deliver, opened=opened)
             result, checkpoint = self._run_block(
                 engine, h, timestamp_ms, [e.engine_entry for e in entries], live=False
             )
+            self._step_keying(keying, h, record, payload)
             if deliver:
                 yield ExecutedBlock(h, timestamp_ms, tuple(entries), result, checkpoint=checkpoint)
 
     def _snapshot(self) -> bytes:
-        data: bytes = msgpack.packb(
-            [SNAPSHOT_FORMAT, self.engine.snapshot(), self._outcomes.dump()], use_bin_type=True
-        )
+        items = [SNAPSHOT_FORMAT, self.engine.snapshot(), self._outcomes.dump()]
+        if self.keying is not None:
+            items.append(self.keying.encode())
+        data: bytes = msgpack.packb(items, use_bin_type=True)
         return data
 
     # ------------------------------------------------------------ applying blocks
@@ -294,7 +401,7 @@ class Executor:
         and everything above it, so snapshot sync and serving still work)."""
         if not blocks:
             return
-        if self._queue or (self.decryption is not None and any(map(_has_envelopes, blocks))):
+        if self._queue or (self.takes_envelopes and any(map(_has_envelopes, blocks))):
             await self._enqueue(blocks, meta, prune_rounds_below, records)
             return
         rows: list[tuple[int, bytes]] = []
@@ -318,9 +425,14 @@ class Executor:
 
     async def install_snapshot(self, height: int, data: bytes, record: bytes) -> None:
         """Replace the engine and the outcomes by a snapshot f + 1 members agree on."""
-        engine = self._load_snapshot(data)
+        engine, keying = self._load_snapshot(data)
         async with self.storage_lock:
             self._storage.install_snapshot(height, data, record)
+        if self.keying is not None:
+            if keying is None:
+                raise ValueError("a member snapshot without the keying state")
+            self._set_keying(keying)
+            self._deal_if_due()
         while self._queue and self._queue[0].block.height <= height:
             self._dequeue()
         if self.decryption is not None:
@@ -353,6 +465,11 @@ class Executor:
                 continue
             if raw[:1] == _DEPOSIT_TAG:
                 out.append(Executable(deposit_engine_entry(decode_deposit(raw)), NO_SIGNER, None))
+                continue
+            if raw[:1] == _DKG_TAG:
+                out.append(
+                    Executable({"action": {"type": "dkg"}, DKG_ENTRY: True}, NO_SIGNER, None)
+                )
                 continue
             if raw[:1] in OBSERVATION_TAGS:
                 observation = decode_observation(raw)
@@ -413,16 +530,21 @@ class Executor:
         block, then seal a checkpoint at every checkpoint-interval height. `live`: a
         block executed while running (not replayed at start-up), whose checkpoint is
         signed now; replayed checkpoints are handed over by `Node.run` before catch-up."""
-        if any(ENVELOPE_REJECTED in e for e in entries):
+        if any(ENVELOPE_REJECTED in e or DKG_ENTRY in e for e in entries):
             result = engine.apply_block(
-                timestamp_ms, [e for e in entries if ENVELOPE_REJECTED not in e]
+                timestamp_ms,
+                [e for e in entries if ENVELOPE_REJECTED not in e and DKG_ENTRY not in e],
             )
             events = iter(result.events)
             result = BlockResult(
                 result.timestamp_ms,
                 result.expired,
                 [
-                    [e[ENVELOPE_REJECTED]] if ENVELOPE_REJECTED in e else next(events)
+                    [e[ENVELOPE_REJECTED]]
+                    if ENVELOPE_REJECTED in e
+                    else []
+                    if DKG_ENTRY in e
+                    else next(events)
                     for e in entries
                 ],
                 result.end,
@@ -442,6 +564,7 @@ class Executor:
         result, checkpoint = self._run_block(
             self.engine, block.height, block.timestamp_ms, engine_entries, live=True
         )
+        self._step_keying(self.keying, block.height, None, block.payload, block.author)
         apply_s = time.perf_counter() - started
         self.height, self._tip = block.height, block
         self._counters["blocks_committed"] += 1
@@ -572,30 +695,44 @@ class Executor:
 
     async def run_queue(self) -> None:
         """Execute the queued blocks in height order, each once its envelopes' shares
-        are in (the member runs this task when genesis publishes a committee key),
-        beside the decryption room's share checker and early releaser."""
-        assert self.decryption is not None
+        are in (the member runs this task when genesis publishes a committee key or runs
+        the DKG), beside the current decryption room's share checker and early releaser
+        (restarted on the room the next key brings)."""
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self.decryption.run)
+            nursery.start_soon(self._run_rooms)
             await self._run_queue()
             nursery.cancel_scope.cancel()
 
+    async def _run_rooms(self) -> None:
+        """Run the current decryption room's background tasks; a new key's room (the
+        member swaps it in at `on_key_ready`) replaces the old one's."""
+        while True:
+            room = self._decryption
+            changed = self._decryption_changed = trio.Event()
+            if room is None:
+                await changed.wait()
+                continue
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(room.run)
+                await changed.wait()
+                nursery.cancel_scope.cancel()
+
     async def _run_queue(self) -> None:
-        assert self.decryption is not None
         while True:
             while not self._queue:
                 self._queue_changed = trio.Event()
                 await self._queue_changed.wait()
             block = self._queue[0].block
-            sealed, opened = self._plan_envelopes(self.engine, block.payload)
+            fairness = self.fairness()
+            sealed, opened = self._plan_envelopes(self.engine, block.payload, fairness)
             shares: dict[int, tuple[DecryptionShare, ...]] = {}
             if sealed:
                 wanted = {i: s.r_point for i, s in sealed.items()}
+                assert self.decryption is not None, "a committee key but no share exchange"
                 shares = await self.decryption.open(block.height, wanted)
             if not self._queue or self._queue[0].block is not block:
                 continue  # a snapshot was installed meanwhile
             if sealed:
-                fairness = self._genesis.fairness
                 assert fairness is not None
                 inner = await off_loop(
                     len(sealed),
@@ -628,7 +765,7 @@ class Executor:
             self._executed.set()
 
     def _plan_envelopes(
-        self, engine: Engine, payload: tuple[bytes, ...]
+        self, engine: Engine, payload: tuple[bytes, ...], fairness: FairnessGenesis | None
     ) -> tuple[dict[int, _Sealed], dict[int, Executable]]:
         """The envelopes of a block about to execute on `engine`: those to open (entry
         index -> sealed), and the outcome of those §10.5 refuses a share: a signer the
@@ -639,7 +776,6 @@ class Executor:
         opened: dict[int, Executable] = {}
         if not any(raw[:1] == _ENVELOPE_TAG for raw in payload):
             return sealed, opened
-        fairness = self._genesis.fairness
         entries, signers = split_payload(payload)
         for index, (raw, signer) in enumerate(zip(entries, signers, strict=True)):
             if raw[:1] != _ENVELOPE_TAG:
@@ -661,10 +797,12 @@ class Executor:
         sealed: dict[int, _Sealed],
         shares: dict[int, tuple[DecryptionShare, ...]],
         verified: bool,
+        fairness: FairnessGenesis | None,
     ) -> dict[int, Executable]:
         """Each sealed envelope opened with the key its shares combine to (§10.4), then
         its inner intent checked as any intent is (§10.5): the same everywhere."""
-        fairness = self._genesis.fairness
+        if not sealed:
+            return {}
         assert fairness is not None
         inner = decrypt_sealed(fairness.key, self._verifier.domain, sealed, shares, verified)
         return self._judge_opened(engine, sealed, inner)
@@ -692,16 +830,20 @@ class Executor:
         return out
 
     def _open_stored(
-        self, engine: Engine, height: int, payload: tuple[bytes, ...]
+        self,
+        engine: Engine,
+        height: int,
+        payload: tuple[bytes, ...],
+        fairness: FairnessGenesis | None,
     ) -> dict[int, Executable] | None:
         """A replayed block's envelopes, opened with the shares stored beside it."""
-        sealed, opened = self._plan_envelopes(engine, payload)
+        sealed, opened = self._plan_envelopes(engine, payload, fairness)
         if sealed:
             record = self._storage.load_shares(height)
             if record is None:
                 raise CorruptStorage(f"no decryption shares stored for height {height}")
             shares = decode_share_record(record)
-            opened.update(self._open_with(engine, sealed, shares, verified=True))
+            opened.update(self._open_with(engine, sealed, shares, True, fairness))
         return opened
 
 
@@ -732,6 +874,14 @@ def decrypt_sealed(
         except IntentError as error:
             out[index] = Rejected("bad_inner_intent", f"{error.code}: {error.message}")
     return out
+
+
+def _fairness_of(genesis: Genesis, keying: Keying | None) -> FairnessGenesis | None:
+    """The key envelopes open with under `keying` (a separate replay's state)."""
+    if keying is None:
+        return genesis.fairness
+    record = keying.current
+    return None if record is None else FairnessGenesis(record.epoch, record.key)
 
 
 def _has_envelopes(block: Block) -> bool:

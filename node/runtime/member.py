@@ -74,8 +74,12 @@ from node.api.ratelimit import NO_WAIT, RateLimit, TokenBuckets
 from node.chain.checkpointer import Checkpointer, CheckpointerOptions, SignatureResult
 from node.chain.watcher import ChainSeen, ChainWatcher, WatcherOptions
 from node.config import verify_threads_for
-from node.genesis import NodeSetup
+from node.fairness.committee import FairnessGenesis
+from node.fairness.dkg import member_key_from_settlement
+from node.fairness.threshold import KeyShare
+from node.genesis import FAIRNESS_KIND, NodeSetup, load_fairness_share
 from node.intents import IntentError, SignedIntent, unpack_intent
+from node.keys import KeyFileError, write_private_file
 from node.log import LogGate
 from node.mempool import Mempool
 from node.net.messages import (
@@ -101,6 +105,7 @@ from node.payload import (
     NO_SIGNER,
     SIGNER_BYTES,
     TAG_DEPOSIT,
+    TAG_DKG,
     BadEntry,
     decode_committed,
     decode_deposit,
@@ -125,6 +130,8 @@ from node.store.storage import CorruptStorage, WriteBatch
 # What our own decoders raise on a peer's bad input; anything else is a bug of ours.
 _PEER_ERRORS = (ConsensusError, PeerProtocolError, IntentError, BadEntry, ValueError)
 _TAG_DEPOSIT_BYTE = bytes((TAG_DEPOSIT,))
+_TAG_DKG_BYTE = bytes((TAG_DKG,))
+MAX_DKG_ENTRIES = 8  # our DKG entries in one of our blocks (a dealing, complaints)
 RECENT_BLOCKS = 10_000  # the proposer's pacing memory (recent block -> carried entries)
 # Not enforced here but held by construction, and checked by the simulator: uncommitted
 # blocks above the committed round (pruned at each commit), and clients waiting (bounded
@@ -203,7 +210,7 @@ class Node:
             threads if threads is not None else verify_threads_for(members_on_host=1),
             options.verified_cache_bytes,
             options.bad_entry_cache_bytes,
-            accept_envelopes=genesis.fairness is not None,
+            accept_envelopes=genesis.fairness is not None or genesis.dkg is not None,
         )
         self.outcomes = Outcomes()
         self.mempool = Mempool()
@@ -217,6 +224,10 @@ class Node:
             history_blocks=setup.config.history_blocks or options.history_blocks,
             counters=self.counters,
             on_replayed=on_replayed,
+            dkg_member=None
+            if genesis.dkg is None
+            else (self.me + 1, member_key_from_settlement(setup.keys.settlement.secret)),
+            on_share=self._store_share,
         )
         self.core = self._build_core()
         self.transport: PeerNetwork = network or Transport(
@@ -240,8 +251,9 @@ class Node:
             counters=self.counters,
         )
         self.intake._forward_envelopes = lambda raws: self.transport.broadcast(["e", raws])
-        self.decryption = self._build_decryption(storage)
+        self.decryption = self._build_decryption(storage, self.executor.fairness())
         self.executor.decryption = self.decryption
+        self.executor.on_key_ready = self._on_key_ready
         self.sync = LogSync(
             me=self.me,
             committee=self.committee,
@@ -286,6 +298,8 @@ class Node:
         self._last_sync_start = -float("inf")  # trio time: syncs start at most one a timeout
         self._ready = False
         self.started_ms = clock()
+        # A dealing is the largest DKG message (docs/PROTOCOL.md §10.9).
+        self._max_dkg_message = 0 if genesis.dkg is None else genesis.dkg.config(0).dealing_bytes
 
     @property
     def engine(self) -> Engine:
@@ -362,16 +376,21 @@ class Node:
         recovery = Recovery(safety, block, blocks, qc)
         return Core(self.committee, self.me, self.signer, self.core_config, self.election, recovery)
 
-    def _build_decryption(self, storage: NodeStorage) -> Decryption | None:
-        """The decryption-share exchange, when genesis publishes a committee key
-        (encrypted intents, docs/PROTOCOL.md §10)."""
-        fairness = self.genesis.fairness
+    def _build_decryption(
+        self, storage: NodeStorage, fairness: FairnessGenesis | None
+    ) -> Decryption | None:
+        """The decryption-share exchange, when the committee has a key: genesis's dealt
+        one, or the current key of the DKG (encrypted intents, docs/PROTOCOL.md §10)."""
         if fairness is None:
             return None
+        if self.genesis.dkg is None:
+            share = self.setup.fairness_share
+        else:
+            share = self._load_share(fairness)
         modes = set((self.options.byzantine or "").split(","))
         return Decryption(
             fairness=fairness,
-            share=self.setup.fairness_share,
+            share=share,
             network=self.transport,
             storage=storage,
             executed_height=lambda: self.executor.height,
@@ -379,6 +398,41 @@ class Node:
             withhold="withhold-shares" in modes,
             forge="forge-shares" in modes,
         )
+
+    # The committee key made by the DKG (genesis [dkg], node/fairness/keying.py)
+
+    def _share_path(self, epoch: int) -> Any:
+        return self.setup.config.data_dir / "fairness" / f"epoch-{epoch}.key"
+
+    def _store_share(self, epoch: int, share: KeyShare) -> None:
+        """Our share of epoch `epoch`'s key, durably (mode 0600, fsynced) before the
+        block that made the key is written: it is derived once, from that run's dealings,
+        which a later snapshot no longer holds. A replay derives it again: kept as is."""
+        path = self._share_path(epoch)
+        if path.exists():
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        secret = share.secret.to_bytes(32, "big")
+        write_private_file(path, f"{FAIRNESS_KIND}:{secret.hex()}\n".encode())
+        log.info("committee key share stored", epoch=epoch, path=str(path))
+
+    def _load_share(self, fairness: FairnessGenesis) -> KeyShare | None:
+        path = self._share_path(fairness.epoch)
+        if not path.exists():
+            log.warning("no share of the committee key", epoch=fairness.epoch)
+            return None
+        try:
+            return load_fairness_share(path, fairness.key, self.me + 1)
+        except KeyFileError as error:
+            log.error("bad share of the committee key", epoch=fairness.epoch, error=str(error))
+            return None
+
+    def _on_key_ready(self, fairness: FairnessGenesis) -> None:
+        """A DKG run finished at a committed height: its key is current from the next
+        block on, so the share exchange switches to it before that block is planned."""
+        log.info("committee key ready", epoch=fairness.epoch, key_id=fairness.key_id.hex())
+        self.decryption = self._build_decryption(self.storage, fairness)
+        self.executor.decryption = self.decryption
 
     def _build_oracle(self) -> MemberOracle:
         """The oracle: a feeder when genesis has perpetual markets, observing vols too
@@ -415,7 +469,7 @@ class Node:
             self._nursery = nursery
             await nursery.start(self.transport.run)
             nursery.start_soon(self._dispatcher)
-            if self.decryption is not None:
+            if self.executor.takes_envelopes:
                 nursery.start_soon(self._execution_queue)
             nursery.start_soon(self._timer_task)
             if self.options.wal_checkpoint_interval_s > 0:
@@ -774,6 +828,12 @@ class Node:
         room = self.options.max_block_bytes - 1 - SIGNER_BYTES * limit
         # Price and vol observations first: the block's orders and liquidations see them.
         observations = self.oracle.for_block()
+        # Then our own DKG entries (a dealing, complaints) until they commit.
+        member_keying = self.executor.member_keying
+        if member_keying is not None:
+            if self.options.byzantine and "bad-dealing" in self.options.byzantine.split(","):
+                member_keying.spoil_dealing(_bad_dealing)
+            deposits = [*deposits, *member_keying.pending_entries(MAX_DKG_ENTRIES)]
         committee = len(observations) + len(deposits)
         items = self.intake.take_batch(limit - committee, room, exclude={*exclude})
         entries = [*observations, *deposits, *(i.entry for i in items)]
@@ -810,6 +870,8 @@ class Node:
             await self.intake.admit_envelopes(raws, False, self._fairness_epoch())
         elif isinstance(message, DecryptionShares):
             if self.decryption is None:
+                if self.executor.takes_envelopes:
+                    return  # our DKG's key is not current here yet: a peer ahead of us
                 raise PeerProtocolError("decryption shares, but genesis has no committee key")
             self.decryption.on_shares(peer, message)
         elif isinstance(message, CheckpointSignature):
@@ -940,6 +1002,17 @@ class Node:
             raise PeerProtocolError(
                 f"proposal of round {block.round} by {block.author}: {bad_observation}"
             )
+        dkg = [e for e in payload[:-1] if e[:1] == _TAG_DKG_BYTE]
+        if dkg and (
+            self.genesis.dkg is None
+            or len(dkg) > MAX_DKG_ENTRIES
+            or max(map(len, dkg)) > 1 + self._max_dkg_message
+        ):
+            self.counters["proposals_rejected"] += 1
+            raise PeerProtocolError(
+                f"proposal of round {block.round} by {block.author}: {len(dkg)} DKG entries "
+                f"(at most {MAX_DKG_ENTRIES}, each at most {1 + self._max_dkg_message} bytes)"
+            )
         try:
             deposits_ok = self._check_deposits(block)
         except BadEntry:
@@ -1054,6 +1127,9 @@ class Node:
             "checkpoint_sequence": self.engine.sequence,
             "chain": None if self.watcher is None else queries.jsonable(self.watcher.status()),
             "oracle": self.oracle.status(),
+            "committee_key": None
+            if (key := self.fairness_key()) is None
+            else {"status": key["status"], "epoch": key["epoch"]},
             "checkpointer": None
             if self.checkpointer is None
             else queries.jsonable(self.checkpointer.status()),
@@ -1071,11 +1147,15 @@ class Node:
     # Encrypted intents (node/api/fairness.py: EncryptedFacade)
 
     def _fairness_epoch(self) -> int | None:
-        fairness = self.genesis.fairness
+        fairness = self.executor.fairness()
         return None if fairness is None else fairness.epoch
 
     def fairness_key(self) -> dict[str, Any] | None:
-        """The committee key as GET /v1/fairness/key publishes it (None: none)."""
+        """The committee key as GET /v1/fairness/key publishes it (None: this committee
+        has none and makes none; with a DKG, its status, "pending" until the first key)."""
+        keying = self.executor.keying
+        if keying is not None:
+            return keying.public_json()
         fairness = self.genesis.fairness
         return None if fairness is None else fairness.public_json()
 
@@ -1146,6 +1226,15 @@ class Node:
         if root[0].height > self.core.status().committed_height:
             self.core = self._build_core(root)
             await self._inbox_send.send(Start())
+
+
+def _bad_dealing(entry: bytes) -> bytes:
+    """Test-only Byzantine dealer (dev chain): our dealing with the last member's sealed
+    share zeroed (idempotent, so we never send two different dealings); that member
+    complains and every replica disqualifies us."""
+    if entry[1:2] != b"\x01":  # not a dealing
+        return entry
+    return entry[:-48] + bytes(48)
 
 
 def _qc_of(msg: object) -> QuorumCert | None:

@@ -36,5 +36,6 @@ class NodeOptions:
     clock_max_correction_ms: int = 7 * 24 * 3600 * 1000  # never correct by more
     clock_skew_ms: int = 0  # test-only: pretend our clock is off by this much
     # test-only misbehaviour on dev chains (fault suite): "equivocate" (as leader, also
-    # send a conflicting block to half the peers) or "double-vote" (vote twice a round)
+    # send a conflicting block to half the peers) or "double-vote" (vote twice a round);
+    # "bad-dealing": a DKG dealing whose last member's share is zeroed (node/fairness/keying.py)
     byzantine: str | None = None

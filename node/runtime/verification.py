@@ -31,6 +31,7 @@ from node.oracle.observation import OBSERVATION_TAGS
 from node.payload import (
     NO_SIGNER,
     TAG_DEPOSIT,
+    TAG_DKG,
     TAG_ENVELOPE,
     BadEntry,
     decode_entry,
@@ -42,8 +43,10 @@ MAX_ENTRY_BYTES = 1 + MAX_INTENT_MSGPACK_BYTES  # a payload entry: tag byte + pa
 THREAD_BATCH_MIN = 64  # below this many recoveries, a thread hand-off costs more than it saves
 DEPOSIT_TAG = bytes((TAG_DEPOSIT,))
 # Entries no trader signed (their signer is NO_SIGNER): deposits, checked against our
-# own chain watcher, and price and vol observations, checked by node/oracle/.
-COMMITTEE_TAGS = (DEPOSIT_TAG, *OBSERVATION_TAGS)
+# own chain watcher, price and vol observations, checked by node/oracle/, and DKG
+# entries, whose size and count the member checks (node/fairness/keying.py judges
+# their content at execution, deterministically).
+COMMITTEE_TAGS = (DEPOSIT_TAG, *OBSERVATION_TAGS, bytes((TAG_DKG,)))
 ENVELOPE_TAG = bytes((TAG_ENVELOPE,))
 MAX_ENVELOPE_ENTRY_BYTES = 1 + MAX_ENVELOPE_BYTES
 

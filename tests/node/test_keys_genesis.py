@@ -167,11 +167,16 @@ def test_genesis_hash_is_stable_and_sensitive(committee: tuple[Path, Genesis]) -
         ("consensus_port = 17003", "consensus_port = 17004"),
         ("round_timeout_ms = 1000", "round_timeout_ms = 1001"),
         ("taker_fee_bps = 5", "taker_fee_bps = 4"),
-        ("chain_id = 31337", "chain_id = 31338"),
     ):
         changed = out / "changed.toml"
         changed.write_text(text.replace(old, new, 1))
         assert load_genesis(changed).genesis_hash() != genesis.genesis_hash(), old
+    # Another chain id (without the dealt key, which only the development chain takes).
+    base, changed = out / "base.toml", out / "changed.toml"
+    plain = text.split("[fairness]")[0]
+    base.write_text(plain)
+    changed.write_text(plain.replace("chain_id = 31337", "chain_id = 31338", 1))
+    assert load_genesis(changed).genesis_hash() != load_genesis(base).genesis_hash()
     assert len(genesis.genesis_hash()) == 32
 
 

@@ -1,0 +1,199 @@
+"""The committee key made by the members themselves (docs/PROTOCOL.md §10.9): four
+members of a non-development chain, in one trio process over real loopback sockets, run
+epoch 0's DKG over their committed log at start, reach the same key at the same height,
+each store their own share, and then execute encrypted intents; a restarted member gets
+the key back from its log and its stored share."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import trio
+
+from node.fairness.committee import local_dkg
+from node.fairness.dkg import member_key_from_settlement, member_public_key
+from node.fairness.group import base_mul, encode_point
+from node.fairness.keying import KeyingParams
+from node.fairness.threshold import ThresholdPublicKey
+from node.genesis import ConsensusParams, committee_init, load_node_setup
+from node.intents import address_of_private_key, place_action, sign_intent
+from node.procs import free_base_port
+from node.runtime import Node, NodeOptions
+from node.store.storage import open_storage
+from seqnet_sdk.encrypted import encrypt_intent
+from tests.node.cluster import _nonces, trader_key
+
+CHAIN_ID = 4242  # not the development chain: no dealer, the members run the DKG
+# Snapshots every 7 blocks: some fall inside a DKG run, so a member snapshot carries a
+# running run and a restart restores the key from a snapshot plus the log above it.
+FAST = NodeOptions(idle_block_interval_ms=40, snapshot_interval_blocks=7)
+
+
+def make_node(tmp_path: Path, i: int, options: NodeOptions = FAST) -> Node:
+    setup = load_node_setup(tmp_path / f"node{i}" / "config.toml")
+    storage = open_storage(setup.config.data_dir, setup.genesis.genesis_hash())
+    return Node(setup, storage, options)
+
+
+async def wait_ready(nodes: list[Node]) -> None:
+    with trio.fail_after(120):  # a failsafe, not a measured bound
+        while any((n.fairness_key() or {}).get("status") != "ready" for n in nodes):
+            await trio.sleep(0.02)
+
+
+def seal(node: Node, i: int, committee_key: ThresholdPublicKey, epoch: int) -> bytes:
+    key = trader_key(i)
+    intent = sign_intent(
+        key,
+        address_of_private_key(key),
+        next(_nonces),
+        place_action(0, "buy" if i % 2 else "sell", 3_000_000, 5_000_000),
+        node.domain,
+    )
+    return encrypt_intent(intent, committee_key, epoch, node.domain, key)
+
+
+async def seal_and_submit(nodes: list[Node], count: int) -> list[bytes]:
+    fairness = nodes[0].executor.fairness()
+    assert fairness is not None
+    ids = []
+    for i in range(count):
+        envelope = seal(nodes[0], i, fairness.key, fairness.epoch)
+        (result,) = await nodes[i % len(nodes)].submit_encrypted([envelope], True, 50)
+        # Opened and run by the engine (the trader has no funds): not `undecryptable`.
+        assert result.code == "insufficient_balance" and result.height is not None, result
+        ids.append(result.intent_id)
+    return ids
+
+
+async def test_members_run_the_dkg_at_start_and_execute_encrypted_intents(
+    tmp_path: Path,
+) -> None:
+    genesis = committee_init(
+        tmp_path,
+        4,
+        base_port=free_base_port(4),
+        chain_id=CHAIN_ID,
+        consensus=ConsensusParams(round_timeout_ms=300, checkpoint_interval_blocks=5),
+    )
+    assert genesis.fairness is None and genesis.dkg is not None
+    assert "[dkg]" in (tmp_path / "genesis.toml").read_text()
+    nodes = [make_node(tmp_path, i) for i in range(4)]
+    assert all(n.fairness_key() == nodes[0].fairness_key() for n in nodes)
+    assert nodes[0].fairness_key()["status"] == "pending"  # type: ignore[index]
+    # Any well-formed envelope of epoch 0 (sealed to a stand-in key: none exists yet).
+    stand_in, _ = local_dkg(31337, 0, [bytes([i]) * 32 for i in range(1, 5)], [bytes(32)] * 4)
+    refused = await nodes[0].submit_encrypted([seal(nodes[0], 9, stand_in, 0)], False, 1)
+    assert refused[0].code == "no_committee_key", refused
+    async with trio.open_nursery() as nursery:
+        for node in nodes:
+            await nursery.start(node.run)
+        await wait_ready(nodes)
+        keys = [n.fairness_key() for n in nodes]
+        assert all(k == keys[0] for k in keys), keys
+        key = keys[0]
+        assert key is not None and key["epoch"] == 0 and key["qualified"] == [1, 2, 3, 4]
+        assert key["height"] == 2 * genesis.dkg.phase_blocks
+        ids = await seal_and_submit(nodes, 4)
+        with trio.fail_after(60):
+            while any(n.outcomes.result(i) is None for n in nodes for i in ids):
+                await trio.sleep(0.02)
+        nursery.cancel_scope.cancel()
+    answers = {tuple((r.status, r.code) for r in map(n.outcomes.result, ids) if r) for n in nodes}
+    assert answers == {(("rejected", "insufficient_balance"),) * 4}, answers  # opened and run
+    for i, node in enumerate(nodes):
+        fairness = node.executor.fairness()
+        assert fairness is not None
+        share = node.decryption.decryptor.public if node.decryption else None
+        assert share == fairness.key
+        path = node.setup.config.data_dir / "fairness" / "epoch-0.key"
+        assert path.stat().st_mode & 0o777 == 0o600
+        secret = int(path.read_text().split(":")[1], 16)
+        assert encode_point(base_mul(secret)) == fairness.key.verification_shares[i]
+        node.storage.close()
+    # A restart replays the log into the same key and loads the stored share.
+    again = make_node(tmp_path, 1)
+    snapshot = again.storage.latest_snapshot()
+    assert snapshot is not None and snapshot[0] >= 7  # restored from it, then the log
+    assert again.fairness_key() == key
+    assert again.decryption is not None and again.decryption._share is not None
+    again.storage.close()
+
+
+async def test_a_dealer_with_a_bad_share_is_disqualified_and_the_others_make_the_key(
+    tmp_path: Path,
+) -> None:
+    """Byzantine test modes run on the development chain only, so this committee is a
+    31337 one whose genesis gets a [dkg] table instead of the dealt key."""
+    genesis = committee_init(
+        tmp_path,
+        4,
+        base_port=free_base_port(4),
+        encryption=False,
+        consensus=ConsensusParams(round_timeout_ms=300, checkpoint_interval_blocks=5),
+    )
+    secrets = [
+        load_node_setup(tmp_path / f"node{i}" / "config.toml").keys.settlement.secret
+        for i in range(4)
+    ]
+    keys = tuple(member_public_key(member_key_from_settlement(s)) for s in secrets)
+    dataclasses.replace(genesis, dkg=KeyingParams(genesis.chain_id, keys, 12)).write(
+        tmp_path / "genesis.toml"
+    )
+    bad = NodeOptions(idle_block_interval_ms=40, byzantine="bad-dealing")
+    nodes = [make_node(tmp_path, i, bad if i == 1 else FAST) for i in range(4)]
+    async with trio.open_nursery() as nursery:
+        for node in nodes:
+            await nursery.start(node.run)
+        await wait_ready(nodes)
+        keys_seen = [n.fairness_key() for n in nodes]
+        assert all(k == keys_seen[0] for k in keys_seen), keys_seen
+        key = keys_seen[0]
+        assert key is not None and key["qualified"] == [1, 3, 4], key  # member 2 is out
+        ids = await seal_and_submit(nodes, 2)
+        nursery.cancel_scope.cancel()
+    assert len(ids) == 2
+    for i, node in enumerate(nodes):  # every member, the bad dealer too, holds a share
+        fairness = node.executor.fairness()
+        assert fairness is not None and node.decryption is not None
+        share = node.decryption._share
+        assert share is not None
+        assert encode_point(base_mul(share.secret)) == fairness.key.verification_shares[i]
+        node.storage.close()
+
+
+async def test_rekey_interval_makes_a_new_key_that_opens_new_envelopes(tmp_path: Path) -> None:
+    committee_init(
+        tmp_path,
+        4,
+        base_port=free_base_port(4),
+        chain_id=CHAIN_ID,
+        consensus=ConsensusParams(round_timeout_ms=300, checkpoint_interval_blocks=5),
+        dkg_phase_blocks=6,
+        rekey_interval_blocks=20,
+    )
+    nodes = [make_node(tmp_path, i) for i in range(4)]
+    async with trio.open_nursery() as nursery:
+        for node in nodes:
+            await nursery.start(node.run)
+        await wait_ready(nodes)
+        first = nodes[0].fairness_key()
+        assert first is not None
+        with trio.fail_after(120):  # a failsafe, not a measured bound
+            while any((n.fairness_key() or {}).get("height", 0) <= 20 for n in nodes):
+                await trio.sleep(0.02)
+        second = nodes[0].fairness_key()
+        assert second is not None and all(n.fairness_key() == second for n in nodes)
+        assert second["epoch"] > first["epoch"] and second["key_id"] != first["key_id"]
+        ids = await seal_and_submit(nodes, 2)  # sealed to the new key: opened and run
+        old_key = ThresholdPublicKey.decode(bytes.fromhex(first["committee_key"][2:]))
+        stale = seal(nodes[0], 7, old_key, first["epoch"])
+        (refused,) = await nodes[0].submit_encrypted([stale], False, 1)
+        assert refused.code == "wrong_epoch", refused
+        nursery.cancel_scope.cancel()
+    assert len(ids) == 2
+    for node in nodes:
+        for key in (first, second):
+            assert (node.setup.config.data_dir / "fairness" / f"epoch-{key['epoch']}.key").exists()
+        node.storage.close()
