@@ -268,7 +268,9 @@ class LogSync:
             return
         # Inline: the connection is shared with the (inline) writers; a few hundred rows.
         rows = self._storage.load_committed(
-            from_height, min(limit, max(0, root_height - from_height + 1))
+            from_height,
+            min(limit, max(0, root_height - from_height + 1)),
+            max_bytes=self._options.sync_batch_bytes,
         )
         if rows and rows[0][0] != from_height:
             rows = []  # our log starts above that height (we installed a snapshot)

@@ -100,9 +100,13 @@ class Storage(Protocol):
     def first_committed_height(self) -> int:
         """The lowest height still in the committed log (0 when the log is empty)."""
 
-    def load_committed(self, from_height: int, limit: int) -> list[tuple[int, bytes]]:
+    def load_committed(
+        self, from_height: int, limit: int, max_bytes: int | None = None
+    ) -> list[tuple[int, bytes]]:
         """Up to `limit` records from `from_height` (or from the first kept height, if
-        that is higher), in height order; a negative limit means no limit."""
+        that is higher), in height order; a negative limit means no limit. With
+        `max_bytes`, the records stop before the one that would take their total over
+        it (the first is always given): the rest are not read, nor checked."""
 
     def iter_committed(self, from_height: int = 1) -> Iterator[tuple[int, bytes]]: ...
 
@@ -160,6 +164,16 @@ _sha256 = hashlib.sha256
 
 def _seal(value: bytes) -> bytes:
     return _sha256(value).digest()[:_CHECKSUM_BYTES] + value
+
+
+def _within(rows: list[tuple[int, bytes]], max_bytes: int) -> list[tuple[int, bytes]]:
+    """The leading `rows` whose values total at most `max_bytes` (at least one)."""
+    size = 0
+    for i, (_, value) in enumerate(rows):
+        if i and size + len(value) > max_bytes:
+            return rows[:i]
+        size += len(value)
+    return rows
 
 
 def _log_prune_bound(below: int, snapshot_height: int | None, top: int) -> int:
@@ -232,7 +246,9 @@ class MemoryStorage:
     def first_committed_height(self) -> int:
         return self._committed[0][0] if self._committed else 0
 
-    def load_committed(self, from_height: int, limit: int) -> list[tuple[int, bytes]]:
+    def load_committed(
+        self, from_height: int, limit: int, max_bytes: int | None = None
+    ) -> list[tuple[int, bytes]]:
         # The log is contiguous from its first height: a slice, not a scan. A start below
         # the first height is clamped to it, one above the top gives an empty slice. A
         # negative limit means none, as SQLite's LIMIT does.
@@ -240,7 +256,8 @@ class MemoryStorage:
         if not log:
             return []
         start = max(0, from_height - log[0][0])
-        return log[start:] if limit < 0 else log[start : start + limit]
+        rows = log[start:] if limit < 0 else log[start : start + limit]
+        return rows if max_bytes is None else _within(rows, max_bytes)
 
     def iter_committed(self, from_height: int = 1) -> Iterator[tuple[int, bytes]]:
         return iter(self.load_committed(from_height, len(self._committed)))
@@ -475,12 +492,25 @@ class SqliteStorage:
         row = self._db.execute("SELECT MIN(height) FROM committed").fetchone()
         return int(row[0] or 0)
 
-    def load_committed(self, from_height: int, limit: int) -> list[tuple[int, bytes]]:
+    def load_committed(
+        self, from_height: int, limit: int, max_bytes: int | None = None
+    ) -> list[tuple[int, bytes]]:
         cur = self._db.execute(
             "SELECT height, data FROM committed WHERE height >= ? ORDER BY height LIMIT ?",
             (from_height, limit),
         )
-        return [(h, _open(d, f"committed block {h}")) for h, d in cur]
+        if max_bytes is None:
+            return [(h, _open(d, f"committed block {h}")) for h, d in cur]
+        # A sync reply takes a few records of large blocks out of the `limit` asked for:
+        # the others are neither read from the cursor nor checksummed.
+        rows: list[tuple[int, bytes]] = []
+        size = 0
+        for h, d in cur:
+            if rows and size + len(d) - _CHECKSUM_BYTES > max_bytes:
+                break
+            rows.append((h, _open(d, f"committed block {h}")))
+            size += len(d) - _CHECKSUM_BYTES
+        return rows
 
     def iter_committed(
         self, from_height: int = 1, batch: int = 1000

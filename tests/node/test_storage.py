@@ -61,6 +61,18 @@ def test_committed_log_is_contiguous(storage: Storage) -> None:
     assert storage.committed_height() == 3
 
 
+def test_a_byte_bound_stops_the_read_before_the_record_that_would_pass_it(
+    storage: Storage,
+) -> None:
+    """A sync reply's read: records up to `max_bytes` in total, always the first one."""
+    storage.append_committed([(h, bytes([h]) * 100) for h in range(1, 11)])
+    assert [h for h, _ in storage.load_committed(1, 10, max_bytes=350)] == [1, 2, 3]
+    assert [h for h, _ in storage.load_committed(4, 10, max_bytes=300)] == [4, 5, 6]
+    assert [h for h, _ in storage.load_committed(9, 10, max_bytes=10_000)] == [9, 10]
+    assert storage.load_committed(2, 10, max_bytes=1) == [(2, b"\x02" * 100)]
+    assert [h for h, _ in storage.load_committed(1, 2, max_bytes=10_000)] == [1, 2]
+
+
 def test_snapshots_keep_the_latest(storage: Storage) -> None:
     assert storage.latest_snapshot() is None
     for h in (10, 20, 30):
