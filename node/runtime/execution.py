@@ -420,8 +420,11 @@ class Executor:
             prune_blocks_below_round=prune_rounds_below,
             prune_log_below=max(0, self.height - self._history_blocks) or None,
         )
-        async with self.storage_lock:
-            self._storage.write(batch)
+        # Applied in memory: it must reach the disk even when cancelled at the lock's
+        # checkpoint, or a restart finds the log behind what this member voted on.
+        with trio.CancelScope(shield=True):
+            async with self.storage_lock:
+                self._storage.write(batch)
 
     async def install_snapshot(self, height: int, data: bytes, record: bytes) -> None:
         """Replace the engine and the outcomes by a snapshot f + 1 members agree on."""

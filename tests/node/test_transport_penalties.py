@@ -223,7 +223,10 @@ async def test_a_ban_holds_both_ways_and_the_link_returns_after_it() -> None:
             assert judge.stats().peers[1].dial_failures == 0
             await wait_until(meshed(transports))
             assert trio.current_time() - banned_at >= config.ban_initial_s
-            assert judge.stats().peers[1].connects == 2 and not judge.stats().peers[1].banned
+            # Once the ban ends both sides may dial at once: the newer link replaces the
+            # other, so the judge counts one or two connects more.
+            assert judge.stats().peers[1].connects in (2, 3)
+            assert not judge.stats().peers[1].banned
             culprit.send(0, "back")
             assert await judge.inbound.receive() == (1, "back")
             nursery.cancel_scope.cancel()
