@@ -39,6 +39,7 @@ from matching.auction import Auctions
 from matching.book import Book, Order, Side
 from matching.checkpoint import Checkpoint, StateTree, Withdrawal, WithdrawalTrees
 from matching.config import BPS, U64_MAX, Genesis
+from matching.crossing import FillSettlement, cross
 from matching.events import (
     BUY,
     SELL,
@@ -50,11 +51,9 @@ from matching.events import (
     Deposited,
     Event,
     Expired,
-    Fill,
     Modified,
     Reason,
     Rejected,
-    Trade,
     Withdrawn,
 )
 from matching.merkle import MerkleTree
@@ -174,6 +173,55 @@ def _check_price_size(book: Book, price: object, size: object) -> tuple[str, str
     )
 
 
+class SpotFills(FillSettlement):
+    """A spot fill: the taker pays one asset and gets the other; the maker's locked
+    reserve pays its side (a buy's reserve shrinks to what its remainder needs)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def settle(
+        self,
+        taker: Account,
+        maker: Order,
+        maker_account: Account,
+        fill: int,
+        price: int,
+        notional: int,
+        taker_fee: int,
+        maker_fee: int,
+        left: int,
+    ) -> None:
+        book = maker.book
+        base, quote = book.base, book.quote
+        available = taker.available
+        state = self.engine.state
+        if maker.is_buy:  # the taker sells
+            available[base] -= fill
+            available[quote] += notional - taker_fee
+            reserved = book.reserve(price, left)
+            released = maker.reserved - reserved
+            maker.reserved = reserved
+            maker_account.locked[quote] -= released
+            maker_account.available[quote] += released - notional - maker_fee
+            maker_account.available[base] += fill
+            if maker_account.leaf[base] < 0:
+                state.new_leaf(maker_account, base)
+            gets = quote
+        else:
+            available[quote] -= notional + taker_fee
+            available[base] += fill
+            maker_account.locked[base] -= fill
+            maker.reserved = left
+            maker_account.available[quote] += notional - maker_fee
+            if maker_account.leaf[quote] < 0:
+                state.new_leaf(maker_account, quote)
+            gets = base
+        if taker.leaf[gets] < 0:
+            state.new_leaf(taker, gets)
+        state.dirty[maker_account] = None
+
+
 class Engine:
     # ---------------------------------------------------------------- construction
 
@@ -206,6 +254,7 @@ class Engine:
         self.last_deposit_id = 0
         self.sequence = 0  # of the last checkpoint
         self.fee_account = self._account(genesis.fee_account)
+        self._spot_fills = SpotFills(self)
         self.auctions: Auctions | None = None  # batch auction markets (auction.py)
         if any(m.auction_blocks for m in genesis.markets):
             self.auctions = Auctions(self, genesis)
@@ -714,7 +763,7 @@ class Engine:
         ev: list[Event],
     ) -> None:
         """Match a checked, crossing order, then rest or drop the remainder."""
-        makers: list[Account] = []
+        makers: dict[Account, None] = {}
         remaining, fees = self._match(account, book, is_buy, price, size, oid, ev, makers)
         if remaining:
             if tif == "gtc" or tif == "post":
@@ -951,113 +1000,18 @@ class Engine:
         size: int,
         oid: int,
         ev: list[Event],
-        makers: list[Account],
+        makers: dict[Account, None],
     ) -> tuple[int, int]:
-        """Take liquidity up to `price`; return the unfilled size and the fees paid.
-        Makers of the same account are cancelled (self-trade prevention: expire the
-        maker) and skipped."""
-        if is_buy:
-            opposite = book.asks
-            threshold = -price
-            taker_side, maker_side = BUY, SELL
-            gets = book.base
-        else:
-            opposite = book.bids
-            threshold = price
-            taker_side, maker_side = SELL, BUY
-            gets = book.quote
-        keys, levels = opposite.keys, opposite.levels
-        lot, taker_bps, maker_bps = book.lot, book.taker_bps, book.maker_bps
-        base, quote = book.base, book.quote
-        market = book.id
-        address = account.address
-        available = account.available
+        """Take liquidity up to `price` (matching/crossing.py); return the unfilled size
+        and the fees paid, credited here to the fee account in the quote asset."""
         dirty = self.state.dirty
         dirty[account] = None
-        trade_id = self.next_trade_id
-        fees = 0
-        remaining = size
-        while remaining and keys and keys[-1] >= threshold:
-            key = keys[-1]
-            level = levels[key]
-            fill_price = level.price
-            queue = level.orders
-            while remaining and level.live:
-                maker = queue[0]
-                if not maker.live:
-                    queue.popleft()
-                    continue
-                maker_account = maker.account
-                if maker_account is account:
-                    queue.popleft()
-                    maker.live = False
-                    level.live -= 1
-                    self._forget(maker)
-                    ev.append(
-                        _new(Cancelled, (maker.oid, address, market, maker.size, Reason.SELF_TRADE))
-                    )
-                    continue
-                fill = maker.size if maker.size <= remaining else remaining
-                notional = fill_price * (fill // lot)
-                taker_fee = notional * taker_bps // BPS
-                maker_fee = notional * maker_bps // BPS
-                left = maker.size - fill
-                if is_buy:
-                    available[quote] -= notional + taker_fee
-                    available[base] += fill
-                    maker_account.locked[base] -= fill
-                    maker.reserved = left
-                    maker_account.available[quote] += notional - maker_fee
-                    if maker_account.leaf[quote] < 0:
-                        self.state.new_leaf(maker_account, quote)
-                else:
-                    available[base] -= fill
-                    available[quote] += notional - taker_fee
-                    reserved = book.reserve(fill_price, left)
-                    released = maker.reserved - reserved
-                    maker.reserved = reserved
-                    maker_account.locked[quote] -= released
-                    maker_account.available[quote] += released - notional - maker_fee
-                    maker_account.available[base] += fill
-                    if maker_account.leaf[base] < 0:
-                        self.state.new_leaf(maker_account, base)
-                if account.leaf[gets] < 0:
-                    self.state.new_leaf(account, gets)
-                dirty[maker_account] = None
-                makers.append(maker_account)
-                fees += taker_fee + maker_fee
-                remaining -= fill
-                ev.append(
-                    _new(Trade, (trade_id, market, fill_price, fill, taker_side, oid, maker.oid))
-                )
-                ev.append(
-                    _new(
-                        Fill,
-                        (trade_id, oid, address, market, taker_side, fill_price, fill, taker_fee,
-                         False, remaining),
-                    )
-                )  # fmt: skip
-                ev.append(
-                    _new(
-                        Fill,
-                        (trade_id, maker.oid, maker_account.address, market, maker_side,
-                         fill_price, fill, maker_fee, True, left),
-                    )
-                )  # fmt: skip
-                trade_id += 1
-                maker.size = left
-                if not left:  # filled: it reserves nothing more (see _forget)
-                    queue.popleft()
-                    maker.live = False
-                    level.live -= 1
-                    del maker_account.orders[maker.oid]
-                    if maker.cloid is not None:
-                        del maker_account.cloids[maker.cloid]
-            if not level.live:
-                del levels[key]
-                keys.pop()
-        self.next_trade_id = trade_id
+        remaining, fees = cross(
+            self, self._spot_fills, account, book, is_buy, price, size, oid, book.taker_bps,
+            ev, makers,
+        )  # fmt: skip
         if fees:
+            quote = book.quote
             fee_account = self.fee_account
             fee_account.available[quote] += fees
             if fee_account.leaf[quote] < 0:

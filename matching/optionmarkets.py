@@ -28,8 +28,9 @@ from typing import TYPE_CHECKING, Any, Final
 from matching import options as op
 from matching import portfolio as pf
 from matching.accounts import Account
-from matching.book import Book, Order, Side
+from matching.book import Book, Order
 from matching.config import BPS, Genesis, OptionParams
+from matching.crossing import FillSettlement, cross
 from matching.events import (
     BUY,
     SELL,
@@ -37,7 +38,6 @@ from matching.events import (
     BadDebt,
     Cancelled,
     Event,
-    Fill,
     Liquidation,
     LiquidationFee,
     LiquidationOrder,
@@ -49,7 +49,6 @@ from matching.events import (
     OptionSettlement,
     Reason,
     Rejected,
-    Trade,
     VolObserved,
 )
 from matching.margin import (
@@ -161,6 +160,33 @@ class OptionAccount:
         row[side + 2] += lots * price
         if not (row[0] or row[1]):
             del self.open[market]
+
+
+class OptionFills(FillSettlement):
+    """An option fill: the maker's open-order margin vector shrinks, the premium moves
+    from buyer to seller and both holdings move (`OptionMarkets.settle`)."""
+
+    def __init__(self, options: OptionMarkets, s: Series) -> None:
+        self.options = options
+        self.series = s
+
+    def settle(
+        self,
+        taker: Account,
+        maker: Order,
+        maker_account: Account,
+        fill: int,
+        price: int,
+        notional: int,
+        taker_fee: int,
+        maker_fee: int,
+        left: int,
+    ) -> None:
+        options, s = self.options, self.series
+        options.accounts[maker_account].add_open(s.id, maker.is_buy, -(fill // s.book.lot), price)
+        delta = -fill if maker.is_buy else fill
+        options.settle(taker, s, delta, notional, taker_fee)
+        options.settle(maker_account, s, -delta, notional, maker_fee)
 
 
 class OptionMarkets:
@@ -600,92 +626,15 @@ class OptionMarkets:
         liquidation: bool,
         makers: dict[Account, None],
     ) -> int:
-        """Take liquidity up to `limit` (price-time priority, fills at the maker's price,
-        self-trade prevention: expire the maker); return the unfilled size. A liquidation
-        pays no taker fee (it pays the liquidation fee instead)."""
+        """Take liquidity up to `limit` (matching/crossing.py); return the unfilled size.
+        A liquidation pays no taker fee (it pays the liquidation fee instead)."""
         engine = self.engine
         book = s.book
-        if is_buy:
-            opposite: Side = book.asks
-            threshold = -limit
-            taker_side, maker_side = BUY, SELL
-        else:
-            opposite = book.bids
-            threshold = limit
-            taker_side, maker_side = SELL, BUY
-        keys, levels = opposite.keys, opposite.levels
-        lot, taker_bps, maker_bps = book.lot, book.taker_bps, book.maker_bps
-        market_id = book.id
-        address = account.address
-        trade_id = engine.next_trade_id
-        fees = 0
-        remaining = size
-        while remaining and keys and keys[-1] >= threshold:
-            key = keys[-1]
-            level = levels[key]
-            fill_price = level.price
-            queue = level.orders
-            while remaining and level.live:
-                maker = queue[0]
-                if not maker.live:
-                    queue.popleft()
-                    continue
-                maker_account = maker.account
-                if maker_account is account:
-                    queue.popleft()
-                    maker.live = False
-                    level.live -= 1
-                    engine._forget(maker)
-                    ev.append(
-                        _new(
-                            Cancelled,
-                            (maker.oid, address, market_id, maker.size, Reason.SELF_TRADE),
-                        )
-                    )
-                    continue
-                fill = maker.size if maker.size <= remaining else remaining
-                notional = fill_price * (fill // lot)
-                taker_fee = 0 if liquidation else notional * taker_bps // BPS
-                maker_fee = notional * maker_bps // BPS
-                left = maker.size - fill
-                self.accounts[maker_account].add_open(market_id, maker.is_buy, -(fill // lot),
-                                                      fill_price)  # fmt: skip
-                delta = fill if is_buy else -fill
-                self.settle(account, s, delta, notional, taker_fee)
-                self.settle(maker_account, s, -delta, notional, maker_fee)
-                makers[maker_account] = None
-                fees += taker_fee + maker_fee
-                remaining -= fill
-                ev.append(
-                    _new(Trade, (trade_id, market_id, fill_price, fill, taker_side, oid, maker.oid))
-                )
-                ev.append(
-                    _new(
-                        Fill,
-                        (trade_id, oid, address, market_id, taker_side, fill_price, fill,
-                         taker_fee, False, remaining),
-                    )
-                )  # fmt: skip
-                ev.append(
-                    _new(
-                        Fill,
-                        (trade_id, maker.oid, maker_account.address, market_id, maker_side,
-                         fill_price, fill, maker_fee, True, left),
-                    )
-                )  # fmt: skip
-                trade_id += 1
-                maker.size = left
-                if not left:
-                    queue.popleft()
-                    maker.live = False
-                    level.live -= 1
-                    del maker_account.orders[maker.oid]
-                    if maker.cloid is not None:
-                        del maker_account.cloids[maker.cloid]
-            if not level.live:
-                del levels[key]
-                keys.pop()
-        engine.next_trade_id = trade_id
+        taker_bps = 0 if liquidation else book.taker_bps
+        remaining, fees = cross(
+            engine, OptionFills(self, s), account, book, is_buy, limit, size, oid, taker_bps,
+            ev, makers,
+        )  # fmt: skip
         if fees:
             fee_account = engine.fee_account
             fee_account.available[self.perps.coll] += fees

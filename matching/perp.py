@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Final
 from matching.accounts import Account
 from matching.book import Book, Order
 from matching.config import BPS, RATE_SCALE, U64_MAX, Genesis
+from matching.crossing import FillSettlement, cross
 from matching.events import (
     BUY,
     SELL,
@@ -25,7 +26,6 @@ from matching.events import (
     BalanceChanged,
     Cancelled,
     Event,
-    Fill,
     Funding,
     FundingPaid,
     LeverageSet,
@@ -36,7 +36,6 @@ from matching.events import (
     Prices,
     Reason,
     Rejected,
-    Trade,
 )
 from matching.liquidation import Liquidator
 from matching.margin import (
@@ -63,6 +62,43 @@ LIQUIDATION_OID: Final = 0  # the taker oid of a liquidation's fills (never a re
 
 def _fail(ev: list[Event], code: str, message: str) -> None:
     ev.append(_new(Rejected, (code, message)))
+
+
+class PerpFills(FillSettlement):
+    """A perp fill: the maker's open-order totals shrink, both positions move at the
+    fill price (`Perps.settle`), the market's last trade moves."""
+
+    def __init__(self, perps: Perps, pos: Position) -> None:
+        self.perps = perps
+        self.pos = pos  # the taker's
+
+    def settle(
+        self,
+        taker: Account,
+        maker: Order,
+        maker_account: Account,
+        fill: int,
+        price: int,
+        notional: int,
+        taker_fee: int,
+        maker_fee: int,
+        left: int,
+    ) -> None:
+        pos = self.pos
+        maker_pa = maker_account.perp
+        assert maker_pa is not None
+        maker_pos = maker_pa.positions[maker.book.id]
+        if maker.is_buy:
+            maker_pos.bid_size -= fill
+            maker_pos.bid_notional -= notional
+        else:
+            maker_pos.ask_size -= fill
+            maker_pos.ask_notional -= notional
+        delta = -fill if maker.is_buy else fill
+        perps = self.perps
+        perps.settle(taker, pos, delta, price, taker_fee)
+        perps.settle(maker_account, maker_pos, -delta, price, maker_fee)
+        pos.market.last_trade = price
 
 
 class Perps:
@@ -407,101 +443,15 @@ class Perps:
         liquidation: bool,
         makers: dict[Account, None],
     ) -> int:
-        """Take liquidity up to `limit` (price-time priority, fills at the maker's price,
-        self-trade prevention: expire the maker); return the unfilled size. A liquidation
-        pays no taker fee (it pays the liquidation fee instead)."""
+        """Take liquidity up to `limit` (matching/crossing.py); return the unfilled size.
+        A liquidation pays no taker fee (it pays the liquidation fee instead)."""
         engine = self.engine
-        market = pos.market
-        book = market.book
-        if is_buy:
-            opposite = book.asks
-            threshold = -limit
-            taker_side, maker_side = BUY, SELL
-        else:
-            opposite = book.bids
-            threshold = limit
-            taker_side, maker_side = SELL, BUY
-        keys, levels = opposite.keys, opposite.levels
-        lot, taker_bps, maker_bps = book.lot, book.taker_bps, book.maker_bps
-        market_id = book.id
-        address = account.address
-        trade_id = engine.next_trade_id
-        fees = 0
-        remaining = size
-        while remaining and keys and keys[-1] >= threshold:
-            key = keys[-1]
-            level = levels[key]
-            fill_price = level.price
-            queue = level.orders
-            while remaining and level.live:
-                maker = queue[0]
-                if not maker.live:
-                    queue.popleft()
-                    continue
-                maker_account = maker.account
-                if maker_account is account:
-                    queue.popleft()
-                    maker.live = False
-                    level.live -= 1
-                    engine._forget(maker)
-                    ev.append(
-                        _new(
-                            Cancelled,
-                            (maker.oid, address, market_id, maker.size, Reason.SELF_TRADE),
-                        )
-                    )
-                    continue
-                fill = maker.size if maker.size <= remaining else remaining
-                notional = fill_price * (fill // lot)
-                taker_fee = 0 if liquidation else notional * taker_bps // BPS
-                maker_fee = notional * maker_bps // BPS
-                left = maker.size - fill
-                maker_pa = maker_account.perp
-                assert maker_pa is not None
-                maker_pos = maker_pa.positions[market_id]
-                if maker.is_buy:
-                    maker_pos.bid_size -= fill
-                    maker_pos.bid_notional -= notional
-                else:
-                    maker_pos.ask_size -= fill
-                    maker_pos.ask_notional -= notional
-                delta = fill if is_buy else -fill
-                self.settle(account, pos, delta, fill_price, taker_fee)
-                self.settle(maker_account, maker_pos, -delta, fill_price, maker_fee)
-                makers[maker_account] = None
-                fees += taker_fee + maker_fee
-                remaining -= fill
-                ev.append(
-                    _new(Trade, (trade_id, market_id, fill_price, fill, taker_side, oid, maker.oid))
-                )
-                ev.append(
-                    _new(
-                        Fill,
-                        (trade_id, oid, address, market_id, taker_side, fill_price, fill,
-                         taker_fee, False, remaining),
-                    )
-                )  # fmt: skip
-                ev.append(
-                    _new(
-                        Fill,
-                        (trade_id, maker.oid, maker_account.address, market_id, maker_side,
-                         fill_price, fill, maker_fee, True, left),
-                    )
-                )  # fmt: skip
-                trade_id += 1
-                maker.size = left
-                market.last_trade = fill_price
-                if not left:
-                    queue.popleft()
-                    maker.live = False
-                    level.live -= 1
-                    del maker_account.orders[maker.oid]
-                    if maker.cloid is not None:
-                        del maker_account.cloids[maker.cloid]
-            if not level.live:
-                del levels[key]
-                keys.pop()
-        engine.next_trade_id = trade_id
+        book = pos.market.book
+        taker_bps = 0 if liquidation else book.taker_bps
+        fills = PerpFills(self, pos)
+        remaining, fees = cross(
+            engine, fills, account, book, is_buy, limit, size, oid, taker_bps, ev, makers
+        )
         if fees:
             fee_account = engine.fee_account
             fee_account.available[self.coll] += fees
