@@ -262,7 +262,6 @@ class Liquidator:
         ev: list[Event],
     ) -> None:
         perps = self.perps
-        engine = perps.engine
         coll = perps.coll
         address = account.address
         ev.append(
@@ -313,22 +312,34 @@ class Liquidator:
         left = account.available[coll] - cash_before if unit is not None else None
         if left is None:
             left = account.available[coll]
+        flat = not any(p.size and not p.isolated for p in pa.positions.values())
+        self.settle_liquidation(account, fee_due, left, flat, ev)
+
+    def settle_liquidation(
+        self, account: Account, fee_due: int, left: int, flat: bool, ev: list[Event]
+    ) -> None:
+        """End a liquidation: the fee due goes to the insurance fund, up to what the
+        account has `left`; when nothing cross is left open (`flat`), the fund covers a
+        negative balance as far as it can (the rest is bad debt, reported)."""
+        perps = self.perps
+        coll = perps.coll
+        address = account.address
         fee = fee_due if fee_due < left else left
         insurance = perps.insurance
         if fee > 0:
             account.available[coll] -= fee
             insurance.available[coll] += fee
             perps._ensure_leaf(insurance)
-            engine.state.dirty[insurance] = None
+            perps.engine.state.dirty[insurance] = None
             ev.append(_new(LiquidationFee, (address, fee)))
         cash = account.available[coll]
-        if cash < 0 and not any(p.size and not p.isolated for p in pa.positions.values()):
+        if cash < 0 and flat:
             spare = insurance.available[coll]
             covered = -cash if -cash < spare else spare if spare > 0 else 0
             account.available[coll] += covered
             insurance.available[coll] -= covered
             ev.append(_new(BadDebt, (address, -cash, covered)))
-        engine.state.dirty[account] = None
+        perps.engine.state.dirty[account] = None
         perps._balance_event(ev, account)
         perps._balance_event(ev, insurance)
 

@@ -35,11 +35,9 @@ from matching.events import (
     BUY,
     SELL,
     Accepted,
-    BadDebt,
     Cancelled,
     Event,
     Liquidation,
-    LiquidationFee,
     LiquidationOrder,
     MarginModeSet,
     Modified,
@@ -875,7 +873,6 @@ class OptionMarkets:
         up to the bankruptcy price, the fund, auto-deleveraging). Then the liquidation fee
         and bad debt, as for perps."""
         perps = self.perps
-        engine = self.engine
         coll = perps.coll
         address = account.address
         liquidator = perps.liquidator
@@ -897,26 +894,10 @@ class OptionMarkets:
                 fee_due += self._close_option(account, oa.holdings[market_id], ev)
             else:
                 fee_due += self._close_perp(account, pa.positions[market_id], ev)
-        left = account.available[coll]
-        fee = fee_due if fee_due < left else left
-        insurance = perps.insurance
-        if fee > 0:
-            account.available[coll] -= fee
-            insurance.available[coll] += fee
-            perps._ensure_leaf(insurance)
-            engine.state.dirty[insurance] = None
-            ev.append(_new(LiquidationFee, (address, fee)))
-        cash = account.available[coll]
         flat = not any(p.size and not p.isolated for p in pa.positions.values())
-        if cash < 0 and flat and not self.active(account):
-            spare = insurance.available[coll]
-            covered = -cash if -cash < spare else spare if spare > 0 else 0
-            account.available[coll] += covered
-            insurance.available[coll] -= covered
-            ev.append(_new(BadDebt, (address, -cash, covered)))
-        engine.state.dirty[account] = None
-        perps._balance_event(ev, account)
-        perps._balance_event(ev, insurance)
+        liquidator.settle_liquidation(
+            account, fee_due, account.available[coll], flat and not self.active(account), ev
+        )
 
     def _close_option(self, account: Account, h: Holding, ev: list[Event]) -> int:
         """Close a holding: IOC against the book within the band, the rest to the fund.
