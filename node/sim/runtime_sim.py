@@ -829,7 +829,7 @@ def run_seeds(
             yield one(seed)
         return
     with ProcessPoolExecutor(max_workers=jobs) as pool:
-        yield from pool.map(one, seeds, chunksize=4)
+        yield from pool.map(one, seeds, chunksize=max(1, min(4, count // (jobs * 4))))
 
 
 # ---------------------------------------------------------------- `seqnet sim --runtime`

@@ -16,6 +16,7 @@ import pytest
 from node.sim.cli import main as sim_main
 from node.sim.cluster import Knobs
 from node.sim.runner import run_seed, run_seeds
+from tests.conftest import SIM_JOBS
 
 SWEEP_SEEDS = 400
 CHUNK = 50
@@ -26,7 +27,7 @@ TEETH_SEEDS = 200  # a broken variant must be caught within this many seeds
 def test_seed_sweep(first: int) -> None:
     failures = [
         f"seed {r.seed}: {r.violation}\n  plan: {r.plan}\n  reproduce: {r.repro}"
-        for r in run_seeds(first, CHUNK)
+        for r in run_seeds(first, CHUNK, jobs=SIM_JOBS)
         if not r.ok
     ]
     assert not failures, "\n".join(failures)

@@ -28,6 +28,7 @@ from node.sim.runtime_sim import (
 )
 from node.sim.simstore import SimStorage
 from node.store.storage import WriteBatch
+from tests.conftest import SIM_JOBS
 
 SWEEP_SEEDS = 100  # per mode: plain and Byzantine, 200 in all
 CHUNK = 25
@@ -63,7 +64,7 @@ def _report(r: RuntimeSimResult) -> str:
 
 
 def _sweep(first: int, count: int, byzantine: bool) -> None:
-    results = list(run_seeds(first, count, byzantine=byzantine))
+    results = list(run_seeds(first, count, byzantine=byzantine, jobs=SIM_JOBS))
     unknown = [_report(r) for r in results if not r.ok and not _known(r)]
     assert not unknown, "\n".join(unknown)
     known: dict[str, list[int]] = {}
