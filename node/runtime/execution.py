@@ -20,7 +20,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import msgpack
 import trio
@@ -30,8 +30,6 @@ from matching.checkpoint import Checkpoint as EngineCheckpoint
 from matching.engine import BlockResult, Engine
 from matching.events import Event as EngineEvent
 from matching.events import Rejected as EngineRejected
-from node.chain.checkpointer import Checkpointer
-from node.chain.watcher import ChainWatcher
 from node.fairness.committee import FairnessGenesis
 from node.fairness.decryptor import decode_share_record, encode_share_record
 from node.fairness.envelope import Envelope, Rejected, decode_envelope, open_envelope
@@ -68,6 +66,10 @@ from node.runtime.outcomes import Outcomes
 from node.runtime.verification import EntryVerifier
 from node.seam import NodeStorage
 from node.store.storage import CorruptStorage, WriteBatch
+
+if TYPE_CHECKING:  # web3 and eth-account cost ~0.8 s of start-up; a chainless member skips them
+    from node.chain.checkpointer import Checkpointer
+    from node.chain.watcher import ChainWatcher
 
 _DEPOSIT_TAG = bytes((TAG_DEPOSIT,))
 _DKG_TAG = bytes((TAG_DKG,))

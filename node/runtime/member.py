@@ -29,7 +29,7 @@ from __future__ import annotations
 import sqlite3
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 import trio
@@ -71,8 +71,6 @@ from consensus.verifier import Verified, Verifier
 from matching.engine import Engine
 from node.api.facade import SubmitResult
 from node.api.ratelimit import NO_WAIT, RateLimit, TokenBuckets
-from node.chain.checkpointer import Checkpointer, CheckpointerOptions, SignatureResult
-from node.chain.watcher import ChainSeen, ChainWatcher, WatcherOptions
 from node.config import verify_threads_for
 from node.fairness.committee import FairnessGenesis
 from node.fairness.dkg import member_key_from_settlement
@@ -141,6 +139,10 @@ MAX_WAITERS = 10_000
 # Rounds above the peer-attested round that a member without its safety record keeps
 # silent: honest members' rounds differ by a round or two while the committee runs.
 GUARD_MARGIN_ROUNDS = 3
+
+if TYPE_CHECKING:  # the chain modules load web3 (~0.8 s): only a member wired to a chain
+    from node.chain.checkpointer import Checkpointer
+    from node.chain.watcher import ChainSeen, ChainWatcher
 
 
 class Node:
@@ -318,6 +320,8 @@ class Node:
         from web3 import HTTPProvider, Web3
 
         from contracts.settlement import Settlement
+        from node.chain.checkpointer import Checkpointer, CheckpointerOptions
+        from node.chain.watcher import ChainWatcher, WatcherOptions
 
         def settlement() -> Settlement:
             return Settlement(
@@ -876,6 +880,8 @@ class Node:
             self.decryption.on_shares(peer, message)
         elif isinstance(message, CheckpointSignature):
             if self.checkpointer is not None:
+                from node.chain.checkpointer import SignatureResult
+
                 result = self.checkpointer.on_peer_signature(peer, message.message)
                 if result in (SignatureResult.BAD_SIGNATURE, SignatureResult.MALFORMED):
                     raise PeerProtocolError(f"checkpoint signature: {result.value}")

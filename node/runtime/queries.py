@@ -5,11 +5,13 @@ they never change it."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from matching.config import Asset
 from matching.engine import Engine
-from node.chain.checkpointer import Checkpointer
+
+if TYPE_CHECKING:
+    from node.chain.checkpointer import Checkpointer
 
 
 def hexed(data: bytes) -> str:
