@@ -496,13 +496,8 @@ class Engine:
             self._handlers["set_option_margin"] = options.set_mode
         else:
             options.add_series(market)
-        ev.append(
-            _new(
-                SeriesListed,
-                (market.id, market.symbol, option.underlying, option.right, option.strike,
-                 option.expiry_ms),
-            )  # fmt: skip
-        )
+        listed = (market.id, market.symbol, option.underlying, option.right, option.strike)
+        ev.append(_new(SeriesListed, (*listed, option.expiry_ms)))
 
     def _expire(self, timestamp_ms: int, ev: list[Event]) -> None:
         expiries, accounts = self.expiries, self.accounts

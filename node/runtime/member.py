@@ -80,6 +80,14 @@ from node.fairness.threshold import KeyShare
 from node.genesis import FAIRNESS_KIND, NodeSetup, load_fairness_share
 from node.intents import IntentError, SignedIntent, unpack_intent
 from node.keys import KeyFileError, write_private_file
+from node.listing import (
+    LISTING_TAG,
+    BadListing,
+    ListingPool,
+    block_listings,
+    check_listing,
+    engine_table,
+)
 from node.log import LogGate
 from node.mempool import Mempool
 from node.net.messages import (
@@ -269,6 +277,12 @@ class Node:
         self.watcher, self.checkpointer = self._settlement()
         self.executor.watcher, self.executor.checkpointer = self.watcher, self.checkpointer
         self.oracle = self._build_oracle()
+        # Listings of option series signed by the members (node/listing.py): the quorum
+        # is the oracle's, 2f + 1 (the committee's when genesis has no oracle).
+        self.listings = ListingPool()
+        self._listing_scheme = Ed25519Scheme()
+        self.listing_quorum = genesis.exchange.oracle_quorum or self.committee.quorum
+        self.executor.add_block_listener(self._listings_committed)
         self._nursery: trio.Nursery | None = None
         self._inbox_send, self._inbox = trio.open_memory_channel[Event](options.inbox)
         self._inbox_bytes = 0
@@ -834,6 +848,10 @@ class Node:
             if self.options.byzantine and "bad-dealing" in self.options.byzantine.split(","):
                 member_keying.spoil_dealing(_bad_dealing)
             deposits = [*deposits, *member_keying.pending_entries(MAX_DKG_ENTRIES)]
+        # Then listings we took (node/listing.py), unless an ancestor carries them.
+        listings = self.listings.for_block(exclude)
+        room -= sum(map(len, listings))
+        deposits = [*deposits, *listings]
         committee = len(observations) + len(deposits)
         items = self.intake.take_batch(limit - committee, room, exclude={*exclude})
         entries = [*observations, *deposits, *(i.entry for i in items)]
@@ -1002,6 +1020,19 @@ class Node:
             raise PeerProtocolError(
                 f"proposal of round {block.round} by {block.author}: {bad_observation}"
             )
+        if any(e[:1] == LISTING_TAG for e in payload[:-1]):
+            bad_listing = block_listings(
+                payload[:-1],
+                self.genesis_hash,
+                self.committee.public_keys,
+                self.listing_quorum,
+                self._listing_scheme,
+            )
+            if bad_listing is not None:
+                self.counters["proposals_rejected"] += 1
+                raise PeerProtocolError(
+                    f"proposal of round {block.round} by {block.author}: {bad_listing}"
+                )
         dkg = [e for e in payload[:-1] if e[:1] == _TAG_DKG_BYTE]
         if dkg and (
             self.genesis.dkg is None
@@ -1143,6 +1174,32 @@ class Node:
 
     def add_block_listener(self, listener: Callable[[ExecutedBlock], None]) -> None:
         self.executor.add_block_listener(listener)
+
+    # Listings of option series (node/api/listings.py: ListingFacade)
+
+    def submit_listing(self, entry: bytes) -> bool:
+        """A signed listing (0x08 entry bytes) from a client: checked as a voter checks
+        it, then kept until we lead and propose it. True when new, False when the same
+        terms are pending already; BadListing (with its code) when refused."""
+        listing = check_listing(
+            entry,
+            self.genesis_hash,
+            self.committee.public_keys,
+            self.listing_quorum,
+            self._listing_scheme,
+        )
+        if listing.series_id in self.engine.books:
+            raise BadListing("market_taken", f"market {listing.series_id} exists already")
+        return self.listings.offer(listing)
+
+    def _listings_committed(self, block: ExecutedBlock) -> None:
+        if not len(self.listings):
+            return
+        for e in block.entries:
+            if e.intent_id is None:
+                table = engine_table(e.engine_entry["action"])
+                if table is not None:
+                    self.listings.committed(table)
 
     # Encrypted intents (node/api/fairness.py: EncryptedFacade)
 
