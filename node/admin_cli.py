@@ -103,7 +103,7 @@ def submit(args: argparse.Namespace) -> dict[str, Any]:
         answer: dict[str, Any] = reply.json()
     except ValueError:
         raise CliError(f"{args.api}: HTTP {reply.status_code}: {reply.text[:200]}") from None
-    if reply.status_code != 202:
+    if reply.status_code != 200:
         error = answer.get("error", {})
         raise CliError(f"refused ({reply.status_code} {error.get('code')}): {error.get('message')}")
     return answer

@@ -143,7 +143,6 @@ def install_listing_routes(
     @app.post(
         LISTINGS_PATH,
         response_model=ListingResponse,
-        status_code=202,
         responses=error_responses(400, 404, 408, 409, 413, 415, 429, 503),
         openapi_extra={
             "requestBody": {
@@ -165,6 +164,6 @@ def install_listing_routes(
             except BadListing as exc:
                 raise _refused(exc) from None
             status = "accepted" if new else "pending"
-            return json(202, {"status": status, "market": listing.series_id})
+            return json(200, {"status": status, "market": listing.series_id})
         except ApiError as exc:
             return error(exc)
