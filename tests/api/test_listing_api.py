@@ -148,3 +148,20 @@ async def test_a_node_without_listings_answers_404(nursery: trio.Nursery) -> Non
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
         reply = await http.post("/v1/admin/listings", json=body(terms()))
         assert code(reply) == (404, "no_listings")
+
+
+async def test_the_sdk_finds_a_series_listed_after_it_read_the_markets(
+    nursery: trio.Nursery,
+) -> None:
+    from seqnet_sdk import Client
+
+    node = ListingNode()
+    port = await nursery.start(serve_api, create_app(node, OPEN), "127.0.0.1", 0)
+    async with Client(f"http://127.0.0.1:{port}", bytes(31) + b"\x0a") as client:
+        before = await client.markets()
+        assert SERIES not in before.markets
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            assert (await http.post("/v1/admin/listings", json=body(terms()))).status_code == 200
+        book = await client.book("BTC-NEW-99000-P")  # the cached list lacks it: refreshed
+        assert book["market"] == SERIES
+        assert (await client.markets()).market(SERIES).symbol == "BTC-NEW-99000-P"
