@@ -1158,6 +1158,7 @@ class Node:
             "checkpoint_sequence": self.engine.sequence,
             "chain": None if self.watcher is None else queries.jsonable(self.watcher.status()),
             "oracle": self.oracle.status(),
+            "listings_pending": len(self.listings),  # series listings we took, not committed
             "committee_key": None
             if (key := self.fairness_key()) is None
             else {"status": key["status"], "epoch": key["epoch"]},
