@@ -10,9 +10,10 @@
 member's identity key (the one its votes and observations are signed with) and writes the
 member's index, the genesis hash and the signature as JSON. `submit` combines the
 signatures of at least the oracle quorum (2f + 1) of members and posts the listing to any
-member's API (POST /v1/admin/listings); that member proposes it when it leads, and the
-engine lists the series at that block (or rejects it: a taken id or symbol, an underlying
-that is no perp market, an expiry less than the rules' twap_ms ahead, 1,024 markets).
+member's API (POST /v1/admin/listings); that member forwards it to the others, the next
+leader proposes it, and the engine lists the series at that block (or rejects it: a taken
+id or symbol, an underlying that is no perp market, an expiry less than the rules' twap_ms
+ahead, 1,024 markets).
 
 `series.json` is the series' terms, an option market's genesis table without `kind` and
 `quote`: {"id", "symbol", "underlying", "strike", "expiry_ms", "right", "underlying_lots",

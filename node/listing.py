@@ -5,11 +5,11 @@ oracle quorum of members (payload tag 0x08; docs/PROTOCOL.md §7.5, docs/MATCHIN
 The committee approves a series as it approves a price: each member's operator signs the
 series' terms with the member's identity key (Ed25519, the key of its votes and its
 observations), offline (`seqnet admin list-series sign`); anyone gathers the signatures
-and hands the listing to a member (POST /v1/admin/listings); the member proposes it when
-it leads, every voter checks the signatures, and the engine, trusting a committed listing
-as it trusts a committed observation, lists the series or rejects it
-(matching/engine.py `_list_series`). The signatures are collected off-chain so that no
-pending approval lives in the engine's state.
+and hands the listing to a member (POST /v1/admin/listings), which forwards it to its
+peers (peer message "l"); the next leader proposes it, every voter checks the signatures,
+and the engine, trusting a committed listing as it trusts a committed observation, lists
+the series or rejects it (matching/engine.py `_list_series`). The signatures are
+collected off-chain so that no pending approval lives in the engine's state.
 
     terms  = [id, symbol, underlying, strike, expiry_ms, right, underlying_lots, vol_e9,
               tick_size, lot_size, maker_fee_bps, taker_fee_bps]      (matching SERIES_TERMS)
@@ -244,8 +244,9 @@ def engine_table(action: dict[str, Any]) -> dict[str, Any] | None:
 
 
 class ListingPool:
-    """The listings a member took (checked) and proposes when it leads, until a block
-    carrying one commits; at most MAX_PENDING_LISTINGS, one per terms."""
+    """The listings a member took (checked, from a client or a peer) and proposes when it
+    leads, until a block carrying one commits; at most MAX_PENDING_LISTINGS, one per
+    terms."""
 
     def __init__(self, limit: int = MAX_PENDING_LISTINGS) -> None:
         self.limit = limit

@@ -3,9 +3,10 @@
 
 No other authentication: the listing carries the signatures of the oracle quorum of
 members, and the member checks them exactly as a voter will (a listing without them is
-refused here, with a code, rather than proposed and voted down). Taken, the listing waits
-in the member's pool until the member leads and proposes it; the engine lists the series
-or rejects it at that block (GET /v1/options/series shows it once listed).
+refused here, with a code, rather than proposed and voted down). Taken, the listing is
+forwarded to the other members and waits in their pools until a leader proposes it; the
+engine lists the series or rejects it at that block (GET /v1/options shows it once
+listed).
 
 It may not touch: the engine, consensus, I/O (the facade does the rest).
 """

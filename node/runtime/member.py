@@ -26,6 +26,7 @@ response, `ssr`/`ssi`/`ssg`/`ssd` snapshot sync (docs/PROTOCOL.md §9).
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
@@ -83,6 +84,7 @@ from node.keys import KeyFileError, write_private_file
 from node.listing import (
     LISTING_TAG,
     BadListing,
+    Listing,
     ListingPool,
     block_listings,
     check_listing,
@@ -97,6 +99,7 @@ from node.net.messages import (
     DecryptionShares,
     ForwardedEnvelopes,
     ForwardedIntents,
+    ForwardedListing,
     OracleObservation,
     PeerMessage,
     PeerProtocolError,
@@ -883,6 +886,8 @@ class Node:
             await self.intake.admit(intents, False, [intent_entry(raw) for raw in packed])
         elif isinstance(message, OracleObservation):
             self.oracle.on_peer(peer, message.observation)
+        elif isinstance(message, ForwardedListing):
+            self._on_peer_listing(message.listing)
         elif isinstance(message, ForwardedEnvelopes):
             raws = [envelope_entry(e) for e in message.envelopes]
             await self.intake.admit_envelopes(raws, False, self._fairness_epoch())
@@ -1180,8 +1185,9 @@ class Node:
 
     def submit_listing(self, entry: bytes) -> bool:
         """A signed listing (0x08 entry bytes) from a client: checked as a voter checks
-        it, then kept until we lead and propose it. True when new, False when the same
-        terms are pending already; BadListing (with its code) when refused."""
+        it, then pooled and forwarded to our peers (whichever member leads next proposes
+        it). True when new, False when the same terms are pending already; BadListing
+        (with its code) when refused."""
         listing = check_listing(
             entry,
             self.genesis_hash,
@@ -1191,7 +1197,28 @@ class Node:
         )
         if listing.series_id in self.engine.books:
             raise BadListing("market_taken", f"market {listing.series_id} exists already")
-        return self.listings.offer(listing)
+        new = self.listings.offer(listing)
+        if new:  # whichever member leads next proposes it
+            self.transport.broadcast(["l", entry])
+        return new
+
+    def _on_peer_listing(self, listing: Listing) -> None:
+        """A listing a peer took from a client: pooled if every signature holds (a bad
+        one is the peer's fault: it checks before it forwards); a full pool or a market
+        we have already is no fault, and the listing is dropped."""
+        try:
+            listing.verify(
+                self.genesis_hash,
+                self.committee.public_keys,
+                self.listing_quorum,
+                self._listing_scheme,
+            )
+        except BadListing as exc:
+            raise PeerProtocolError(f"listing: {exc.code}: {exc}") from None
+        if listing.series_id in self.engine.books:
+            return
+        with contextlib.suppress(BadListing):  # listings_full
+            self.listings.offer(listing)
 
     def _listings_committed(self, block: ExecutedBlock) -> None:
         if not len(self.listings):

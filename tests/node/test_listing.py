@@ -233,3 +233,15 @@ VECTOR_ENTRY = (
     "c6451c5ca2fc3e00ac0445d18e1c38528c0d4b67e6d7819aa064daeec10352d8"
     "969cf825d11f24265e1952804b47c0f6e323e4305a9342a24439613fea2a0c0a"
 )
+
+
+def test_the_peer_message_l_carries_a_decoded_listing() -> None:
+    from node.net.messages import ForwardedListing, PeerProtocolError, decode_peer_message
+
+    listing = signed()
+    assert decode_peer_message(["l", listing.entry()]) == ForwardedListing(listing)
+    for bad in (b"", listing.entry() + b"\x00", bytes([TAG_LISTING]) + bytes(MAX_LISTING_BYTES)):
+        with pytest.raises(PeerProtocolError):
+            decode_peer_message(["l", bad])
+    with pytest.raises(PeerProtocolError):
+        decode_peer_message(["l", listing.entry(), 1])

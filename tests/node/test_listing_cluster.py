@@ -180,5 +180,11 @@ async def test_a_proposal_with_a_listing_short_of_the_quorum_gets_no_vote(
     full = make_listing(table, {**signatures, 3: sign_terms(nodes[3].signer, chain,
                                                            terms_of(table))})  # fmt: skip
     assert block_listings([full.entry()], chain, keys, 3, honest._listing_scheme) is None
+    # A peer's forwarded listing ("l"): pooled when its signatures hold, else the peer's
+    # fault.
+    with pytest.raises(PeerProtocolError, match="listing_quorum"):
+        honest._on_peer_listing(make_listing(table, signatures))
+    honest._on_peer_listing(full)
+    assert honest.listings.for_block(set()) == [full.entry()]
     for node in nodes:
         node.storage.close()
