@@ -503,6 +503,8 @@ class Node:
             if self.checkpointer is not None:
                 nursery.start_soon(self.checkpointer.run)
             if self.oracle.enabled:
+                # Series listed before a restart, replayed from the log or a snapshot.
+                self.oracle.learn_series(self.engine.genesis.option_markets)
                 await nursery.start(self.oracle.run)
             nursery.start_soon(self._consensus_task)
             if self._guard_round is not None:
@@ -1221,13 +1223,17 @@ class Node:
             self.listings.offer(listing)
 
     def _listings_committed(self, block: ExecutedBlock) -> None:
-        if not len(self.listings):
-            return
+        """A committed listing leaves our pool (listed or rejected, it is not proposed
+        again); a listed series joins our vol feed."""
+        listed = False
         for e in block.entries:
             if e.intent_id is None:
                 table = engine_table(e.engine_entry["action"])
                 if table is not None:
                     self.listings.committed(table)
+                    listed = True
+        if listed:
+            self.oracle.learn_series(self.engine.genesis.option_markets)
 
     # Encrypted intents (node/api/fairness.py: EncryptedFacade)
 

@@ -122,6 +122,14 @@ async def test_a_listing_signed_by_three_of_four_lists_the_series_everywhere(
                 ):
                     await trio.sleep(0.05)
             assert len(entry_node.listings) == 0  # committed: not proposed again
+            # Every member's feeder observes the listed series' vol from now on (the
+            # simulated source starts it at the listing's vol_e9).
+            with trio.fail_after(30):
+                while not all(
+                    len(n.engine.options.vols.observations[SERIES]) >= 3  # type: ignore[union-attr]
+                    for n in nodes
+                ):
+                    await trio.sleep(0.05)
             series = (await client.get("/v1/options")).json()["series"]
             assert SERIES in [s["market"] for s in series]
             markets = (await client.get("/v1/markets")).json()["markets"]
