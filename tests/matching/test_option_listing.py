@@ -299,3 +299,22 @@ def test_the_quote_is_the_collateral() -> None:
     listed(h.block([listing(terms())]).events[0])
     market = h.engine.genesis.markets[-1]
     assert market.quote == USDC and market.kind == "option"
+
+
+def test_seqnet_replay_of_a_log_with_a_listing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`seqnet replay` (node/replay.py) lists the series again and ends at the same root."""
+    from node import replay
+
+    log = listing_log()
+    lines = [replay.genesis_line(Genesis.from_dict(perp_genesis_dict()))]
+    lines += [replay.block_line(i + 1, ts, entries) for i, (ts, entries) in enumerate(log)]
+    path = tmp_path / "log.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    assert replay.main([str(path), "--json"], prog="seqnet replay") == 0
+    out = capsys.readouterr().out
+    assert out.count('"event":"series_listed"') == 2
+    engine = Engine(Genesis.from_dict(perp_genesis_dict()))
+    run(log, engine)
+    assert out.splitlines()[-1].count("0x" + engine.checkpoint().state_root.hex()) == 1
