@@ -20,7 +20,8 @@ from node.listing import BadListing, block_listings, make_listing, sign_terms, t
 from node.net.messages import PeerProtocolError
 from node.payload import NO_SIGNER, DepositRecord, with_signers
 from node.runtime import Node
-from tests.node.test_oracle_runtime import BTC_PERP, index, make_perp_nodes
+from node.store.storage import open_storage
+from tests.node.test_oracle_runtime import BTC_PERP, FAST, index, make_perp_nodes
 
 SERIES = 20
 DAY_MS = 86_400_000
@@ -162,6 +163,17 @@ async def test_a_listing_signed_by_three_of_four_lists_the_series_everywhere(
         roots = {n.engine.checkpoint().state_root for n in nodes}
         assert len(roots) == 1
         nursery.cancel_scope.cancel()
+    # A member restarted from its store (log replay) has the series, its book and holding.
+    setup = nodes[0].setup
+    nodes[0].storage.close()
+    again = Node(setup, open_storage(setup.config.data_dir, setup.genesis.genesis_hash()), FAST)
+    options = again.engine.options
+    assert options is not None and SERIES in options.series
+    assert again.engine.genesis.markets[-1].symbol == "BTC-LISTED-100000-C"
+    assert options.accounts[again.engine.accounts[buyer]].holdings[SERIES].size == 1
+    again.storage.close()
+    for node in nodes[1:]:
+        node.storage.close()
 
 
 async def test_a_proposal_with_a_listing_short_of_the_quorum_gets_no_vote(
