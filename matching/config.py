@@ -388,8 +388,8 @@ def _asset(raw: object, index: int) -> Asset:
     )
 
 
-def _market(raw: object, index: int) -> Market:
-    what = f"markets[{index}]"
+def _market(raw: object, index: int, what: str = "") -> Market:
+    what = what or f"markets[{index}]"
     if not isinstance(raw, dict):
         raise ConfigError(f"{what}: expected a table")
     kind = raw.get("kind", "spot")
@@ -432,6 +432,39 @@ def _option(raw: dict[str, Any], what: str) -> OptionParams:
         underlying_lots=_uint(raw, "underlying_lots", what, 1, MAX_UNDERLYING_LOTS),
         vol_e9=_uint(raw, "vol_e9", what, 1, MAX_VOL_E9),
     )
+
+
+# The terms of a series listed after genesis (docs/MATCHING.md, "Series by admin action"),
+# in the order a listing entry carries them (node/listing.py): an option market's genesis
+# table without `kind` and `quote` (always the perp collateral).
+SERIES_TERMS: Final = (
+    "id",
+    "symbol",
+    "underlying",
+    "strike",
+    "expiry_ms",
+    "right",
+    "underlying_lots",
+    "vol_e9",
+    "tick_size",
+    "lot_size",
+    "maker_fee_bps",
+    "taker_fee_bps",
+)
+
+
+def listed_series(terms: object, quote: int) -> Market:
+    """The option market of a listing's terms (a table of exactly SERIES_TERMS) in the
+    collateral `quote`; ConfigError unless every term is in range. Each value is checked
+    to be a str or an int of at most 64 bits before any message quotes it (an engine
+    entry may hold anything)."""
+    if type(terms) is not dict or len(terms) != len(SERIES_TERMS):
+        raise ConfigError(f"series terms must be a table of exactly {', '.join(SERIES_TERMS)}")
+    for key in SERIES_TERMS:
+        value = terms.get(key)
+        if not (type(value) is str or (type(value) is int and value.bit_length() <= 64)):
+            raise ConfigError(f"series terms: {key} must be an integer or a string")
+    return _market({**terms, "kind": "option", "quote": quote}, 0, "series")
 
 
 def _optional(raw: dict[str, Any], key: str, what: str, default: int, low: int, high: int) -> int:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 from array import array
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from heapq import heappop, heappush
 from typing import Any, Final, TypeGuard
 
@@ -38,7 +38,15 @@ from matching.accounts import (
 from matching.auction import Auctions
 from matching.book import Book, Order, Side
 from matching.checkpoint import Checkpoint, StateTree, Withdrawal, WithdrawalTrees
-from matching.config import BPS, U64_MAX, Genesis
+from matching.config import (
+    BPS,
+    MAX_MARKETS,
+    U64_MAX,
+    ConfigError,
+    Genesis,
+    OptionRules,
+    listed_series,
+)
 from matching.crossing import FillSettlement, cross
 from matching.events import (
     BUY,
@@ -54,6 +62,7 @@ from matching.events import (
     Modified,
     Reason,
     Rejected,
+    SeriesListed,
     Withdrawn,
 )
 from matching.merkle import MerkleTree
@@ -98,6 +107,7 @@ _FIELDS = {
     "oracle": ("type", "member", "prices"),
     "vols": ("type", "member", "vols"),
     "set_option_margin": ("type", "mode"),
+    "list_series": ("type", "series"),
 }
 
 
@@ -423,6 +433,8 @@ class Engine:
                 self.perps.observe(action, ev)
             elif kind == "vols" and self.options is not None:
                 self.options.observe(action, ev)
+            elif kind == "list_series":
+                self._list_series(action, ev)
             else:
                 msg = f"unknown action {_show(kind)}"
                 ev.append(_new(Rejected, (Reason.UNKNOWN_ACTION, msg)))
@@ -476,6 +488,65 @@ class Engine:
                 return ev
         handler(address, account, action, ev)
         return ev
+
+    def _list_series(self, a: Any, ev: list[Event]) -> None:
+        """A committee listing {type: list_series, series: {terms}} (docs/MATCHING.md,
+        "Series by admin action"): the node lets one through only with the signatures of
+        the oracle quorum of members, so the engine trusts it as it trusts an observation,
+        and lists the series at this block unless the limit of markets is reached, its id
+        or symbol is taken, its underlying is not a perp market, or it expires less than
+        the rules' twap_ms after this block. A refused listing is a rejection, not a
+        fault: the members signed it, the engine decides.
+
+        The listed market joins the engine's genesis, so a snapshot (which carries its
+        genesis) and a restored engine have it, its book and series in the same order."""
+        try:
+            if len(a) != 2:
+                raise KeyError
+            terms = a["series"]
+        except KeyError:
+            ev.append(_new(Rejected, _malformed("list_series")))
+            return
+        perps = self.perps
+        if perps is None:
+            _reject(ev, Reason.BAD_UNDERLYING, "no perp market: a series has no underlying")
+            return
+        try:
+            market = listed_series(terms, perps.coll_id)
+        except ConfigError as exc:
+            _reject(ev, Reason.MALFORMED, str(exc))
+            return
+        option = market.option
+        assert option is not None
+        genesis = self.genesis
+        rules = genesis.option_rules or OptionRules()
+        if len(self.books) >= MAX_MARKETS:
+            _reject(ev, Reason.TOO_MANY_MARKETS, f"{MAX_MARKETS} markets already")
+            return
+        if market.id in self.books or any(m.symbol == market.symbol for m in genesis.markets):
+            msg = f"market id {market.id} or symbol {market.symbol!r} is taken"
+            _reject(ev, Reason.MARKET_TAKEN, msg)
+            return
+        if option.underlying not in perps.markets:
+            msg = f"underlying {option.underlying} is not a perp market"
+            _reject(ev, Reason.BAD_UNDERLYING, msg)
+            return
+        if option.expiry_ms - self.timestamp_ms < rules.twap_ms:
+            msg = f"expiry {option.expiry_ms} is less than twap_ms {rules.twap_ms} ahead"
+            _reject(ev, Reason.EXPIRY_TOO_SOON, msg)
+            return
+        genesis = replace(genesis, markets=(*genesis.markets, market), option_rules=rules)
+        self.genesis = genesis
+        self.books[market.id] = Book(market, perps.coll, perps.coll)
+        options = self.options
+        if options is None:  # the first series: the option half starts as at genesis
+            options = self.options = perps.options = OptionMarkets(self, perps, genesis)
+            self.state.options = options
+            self._handlers["set_option_margin"] = options.set_mode
+        else:
+            options.add_series(market)
+        listed = (market.id, market.symbol, option.underlying, option.right, option.strike)
+        ev.append(_new(SeriesListed, (*listed, option.expiry_ms)))
 
     def _expire(self, timestamp_ms: int, ev: list[Event]) -> None:
         expiries, accounts = self.expiries, self.accounts
@@ -1235,6 +1306,10 @@ class Engine:
         from matching.snapshot import load
 
         return load(data)
+
+
+def _reject(ev: list[Event], code: str, message: str) -> None:
+    ev.append(_new(Rejected, (code, message)))
 
 
 def _place_rejection(

@@ -306,6 +306,18 @@ class OptionSettled(NamedTuple):
     amount: int
 
 
+class SeriesListed(NamedTuple):
+    """An option series listed after genesis by a committee listing (docs/MATCHING.md,
+    "Series by admin action"): its book takes orders from the next entry on."""
+
+    market: int
+    symbol: str
+    underlying: int
+    right: str
+    strike: int
+    expiry_ms: int
+
+
 class MarginModeSet(NamedTuple):
     """The account's option margin mode: the risk matrix, or standard (per position)."""
 
@@ -346,6 +358,7 @@ Event = (
     | OptionSettlement
     | OptionSettled
     | MarginModeSet
+    | SeriesListed
 )
 
 KINDS: dict[type, str] = {
@@ -381,6 +394,7 @@ KINDS: dict[type, str] = {
     OptionSettlement: "option_settlement",
     OptionSettled: "option_settled",
     MarginModeSet: "margin_mode_set",
+    SeriesListed: "series_listed",
 }
 
 
@@ -437,6 +451,12 @@ class Reason:
     SERIES_EXPIRED: Final = "series_expired"
     BAD_VOL: Final = "bad_vol"
     BAD_MODE: Final = "bad_mode"
+    # Rejections: a committee listing of a series (the members signed it, the engine
+    # decides: docs/MATCHING.md, "Series by admin action").
+    MARKET_TAKEN: Final = "market_taken"  # its id or symbol is a market's already
+    BAD_UNDERLYING: Final = "bad_underlying"  # not a perp market in the collateral
+    EXPIRY_TOO_SOON: Final = "expiry_too_soon"  # less than twap_ms ahead of the block
+    TOO_MANY_MARKETS: Final = "too_many_markets"
     # Cancel reasons.
     USER: Final = "user"
     SELF_TRADE: Final = "self_trade"

@@ -29,7 +29,7 @@ from matching import options as op
 from matching import portfolio as pf
 from matching.accounts import Account
 from matching.book import Book, Order
-from matching.config import BPS, Genesis, OptionParams
+from matching.config import BPS, Genesis, Market, OptionParams
 from matching.crossing import FillSettlement, cross
 from matching.events import (
     BUY,
@@ -217,6 +217,16 @@ class OptionMarkets:
         self.linear: dict[int, pf.RiskVector] = {}
         self.vols = Oracle(genesis.oracle_members, genesis.oracle_quorum, list(self.series))
         self.accounts: dict[Account, OptionAccount] = {}  # first-use order
+
+    def add_series(self, market: Market) -> None:
+        """A series listed after genesis (its book made by the engine): last in every
+        per-series order, where a restored engine, built from the genesis the listing
+        extended, puts it too."""
+        params = market.option
+        assert params is not None and market.id not in self.series
+        underlying = self.perps.markets[params.underlying]
+        self.series[market.id] = Series(self.engine.books[market.id], params, underlying)
+        self.vols.observations[market.id] = {}
 
     # ------------------------------------------------------------------- accounts
 

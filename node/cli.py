@@ -43,6 +43,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("trade",): ("node.trade_cli", "trade with the SDK: place, cancel, orders, balances, book, …"),
     ("keys", "generate"): ("node.keys", "generate a node's Ed25519 identity and settlement keys"),
     ("committee", "init"): ("node.genesis", "create keys, genesis.toml and node configs"),
+    ("admin",): ("node.admin_cli", "`admin list-series sign|submit`: list an option series"),
 }
 
 

@@ -12,6 +12,9 @@ without a format change:
     0x07 ‖ DKG message                       (a dealing or complaint of the committee
                                               key's DKG, PROTOCOL.md §10.9; from the
                                               block's author, signer: 20 zero bytes)
+    0x08 ‖ listing                           (an option series signed by the oracle
+                                              quorum of members, node/listing.py;
+                                              signer: 20 zero bytes)
 
 A non-empty payload ends with its signers entry: the signer each entry recovers to (an
 intent's key, or 20 zero bytes for a deposit), in payload order. Every replica recovers
@@ -49,6 +52,7 @@ TAG_DEPOSIT = 0x02
 TAG_SIGNERS = 0x03
 TAG_ENVELOPE = 0x05  # 0x04, 0x06: price, vol observations (node/oracle/observation.py)
 TAG_DKG = 0x07  # node/fairness/keying.py
+TAG_LISTING = 0x08  # node/listing.py
 SIGNER_BYTES = 20
 NO_SIGNER = bytes(SIGNER_BYTES)  # the signer of an entry no trader signed (a deposit)
 U32_MAX = (1 << 32) - 1

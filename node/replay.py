@@ -25,7 +25,7 @@ from matching.engine import Engine
 from matching.events import Event, to_plain
 from node.intents import MAX_JSON_DEPTH, IntentError, check_json_depth
 
-ADDRESS_FIELDS = frozenset(("account", "signer", "agent"))
+ADDRESS_FIELDS = frozenset(("account", "signer", "agent", "member"))  # member: oracle, vols
 
 
 class LogError(ValueError):

@@ -37,6 +37,7 @@ from node.intents import (
 from seqnet_sdk.encrypted import encrypt_action, parse_committee_key
 from seqnet_sdk.stream import Stream
 from seqnet_sdk.units import (
+    MarketInfo,
     Markets,
     Number,
     candle_view,
@@ -203,6 +204,15 @@ class Client:
             self._markets = Markets.from_json(await self._get("/v1/markets"))
         return self._markets
 
+    async def _market(self, market: int | str) -> MarketInfo:
+        """A market by id or symbol. One the cached list lacks refreshes it once: the
+        committee lists option series after genesis (docs/MATCHING.md, "Series by
+        admin action")."""
+        try:
+            return (await self.markets()).market(market)
+        except KeyError:
+            return (await self.markets(refresh=True)).market(market)
+
     def _nonce(self) -> int:
         """Millisecond time, strictly increasing per client (PROTOCOL.md §4.3)."""
         self._last_nonce = max(time.time_ns() // 1_000_000, self._last_nonce + 1)
@@ -284,7 +294,7 @@ class Client:
         size_units: int | None = None,
     ) -> dict[str, Any]:
         """The §2 `place` action; decimals converted exactly (OffGrid if not on the grid)."""
-        info = (await self.markets()).market(market)
+        info = await self._market(market)
         if (size is None) == (size_units is None):
             raise ValueError("give exactly one of size and size_units")
         if (price is None) == (price_ticks is None):
@@ -323,7 +333,7 @@ class Client:
     async def cancel(
         self, market: int | str, oid: int, *, wait: bool | None = None, encrypted: bool = False
     ) -> IntentResult:
-        info = (await self.markets()).market(market)
+        info = await self._market(market)
         action = {"type": "cancel", "market": info.id, "oid": oid}
         return await self._one(action, wait, encrypted)
 
@@ -335,14 +345,14 @@ class Client:
         wait: bool | None = None,
         encrypted: bool = False,
     ) -> IntentResult:
-        info = (await self.markets()).market(market)
+        info = await self._market(market)
         action = {"type": "cancel_cloid", "market": info.id, "cloid": cloid}
         return await self._one(action, wait, encrypted)
 
     async def cancel_all(
         self, market: int | str | None = None, *, wait: bool | None = None
     ) -> IntentResult:
-        market_id = None if market is None else (await self.markets()).market(market).id
+        market_id = None if market is None else (await self._market(market)).id
         return await self._one({"type": "cancel_all", "market": market_id}, wait)
 
     async def modify(
@@ -356,7 +366,7 @@ class Client:
     ) -> IntentResult:
         """Cancel-replace keeping oid/cloid/expiry (priority kept only when the price is
         unchanged and the size does not grow)."""
-        info = (await self.markets()).market(market)
+        info = await self._market(market)
         action = {
             "type": "modify",
             "market": info.id,
@@ -404,7 +414,7 @@ class Client:
     ) -> IntentResult:
         """A perp market's leverage (1..max_leverage) and margin mode (cross or isolated;
         the mode changes only without a position or open orders there)."""
-        info = (await self.markets()).market(market)
+        info = await self._market(market)
         action = {"type": "set_leverage", "market": info.id, "leverage": leverage,
                   "isolated": isolated}  # fmt: skip
         return await self._one(action, wait)
@@ -414,7 +424,7 @@ class Client:
     ) -> IntentResult:
         """Move collateral (human units, e.g. "250.5" USDC) from cross into an open
         isolated position (at most the free collateral)."""
-        info = (await self.markets()).market(market)
+        info = await self._market(market)
         action = {"type": "add_margin", "market": info.id, "amount": info.quote.to_units(amount)}
         return await self._one(action, wait)
 
@@ -423,7 +433,7 @@ class Client:
     ) -> IntentResult:
         """Move collateral back from an isolated position to cross (it must keep its
         initial margin)."""
-        info = (await self.markets()).market(market)
+        info = await self._market(market)
         action = {"type": "remove_margin", "market": info.id,
                   "amount": info.quote.to_units(amount)}  # fmt: skip
         return await self._one(action, wait)
@@ -460,7 +470,7 @@ class Client:
         return out
 
     async def book(self, market: int | str, depth: int = 20) -> Any:
-        info = (await self.markets()).market(market)
+        info = await self._market(market)
         return await self._get(f"/v1/markets/{info.id}/book", depth=depth)
 
     async def page(
@@ -571,7 +581,7 @@ class Client:
         limit: int = 100,
     ) -> list[dict[str, Any]]:
         """OHLCV candles (1m, 5m, 15m, 1h, 4h, 1d), oldest first, integers and Decimals."""
-        info = (await self.markets()).market(market)
+        info = await self._market(market)
         raw = await self._get(
             f"/v1/markets/{info.id}/candles",
             interval=interval,
@@ -583,7 +593,7 @@ class Client:
 
     async def stats(self, market: int | str) -> dict[str, Any]:
         """The market's last 24 h: open, high, low, last, volume, trades (and Decimals)."""
-        info = (await self.markets()).market(market)
+        info = await self._market(market)
         raw: dict[str, Any] = await self._get(f"/v1/markets/{info.id}/stats")
         return {**raw, **stats_decimals(info, raw)}
 
@@ -612,7 +622,7 @@ class Client:
         decimal strings); one series with `market`."""
         if market is None:
             return (await self._get("/v1/options"))["series"]
-        info = (await self.markets()).market(market)
+        info = await self._market(market)
         return await self._get(f"/v1/options/{info.id}")
 
     async def option_account(self, address: bytes | str | None = None) -> dict[str, Any]:

@@ -43,6 +43,7 @@ from node.api.intake import (
     dumps_json,
     wait_and_timeout,
 )
+from node.api.listings import install_listing_routes
 from node.api.metrics import CONTENT_TYPE, CountingFacade, NodeMetrics, RequestMetricsMiddleware
 from node.api.query import QueryFacade, install_market_routes, install_query_routes
 from node.api.ratelimit import retry_after_header
@@ -199,6 +200,9 @@ def create_app(
         return _json(200, body)
 
     install_fairness_routes(
+        app, facade, intake, limits, _json, _error, _read_body, _check_content_type
+    )
+    install_listing_routes(
         app, facade, intake, limits, _json, _error, _read_body, _check_content_type
     )
 

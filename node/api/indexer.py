@@ -483,7 +483,17 @@ class Indexer:
         elif event.kind == "deposit":
             self.store.set_deposit_origin(event.id, _hex(event.tx_hash), event.block_number)
 
+    def _learn_markets(self) -> None:
+        """Markets listed since we looked (an option series listed by the committee,
+        docs/MATCHING.md "Series by admin action"): their lot, symbol and book mirror."""
+        for market in self.engine.genesis.markets[len(self.lot_sizes) :]:
+            self.lot_sizes[market.id] = market.lot_size
+            self.symbols[market.id] = market.symbol
+            self._books.setdefault(market.id, _BookMirror(height=self.height))
+
     def _index(self, block: ExecutedBlock, live: bool, first: bool = False) -> None:
+        if len(self.lot_sizes) != len(self.engine.books):
+            self._learn_markets()
         self.height = block.height
         self.timestamp_ms = block.timestamp_ms
         self.blocks_indexed += 1

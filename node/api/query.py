@@ -468,11 +468,15 @@ def install_market_routes(
     """Mount the indexer's routes (same conventions as `install_query_routes`);
     `contract`: the settlement contract's address (claims are calls to it)."""
     answer = _answerer(charge, reply, error)
-    genesis = indexer.engine.genesis
-    markets = {
-        "assets": [asset_view(a) for a in genesis.assets],
-        "markets": [m.to_plain() for m in genesis.markets],
-    }
+
+    def markets() -> dict[str, Any]:
+        """From the engine's genesis, which grows with every series the committee lists
+        (docs/MATCHING.md, "Series by admin action")."""
+        genesis = indexer.engine.genesis
+        return {
+            "assets": [asset_view(a) for a in genesis.assets],
+            "markets": [m.to_plain() for m in genesis.markets],
+        }
 
     def market_of(market: int) -> int:
         if market not in indexer.engine.books:
@@ -500,7 +504,7 @@ def install_market_routes(
         summary="Assets and markets (units, lot and tick sizes, fees)",
     )
     async def list_markets(request: Request) -> Response:
-        return answer(request, lambda: markets)
+        return answer(request, markets)
 
     @app.get(
         "/v1/markets/{market}/book",

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
+from node.listing import MAX_LISTING_BYTES, BadListing, Listing, decode_listing
 from node.oracle.observation import (
     MAX_OBSERVATION_BYTES,
     BadObservation,
@@ -61,6 +62,11 @@ class ForwardedIntents:
 @dataclass(frozen=True, slots=True)
 class OracleObservation:
     observation: Observation  # well formed; its signature is checked by the runtime
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardedListing:
+    listing: Listing  # well formed; its signatures are checked by the runtime
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +135,7 @@ PeerMessage = (
     ConsensusBytes
     | ForwardedIntents
     | OracleObservation
+    | ForwardedListing
     | CheckpointSignature
     | SyncRequest
     | SyncReply
@@ -284,10 +291,19 @@ def _shares_request(m: list[Any]) -> SharesRequest:
     return SharesRequest(_int(m[1], "shares height", 1, MAX_HEIGHT))
 
 
+def _listing(m: list[Any]) -> ForwardedListing:
+    entry = _bytes(m[1], "listing", MAX_LISTING_BYTES)
+    try:
+        return ForwardedListing(decode_listing(entry))
+    except BadListing as exc:
+        raise PeerProtocolError(f"listing: {exc}") from None
+
+
 _DECODERS: dict[str, Callable[[list[Any]], PeerMessage]] = {
     "c": _consensus,
     "i": _intents,
     "o": _observation,
+    "l": _listing,
     "cps": _checkpoint_signature,
     "sr": _sync_request,
     "sp": _sync_reply,
@@ -303,6 +319,7 @@ _ARITY = {
     "c": 2,
     "i": 2,
     "o": 2,
+    "l": 2,
     "cps": 7,
     "sr": 3,
     "sp": 5,

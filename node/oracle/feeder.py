@@ -126,6 +126,11 @@ class Feeder:
         self._price_slice = 0
         self._vol_slice = 0
 
+    @property
+    def vols(self) -> VolFeed | None:
+        """The vol half (its series grow with listings: MemberOracle.learn_series)."""
+        return self._vols
+
     async def observe_once(self) -> Observation | None:
         """A price observation, published (None if the source gave no usable price).
         Markets beyond MAX_OBSERVED_MARKETS are observed in turn, as for vols."""

@@ -23,7 +23,7 @@ from typing import Any, Final
 import trio
 
 from consensus.crypto import Ed25519Scheme, Signer
-from matching.config import Genesis
+from matching.config import Genesis, Market
 from matching.options import MAX_VOL_E9, VOL_SCALE
 from node.api.query import KNOWN_DECIMALS
 from node.api.ratelimit import NO_WAIT, RateLimit, TokenBuckets
@@ -174,6 +174,27 @@ class MemberOracle:
                 ],
             },
         }
+
+    def learn_series(self, markets: tuple[Market, ...]) -> int:
+        """Observe the vols of option series listed after genesis too (docs/MATCHING.md,
+        "Series by admin action"): each series the feeder does not observe yet joins its
+        vol feed by symbol (a simulated source starts it at its listing's vol, a file
+        source reads it under its symbol, an http source only if `[oracle.vols.http]`
+        names it). Idempotent; the count of series added."""
+        feeder = self.feeder
+        feed = None if feeder is None else feeder.vols
+        if feed is None or not isinstance(feed.to_vol_e9, dict):
+            return 0
+        added = 0
+        for market in markets:
+            if market.option is None or market.symbol in feed.to_vol_e9:
+                continue
+            feed.to_vol_e9[market.symbol] = vol_converter(market.id)
+            source = feed.source
+            if isinstance(source, SimulatedSource) and isinstance(source.start, dict):
+                source.start.setdefault(market.symbol, Decimal(market.option.vol_e9) / VOL_SCALE)
+            added += 1
+        return added
 
     def engine_entry(self, raw: bytes) -> dict[str, Any]:
         """The engine's entry of a committed observation (checked by 2f + 1 voters)."""

@@ -46,6 +46,7 @@ from node.intents import (
     committed_intent,
     verify_intent,
 )
+from node.listing import LISTING_TAG, decode_listing
 from node.mempool import Mempool
 from node.oracle.observation import OBSERVATION_TAGS, decode_observation
 from node.payload import (
@@ -74,7 +75,7 @@ if TYPE_CHECKING:  # web3 and eth-account cost ~0.8 s of start-up; a chainless m
 _DEPOSIT_TAG = bytes((TAG_DEPOSIT,))
 _DKG_TAG = bytes((TAG_DKG,))
 # Entries no trader signed: no intent id.
-_COMMITTEE_TAGS = (_DEPOSIT_TAG, *OBSERVATION_TAGS, _DKG_TAG)
+_COMMITTEE_TAGS = (_DEPOSIT_TAG, *OBSERVATION_TAGS, _DKG_TAG, LISTING_TAG)
 SNAPSHOT_FORMAT = 1
 _ENVELOPE_TAG = bytes((TAG_ENVELOPE,))
 # An engine entry that stands for an envelope that does not execute: the engine never
@@ -480,6 +481,9 @@ class Executor:
                 observation = decode_observation(raw)
                 address = self._member_addresses[observation.member]
                 out.append(Executable(observation.engine_entry(address), NO_SIGNER, None))
+                continue
+            if raw[:1] == LISTING_TAG:  # its signatures were checked by 2f + 1 voters
+                out.append(Executable(decode_listing(raw).engine_entry(), NO_SIGNER, None))
                 continue
             entry = known(raw)
             if entry is not None and entry.signer == signer:

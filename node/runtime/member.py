@@ -26,6 +26,7 @@ response, `ssr`/`ssi`/`ssg`/`ssd` snapshot sync (docs/PROTOCOL.md §9).
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
@@ -78,6 +79,15 @@ from node.fairness.threshold import KeyShare
 from node.genesis import FAIRNESS_KIND, NodeSetup, load_fairness_share
 from node.intents import IntentError, SignedIntent, unpack_intent
 from node.keys import KeyFileError, write_private_file
+from node.listing import (
+    LISTING_TAG,
+    BadListing,
+    Listing,
+    ListingPool,
+    block_listings,
+    check_listing,
+    engine_table,
+)
 from node.log import LogGate
 from node.mempool import Mempool
 from node.net.messages import (
@@ -87,6 +97,7 @@ from node.net.messages import (
     DecryptionShares,
     ForwardedEnvelopes,
     ForwardedIntents,
+    ForwardedListing,
     OracleObservation,
     PeerMessage,
     PeerProtocolError,
@@ -271,6 +282,12 @@ class Node:
         self.watcher, self.checkpointer = self._settlement()
         self.executor.watcher, self.executor.checkpointer = self.watcher, self.checkpointer
         self.oracle = self._build_oracle()
+        # Listings of option series signed by the members (node/listing.py): the quorum
+        # is the oracle's, 2f + 1 (the committee's when genesis has no oracle).
+        self.listings = ListingPool()
+        self._listing_scheme = Ed25519Scheme()
+        self.listing_quorum = genesis.exchange.oracle_quorum or self.committee.quorum
+        self.executor.add_block_listener(self._listings_committed)
         self._nursery: trio.Nursery | None = None
         self._inbox_send, self._inbox = trio.open_memory_channel[Event](options.inbox)
         self._inbox_bytes = 0
@@ -490,6 +507,8 @@ class Node:
             if self.checkpointer is not None:
                 nursery.start_soon(self.checkpointer.run)
             if self.oracle.enabled:
+                # Series listed before a restart, replayed from the log or a snapshot.
+                self.oracle.learn_series(self.engine.genesis.option_markets)
                 await nursery.start(self.oracle.run)
             nursery.start_soon(self._consensus_task)
             if self._guard_round is not None:
@@ -838,6 +857,10 @@ class Node:
             if self.options.byzantine and "bad-dealing" in self.options.byzantine.split(","):
                 member_keying.spoil_dealing(_bad_dealing)
             deposits = [*deposits, *member_keying.pending_entries(MAX_DKG_ENTRIES)]
+        # Then listings we took (node/listing.py), unless an ancestor carries them.
+        listings = self.listings.for_block(exclude)
+        room -= sum(map(len, listings))
+        deposits = [*deposits, *listings]
         committee = len(observations) + len(deposits)
         items = self.intake.take_batch(limit - committee, room, exclude={*exclude})
         entries = [*observations, *deposits, *(i.entry for i in items)]
@@ -869,6 +892,8 @@ class Node:
             await self.intake.admit(intents, False, [intent_entry(raw) for raw in packed])
         elif isinstance(message, OracleObservation):
             self.oracle.on_peer(peer, message.observation)
+        elif isinstance(message, ForwardedListing):
+            self._on_peer_listing(message.listing)
         elif isinstance(message, ForwardedEnvelopes):
             raws = [envelope_entry(e) for e in message.envelopes]
             await self.intake.admit_envelopes(raws, False, self._fairness_epoch())
@@ -1008,6 +1033,19 @@ class Node:
             raise PeerProtocolError(
                 f"proposal of round {block.round} by {block.author}: {bad_observation}"
             )
+        if any(e[:1] == LISTING_TAG for e in payload[:-1]):
+            bad_listing = block_listings(
+                payload[:-1],
+                self.genesis_hash,
+                self.committee.public_keys,
+                self.listing_quorum,
+                self._listing_scheme,
+            )
+            if bad_listing is not None:
+                self.counters["proposals_rejected"] += 1
+                raise PeerProtocolError(
+                    f"proposal of round {block.round} by {block.author}: {bad_listing}"
+                )
         dkg = [e for e in payload[:-1] if e[:1] == _TAG_DKG_BYTE]
         if dkg and (
             self.genesis.dkg is None
@@ -1133,6 +1171,7 @@ class Node:
             "checkpoint_sequence": self.engine.sequence,
             "chain": None if self.watcher is None else queries.jsonable(self.watcher.status()),
             "oracle": self.oracle.status(),
+            "listings_pending": len(self.listings),  # series listings we took, not committed
             "committee_key": None
             if (key := self.fairness_key()) is None
             else {"status": key["status"], "epoch": key["epoch"]},
@@ -1149,6 +1188,58 @@ class Node:
 
     def add_block_listener(self, listener: Callable[[ExecutedBlock], None]) -> None:
         self.executor.add_block_listener(listener)
+
+    # Listings of option series (node/api/listings.py: ListingFacade)
+
+    def submit_listing(self, entry: bytes) -> bool:
+        """A signed listing (0x08 entry bytes) from a client: checked as a voter checks
+        it, then pooled and forwarded to our peers (whichever member leads next proposes
+        it). True when new, False when the same terms are pending already; BadListing
+        (with its code) when refused."""
+        listing = check_listing(
+            entry,
+            self.genesis_hash,
+            self.committee.public_keys,
+            self.listing_quorum,
+            self._listing_scheme,
+        )
+        if listing.series_id in self.engine.books:
+            raise BadListing("market_taken", f"market {listing.series_id} exists already")
+        new = self.listings.offer(listing)
+        if new:  # whichever member leads next proposes it
+            self.transport.broadcast(["l", entry])
+        return new
+
+    def _on_peer_listing(self, listing: Listing) -> None:
+        """A listing a peer took from a client: pooled if every signature holds (a bad
+        one is the peer's fault: it checks before it forwards); a full pool or a market
+        we have already is no fault, and the listing is dropped."""
+        try:
+            listing.verify(
+                self.genesis_hash,
+                self.committee.public_keys,
+                self.listing_quorum,
+                self._listing_scheme,
+            )
+        except BadListing as exc:
+            raise PeerProtocolError(f"listing: {exc.code}: {exc}") from None
+        if listing.series_id in self.engine.books:
+            return
+        with contextlib.suppress(BadListing):  # listings_full
+            self.listings.offer(listing)
+
+    def _listings_committed(self, block: ExecutedBlock) -> None:
+        """A committed listing leaves our pool (listed or rejected, it is not proposed
+        again); a listed series joins our vol feed."""
+        listed = False
+        for e in block.entries:
+            if e.intent_id is None:
+                table = engine_table(e.engine_entry["action"])
+                if table is not None:
+                    self.listings.committed(table)
+                    listed = True
+        if listed:
+            self.oracle.learn_series(self.engine.genesis.option_markets)
 
     # Encrypted intents (node/api/fairness.py: EncryptedFacade)
 

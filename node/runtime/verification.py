@@ -27,6 +27,7 @@ from node.intents import (
     SignedIntent,
     verify_intent,
 )
+from node.listing import LISTING_TAG
 from node.oracle.observation import OBSERVATION_TAGS
 from node.payload import (
     NO_SIGNER,
@@ -43,10 +44,11 @@ MAX_ENTRY_BYTES = 1 + MAX_INTENT_MSGPACK_BYTES  # a payload entry: tag byte + pa
 THREAD_BATCH_MIN = 64  # below this many recoveries, a thread hand-off costs more than it saves
 DEPOSIT_TAG = bytes((TAG_DEPOSIT,))
 # Entries no trader signed (their signer is NO_SIGNER): deposits, checked against our
-# own chain watcher, price and vol observations, checked by node/oracle/, and DKG
+# own chain watcher, price and vol observations, checked by node/oracle/, DKG
 # entries, whose size and count the member checks (node/fairness/keying.py judges
-# their content at execution, deterministically).
-COMMITTEE_TAGS = (DEPOSIT_TAG, *OBSERVATION_TAGS, bytes((TAG_DKG,)))
+# their content at execution, deterministically), and listings, signed by the members
+# (node/listing.py).
+COMMITTEE_TAGS = (DEPOSIT_TAG, *OBSERVATION_TAGS, bytes((TAG_DKG,)), LISTING_TAG)
 ENVELOPE_TAG = bytes((TAG_ENVELOPE,))
 MAX_ENVELOPE_ENTRY_BYTES = 1 + MAX_ENVELOPE_BYTES
 

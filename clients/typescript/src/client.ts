@@ -31,7 +31,7 @@ import {
 } from "./intents.js";
 import { parseJson, stringifyJson, toBigInt, type Int } from "./json.js";
 import { Stream } from "./stream.js";
-import { Markets, type Numeric } from "./units.js";
+import { type MarketInfo, Markets, type Numeric } from "./units.js";
 
 export const MAX_BATCH = 1000;
 export const DEFAULT_TIMEOUT_MS = 10_000;
@@ -179,6 +179,17 @@ export class Client {
     return this.marketsCache;
   }
 
+  /** A market by id or symbol. One the cached list lacks refreshes it once: the
+   *  committee lists option series after genesis (docs/MATCHING.md, "Series by admin
+   *  action"). */
+  async market(which: number | string): Promise<MarketInfo> {
+    try {
+      return (await this.markets()).market(which);
+    } catch {
+      return (await this.markets(true)).market(which);
+    }
+  }
+
   /** Millisecond time, strictly increasing per client (PROTOCOL.md §2). */
   nonce(): bigint {
     const now = BigInt(Date.now());
@@ -209,7 +220,7 @@ export class Client {
 
   /** The §2 `place` action; decimals converted exactly (OffGrid if not on the grid). */
   async placeAction(market: number | string, side: Side, size?: Numeric, price?: Numeric, options: PlaceOptions = {}): Promise<Action> {
-    const info = (await this.markets()).market(market);
+    const info = (await this.market(market));
     if ((size === undefined) === (options.sizeUnits === undefined)) throw new TypeError("give exactly one of size and sizeUnits");
     if ((price === undefined) === (options.priceTicks === undefined)) {
       throw new TypeError("give exactly one of price and priceTicks (a market order's limit)");
@@ -230,25 +241,25 @@ export class Client {
   }
 
   async cancel(market: number | string, oid: IntLike, options: { wait?: boolean } = {}): Promise<IntentResult> {
-    const info = (await this.markets()).market(market);
+    const info = (await this.market(market));
     return this.one({ type: "cancel", market: info.id, oid: BigInt(oid) }, options.wait);
   }
 
   async cancelByCloid(market: number | string, cloid: IntLike, options: { wait?: boolean } = {}): Promise<IntentResult> {
-    const info = (await this.markets()).market(market);
+    const info = (await this.market(market));
     return this.one({ type: "cancel_cloid", market: info.id, cloid: BigInt(cloid) }, options.wait);
   }
 
   /** Cancel every open order of the account, in one market or (no market) in all. */
   async cancelAll(market?: number | string, options: { wait?: boolean } = {}): Promise<IntentResult> {
-    const id = market === undefined ? null : (await this.markets()).market(market).id;
+    const id = market === undefined ? null : (await this.market(market)).id;
     return this.one({ type: "cancel_all", market: id }, options.wait);
   }
 
   /** Cancel-replace keeping oid/cloid/expiry (priority kept only when the price is
    * unchanged and the size does not grow). */
   async modify(market: number | string, oid: IntLike, size: Numeric, price: Numeric, options: { wait?: boolean } = {}): Promise<IntentResult> {
-    const info = (await this.markets()).market(market);
+    const info = (await this.market(market));
     const action = { type: "modify", market: info.id, oid, price: info.priceToTicks(price), size: info.sizeToUnits(size) };
     return this.one(action, options.wait);
   }
@@ -274,19 +285,19 @@ export class Client {
   /** A perp market's leverage (1..max_leverage) and margin mode (cross, or isolated;
    * the mode changes only without a position or open orders there). */
   async setLeverage(market: number | string, leverage: number, options: { isolated?: boolean; wait?: boolean } = {}): Promise<IntentResult> {
-    const info = (await this.markets()).market(market);
+    const info = (await this.market(market));
     return this.one({ type: "set_leverage", market: info.id, leverage, isolated: options.isolated ?? false }, options.wait);
   }
 
   /** Move collateral (human units, e.g. "250.5" USDC) from cross into an isolated position. */
   async addMargin(market: number | string, amount: Numeric, options: { wait?: boolean } = {}): Promise<IntentResult> {
-    const info = (await this.markets()).market(market);
+    const info = (await this.market(market));
     return this.one({ type: "add_margin", market: info.id, amount: info.quote.toUnits(amount) }, options.wait);
   }
 
   /** Move collateral back from an isolated position to cross (it keeps its initial margin). */
   async removeMargin(market: number | string, amount: Numeric, options: { wait?: boolean } = {}): Promise<IntentResult> {
-    const info = (await this.markets()).market(market);
+    const info = (await this.market(market));
     return this.one({ type: "remove_margin", market: info.id, amount: info.quote.toUnits(amount) }, options.wait);
   }
 
@@ -357,12 +368,12 @@ export class Client {
   }
 
   async book(market: number | string, depth = 20): Promise<any> {
-    const info = (await this.markets()).market(market);
+    const info = (await this.market(market));
     return this.get(`/v1/markets/${info.id}/book`, { depth });
   }
 
   async trades(market: number | string, limit = 100): Promise<any[]> {
-    const info = (await this.markets()).market(market);
+    const info = (await this.market(market));
     return (await this.get(`/v1/markets/${info.id}/trades`, { limit })).trades;
   }
 
@@ -400,7 +411,7 @@ export class Client {
   /** A perp market's index, mark, funding estimate and oracle (every perp market's without one). */
   async prices(market?: number | string): Promise<any> {
     if (market === undefined) return (await this.get("/v1/prices")).markets;
-    const info = (await this.markets()).market(market);
+    const info = (await this.market(market));
     return this.get(`/v1/markets/${info.id}/prices`);
   }
 
@@ -411,7 +422,7 @@ export class Client {
 
   /** Funding rates paid in a perp market, most recent first. */
   async fundingRates(market: number | string, limit = 100): Promise<any[]> {
-    const info = (await this.markets()).market(market);
+    const info = (await this.market(market));
     return (await this.get(`/v1/markets/${info.id}/funding`, { limit })).funding;
   }
 
@@ -419,7 +430,7 @@ export class Client {
   async liquidations(address?: string, options: { market?: number | string; limit?: number } = {}): Promise<any[]> {
     const limit = options.limit ?? 100;
     if (options.market !== undefined) {
-      const info = (await this.markets()).market(options.market);
+      const info = (await this.market(options.market));
       return (await this.get(`/v1/markets/${info.id}/liquidations`, { limit })).liquidations;
     }
     return (await this.get(`/v1/accounts/${this.addr(address)}/liquidations`, { limit })).liquidations;
