@@ -416,7 +416,8 @@ class Executor:
             )
             rows.append((block.height, encode_committed(block) if records is None else records[i]))
             self._apply(block, self.committed_entries(block.payload))
-            snapshot = self._maybe_snapshot() or snapshot
+            if not self.height % self._snapshot_interval:  # `_maybe_snapshot`, inline
+                snapshot = (self.height, self._snapshot())
         batch = WriteBatch(
             committed=rows,
             meta=meta,
@@ -544,7 +545,7 @@ class Executor:
         block, then seal a checkpoint at every checkpoint-interval height. `live`: a
         block executed while running (not replayed at start-up), whose checkpoint is
         signed now; replayed checkpoints are handed over by `Node.run` before catch-up."""
-        if _has_special(entries):
+        if entries and _has_special(entries):
             result = engine.apply_block(
                 timestamp_ms,
                 [e for e in entries if ENVELOPE_REJECTED not in e and DKG_ENTRY not in e],
@@ -578,10 +579,26 @@ class Executor:
         result, checkpoint = self._run_block(
             self.engine, block.height, block.timestamp_ms, engine_entries, live=True
         )
-        self._step_keying(self.keying, block.height, None, block.payload, block.author)
+        if self.keying is not None:
+            self._step_keying(self.keying, block.height, None, block.payload, block.author)
         apply_s = time.perf_counter() - started
         self.height, self._tip = block.height, block
-        self._counters["blocks_committed"] += 1
+        counters = self._counters
+        counters["blocks_committed"] += 1
+        if self.watcher is not None:
+            self.watcher.applied(self.engine.last_deposit_id)
+        if entries:  # an empty block (most of a quiet log) has nothing more to record
+            self._record_entries(block, entries, result)
+        if self._listeners:
+            executed = ExecutedBlock(
+                block.height, block.timestamp_ms, tuple(entries), result, apply_s, checkpoint
+            )
+            for listener in self._listeners:
+                listener(executed)
+
+    def _record_entries(self, block: Block, entries: list[Executable], result: BlockResult) -> None:
+        """After a block with entries: the counters, the verified-entry cache and the
+        mempool (what can never apply again), and the intents' outcomes."""
         observations = 0  # price and vol observations: first in a block (PROTOCOL §7.3)
         for e in entries:
             if e.intent_id is not None or e.engine_entry["action"]["type"] not in _OBSERVED:
@@ -589,8 +606,6 @@ class Executor:
             observations += 1
         self._counters["observations_committed"] += observations
         self._counters["entries_committed"] += len(entries) - observations
-        if self.watcher is not None:
-            self.watcher.applied(self.engine.last_deposit_id)
         verifier, mempool = self._verifier, self._mempool
         # Both are empty while a member catches up (it verified and pooled nothing): then
         # there is nothing to forget or remove, and the per-entry calls are skipped.
@@ -612,12 +627,6 @@ class Executor:
                 if raw[:1] == _ENVELOPE_TAG:
                     mempool.remove_applied(signer, int.from_bytes(raw[38:46], "big"))
         self._outcomes.record(block.height, [e.intent_id for e in entries], result.events)
-        if self._listeners:
-            executed = ExecutedBlock(
-                block.height, block.timestamp_ms, tuple(entries), result, apply_s, checkpoint
-            )
-            for listener in self._listeners:
-                listener(executed)
 
     def _maybe_snapshot(self) -> tuple[int, bytes] | None:
         """Every member snapshots at the same heights (what snapshot sync relies on)."""
