@@ -21,7 +21,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Union
 
 import coincurve
 import msgpack
@@ -941,27 +941,19 @@ def committed_action(packed: bytes, domain: Domain) -> tuple[bytes, int, Action,
     """(account, nonce, action, intent id) of a packed intent from a committed block:
     `committed_intent` and `SignedIntent.digest` in one step, for catch-up and replay,
     where they are most of the cost of an entry. A trading action (the usual entry) is
-    decoded by a typed msgspec decoder (`_CommittedIntentWire`, checked in C), put in
-    canonical key order and hashed inline (the same bytes as `intent_digest`:
-    tests/node/test_intents.py compares them). It takes only what
-    `_committed_action_general` takes on its own fast path, with plain values (ints,
-    strings, bytes, booleans, nil), and gives the same result; anything else takes
-    that general path, which gives the same result or the same error."""
+    decoded by a typed msgspec decoder (`_CommittedIntentWire`: one struct per trading
+    kind, its fields in canonical order, every value checked in C), so the canonical
+    action is the struct's fields as they stand, and it is hashed inline (the same
+    bytes as `intent_digest`: tests/node/test_intents.py compares them). It takes only
+    what `_committed_action_general` takes on its own fast path, with plain values
+    (ints, strings, booleans, nil), and gives the same result; anything else takes that
+    general path, which gives the same result or the same error."""
     try:
         wire = _decode_committed_intent(packed)
     except msgspec.DecodeError:
         return _committed_action_general(packed, domain)
     action = wire.action
-    kind = action.get("type")
-    fields = _TRADING_FIELDS.get(kind) if type(kind) is str else None
-    if fields is None or len(action) != len(fields) + 1:
-        return _committed_action_general(packed, domain)
-    canonical: Action = {"type": kind}
-    for name in fields:
-        value = action.get(name, _MISSING)
-        if type(value) not in _PLAIN_VALUES:  # missing, or what msgpack decodes otherwise
-            return _committed_action_general(packed, domain)
-        canonical[name] = value
+    canonical: Action = {"type": _KIND_OF[type(action)], **_fields_of(action)}
     account, nonce = wire.account, wire.nonce
     inner = _keccak(_pack_canonical(canonical) + nonce.to_bytes(8, "big") + account).digest()
     struct = _keccak(_ACTION_TYPEHASH + inner).digest()
@@ -969,26 +961,49 @@ def committed_action(packed: bytes, domain: Domain) -> tuple[bytes, int, Action,
     return account, nonce, canonical, digest
 
 
-class _CommittedIntentWire(msgspec.Struct, forbid_unknown_fields=True):
-    """The wire form of a signed intent (`intent_to_wire`) with the types the fast path
-    of `_committed_action_general` requires; the action's values are checked after."""
-
-    action: dict[str, Any]
-    account: Annotated[bytes, msgspec.Meta(min_length=20, max_length=20)]
-    nonce: Annotated[int, msgspec.Meta(ge=0)]  # a msgpack integer is at most 2**64 - 1
-    signature: bytes
-
-
-_decode_committed_intent: Final = msgspec.msgpack.Decoder(_CommittedIntentWire).decode
 # What both msgpack and msgspec decode to the same Python value (not ext, not a float's
-# width, not a map with non-string keys): the only values the msgspec path passes on.
-_PLAIN_VALUES: Final = frozenset((int, str, bytes, bool, type(None)))
-_MISSING: Final = object()
-_TRADING_FIELDS: Final = {
-    kind: tuple(name for name, _ in fields)
+# width, not a map or an array): the only values the msgspec path passes on. Bytes would
+# be too, but no trading field holds bytes, and msgspec takes one string-like type only.
+_PlainValue: Final = int | str | bool | None
+
+
+def _trading_struct(kind: str, names: tuple[str, ...]) -> type[msgspec.Struct]:
+    """A trading action of `kind` as msgspec reads it: a map with exactly these keys
+    (in any order; a repeated key keeps its last value, as msgpack's dict does) and
+    "type" equal to `kind` (a repeated "type" is refused: the general path decides)."""
+    return msgspec.defstruct(
+        f"_Committed_{kind}",
+        [(name, _PlainValue) for name in names],
+        tag_field="type",
+        tag=kind,
+        forbid_unknown_fields=True,
+    )
+
+
+_KIND_OF: Final[dict[type[msgspec.Struct], str]] = {
+    _trading_struct(kind, tuple(name for name, _ in fields)): kind
     for kind, fields in SCHEMA.items()
     if kind not in _TYPED_KINDS
 }
+_fields_of: Final = msgspec.structs.asdict  # in declaration order: the canonical order
+
+
+# The wire form of a signed intent (`intent_to_wire`) with the types the fast path of
+# `_committed_action_general` requires, and a trading action (one of `_KIND_OF`).
+_CommittedIntentWire: Final = msgspec.defstruct(
+    "_CommittedIntentWire",
+    [
+        ("action", Union[tuple(_KIND_OF)]),  # noqa: UP007 (a union built from a tuple)
+        ("account", Annotated[bytes, msgspec.Meta(min_length=20, max_length=20)]),
+        ("nonce", Annotated[int, msgspec.Meta(ge=0)]),  # msgpack ints are < 2**64
+        ("signature", bytes),
+    ],
+    forbid_unknown_fields=True,
+)
+_decode_committed_intent: Final[Callable[[bytes], Any]] = msgspec.msgpack.Decoder(
+    _CommittedIntentWire
+).decode
+
 # One packer for the canonical actions (`msgpack.packb` builds one per call). Its `pack`
 # runs in C without Python callbacks for plain values, holding the GIL: no interleaving.
 _pack_canonical: Final = msgpack.Packer(use_bin_type=True).pack

@@ -16,10 +16,12 @@ resubmission as the others do.
 
 from __future__ import annotations
 
+import operator
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import TYPE_CHECKING, Any, Final
 
 import msgpack
@@ -78,6 +80,8 @@ _DKG_TAG = bytes((TAG_DKG,))
 _COMMITTEE_TAGS = (_DEPOSIT_TAG, *OBSERVATION_TAGS, _DKG_TAG, LISTING_TAG)
 SNAPSHOT_FORMAT = 1
 _ENVELOPE_TAG = bytes((TAG_ENVELOPE,))
+# The entries `Executor.committed_entries` does not read as trader intents.
+_OTHER_TAGS: Final = frozenset((_ENVELOPE_TAG, *_COMMITTEE_TAGS))
 # An engine entry that stands for an envelope that does not execute: the engine never
 # sees it, its outcome is this Rejected (`_run_block`).
 ENVELOPE_REJECTED = "envelope_rejected"
@@ -415,7 +419,8 @@ class Executor:
             )
             rows.append((block.height, encode_committed(block) if records is None else records[i]))
             self._apply(block, self.committed_entries(block.payload))
-            snapshot = self._maybe_snapshot() or snapshot
+            if not self.height % self._snapshot_interval:  # `_maybe_snapshot`, inline
+                snapshot = (self.height, self._snapshot())
         batch = WriteBatch(
             committed=rows,
             meta=meta,
@@ -458,37 +463,25 @@ class Executor:
         names (checked by 2f + 1 voters before the QC): no recovery. An entry we verified
         ourselves (we voted for the block) comes from the cache with its id; `with_ids`
         False leaves the others' ids None (a replay computes the tail's ids later)."""
+        if not payload:
+            return []
         entries, signers = split_payload(payload)
         domain = self._verifier.domain
         # A member catching up verified none of these entries: its cache is empty, and
         # a look-up per entry (hashing the entry's bytes) would find nothing.
-        known = self._verifier.known if len(self._verifier.verified) else _unknown
+        known = self._verifier.known if len(self._verifier.verified) else None
         out: list[Executable] = []
+        append = out.append
+        # Trader intents (the usual entry) first: one set look-up for the other tags.
         for index, (raw, signer) in enumerate(zip(entries, signers, strict=True)):
-            if raw[:1] == _ENVELOPE_TAG:
-                assert opened is not None and index in opened, "an envelope executes opened"
-                out.append(opened[index])
+            if raw[:1] in _OTHER_TAGS:
+                append(self._committee_entry(index, raw, opened))
                 continue
-            if raw[:1] == _DEPOSIT_TAG:
-                out.append(Executable(deposit_engine_entry(decode_deposit(raw)), NO_SIGNER, None))
-                continue
-            if raw[:1] == _DKG_TAG:
-                out.append(
-                    Executable({"action": {"type": "dkg"}, DKG_ENTRY: True}, NO_SIGNER, None)
-                )
-                continue
-            if raw[:1] in OBSERVATION_TAGS:
-                observation = decode_observation(raw)
-                address = self._member_addresses[observation.member]
-                out.append(Executable(observation.engine_entry(address), NO_SIGNER, None))
-                continue
-            if raw[:1] == LISTING_TAG:  # its signatures were checked by 2f + 1 voters
-                out.append(Executable(decode_listing(raw).engine_entry(), NO_SIGNER, None))
-                continue
-            entry = known(raw)
-            if entry is not None and entry.signer == signer:
-                out.append(Executable(entry.to_dict(), signer, entry.intent_id))
-                continue
+            if known is not None:
+                entry = known(raw)
+                if entry is not None and entry.signer == signer:
+                    append(Executable(entry.to_dict(), signer, entry.intent_id))
+                    continue
             if with_ids:
                 account, nonce, action, intent_id = committed_action(raw[1:], domain)
                 engine_entry = {
@@ -497,7 +490,7 @@ class Executor:
                     "nonce": nonce,
                     "action": action,
                 }
-                out.append(Executable(engine_entry, signer, intent_id))
+                append(Executable(engine_entry, signer, intent_id))
                 continue
             si = committed_intent(raw[1:])
             engine_entry = {
@@ -506,8 +499,27 @@ class Executor:
                 "nonce": si.nonce,
                 "action": si.action,
             }
-            out.append(Executable(engine_entry, signer, None))
+            append(Executable(engine_entry, signer, None))
         return out
+
+    def _committee_entry(
+        self, index: int, raw: bytes, opened: dict[int, Executable] | None
+    ) -> Executable:
+        """A payload entry that is not a plain trader intent (`_OTHER_TAGS`): an
+        envelope (opened before), a deposit, a DKG message, a series listing or an oracle
+        observation."""
+        if raw[:1] == _ENVELOPE_TAG:
+            assert opened is not None and index in opened, "an envelope executes opened"
+            return opened[index]
+        if raw[:1] == _DEPOSIT_TAG:
+            return Executable(deposit_engine_entry(decode_deposit(raw)), NO_SIGNER, None)
+        if raw[:1] == _DKG_TAG:
+            return Executable({"action": {"type": "dkg"}, DKG_ENTRY: True}, NO_SIGNER, None)
+        if raw[:1] == LISTING_TAG:  # its signatures were checked by 2f + 1 voters
+            return Executable(decode_listing(raw).engine_entry(), NO_SIGNER, None)
+        observation = decode_observation(raw)
+        address = self._member_addresses[observation.member]
+        return Executable(observation.engine_entry(address), NO_SIGNER, None)
 
     def tip_block(self) -> Block | None:
         """The last executed block (None before the first). Kept in memory: the block is
@@ -539,7 +551,7 @@ class Executor:
         block, then seal a checkpoint at every checkpoint-interval height. `live`: a
         block executed while running (not replayed at start-up), whose checkpoint is
         signed now; replayed checkpoints are handed over by `Node.run` before catch-up."""
-        if any(ENVELOPE_REJECTED in e or DKG_ENTRY in e for e in entries):
+        if entries and _has_special(entries):
             result = engine.apply_block(
                 timestamp_ms,
                 [e for e in entries if ENVELOPE_REJECTED not in e and DKG_ENTRY not in e],
@@ -573,10 +585,26 @@ class Executor:
         result, checkpoint = self._run_block(
             self.engine, block.height, block.timestamp_ms, engine_entries, live=True
         )
-        self._step_keying(self.keying, block.height, None, block.payload, block.author)
+        if self.keying is not None:
+            self._step_keying(self.keying, block.height, None, block.payload, block.author)
         apply_s = time.perf_counter() - started
         self.height, self._tip = block.height, block
-        self._counters["blocks_committed"] += 1
+        counters = self._counters
+        counters["blocks_committed"] += 1
+        if self.watcher is not None:
+            self.watcher.applied(self.engine.last_deposit_id)
+        if entries:  # an empty block (most of a quiet log) has nothing more to record
+            self._record_entries(block, entries, result)
+        if self._listeners:
+            executed = ExecutedBlock(
+                block.height, block.timestamp_ms, tuple(entries), result, apply_s, checkpoint
+            )
+            for listener in self._listeners:
+                listener(executed)
+
+    def _record_entries(self, block: Block, entries: list[Executable], result: BlockResult) -> None:
+        """After a block with entries: the counters, the verified-entry cache and the
+        mempool (what can never apply again), and the intents' outcomes."""
         observations = 0  # price and vol observations: first in a block (PROTOCOL §7.3)
         for e in entries:
             if e.intent_id is not None or e.engine_entry["action"]["type"] not in _OBSERVED:
@@ -584,8 +612,6 @@ class Executor:
             observations += 1
         self._counters["observations_committed"] += observations
         self._counters["entries_committed"] += len(entries) - observations
-        if self.watcher is not None:
-            self.watcher.applied(self.engine.last_deposit_id)
         verifier, mempool = self._verifier, self._mempool
         # Both are empty while a member catches up (it verified and pooled nothing): then
         # there is nothing to forget or remove, and the per-entry calls are skipped.
@@ -599,7 +625,7 @@ class Executor:
                     # bad copy (the genuine id, another signer) must not take the genuine
                     # along.
                     mempool.remove_applied(entry.signer, entry.engine_entry["nonce"])
-        if any(raw[:1] == _ENVELOPE_TAG for raw in block.payload):
+        if _ENVELOPE_TAG in map(_tag_of, block.payload):
             # The pool holds an envelope under its own signer (an agent may seal an
             # intent its account signed), and its (signer, nonce) can never apply again.
             raws, signers = split_payload(block.payload)
@@ -607,12 +633,6 @@ class Executor:
                 if raw[:1] == _ENVELOPE_TAG:
                     mempool.remove_applied(signer, int.from_bytes(raw[38:46], "big"))
         self._outcomes.record(block.height, [e.intent_id for e in entries], result.events)
-        if self._listeners:
-            executed = ExecutedBlock(
-                block.height, block.timestamp_ms, tuple(entries), result, apply_s, checkpoint
-            )
-            for listener in self._listeners:
-                listener(executed)
 
     def _maybe_snapshot(self) -> tuple[int, bytes] | None:
         """Every member snapshots at the same heights (what snapshot sync relies on)."""
@@ -783,7 +803,7 @@ class Executor:
         2f + 1 voters): nothing is recovered here."""
         sealed: dict[int, _Sealed] = {}
         opened: dict[int, Executable] = {}
-        if not any(raw[:1] == _ENVELOPE_TAG for raw in payload):
+        if _ENVELOPE_TAG not in map(_tag_of, payload):
             return sealed, opened
         entries, signers = split_payload(payload)
         for index, (raw, signer) in enumerate(zip(entries, signers, strict=True)):
@@ -856,11 +876,6 @@ class Executor:
         return opened
 
 
-def _unknown(raw: bytes) -> None:
-    """`EntryVerifier.known` of an empty cache."""
-    return None
-
-
 def decrypt_sealed(
     public: ThresholdPublicKey,
     domain: Domain,
@@ -894,7 +909,20 @@ def _fairness_of(genesis: Genesis, keying: Keying | None) -> FairnessGenesis | N
 
 
 def _has_envelopes(block: Block) -> bool:
-    return any(raw[:1] == _ENVELOPE_TAG for raw in block.payload)
+    return _ENVELOPE_TAG in map(_tag_of, block.payload)
+
+
+# Scans of every entry of a block, run in C (map over C callables, no Python frame per
+# entry): they run for every block executed, and a block holds thousands of entries.
+_tag_of: Final = operator.itemgetter(slice(0, 1))  # an entry's tag byte, as raw[:1]
+
+
+def _has_special(entries: list[dict[str, Any]]) -> bool:
+    """Whether any engine entry stands for an envelope that does not execute or a DKG
+    entry (the engine sees neither)."""
+    return any(map(operator.contains, entries, repeat(ENVELOPE_REJECTED))) or any(
+        map(operator.contains, entries, repeat(DKG_ENTRY))
+    )
 
 
 def _rejected_envelope(

@@ -66,9 +66,10 @@ class Outcomes:
             elif prior is not None and prior[1] is None:
                 continue
             done[intent_id] = (height, rejected)
-            waiting = waiters.pop(intent_id, None)
-            if waiting is not None:
-                waiting[0].set()
+            if waiters:  # none while a member catches up or replays
+                waiting = waiters.pop(intent_id, None)
+                if waiting is not None:
+                    waiting[0].set()
         while len(done) > self.max_items:
             done.popitem(last=False)
 

@@ -7,16 +7,19 @@ from __future__ import annotations
 from typing import Any
 
 import msgpack
+import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from node.intents import (
     Domain,
     MalformedIntent,
+    _committed_action_general,
     address_of_private_key,
     committed_action,
     committed_intent,
     pack_intent,
+    place_action,
     sign_intent,
 )
 
@@ -96,3 +99,59 @@ def test_committed_action_equals_the_general_path(
         assert got == expected
         assert list(got[2]) == list(general.action)  # canonical key order too
         assert got[3] == si.digest(DOMAIN)
+
+
+def _raw_map(pairs: list[tuple[Any, Any]]) -> bytes:
+    """A msgpack map with these pairs as written, repeated keys included (a dict
+    cannot hold them; msgpack keeps a repeated key's last value)."""
+    assert len(pairs) < 16
+    out = bytes((0x80 | len(pairs),))
+    for key, value in pairs:
+        out += key if isinstance(key, bytes) else msgpack.packb(key, use_bin_type=True)
+        out += value if isinstance(value, bytes) else msgpack.packb(value, use_bin_type=True)
+    return out
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        [("price", 9)],  # a repeated field: the last value counts, on both paths
+        [("price", b"\x01")],  # bytes: no trading field holds them (the general path decides)
+        [("type", "place")],  # a repeated type
+        [("type", "cancel")],  # a repeated type that names another kind
+        [("price", 1.5)],
+        [("side", True)],
+    ],
+)
+def test_repeated_and_odd_keys_get_the_general_answer(extra: list[tuple[str, Any]]) -> None:
+    si = sign_intent(KEY, ACCOUNT, 77, place_action(0, "buy", 5, 7), DOMAIN)
+    action = _raw_map([*si.action.items(), *extra])
+    for intent in (
+        _raw_map(
+            [
+                ("action", action),
+                ("account", si.account),
+                ("nonce", 77),
+                ("signature", si.signature),
+            ]
+        ),
+        _raw_map(
+            [
+                ("nonce", 1),
+                ("action", action),
+                ("account", si.account),
+                ("nonce", 77),
+                ("signature", si.signature),
+            ]
+        ),
+    ):
+        assert outcome(lambda p=intent: committed_action(p, DOMAIN)) == outcome(
+            lambda p=intent: _committed_action_general(p, DOMAIN)
+        )
+
+
+def outcome(call: Any) -> Any:
+    try:
+        return ("value", call())
+    except Exception as exc:
+        return ("error", type(exc), str(exc))
