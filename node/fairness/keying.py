@@ -28,7 +28,7 @@ state for member snapshots; the run's kept messages replay to the same state.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -36,12 +36,15 @@ import msgpack
 
 from node.fairness.dkg import (
     Completed,
+    Dealing,
     Dkg,
     DkgConfig,
     Failed,
+    decode_dealing,
     make_complaint,
     make_dealing,
     open_own_share,
+    transcript_of,
 )
 from node.fairness.errors import FairnessError
 from node.fairness.group import N, base_mul, encode_point, hash_bytes, scalar_bytes
@@ -170,6 +173,17 @@ class Keying:
     @property
     def members(self) -> int:
         return len(self.params.member_keys)
+
+    def finished_dealings(self, record: KeyRecord) -> list[Dealing] | None:
+        """The qualified dealings of the run that made `record`, in `record.qualified`
+        order, at the block that made it (None at any other block)."""
+        finished = self.last_finished
+        if finished is None or finished.config.epoch != record.epoch:
+            return None
+        dealings = [finished.dealing(dealer) for dealer in record.qualified]
+        if any(d is None for d in dealings):
+            return None
+        return [d for d in dealings if d is not None]
 
     def status(self) -> str:
         return "pending" if self.current is None else "ready"
@@ -368,28 +382,71 @@ class MemberKeying:
     def share_of(self, record: KeyRecord) -> KeyShare | None:
         """Our share of `record`: the sum of the shares the qualified dealings gave us.
         Needs the run's dealings (call at the block that made it ready)."""
-        run_dkg = self._finished_dkg(record)
-        if run_dkg is None:
+        dealings = self.keying.finished_dealings(record)
+        if dealings is None:
             return None
-        total = 0
-        for dealer in record.qualified:
-            dealing = run_dkg.dealing(dealer)
-            if dealing is None:
-                return None
-            share = open_own_share(run_dkg.config, dealing, self.me, self._secret)
-            if share is None:
-                return None
-            total += share
-        secret = total % N
-        if (
-            not secret
-            or encode_point(base_mul(secret)) != record.key.verification_shares[self.me - 1]
-        ):
+        try:
+            return _derive_share(
+                self.keying.params.config(record.epoch), record, dealings, self.me, self._secret
+            )
+        except FairnessError:
             return None
-        return KeyShare(self.me, secret)
 
-    def _finished_dkg(self, record: KeyRecord) -> Dkg | None:
-        finished = self.keying.last_finished
-        if finished is None or finished.config.epoch != record.epoch:
-            return None
-        return finished
+    def recover_share(self, record: KeyRecord, dealings: Sequence[bytes]) -> KeyShare:
+        """Our share of `record` from its qualified dealings as a peer sent them (we were
+        restored by a snapshot taken after the run finished): see `recover_share`."""
+        return recover_share(self.keying.params, record, self.me, self._secret, dealings)
+
+
+# Share recovery (docs/PROTOCOL.md §10.10): what a peer sent is judged against the
+# replicated key record alone. These refusals are the sender's fault (it sent something
+# that is not the run's qualified dealings); "unopened" and "wrong_share" are not
+# provably so (a dealer may have spoiled our sealed share while we were away, or the
+# peer changed a sealed share, which the transcript does not cover): ask another peer.
+RECOVERY_PEER_FAULTS: Final = frozenset({"bad_count", "bad_dealing", "wrong_dealer", "forged"})
+
+
+def recover_share(
+    params: KeyingParams, record: KeyRecord, me: int, secret: int, dealings: Sequence[bytes]
+) -> KeyShare:
+    """Member `me`'s share of `record` from `dealings`, which claim to be the qualified
+    dealings of its run in `record.qualified` order, or `FairnessError`. The dealings are
+    authenticated without trusting their sender: each must be well formed and by the
+    dealer at its place, and together their commitments must hash to the transcript the
+    replicated record holds; the derived share must then match our verification key."""
+    config = params.config(record.epoch)
+    if len(dealings) != len(record.qualified):
+        raise FairnessError(
+            "bad_count", f"{len(dealings)} dealings, {len(record.qualified)} qualified dealers"
+        )
+    decoded = []
+    for dealer, raw in zip(record.qualified, dealings, strict=True):
+        try:
+            dealing = decode_dealing(config, raw)
+        except FairnessError as error:
+            raise FairnessError("bad_dealing", f"dealer {dealer}: {error.message}") from None
+        if dealing.dealer != dealer:
+            raise FairnessError("wrong_dealer", f"dealer {dealing.dealer} in place of {dealer}")
+        decoded.append(dealing)
+    if transcript_of(config, record.key, decoded) != record.transcript:
+        raise FairnessError("forged", "the dealings do not match the key record's transcript")
+    return _derive_share(config, record, decoded, me, secret)
+
+
+def _derive_share(
+    config: DkgConfig, record: KeyRecord, dealings: Sequence[Dealing], me: int, secret: int
+) -> KeyShare:
+    """The sum of the shares `dealings` (the qualified ones) give member `me`, checked
+    against its verification key in `record`."""
+    total = 0
+    for dealing in dealings:
+        share = open_own_share(config, dealing, me, secret)
+        if share is None:
+            raise FairnessError(
+                "unopened", f"dealer {dealing.dealer}'s share for member {me} does not open"
+            )
+        total += share
+    x = total % N
+    if not x or encode_point(base_mul(x)) != record.key.verification_shares[me - 1]:
+        raise FairnessError("wrong_share", f"the shares do not give member {me}'s key")
+    return KeyShare(me, x)

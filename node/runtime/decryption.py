@@ -45,7 +45,7 @@ import trio
 
 from node.fairness.committee import FairnessGenesis
 from node.fairness.decryptor import Added, Decryptor, Unchecked, decode_share_record
-from node.fairness.group import Point
+from node.fairness.group import Point, base_mul, encode_point
 from node.fairness.threshold import (
     DecryptionShare,
     KeyShare,
@@ -143,6 +143,13 @@ class Decryption:
             "decryption_released_at_commit",
         ):
             counters.setdefault(name, 0)
+
+    def use_share(self, share: KeyShare) -> None:
+        """Our share, recovered after this room was built without one (share recovery):
+        blocks from now on get our shares too."""
+        expected = self.public.verification_shares[share.index - 1]
+        assert encode_point(base_mul(share.secret)) == expected, "not our share of this key"
+        self._share = share
 
     async def run(self) -> None:
         """The checker and the early releaser (the executor runs this beside its queue)."""

@@ -145,6 +145,7 @@ class Executor:
         on_replayed: Callable[[int], None] | None = None,
         dkg_member: tuple[int, int] | None = None,
         on_share: Callable[[int, KeyShare], None] | None = None,
+        on_dealings: Callable[[int, list[bytes]], None] | None = None,
     ) -> None:
         """`dkg_member`: (our 1-based index, our DKG secret) when genesis has `[dkg]`;
         `on_share(epoch, share)` stores our share of a key the DKG made (it must be
@@ -156,6 +157,7 @@ class Executor:
         if self.keying is not None and dkg_member is not None:
             self.member_keying = MemberKeying(self.keying, *dkg_member)
         self._on_share = on_share
+        self._on_dealings = on_dealings  # keeps a finished run's dealings (share recovery)
         self.on_key_ready: Callable[[FairnessGenesis], None] | None = None
         self._fairness_cache: FairnessGenesis | None = genesis.fairness
         self._member_addresses = tuple(m.settlement_address for m in genesis.members)
@@ -314,6 +316,10 @@ class Executor:
             for event in events:
                 if isinstance(event, KeyReady) and share is not None and self._on_share:
                     self._on_share(event.record.epoch, share)
+                if isinstance(event, KeyReady) and self._on_dealings is not None:
+                    dealings = keying.finished_dealings(event.record)
+                    if dealings is not None:
+                        self._on_dealings(event.record.epoch, [d.raw for d in dealings])
             self._deal_if_due()
         if keying is self.keying and self.on_key_ready is not None:
             fairness = self.fairness()
@@ -436,6 +442,11 @@ class Executor:
                 raise ValueError("a member snapshot without the keying state")
             self._set_keying(keying)
             self._deal_if_due()
+            # A key the snapshot brought (made while we were away): its share exchange.
+            fairness, room = self.fairness(), self.decryption
+            stale = room is None or fairness is None or room.fairness.epoch != fairness.epoch
+            if fairness is not None and self.on_key_ready is not None and stale:
+                self.on_key_ready(fairness)
         while self._queue and self._queue[0].block.height <= height:
             self._dequeue()
         if self.decryption is not None:

@@ -86,6 +86,8 @@ from node.net.messages import (
     SYNC_REPLIES,
     CheckpointSignature,
     ConsensusBytes,
+    Dealings,
+    DealingsRequest,
     DecryptionShares,
     ForwardedEnvelopes,
     ForwardedIntents,
@@ -122,6 +124,7 @@ from node.runtime.intake import Intake, used_nonce
 from node.runtime.logger import log
 from node.runtime.options import DEV_CHAIN_ID, NodeOptions
 from node.runtime.outcomes import Outcomes
+from node.runtime.share_recovery import ShareRecovery, save_dealings
 from node.runtime.sync import LogSync, Root
 from node.runtime.verification import EntryVerifier
 from node.seam import Clock, NodeStorage, PeerNetwork, wall_ms
@@ -228,6 +231,7 @@ class Node:
             if genesis.dkg is None
             else (self.me + 1, member_key_from_settlement(setup.keys.settlement.secret)),
             on_share=self._store_share,
+            on_dealings=lambda epoch, dealings: save_dealings(self.storage, epoch, dealings),
         )
         self.core = self._build_core()
         self.transport: PeerNetwork = network or Transport(
@@ -254,6 +258,16 @@ class Node:
         self.decryption = self._build_decryption(storage, self.executor.fairness())
         self.executor.decryption = self.decryption
         self.executor.on_key_ready = self._on_key_ready
+        self.share_recovery = ShareRecovery(
+            me=self.me,
+            members=self.n,
+            network=self.transport,
+            storage=storage,
+            member_keying=lambda: self.executor.member_keying,
+            has_share=lambda epoch: self._share_path(epoch).exists(),
+            on_recovered=self._on_share_recovered,
+            counters=self.counters,
+        )
         self.sync = LogSync(
             me=self.me,
             committee=self.committee,
@@ -427,6 +441,14 @@ class Node:
             log.error("bad share of the committee key", epoch=fairness.epoch, error=str(error))
             return None
 
+    def _on_share_recovered(self, epoch: int, share: KeyShare) -> None:
+        """Share recovery (node/runtime/share_recovery.py) derived our share of `epoch`'s
+        key from peers' dealings: stored as the DKG's own, and used from now on."""
+        self._store_share(epoch, share)
+        room = self.decryption
+        if room is not None and room.fairness.epoch == epoch:
+            room.use_share(share)
+
     def _on_key_ready(self, fairness: FairnessGenesis) -> None:
         """A DKG run finished at a committed height: its key is current from the next
         block on, so the share exchange switches to it before that block is planned."""
@@ -471,6 +493,8 @@ class Node:
             nursery.start_soon(self._dispatcher)
             if self.executor.takes_envelopes:
                 nursery.start_soon(self._execution_queue)
+            if self.executor.member_keying is not None:
+                nursery.start_soon(self.share_recovery.run)
             nursery.start_soon(self._timer_task)
             if self.options.wal_checkpoint_interval_s > 0:
                 nursery.start_soon(self._wal_checkpoints)
@@ -879,6 +903,8 @@ class Node:
                 result = self.checkpointer.on_peer_signature(peer, message.message)
                 if result in (SignatureResult.BAD_SIGNATURE, SignatureResult.MALFORMED):
                     raise PeerProtocolError(f"checkpoint signature: {result.value}")
+        elif isinstance(message, Dealings):
+            self.share_recovery.on_dealings(peer, message)
         elif isinstance(message, SYNC_REPLIES):
             self.sync.deliver(peer, message)
         elif self._serving.take(peer, 1, trio.current_time()) != NO_WAIT:
@@ -890,6 +916,8 @@ class Node:
         elif isinstance(message, SharesRequest):
             if self.decryption is not None:
                 self.decryption.on_request(peer, message.height)
+        elif isinstance(message, DealingsRequest):
+            self.share_recovery.serve(peer, message.epoch)
         else:
             assert isinstance(message, SnapshotChunkRequest)
             self.sync.serve_snapshot_chunk(peer, message.height, message.offset)
