@@ -51,7 +51,7 @@ from node.fairness.group import N, base_mul, encode_point, hash_bytes, scalar_by
 from node.fairness.threshold import KeyShare, ThresholdPublicKey
 from node.payload import TAG_DKG, dkg_entry
 
-KEYING_FORMAT: Final = 1
+KEYING_FORMAT: Final = 2  # 2 added the previous key record (1 still reads)
 _DEALING_SEED: Final = b"seqnet/dkg/dealing-seed/v1"
 DKG_TAG: Final = bytes((TAG_DKG,))
 MIN_PHASE_BLOCKS: Final = 2
@@ -61,12 +61,15 @@ MAX_PHASE_BLOCKS: Final = 100_000
 @dataclass(frozen=True, slots=True)
 class KeyingParams:
     """Genesis's DKG parameters: the members' DKG public keys (member order), the
-    length of each phase in committed blocks, and the re-key interval (0: never)."""
+    length of each phase in committed blocks, the re-key interval (0: never), and the
+    grace after a re-key during which the previous key still opens envelopes (None:
+    one phase, `phase_blocks`)."""
 
     chain_id: int
     member_keys: tuple[bytes, ...]
     phase_blocks: int
     rekey_interval_blocks: int = 0
+    grace_blocks: int | None = None
 
     def __post_init__(self) -> None:
         if not MIN_PHASE_BLOCKS <= self.phase_blocks <= MAX_PHASE_BLOCKS:
@@ -77,6 +80,13 @@ class KeyingParams:
             raise FairnessError(
                 "bad_config", "rekey_interval_blocks must exceed two phases (or be 0: off)"
             )
+        if self.grace_blocks is not None and not 0 <= self.grace_blocks <= MAX_PHASE_BLOCKS:
+            raise FairnessError("bad_config", f"grace_blocks must be in 0 … {MAX_PHASE_BLOCKS}")
+
+    @property
+    def grace(self) -> int:
+        """Blocks after a re-key in which the previous key still opens envelopes."""
+        return self.phase_blocks if self.grace_blocks is None else self.grace_blocks
 
     @property
     def threshold(self) -> int:
@@ -164,6 +174,8 @@ class Keying:
     def __init__(self, params: KeyingParams) -> None:
         self.params = params
         self.current: KeyRecord | None = None
+        # The key `current` replaced: it still opens envelopes for `params.grace` blocks.
+        self.previous: KeyRecord | None = None
         self.run: _Run | None = _Run(params, 0, 0)
         self.height = 0
         # The run that made `current`, until the next block: members derive their share
@@ -184,6 +196,19 @@ class Keying:
         if any(d is None for d in dealings):
             return None
         return [d for d in dealings if d is not None]
+
+    def opening_keys(self) -> dict[int, ThresholdPublicKey]:
+        """The keys that open envelopes in the next block (epoch -> key), decided by
+        committed heights only: the current key, and the one it replaced during the
+        `params.grace` blocks after the current one got ready (blocks H+1 … H+G)."""
+        current = self.current
+        if current is None:
+            return {}
+        keys = {current.epoch: current.key}
+        previous = self.previous
+        if previous is not None and self.height < current.height + self.params.grace:
+            keys[previous.epoch] = previous.key
+        return keys
 
     def status(self) -> str:
         return "pending" if self.current is None else "ready"
@@ -218,6 +243,7 @@ class Keying:
             record = KeyRecord(
                 run.epoch, result.public, height, result.qualified, result.transcript
             )
+            self.previous = self.current
             self.current, self.run, self.last_finished = record, None, run.dkg
             return [KeyReady(record)]
         assert isinstance(outcome, Failed)
@@ -238,18 +264,21 @@ class Keying:
             None
             if run is None
             else [run.epoch, run.start_height, run.closed_at, [[s, m] for s, m in run.kept]],
+            None if self.previous is None else self.previous.to_wire(),
         ]
         data: bytes = msgpack.packb(wire, use_bin_type=True)
         return data
 
     @classmethod
     def decode(cls, params: KeyingParams, data: bytes) -> Keying:
-        version, height, current, run = msgpack.unpackb(data, raw=False)
-        if version != KEYING_FORMAT:
-            raise ValueError(f"keying state format {version} (this build reads {KEYING_FORMAT})")
+        version, height, current, run, *rest = msgpack.unpackb(data, raw=False)
+        if version not in (1, KEYING_FORMAT) or len(rest) != version - 1:
+            raise ValueError(f"keying state format {version} (this build reads 1, 2)")
         keying = cls(params)
         keying.height = height
         keying.current = None if current is None else KeyRecord.from_wire(current)
+        previous = rest[0] if rest else None
+        keying.previous = None if previous is None else KeyRecord.from_wire(previous)
         keying.run = None
         if run is not None:
             epoch, start_height, closed_at, kept = run

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -217,7 +217,7 @@ class Executor:
         for h, record in self._storage.iter_committed(height + 1):
             block_height, timestamp_ms, payload = committed_contents(record)
             assert block_height == h, f"committed log height {h} holds block height {block_height}"
-            opened = self._open_stored(engine, h, payload, self.fairness())
+            opened = self._open_stored(engine, h, payload, self.opening_keys())
             entries = [
                 e.engine_entry
                 for e in self.committed_entries(payload, with_ids=False, opened=opened)
@@ -277,6 +277,11 @@ class Executor:
         if cached is None or cached.epoch != record.epoch:
             cached = self._fairness_cache = FairnessGenesis(record.epoch, record.key)
         return cached
+
+    def opening_keys(self) -> dict[int, ThresholdPublicKey]:
+        """The keys envelopes of the next block to execute open with (epoch -> key):
+        the current key, and during a re-key's grace the one it replaced."""
+        return _opening_keys_of(self._genesis, self.keying)
 
     @property
     def takes_envelopes(self) -> bool:
@@ -350,7 +355,7 @@ class Executor:
                 break
             _, timestamp_ms, payload = committed_contents(record)
             deliver = h > after
-            opened = self._open_stored(engine, h, payload, _fairness_of(self._genesis, keying))
+            opened = self._open_stored(engine, h, payload, _opening_keys_of(self._genesis, keying))
             entries = self.committed_entries(payload, with_ids=deliver, opened=opened)
             result, checkpoint = self._run_block(
                 engine, h, timestamp_ms, [e.engine_entry for e in entries], live=False
@@ -737,21 +742,21 @@ class Executor:
                 self._queue_changed = trio.Event()
                 await self._queue_changed.wait()
             block = self._queue[0].block
-            fairness = self.fairness()
-            sealed, opened = self._plan_envelopes(self.engine, block.payload, fairness)
+            keys = self.opening_keys()
+            sealed, opened = self._plan_envelopes(self.engine, block.payload, keys)
             shares: dict[int, tuple[DecryptionShare, ...]] = {}
             if sealed:
                 wanted = {i: s.r_point for i, s in sealed.items()}
+                epochs = {i: s.envelope.epoch for i, s in sealed.items()}
                 assert self.decryption is not None, "a committee key but no share exchange"
-                shares = await self.decryption.open(block.height, wanted)
+                shares = await self.decryption.open(block.height, wanted, epochs)
             if not self._queue or self._queue[0].block is not block:
                 continue  # a snapshot was installed meanwhile
             if sealed:
-                assert fairness is not None
                 inner = await off_loop(
                     len(sealed),
                     decrypt_sealed,
-                    fairness.key,
+                    keys,
                     self._verifier.domain,
                     sealed,
                     shares,
@@ -779,13 +784,14 @@ class Executor:
             self._executed.set()
 
     def _plan_envelopes(
-        self, engine: Engine, payload: tuple[bytes, ...], fairness: FairnessGenesis | None
+        self, engine: Engine, payload: tuple[bytes, ...], keys: Mapping[int, ThresholdPublicKey]
     ) -> tuple[dict[int, _Sealed], dict[int, Executable]]:
         """The envelopes of a block about to execute on `engine`: those to open (entry
         index -> sealed), and the outcome of those §10.5 refuses a share: a signer the
-        account has not authorized (`unauthorized`), an epoch other than the key's
-        (`undecryptable`). The signers entry names each envelope's signer (checked by
-        2f + 1 voters): nothing is recovered here."""
+        account has not authorized (`unauthorized`), an epoch none of `keys` is for
+        (`undecryptable`: not the current key's, nor the previous one's in its grace).
+        The signers entry names each envelope's signer (checked by 2f + 1 voters):
+        nothing is recovered here."""
         sealed: dict[int, _Sealed] = {}
         opened: dict[int, Executable] = {}
         if not any(raw[:1] == _ENVELOPE_TAG for raw in payload):
@@ -797,7 +803,7 @@ class Executor:
             envelope, envelope_id, point = self._sealed_parts(raw)
             if signer != envelope.account and not engine.is_authorized(envelope.account, signer):
                 reason = Rejected("unauthorized", "the envelope's signer may not sign for it")
-            elif fairness is None or envelope.epoch != fairness.epoch:
+            elif envelope.epoch not in keys:
                 reason = Rejected("undecryptable", "sealed to another epoch's key")
             else:
                 sealed[index] = _Sealed(envelope, signer, envelope_id, point)
@@ -811,14 +817,13 @@ class Executor:
         sealed: dict[int, _Sealed],
         shares: dict[int, tuple[DecryptionShare, ...]],
         verified: bool,
-        fairness: FairnessGenesis | None,
+        keys: Mapping[int, ThresholdPublicKey],
     ) -> dict[int, Executable]:
         """Each sealed envelope opened with the key its shares combine to (§10.4), then
         its inner intent checked as any intent is (§10.5): the same everywhere."""
         if not sealed:
             return {}
-        assert fairness is not None
-        inner = decrypt_sealed(fairness.key, self._verifier.domain, sealed, shares, verified)
+        inner = decrypt_sealed(keys, self._verifier.domain, sealed, shares, verified)
         return self._judge_opened(engine, sealed, inner)
 
     def _judge_opened(
@@ -848,16 +853,16 @@ class Executor:
         engine: Engine,
         height: int,
         payload: tuple[bytes, ...],
-        fairness: FairnessGenesis | None,
+        keys: Mapping[int, ThresholdPublicKey],
     ) -> dict[int, Executable] | None:
         """A replayed block's envelopes, opened with the shares stored beside it."""
-        sealed, opened = self._plan_envelopes(engine, payload, fairness)
+        sealed, opened = self._plan_envelopes(engine, payload, keys)
         if sealed:
             record = self._storage.load_shares(height)
             if record is None:
                 raise CorruptStorage(f"no decryption shares stored for height {height}")
             shares = decode_share_record(record)
-            opened.update(self._open_with(engine, sealed, shares, True, fairness))
+            opened.update(self._open_with(engine, sealed, shares, True, keys))
         return opened
 
 
@@ -867,7 +872,7 @@ def _unknown(raw: bytes) -> None:
 
 
 def decrypt_sealed(
-    public: ThresholdPublicKey,
+    keys: Mapping[int, ThresholdPublicKey],
     domain: Domain,
     sealed: dict[int, _Sealed],
     shares: dict[int, tuple[DecryptionShare, ...]],
@@ -878,6 +883,7 @@ def decrypt_sealed(
     path runs it in a worker thread, off the event loop."""
     out: dict[int, Entry | Rejected] = {}
     for index, s in sealed.items():
+        public = keys[s.envelope.epoch]
         key = combine(public, s.r_point, shares[index], verified=verified).key
         inner = open_envelope(s.envelope, key)
         if isinstance(inner, Rejected):
@@ -890,12 +896,14 @@ def decrypt_sealed(
     return out
 
 
-def _fairness_of(genesis: Genesis, keying: Keying | None) -> FairnessGenesis | None:
-    """The key envelopes open with under `keying` (a separate replay's state)."""
-    if keying is None:
-        return genesis.fairness
-    record = keying.current
-    return None if record is None else FairnessGenesis(record.epoch, record.key)
+def _opening_keys_of(genesis: Genesis, keying: Keying | None) -> dict[int, ThresholdPublicKey]:
+    """The keys envelopes of the next block open with under `keying` (epoch -> key):
+    genesis's dealt key, or the DKG's current key and, in a re-key's grace, the one it
+    replaced (PROTOCOL.md §10.9)."""
+    if keying is not None:
+        return keying.opening_keys()
+    fairness = genesis.fairness
+    return {} if fairness is None else {fairness.epoch: fairness.key}
 
 
 def _has_envelopes(block: Block) -> bool:

@@ -402,7 +402,7 @@ class Node:
         else:
             share = self._load_share(fairness)
         modes = set((self.options.byzantine or "").split(","))
-        return Decryption(
+        room = Decryption(
             fairness=fairness,
             share=share,
             network=self.transport,
@@ -412,6 +412,13 @@ class Node:
             withhold="withhold-shares" in modes,
             forge="forge-shares" in modes,
         )
+        keying = self.executor.keying
+        previous = None if keying is None else keying.previous
+        if previous is not None and previous.epoch != fairness.epoch:
+            # Opens envelopes sealed to it during the re-key's grace (§10.9).
+            old = FairnessGenesis(previous.epoch, previous.key)
+            room.add_key(previous.epoch, previous.key, self._load_share(old))
+        return room
 
     # The committee key made by the DKG (genesis [dkg], node/fairness/keying.py)
 
@@ -891,7 +898,9 @@ class Node:
             self.oracle.on_peer(peer, message.observation)
         elif isinstance(message, ForwardedEnvelopes):
             raws = [envelope_entry(e) for e in message.envelopes]
-            await self.intake.admit_envelopes(raws, False, self._fairness_epoch())
+            await self.intake.admit_envelopes(
+                raws, False, self._fairness_epoch(), self._grace_epoch()
+            )
         elif isinstance(message, DecryptionShares):
             if self.decryption is None:
                 if self.executor.takes_envelopes:
@@ -1178,6 +1187,11 @@ class Node:
         fairness = self.executor.fairness()
         return None if fairness is None else fairness.epoch
 
+    def _grace_epoch(self) -> int | None:
+        """The previous key's epoch while it still opens envelopes (a re-key's grace)."""
+        current = self._fairness_epoch()
+        return next((e for e in self.executor.opening_keys() if e != current), None)
+
     def fairness_key(self) -> dict[str, Any] | None:
         """The committee key as GET /v1/fairness/key publishes it (None: this committee
         has none and makes none; with a DKG, its status, "pending" until the first key)."""
@@ -1193,7 +1207,9 @@ class Node:
         """Envelopes (decoded by the API already) into the mempool; with `wait`, until
         each commits and executes (its outcome is the inner intent's, or §10.5's)."""
         raws = [envelope_entry(e) for e in envelopes]
-        results = await self.intake.admit_envelopes(raws, True, self._fairness_epoch())
+        results = await self.intake.admit_envelopes(
+            raws, True, self._fairness_epoch(), self._grace_epoch()
+        )
         return await self.intake.wait_for(results, wait, timeout_s)
 
     def account(self, address: bytes) -> dict[str, Any]:

@@ -164,7 +164,13 @@ async def test_a_dealer_with_a_bad_share_is_disqualified_and_the_others_make_the
         node.storage.close()
 
 
-async def test_rekey_interval_makes_a_new_key_that_opens_new_envelopes(tmp_path: Path) -> None:
+async def test_rekey_interval_makes_a_new_key_and_the_old_one_opens_during_grace(
+    tmp_path: Path,
+) -> None:
+    """Epoch 1's key replaces epoch 0's at height 60 + 2·6 = 72; for the 40 blocks of
+    grace after it (73 … 112) an envelope sealed to epoch 0's key is still taken and
+    opened; after them it is refused `wrong_epoch` (and would be `undecryptable`)."""
+    grace = 40
     committee_init(
         tmp_path,
         4,
@@ -172,8 +178,10 @@ async def test_rekey_interval_makes_a_new_key_that_opens_new_envelopes(tmp_path:
         chain_id=CHAIN_ID,
         consensus=ConsensusParams(round_timeout_ms=300, checkpoint_interval_blocks=5),
         dkg_phase_blocks=6,
-        rekey_interval_blocks=20,
+        rekey_interval_blocks=60,
+        dkg_grace_blocks=grace,
     )
+    assert "grace_blocks = 40" in (tmp_path / "genesis.toml").read_text()
     nodes = [make_node(tmp_path, i) for i in range(4)]
     async with trio.open_nursery() as nursery:
         for node in nodes:
@@ -182,18 +190,30 @@ async def test_rekey_interval_makes_a_new_key_that_opens_new_envelopes(tmp_path:
         first = nodes[0].fairness_key()
         assert first is not None
         with trio.fail_after(120):  # a failsafe, not a measured bound
-            while any((n.fairness_key() or {}).get("height", 0) <= 20 for n in nodes):
+            while any((n.fairness_key() or {}).get("height", 0) <= 60 for n in nodes):
                 await trio.sleep(0.02)
         second = nodes[0].fairness_key()
         assert second is not None and all(n.fairness_key() == second for n in nodes)
         assert second["epoch"] > first["epoch"] and second["key_id"] != first["key_id"]
-        ids = await seal_and_submit(nodes, 2)  # sealed to the new key: opened and run
+        assert second["height"] == 72
         old_key = ThresholdPublicKey.decode(bytes.fromhex(first["committee_key"][2:]))
+        # In the grace: sealed to the old key, taken, ordered and opened (then run).
+        (late,) = await nodes[1].submit_encrypted(
+            [seal(nodes[0], 6, old_key, first["epoch"])], True, 20
+        )
+        assert late.code == "insufficient_balance" and late.height is not None, late
+        assert late.height <= second["height"] + grace
+        ids = await seal_and_submit(nodes, 2)  # sealed to the new key: opened and run
+        with trio.fail_after(120):
+            while any(n.exec_height <= second["height"] + grace for n in nodes):
+                await trio.sleep(0.02)
         stale = seal(nodes[0], 7, old_key, first["epoch"])
         (refused,) = await nodes[0].submit_encrypted([stale], False, 1)
         assert refused.code == "wrong_epoch", refused
         nursery.cancel_scope.cancel()
     assert len(ids) == 2
+    answers = {n.outcomes.result(late.intent_id) for n in nodes}
+    assert len(answers) == 1, answers  # the same outcome everywhere
     for node in nodes:
         for key in (first, second):
             assert (node.setup.config.data_dir / "fairness" / f"epoch-{key['epoch']}.key").exists()
