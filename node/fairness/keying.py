@@ -18,8 +18,11 @@ Schedule of a run for epoch e that starts at height S (S = 0 at genesis):
   run failed and the run of epoch e+1 starts at once, at S+2P.
 With `rekey_interval_blocks` R > 0, a run for the next epoch also starts after every
 block whose height is a multiple of R (unless one is running); the old key stays
-current until the new one is ready. An envelope sealed to another epoch than the
-current key's is rejected `undecryptable` (FAIRNESS.md).
+current until the new one is ready, and still opens envelopes for `grace` blocks after
+(`opening_keys`). An envelope sealed to another epoch is rejected `undecryptable`
+(FAIRNESS.md). A member restored by a snapshot taken after a run derives its share from
+the run's dealings as a peer sends them, judged against the key record
+(`recover_share`, PROTOCOL.md §10.10).
 
 State is bounded: a run keeps one dealing per member and one complaint per (complainer,
 dealer) pair; a message that changes nothing is not kept. `encode`/`decode` give the
