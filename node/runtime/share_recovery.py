@@ -114,19 +114,24 @@ class ShareRecovery:
         return record
 
     async def run(self) -> None:
+        """One request per `retry_s` at most, whatever the answers: a peer that answers
+        at once with dealings that cost us the curve work cannot make us ask faster."""
         while True:
-            with trio.move_on_after(self._retry_s):
-                await self._reply_ready.wait()
-            self._reply_ready = trio.Event()
-            reply, self._reply = self._reply, None
-            if reply is not None:
-                await self._judge(*reply)
             record = self.wanted()
             if record is None:
                 self._asked = None
+                await trio.sleep(self._retry_s)
                 continue
-            if reply is None or self._asked is None:
-                self._ask(record.epoch)
+            deadline = trio.current_time() + self._retry_s
+            self._reply_ready = trio.Event()
+            self._ask(record.epoch)
+            with trio.move_on_at(deadline):
+                await self._reply_ready.wait()
+            reply, self._reply, self._asked = self._reply, None, None
+            if reply is not None:
+                await self._judge(*reply)
+            if self.wanted() is not None:
+                await trio.sleep_until(deadline)
 
     def _ask(self, epoch: int) -> None:
         if self._members < 2:
