@@ -33,7 +33,7 @@ from node.net.messages import (
 )
 from node.runtime.share_recovery import ShareRecovery, load_dealings, save_dealings
 from node.store.storage import MemoryStorage
-from tests.node.test_dkg_keying import PHASE, SECRETS, Log, _bad_dealing, _params, _protocol_vectors
+from tests.node.test_dkg_keying import PHASE, SECRETS, Log, _params, _protocol_vectors
 from tests.node.test_encrypted_decryption import RecordingNetwork
 from tests.node.test_encrypted_messages import DOC
 
@@ -131,7 +131,6 @@ def test_a_member_a_qualified_dealer_cheated_cannot_recover() -> None:
     assert (
         recover_share(params, record, 1, SECRETS[0], [d.raw for d in finished]) == log.shares[0][1]
     )
-    assert _bad_dealing  # the helper that spoiled it
 
 
 def test_dealings_messages_bounds_and_documented_bytes() -> None:
