@@ -156,6 +156,8 @@ class Genesis:
                 "phase_blocks": self.dkg.phase_blocks,
                 "rekey_interval_blocks": self.dkg.rekey_interval_blocks,
             }
+            if self.dkg.grace_blocks is not None:  # absent: one phase (genesis hashes stay)
+                data["dkg"]["grace_blocks"] = self.dkg.grace_blocks
         return data
 
     def write(self, path: Path) -> None:
@@ -289,6 +291,9 @@ def _parse_dkg(t: Table, chain_id: int) -> KeyingParams:
             tuple(keys),
             t.integer("phase_blocks", 2, 100_000),
             t.integer("rekey_interval_blocks", 0, U64_MAX, default=0),
+            None
+            if t.optional_raw("grace_blocks", None) is None
+            else t.integer("grace_blocks", 0, 100_000),
         )
         params.config(0)  # the keys are curve points, no two equal
     except FairnessError as error:
@@ -506,6 +511,7 @@ def committee_init(
     encryption: bool | None = None,
     dkg_phase_blocks: int | None = None,
     rekey_interval_blocks: int = 0,
+    dkg_grace_blocks: int | None = None,
 ) -> Genesis:
     """Write OUT/genesis.toml and OUT/nodeI/{config.toml, keys/…} for `nodes` members.
     `encryption` (default: on the development chain only): run the DKG for every member
@@ -514,7 +520,8 @@ def committee_init(
     By default any other chain gets a `[dkg]` table instead (`encryption=False`: no
     encrypted intents at all): the members run epoch 0's DKG over their
     committed log when they start (`dkg_phase_blocks` per phase, default max(10, 3n);
-    a new key every `rekey_interval_blocks`, 0: never).
+    a new key every `rekey_interval_blocks`, 0: never; the previous key still opens
+    envelopes for `dkg_grace_blocks` after a re-key, default one phase).
     With `perps`, genesis also lists BTC-PERP (`perp_market`) and every member's config
     runs the simulated oracle from BTC_START_PRICE, and a small BTC option chain
     (`option_chain`, expiries counted from `now_ms`, the wall clock if None).
@@ -544,6 +551,7 @@ def committee_init(
             ),
             dkg_phase_blocks or max(10, 3 * nodes),
             rekey_interval_blocks,
+            dkg_grace_blocks,
         )
     for i in range(nodes):
         name = f"node{i}"
@@ -643,6 +651,12 @@ def main(argv: list[str], prog: str) -> int:
         default=0,
         help="chains other than 31337: a new committee key every N blocks (default 0: never)",
     )
+    parser.add_argument(
+        "--dkg-grace-blocks",
+        type=int,
+        help="chains other than 31337: blocks after a re-key in which the previous key "
+        "still opens envelopes (default: one DKG phase)",
+    )
     args = parser.parse_args(argv)
     try:
         given = {"settlement_contract": args.settlement_contract, "fee_account": args.fee_account}
@@ -657,6 +671,7 @@ def main(argv: list[str], prog: str) -> int:
             fee_account=_cli_address(options, "fee_account"),
             dkg_phase_blocks=args.dkg_phase_blocks,
             rekey_interval_blocks=args.rekey_interval_blocks,
+            dkg_grace_blocks=args.dkg_grace_blocks,
         )
     except (ConfigError, KeyFileError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)

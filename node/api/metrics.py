@@ -225,6 +225,10 @@ _COUNTER_HELP: Final = {
     "peer_messages_rejected": "Peer messages dropped at the boundary",
     "intents_admitted": "Intents admitted to the mempool (clients and peers)",
     "syncs": "Committed-log syncs started",
+    "share_recovery_requests": "Requests for a DKG run's dealings (our key share is missing)",
+    "share_recovery_recovered": "Key shares recovered from peers' dealings",
+    "share_recovery_refused": "Dealings answers refused as the sender's fault",
+    "share_recovery_unopened": "Authentic dealings whose share for us did not open",
 }
 
 

@@ -55,6 +55,7 @@ class Unchecked:
 @dataclass(slots=True)
 class _Pending:
     points: dict[int, Point]  # entry index -> R
+    keys: dict[int, ThresholdPublicKey]  # entry index -> its key, when not `public`
     shares: dict[int, dict[int, DecryptionShare]] = field(default_factory=dict)
 
     def complete(self, threshold: int) -> bool:
@@ -82,13 +83,20 @@ class Decryptor:
         """Heights below this were taken or forgotten."""
         return self._done_below
 
-    def expect(self, height: int, points: Mapping[int, Point]) -> list[Unchecked]:
-        """The envelopes of committed `height` that need opening (entry index -> R).
-        Returns the early shares for it that still count, unchecked: the caller checks
-        each (`verify_share`) and hands the verdict to `add_checked`, so a forged one is
-        blamed on the peer that sent it."""
+    def expect(
+        self,
+        height: int,
+        points: Mapping[int, Point],
+        keys: Mapping[int, ThresholdPublicKey] | None = None,
+    ) -> list[Unchecked]:
+        """The envelopes of committed `height` that need opening (entry index -> R), and
+        the key of those sealed to another key than `public` (the previous one, in a
+        re-key's grace; same committee, so the same threshold). Returns the early shares
+        for it that still count, unchecked: the caller checks each (`verify_share`) and
+        hands the verdict to `add_checked`, so a forged one is blamed on the peer that
+        sent it."""
         assert height >= self._done_below and height not in self._pending
-        self._pending[height] = _Pending(dict(points))
+        self._pending[height] = _Pending(dict(points), dict(keys or {}))
         todo: list[Unchecked] = []
         for item in self._early.pop(height, []):
             self._early_count -= 1
@@ -100,6 +108,11 @@ class Decryptor:
         """R of a pending envelope (what its shares are checked against)."""
         pending = self._pending.get(height)
         return None if pending is None else pending.points.get(entry)
+
+    def key(self, height: int, entry: int) -> ThresholdPublicKey:
+        """The key a pending envelope's shares are checked against."""
+        pending = self._pending.get(height)
+        return self.public if pending is None else pending.keys.get(entry, self.public)
 
     def shares_of(self, height: int, entry: int) -> Mapping[int, DecryptionShare]:
         """The valid shares held for one envelope (member -> share)."""
@@ -151,7 +164,8 @@ class Decryptor:
         if triaged is not None:
             return triaged
         point = self._pending[height].points[entry]
-        return self.add_checked(height, entry, share, verify_share(self.public, point, share))
+        public = self.key(height, entry)
+        return self.add_checked(height, entry, share, verify_share(public, point, share))
 
     def _keep_early(self, item: Unchecked) -> Added:
         if item.height < self._done_below:

@@ -340,6 +340,18 @@ def open_own_share(config: DkgConfig, dealing: Dealing, me: int, secret: int) ->
     return _open_share(config, dealing, me, mul(dealing.ephemeral, secret))
 
 
+def transcript_of(config: DkgConfig, public: ThresholdPublicKey, qualified: list[Dealing]) -> bytes:
+    """The digest of a finished run: the key and each qualified dealer's commitments, in
+    dealer order. A replica keeps it in the key record, so whoever holds the record can
+    tell the run's qualified dealings from any others (share recovery, keying.py)."""
+    return hash_bytes(
+        _TRANSCRIPT,
+        config.session,
+        public.encode(),
+        *(u16(d.dealer) + d.commitments_digest(config.session) for d in qualified),
+    )
+
+
 def _complaint_context(config: DkgConfig, dealer: int, complainer: int) -> bytes:
     return hash_bytes(_COMPLAINT, config.session, u16(dealer), u16(complainer))
 
@@ -571,15 +583,7 @@ class Dkg:
             add(self._dealings[i].commitments[k] for i in qualified) for k in range(t)
         )
         public = ThresholdPublicKey.from_commitments(t, aggregate, n)
-        transcript = hash_bytes(
-            _TRANSCRIPT,
-            self.config.session,
-            public.encode(),
-            *(
-                u16(i) + self._dealings[i].commitments_digest(self.config.session)
-                for i in qualified
-            ),
-        )
+        transcript = transcript_of(self.config, public, [self._dealings[i] for i in qualified])
         share = None
         if self.me is not None and all(i in self._my_shares for i in qualified):
             secret = sum(self._my_shares[i] for i in qualified) % N

@@ -18,8 +18,11 @@ Schedule of a run for epoch e that starts at height S (S = 0 at genesis):
   run failed and the run of epoch e+1 starts at once, at S+2P.
 With `rekey_interval_blocks` R > 0, a run for the next epoch also starts after every
 block whose height is a multiple of R (unless one is running); the old key stays
-current until the new one is ready. An envelope sealed to another epoch than the
-current key's is rejected `undecryptable` (FAIRNESS.md).
+current until the new one is ready, and still opens envelopes for `grace` blocks after
+(`opening_keys`). An envelope sealed to another epoch is rejected `undecryptable`
+(FAIRNESS.md). A member restored by a snapshot taken after a run derives its share from
+the run's dealings as a peer sends them, judged against the key record
+(`recover_share`, PROTOCOL.md §10.10).
 
 State is bounded: a run keeps one dealing per member and one complaint per (complainer,
 dealer) pair; a message that changes nothing is not kept. `encode`/`decode` give the
@@ -28,7 +31,7 @@ state for member snapshots; the run's kept messages replay to the same state.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -36,19 +39,22 @@ import msgpack
 
 from node.fairness.dkg import (
     Completed,
+    Dealing,
     Dkg,
     DkgConfig,
     Failed,
+    decode_dealing,
     make_complaint,
     make_dealing,
     open_own_share,
+    transcript_of,
 )
 from node.fairness.errors import FairnessError
 from node.fairness.group import N, base_mul, encode_point, hash_bytes, scalar_bytes
 from node.fairness.threshold import KeyShare, ThresholdPublicKey
 from node.payload import TAG_DKG, dkg_entry
 
-KEYING_FORMAT: Final = 1
+KEYING_FORMAT: Final = 2  # 2 added the previous key record (1 still reads)
 _DEALING_SEED: Final = b"seqnet/dkg/dealing-seed/v1"
 DKG_TAG: Final = bytes((TAG_DKG,))
 MIN_PHASE_BLOCKS: Final = 2
@@ -58,12 +64,15 @@ MAX_PHASE_BLOCKS: Final = 100_000
 @dataclass(frozen=True, slots=True)
 class KeyingParams:
     """Genesis's DKG parameters: the members' DKG public keys (member order), the
-    length of each phase in committed blocks, and the re-key interval (0: never)."""
+    length of each phase in committed blocks, the re-key interval (0: never), and the
+    grace after a re-key during which the previous key still opens envelopes (None:
+    one phase, `phase_blocks`)."""
 
     chain_id: int
     member_keys: tuple[bytes, ...]
     phase_blocks: int
     rekey_interval_blocks: int = 0
+    grace_blocks: int | None = None
 
     def __post_init__(self) -> None:
         if not MIN_PHASE_BLOCKS <= self.phase_blocks <= MAX_PHASE_BLOCKS:
@@ -74,6 +83,13 @@ class KeyingParams:
             raise FairnessError(
                 "bad_config", "rekey_interval_blocks must exceed two phases (or be 0: off)"
             )
+        if self.grace_blocks is not None and not 0 <= self.grace_blocks <= MAX_PHASE_BLOCKS:
+            raise FairnessError("bad_config", f"grace_blocks must be in 0 … {MAX_PHASE_BLOCKS}")
+
+    @property
+    def grace(self) -> int:
+        """Blocks after a re-key in which the previous key still opens envelopes."""
+        return self.phase_blocks if self.grace_blocks is None else self.grace_blocks
 
     @property
     def threshold(self) -> int:
@@ -161,6 +177,8 @@ class Keying:
     def __init__(self, params: KeyingParams) -> None:
         self.params = params
         self.current: KeyRecord | None = None
+        # The key `current` replaced: it still opens envelopes for `params.grace` blocks.
+        self.previous: KeyRecord | None = None
         self.run: _Run | None = _Run(params, 0, 0)
         self.height = 0
         # The run that made `current`, until the next block: members derive their share
@@ -170,6 +188,30 @@ class Keying:
     @property
     def members(self) -> int:
         return len(self.params.member_keys)
+
+    def finished_dealings(self, record: KeyRecord) -> list[Dealing] | None:
+        """The qualified dealings of the run that made `record`, in `record.qualified`
+        order, at the block that made it (None at any other block)."""
+        finished = self.last_finished
+        if finished is None or finished.config.epoch != record.epoch:
+            return None
+        dealings = [finished.dealing(dealer) for dealer in record.qualified]
+        if any(d is None for d in dealings):
+            return None
+        return [d for d in dealings if d is not None]
+
+    def opening_keys(self) -> dict[int, ThresholdPublicKey]:
+        """The keys that open envelopes in the next block (epoch -> key), decided by
+        committed heights only: the current key, and the one it replaced during the
+        `params.grace` blocks after the current one got ready (blocks H+1 … H+G)."""
+        current = self.current
+        if current is None:
+            return {}
+        keys = {current.epoch: current.key}
+        previous = self.previous
+        if previous is not None and self.height < current.height + self.params.grace:
+            keys[previous.epoch] = previous.key
+        return keys
 
     def status(self) -> str:
         return "pending" if self.current is None else "ready"
@@ -204,6 +246,7 @@ class Keying:
             record = KeyRecord(
                 run.epoch, result.public, height, result.qualified, result.transcript
             )
+            self.previous = self.current
             self.current, self.run, self.last_finished = record, None, run.dkg
             return [KeyReady(record)]
         assert isinstance(outcome, Failed)
@@ -224,18 +267,21 @@ class Keying:
             None
             if run is None
             else [run.epoch, run.start_height, run.closed_at, [[s, m] for s, m in run.kept]],
+            None if self.previous is None else self.previous.to_wire(),
         ]
         data: bytes = msgpack.packb(wire, use_bin_type=True)
         return data
 
     @classmethod
     def decode(cls, params: KeyingParams, data: bytes) -> Keying:
-        version, height, current, run = msgpack.unpackb(data, raw=False)
-        if version != KEYING_FORMAT:
-            raise ValueError(f"keying state format {version} (this build reads {KEYING_FORMAT})")
+        version, height, current, run, *rest = msgpack.unpackb(data, raw=False)
+        if version not in (1, KEYING_FORMAT) or len(rest) != version - 1:
+            raise ValueError(f"keying state format {version} (this build reads 1, 2)")
         keying = cls(params)
         keying.height = height
         keying.current = None if current is None else KeyRecord.from_wire(current)
+        previous = rest[0] if rest else None
+        keying.previous = None if previous is None else KeyRecord.from_wire(previous)
         keying.run = None
         if run is not None:
             epoch, start_height, closed_at, kept = run
@@ -368,28 +414,71 @@ class MemberKeying:
     def share_of(self, record: KeyRecord) -> KeyShare | None:
         """Our share of `record`: the sum of the shares the qualified dealings gave us.
         Needs the run's dealings (call at the block that made it ready)."""
-        run_dkg = self._finished_dkg(record)
-        if run_dkg is None:
+        dealings = self.keying.finished_dealings(record)
+        if dealings is None:
             return None
-        total = 0
-        for dealer in record.qualified:
-            dealing = run_dkg.dealing(dealer)
-            if dealing is None:
-                return None
-            share = open_own_share(run_dkg.config, dealing, self.me, self._secret)
-            if share is None:
-                return None
-            total += share
-        secret = total % N
-        if (
-            not secret
-            or encode_point(base_mul(secret)) != record.key.verification_shares[self.me - 1]
-        ):
+        try:
+            return _derive_share(
+                self.keying.params.config(record.epoch), record, dealings, self.me, self._secret
+            )
+        except FairnessError:
             return None
-        return KeyShare(self.me, secret)
 
-    def _finished_dkg(self, record: KeyRecord) -> Dkg | None:
-        finished = self.keying.last_finished
-        if finished is None or finished.config.epoch != record.epoch:
-            return None
-        return finished
+    def recover_share(self, record: KeyRecord, dealings: Sequence[bytes]) -> KeyShare:
+        """Our share of `record` from its qualified dealings as a peer sent them (we were
+        restored by a snapshot taken after the run finished): see `recover_share`."""
+        return recover_share(self.keying.params, record, self.me, self._secret, dealings)
+
+
+# Share recovery (docs/PROTOCOL.md §10.10): what a peer sent is judged against the
+# replicated key record alone. These refusals are the sender's fault (it sent something
+# that is not the run's qualified dealings); "unopened" and "wrong_share" are not
+# provably so (a dealer may have spoiled our sealed share while we were away, or the
+# peer changed a sealed share, which the transcript does not cover): ask another peer.
+RECOVERY_PEER_FAULTS: Final = frozenset({"bad_count", "bad_dealing", "wrong_dealer", "forged"})
+
+
+def recover_share(
+    params: KeyingParams, record: KeyRecord, me: int, secret: int, dealings: Sequence[bytes]
+) -> KeyShare:
+    """Member `me`'s share of `record` from `dealings`, which claim to be the qualified
+    dealings of its run in `record.qualified` order, or `FairnessError`. The dealings are
+    authenticated without trusting their sender: each must be well formed and by the
+    dealer at its place, and together their commitments must hash to the transcript the
+    replicated record holds; the derived share must then match our verification key."""
+    config = params.config(record.epoch)
+    if len(dealings) != len(record.qualified):
+        raise FairnessError(
+            "bad_count", f"{len(dealings)} dealings, {len(record.qualified)} qualified dealers"
+        )
+    decoded = []
+    for dealer, raw in zip(record.qualified, dealings, strict=True):
+        try:
+            dealing = decode_dealing(config, raw)
+        except FairnessError as error:
+            raise FairnessError("bad_dealing", f"dealer {dealer}: {error.message}") from None
+        if dealing.dealer != dealer:
+            raise FairnessError("wrong_dealer", f"dealer {dealing.dealer} in place of {dealer}")
+        decoded.append(dealing)
+    if transcript_of(config, record.key, decoded) != record.transcript:
+        raise FairnessError("forged", "the dealings do not match the key record's transcript")
+    return _derive_share(config, record, decoded, me, secret)
+
+
+def _derive_share(
+    config: DkgConfig, record: KeyRecord, dealings: Sequence[Dealing], me: int, secret: int
+) -> KeyShare:
+    """The sum of the shares `dealings` (the qualified ones) give member `me`, checked
+    against its verification key in `record`."""
+    total = 0
+    for dealing in dealings:
+        share = open_own_share(config, dealing, me, secret)
+        if share is None:
+            raise FairnessError(
+                "unopened", f"dealer {dealing.dealer}'s share for member {me} does not open"
+            )
+        total += share
+    x = total % N
+    if not x or encode_point(base_mul(x)) != record.key.verification_shares[me - 1]:
+        raise FairnessError("wrong_share", f"the shares do not give member {me}'s key")
+    return KeyShare(me, x)

@@ -43,6 +43,13 @@ MAX_ENVELOPE_BYTES: Final = 1527  # node/fairness/envelope.py MAX_ENVELOPE_BYTES
 MAX_SHARE_ITEMS: Final = 16_384  # (entry, share) pairs in one "ds" message, ~1.7 MB
 MAX_ENTRY_INDEX: Final = 100_000  # genesis's max_block_entries bound
 SHARE_BYTES: Final = 99  # node/fairness/threshold.py SHARE_BYTES
+# Share recovery ("kq"/"kd"): the qualified dealings of one DKG run. A dealing is exactly
+# 73 + 33·t + 48·n bytes for its committee (node/fairness/dkg.py checks that); these
+# bounds are the largest committee a key may have (128 members, t = 43): ~7.6 KB each,
+# ~1 MB for all, within the transport's 4 MiB frame.
+MAX_DEALINGS: Final = 128  # node/fairness/threshold.py MAX_MEMBERS
+MAX_DEALING_BYTES: Final = 73 + 33 * 43 + 48 * 128
+MAX_EPOCH: Final = MAX_HEIGHT
 
 
 class PeerProtocolError(ValueError):
@@ -131,6 +138,17 @@ class SharesRequest:
     height: int
 
 
+@dataclass(frozen=True, slots=True)
+class DealingsRequest:
+    epoch: int  # the key whose qualified dealings we lack (share recovery)
+
+
+@dataclass(frozen=True, slots=True)
+class Dealings:
+    epoch: int
+    dealings: tuple[bytes, ...]  # claimed qualified dealings: judged by keying.recover_share
+
+
 PeerMessage = (
     ConsensusBytes
     | ForwardedIntents
@@ -146,6 +164,8 @@ PeerMessage = (
     | ForwardedEnvelopes
     | DecryptionShares
     | SharesRequest
+    | DealingsRequest
+    | Dealings
 )
 
 # Replies that only a running sync or snapshot sync reads.
@@ -299,6 +319,15 @@ def _listing(m: list[Any]) -> ForwardedListing:
         raise PeerProtocolError(f"listing: {exc}") from None
 
 
+def _dealings_request(m: list[Any]) -> DealingsRequest:
+    return DealingsRequest(_int(m[1], "dealings epoch", 0, MAX_EPOCH))
+
+
+def _dealings(m: list[Any]) -> Dealings:
+    items = _byte_list(m[2], "dealings", MAX_DEALINGS, MAX_DEALING_BYTES)
+    return Dealings(_int(m[1], "dealings epoch", 0, MAX_EPOCH), items)
+
+
 _DECODERS: dict[str, Callable[[list[Any]], PeerMessage]] = {
     "c": _consensus,
     "i": _intents,
@@ -314,6 +343,8 @@ _DECODERS: dict[str, Callable[[list[Any]], PeerMessage]] = {
     "e": _envelopes,
     "ds": _shares,
     "dq": _shares_request,
+    "kq": _dealings_request,
+    "kd": _dealings,
 }
 _ARITY = {
     "c": 2,
@@ -330,4 +361,6 @@ _ARITY = {
     "e": 2,
     "ds": 3,
     "dq": 2,
+    "kq": 2,
+    "kd": 3,
 }

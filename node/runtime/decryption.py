@@ -45,7 +45,7 @@ import trio
 
 from node.fairness.committee import FairnessGenesis
 from node.fairness.decryptor import Added, Decryptor, Unchecked, decode_share_record
-from node.fairness.group import Point
+from node.fairness.group import Point, base_mul, encode_point
 from node.fairness.threshold import (
     DecryptionShare,
     KeyShare,
@@ -93,10 +93,10 @@ def make_shares(
 
 
 def check_shares(
-    public: ThresholdPublicKey, items: Sequence[tuple[Point, DecryptionShare]]
+    items: Sequence[tuple[ThresholdPublicKey, Point, DecryptionShare]],
 ) -> list[bool]:
-    """The proof verdict of each (R, share) (pure; runs in a worker thread)."""
-    return [verify_share(public, point, share) for point, share in items]
+    """The proof verdict of each (key, R, share) (pure; runs in a worker thread)."""
+    return [verify_share(public, point, share) for public, point, share in items]
 
 
 class Decryption:
@@ -125,6 +125,9 @@ class Decryption:
         self._counters = counters
         self._retry_s = retry_s
         self._withhold = withhold
+        # Other epochs' keys this room also opens, with our share of each: the previous
+        # key, which opens envelopes during a re-key's grace (PROTOCOL.md §10.9).
+        self._other_keys: dict[int, tuple[ThresholdPublicKey, KeyShare | None]] = {}
         self._forge = forge
         self._changed = trio.Event()
         # Peers' shares to check, oldest first; and the heights whose own shares are
@@ -143,6 +146,33 @@ class Decryption:
             "decryption_released_at_commit",
         ):
             counters.setdefault(name, 0)
+
+    def use_share(self, share: KeyShare) -> None:
+        """Our share, recovered after this room was built without one (share recovery):
+        blocks from now on get our shares too."""
+        expected = self.public.verification_shares[share.index - 1]
+        assert encode_point(base_mul(share.secret)) == expected, "not our share of this key"
+        self._share = share
+
+    def add_key(self, epoch: int, public: ThresholdPublicKey, share: KeyShare | None) -> None:
+        """Also open envelopes sealed to `epoch`'s key (the previous one, during a
+        re-key's grace), with our share of it (None: we make none for it)."""
+        assert epoch != self.fairness.epoch and public.threshold == self.public.threshold
+        self._other_keys[epoch] = (public, share)
+
+    def _key_of(self, epoch: int | None) -> tuple[ThresholdPublicKey, KeyShare | None]:
+        if epoch is None or epoch == self.fairness.epoch:
+            return self.public, self._share
+        assert epoch in self._other_keys, f"no key of epoch {epoch} in this room"
+        return self._other_keys[epoch]
+
+    def _own_share_for(self, public: ThresholdPublicKey) -> KeyShare | None:
+        if public is self.public:
+            return self._share
+        for key, share in self._other_keys.values():
+            if key is public:
+                return share
+        return None
 
     async def run(self) -> None:
         """The checker and the early releaser (the executor runs this beside its queue)."""
@@ -172,39 +202,51 @@ class Decryption:
             if self.decryptor.expecting(height):
                 await self._own_shares(height, wanted)
 
-    async def _own_shares(self, height: int, wanted: Mapping[int, Point]) -> None:
-        """Make (in a worker thread), count and send our shares for `height`, once."""
+    async def _own_shares(
+        self, height: int, wanted: Mapping[int, Point], epochs: Mapping[int, int] | None = None
+    ) -> None:
+        """Make (in a worker thread), count and send our shares for `height`, once;
+        `epochs`: entry -> the epoch it is sealed to (None: all to this room's)."""
         done = self._own.get(height)
         if done is not None:
             await done.wait()
             return
         done = self._own[height] = trio.Event()
         try:
-            if self._share is None:
-                return
-            entries = list(wanted)
-            points = [wanted[i] for i in entries]
-            shares = await off_loop(len(points), make_shares, self._share, self.public, points)
-            if not self.decryptor.expecting(height):
-                return  # taken from peers' shares meanwhile, or forgotten
-            for entry, share in zip(entries, shares, strict=True):
+            made: list[tuple[int, DecryptionShare]] = []
+            for epoch, entries in _by_epoch(wanted, epochs).items():
+                public, key_share = self._key_of(epoch)
+                if key_share is None:
+                    continue
+                points = [wanted[i] for i in entries]
+                shares = await off_loop(len(points), make_shares, key_share, public, points)
+                made += zip(entries, shares, strict=True)
+            if not made or not self.decryptor.expecting(height):
+                return  # no share of ours, or taken from peers' shares meanwhile
+            for entry, share in made:
                 self.decryptor.add_own(height, entry, share)
             self._changed.set()
             self._unchecked_ready.set()  # shares set aside for ours may be moot now
             if not self._withhold:
-                self._send(None, height, list(zip(entries, shares, strict=True)))
+                self._send(None, height, made)
         finally:
             done.set()
 
     async def open(
-        self, height: int, wanted: Mapping[int, Point]
+        self, height: int, wanted: Mapping[int, Point], epochs: Mapping[int, int] | None = None
     ) -> dict[int, tuple[DecryptionShare, ...]]:
         """t valid shares for each envelope of committed `height` in `wanted` (entry
-        index -> R, envelopes §10.5 lets us open). Our own go to every peer first
+        index -> R, envelopes §10.5 lets us open; `epochs`: entry -> the epoch it is
+        sealed to, when not all this room's key's). Our own go to every peer first
         (unless `release` sent them already)."""
         if not self.decryptor.expecting(height):
-            self._queue_unchecked(self.decryptor.expect(height, wanted))
-        await self._own_shares(height, wanted)
+            keys = {
+                entry: self._key_of(epoch)[0]
+                for entry, epoch in (epochs or {}).items()
+                if epoch != self.fairness.epoch
+            }
+            self._queue_unchecked(self.decryptor.expect(height, wanted, keys))
+        await self._own_shares(height, wanted, epochs)
         waits = 0
         while not self.decryptor.ready(height):
             self._changed = trio.Event()
@@ -292,7 +334,8 @@ class Decryption:
             if key not in lacking:
                 have = decryptor.shares_of(*key)
                 # Our own share counts for every expected height, made or being made.
-                own = self._share is not None and self._share.index not in have
+                mine = self._own_share_for(decryptor.key(*key))
+                own = mine is not None and mine.index not in have
                 lacking[key] = decryptor.threshold - len(have) - own
             if lacking[key] <= 0:
                 aside.append(item)
@@ -314,8 +357,11 @@ class Decryption:
                 self._unchecked_ready = trio.Event()
                 await self._unchecked_ready.wait()
                 continue
-            items = [(point, item.share) for item, point in batch]
-            verdicts = await off_loop(len(items), check_shares, self.public, items)
+            items = [
+                (self.decryptor.key(item.height, item.entry), point, item.share)
+                for item, point in batch
+            ]
+            verdicts = await off_loop(len(items), check_shares, items)
             self._counters["decryption_shares_checked"] += len(batch)
             forged: Counter[int] = Counter()
             accepted = False
@@ -346,3 +392,13 @@ class Decryption:
         shares = [(entry, s) for entry in sorted(held) for s in held[entry]]
         if shares:
             self._send(peer, height, shares)
+
+
+def _by_epoch(
+    wanted: Mapping[int, Point], epochs: Mapping[int, int] | None
+) -> dict[int | None, list[int]]:
+    """The entries of `wanted` grouped by the epoch they are sealed to (None: the room's)."""
+    groups: dict[int | None, list[int]] = {}
+    for entry in wanted:
+        groups.setdefault(None if epochs is None else epochs.get(entry), []).append(entry)
+    return groups

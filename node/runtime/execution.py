@@ -19,7 +19,7 @@ from __future__ import annotations
 import operator
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import repeat
 from typing import TYPE_CHECKING, Any, Final
@@ -152,6 +152,7 @@ class Executor:
         on_replayed: Callable[[int], None] | None = None,
         dkg_member: tuple[int, int] | None = None,
         on_share: Callable[[int, KeyShare], None] | None = None,
+        on_dealings: Callable[[int, list[bytes]], None] | None = None,
     ) -> None:
         """`dkg_member`: (our 1-based index, our DKG secret) when genesis has `[dkg]`;
         `on_share(epoch, share)` stores our share of a key the DKG made (it must be
@@ -163,6 +164,7 @@ class Executor:
         if self.keying is not None and dkg_member is not None:
             self.member_keying = MemberKeying(self.keying, *dkg_member)
         self._on_share = on_share
+        self._on_dealings = on_dealings  # keeps a finished run's dealings (share recovery)
         self.on_key_ready: Callable[[FairnessGenesis], None] | None = None
         self._fairness_cache: FairnessGenesis | None = genesis.fairness
         self._member_addresses = tuple(m.settlement_address for m in genesis.members)
@@ -222,7 +224,7 @@ class Executor:
         for h, record in self._storage.iter_committed(height + 1):
             block_height, timestamp_ms, payload = committed_contents(record)
             assert block_height == h, f"committed log height {h} holds block height {block_height}"
-            opened = self._open_stored(engine, h, payload, self.fairness())
+            opened = self._open_stored(engine, h, payload, self.opening_keys())
             entries = [
                 e.engine_entry
                 for e in self.committed_entries(payload, with_ids=False, opened=opened)
@@ -283,6 +285,11 @@ class Executor:
             cached = self._fairness_cache = FairnessGenesis(record.epoch, record.key)
         return cached
 
+    def opening_keys(self) -> dict[int, ThresholdPublicKey]:
+        """The keys envelopes of the next block to execute open with (epoch -> key):
+        the current key, and during a re-key's grace the one it replaced."""
+        return _opening_keys_of(self._genesis, self.keying)
+
     @property
     def takes_envelopes(self) -> bool:
         """Whether this committee orders encrypted intents at all (a key dealt in
@@ -321,6 +328,10 @@ class Executor:
             for event in events:
                 if isinstance(event, KeyReady) and share is not None and self._on_share:
                     self._on_share(event.record.epoch, share)
+                if isinstance(event, KeyReady) and self._on_dealings is not None:
+                    dealings = keying.finished_dealings(event.record)
+                    if dealings is not None:
+                        self._on_dealings(event.record.epoch, [d.raw for d in dealings])
             self._deal_if_due()
         if keying is self.keying and self.on_key_ready is not None:
             fairness = self.fairness()
@@ -351,7 +362,7 @@ class Executor:
                 break
             _, timestamp_ms, payload = committed_contents(record)
             deliver = h > after
-            opened = self._open_stored(engine, h, payload, _fairness_of(self._genesis, keying))
+            opened = self._open_stored(engine, h, payload, _opening_keys_of(self._genesis, keying))
             entries = self.committed_entries(payload, with_ids=deliver, opened=opened)
             result, checkpoint = self._run_block(
                 engine, h, timestamp_ms, [e.engine_entry for e in entries], live=False
@@ -444,6 +455,11 @@ class Executor:
                 raise ValueError("a member snapshot without the keying state")
             self._set_keying(keying)
             self._deal_if_due()
+            # A key the snapshot brought (made while we were away): its share exchange.
+            fairness, room = self.fairness(), self.decryption
+            stale = room is None or fairness is None or room.fairness.epoch != fairness.epoch
+            if fairness is not None and self.on_key_ready is not None and stale:
+                self.on_key_ready(fairness)
         while self._queue and self._queue[0].block.height <= height:
             self._dequeue()
         if self.decryption is not None:
@@ -752,21 +768,21 @@ class Executor:
                 self._queue_changed = trio.Event()
                 await self._queue_changed.wait()
             block = self._queue[0].block
-            fairness = self.fairness()
-            sealed, opened = self._plan_envelopes(self.engine, block.payload, fairness)
+            keys = self.opening_keys()
+            sealed, opened = self._plan_envelopes(self.engine, block.payload, keys)
             shares: dict[int, tuple[DecryptionShare, ...]] = {}
             if sealed:
                 wanted = {i: s.r_point for i, s in sealed.items()}
+                epochs = {i: s.envelope.epoch for i, s in sealed.items()}
                 assert self.decryption is not None, "a committee key but no share exchange"
-                shares = await self.decryption.open(block.height, wanted)
+                shares = await self.decryption.open(block.height, wanted, epochs)
             if not self._queue or self._queue[0].block is not block:
                 continue  # a snapshot was installed meanwhile
             if sealed:
-                assert fairness is not None
                 inner = await off_loop(
                     len(sealed),
                     decrypt_sealed,
-                    fairness.key,
+                    keys,
                     self._verifier.domain,
                     sealed,
                     shares,
@@ -794,13 +810,14 @@ class Executor:
             self._executed.set()
 
     def _plan_envelopes(
-        self, engine: Engine, payload: tuple[bytes, ...], fairness: FairnessGenesis | None
+        self, engine: Engine, payload: tuple[bytes, ...], keys: Mapping[int, ThresholdPublicKey]
     ) -> tuple[dict[int, _Sealed], dict[int, Executable]]:
         """The envelopes of a block about to execute on `engine`: those to open (entry
         index -> sealed), and the outcome of those §10.5 refuses a share: a signer the
-        account has not authorized (`unauthorized`), an epoch other than the key's
-        (`undecryptable`). The signers entry names each envelope's signer (checked by
-        2f + 1 voters): nothing is recovered here."""
+        account has not authorized (`unauthorized`), an epoch none of `keys` is for
+        (`undecryptable`: not the current key's, nor the previous one's in its grace).
+        The signers entry names each envelope's signer (checked by 2f + 1 voters):
+        nothing is recovered here."""
         sealed: dict[int, _Sealed] = {}
         opened: dict[int, Executable] = {}
         if _ENVELOPE_TAG not in map(_tag_of, payload):
@@ -812,7 +829,7 @@ class Executor:
             envelope, envelope_id, point = self._sealed_parts(raw)
             if signer != envelope.account and not engine.is_authorized(envelope.account, signer):
                 reason = Rejected("unauthorized", "the envelope's signer may not sign for it")
-            elif fairness is None or envelope.epoch != fairness.epoch:
+            elif envelope.epoch not in keys:
                 reason = Rejected("undecryptable", "sealed to another epoch's key")
             else:
                 sealed[index] = _Sealed(envelope, signer, envelope_id, point)
@@ -826,14 +843,13 @@ class Executor:
         sealed: dict[int, _Sealed],
         shares: dict[int, tuple[DecryptionShare, ...]],
         verified: bool,
-        fairness: FairnessGenesis | None,
+        keys: Mapping[int, ThresholdPublicKey],
     ) -> dict[int, Executable]:
         """Each sealed envelope opened with the key its shares combine to (§10.4), then
         its inner intent checked as any intent is (§10.5): the same everywhere."""
         if not sealed:
             return {}
-        assert fairness is not None
-        inner = decrypt_sealed(fairness.key, self._verifier.domain, sealed, shares, verified)
+        inner = decrypt_sealed(keys, self._verifier.domain, sealed, shares, verified)
         return self._judge_opened(engine, sealed, inner)
 
     def _judge_opened(
@@ -863,21 +879,21 @@ class Executor:
         engine: Engine,
         height: int,
         payload: tuple[bytes, ...],
-        fairness: FairnessGenesis | None,
+        keys: Mapping[int, ThresholdPublicKey],
     ) -> dict[int, Executable] | None:
         """A replayed block's envelopes, opened with the shares stored beside it."""
-        sealed, opened = self._plan_envelopes(engine, payload, fairness)
+        sealed, opened = self._plan_envelopes(engine, payload, keys)
         if sealed:
             record = self._storage.load_shares(height)
             if record is None:
                 raise CorruptStorage(f"no decryption shares stored for height {height}")
             shares = decode_share_record(record)
-            opened.update(self._open_with(engine, sealed, shares, True, fairness))
+            opened.update(self._open_with(engine, sealed, shares, True, keys))
         return opened
 
 
 def decrypt_sealed(
-    public: ThresholdPublicKey,
+    keys: Mapping[int, ThresholdPublicKey],
     domain: Domain,
     sealed: dict[int, _Sealed],
     shares: dict[int, tuple[DecryptionShare, ...]],
@@ -888,6 +904,7 @@ def decrypt_sealed(
     path runs it in a worker thread, off the event loop."""
     out: dict[int, Entry | Rejected] = {}
     for index, s in sealed.items():
+        public = keys[s.envelope.epoch]
         key = combine(public, s.r_point, shares[index], verified=verified).key
         inner = open_envelope(s.envelope, key)
         if isinstance(inner, Rejected):
@@ -900,12 +917,14 @@ def decrypt_sealed(
     return out
 
 
-def _fairness_of(genesis: Genesis, keying: Keying | None) -> FairnessGenesis | None:
-    """The key envelopes open with under `keying` (a separate replay's state)."""
-    if keying is None:
-        return genesis.fairness
-    record = keying.current
-    return None if record is None else FairnessGenesis(record.epoch, record.key)
+def _opening_keys_of(genesis: Genesis, keying: Keying | None) -> dict[int, ThresholdPublicKey]:
+    """The keys envelopes of the next block open with under `keying` (epoch -> key):
+    genesis's dealt key, or the DKG's current key and, in a re-key's grace, the one it
+    replaced (PROTOCOL.md §10.9)."""
+    if keying is not None:
+        return keying.opening_keys()
+    fairness = genesis.fairness
+    return {} if fairness is None else {fairness.epoch: fairness.key}
 
 
 def _has_envelopes(block: Block) -> bool:

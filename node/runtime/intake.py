@@ -202,12 +202,13 @@ class Intake:
         )
 
     async def admit_envelopes(
-        self, raws: list[bytes], forward: bool, epoch: int | None
+        self, raws: list[bytes], forward: bool, epoch: int | None, grace_epoch: int | None = None
     ) -> list[SubmitResult]:
         """Encrypted intents (payload entries 0x05 ‖ envelope, PROTOCOL.md §10.3) from a
         client or a peer, checked from the header alone: the signature recovers a signer
         that is the account or one of its agents, the KEM proof holds, the epoch is the
-        committee key's (`epoch`; None: this committee takes no encrypted intents), the
+        committee key's (`epoch`; None: this committee takes no encrypted intents) or, in a
+        re-key's grace, the previous key's (`grace_epoch`), the
         nonce is in the window and unused; then the mempool and, from a client, the
         other members. As for plain intents, nothing is charged or kept for an envelope
         whose signer is not authorized. The content stays sealed."""
@@ -217,7 +218,9 @@ class Intake:
         failed = await self._check_envelopes(raws) if epoch is not None else {}
         now = self._now_ms()
         for raw in raws:
-            result, added = self._admit_envelope(raw, forward, epoch, now, failed.get(raw))
+            result, added = self._admit_envelope(
+                raw, forward, epoch, now, failed.get(raw), grace_epoch
+            )
             if added:
                 admitted += 1
                 if forward:
@@ -266,6 +269,7 @@ class Intake:
         epoch: int | None,
         now: int,
         failed: FairnessError | None = None,
+        grace_epoch: int | None = None,
     ) -> tuple[SubmitResult | None, bool]:
         try:
             envelope_id = decode_envelope(raw[1:]).digest(self._verifier.domain)
@@ -284,7 +288,7 @@ class Intake:
         except FairnessError as error:
             return SubmitResult(envelope_id, "rejected", error.code, error.message), False
         envelope = checked.envelope
-        if envelope.epoch != epoch:
+        if envelope.epoch not in (epoch, grace_epoch):
             message = f"sealed to epoch {envelope.epoch}; the committee key is epoch {epoch}"
             return SubmitResult(envelope_id, "rejected", "wrong_epoch", message), False
         if checked.signer != envelope.account and not self._is_authorized(

@@ -94,6 +94,8 @@ from node.net.messages import (
     SYNC_REPLIES,
     CheckpointSignature,
     ConsensusBytes,
+    Dealings,
+    DealingsRequest,
     DecryptionShares,
     ForwardedEnvelopes,
     ForwardedIntents,
@@ -131,6 +133,7 @@ from node.runtime.intake import Intake, used_nonce
 from node.runtime.logger import log
 from node.runtime.options import DEV_CHAIN_ID, NodeOptions
 from node.runtime.outcomes import Outcomes
+from node.runtime.share_recovery import ShareRecovery, save_dealings
 from node.runtime.sync import LogSync, Root
 from node.runtime.verification import EntryVerifier
 from node.seam import Clock, NodeStorage, PeerNetwork, wall_ms
@@ -241,6 +244,7 @@ class Node:
             if genesis.dkg is None
             else (self.me + 1, member_key_from_settlement(setup.keys.settlement.secret)),
             on_share=self._store_share,
+            on_dealings=lambda epoch, dealings: save_dealings(self.storage, epoch, dealings),
         )
         self.core = self._build_core()
         self.transport: PeerNetwork = network or Transport(
@@ -267,6 +271,16 @@ class Node:
         self.decryption = self._build_decryption(storage, self.executor.fairness())
         self.executor.decryption = self.decryption
         self.executor.on_key_ready = self._on_key_ready
+        self.share_recovery = ShareRecovery(
+            me=self.me,
+            members=self.n,
+            network=self.transport,
+            storage=storage,
+            member_keying=lambda: self.executor.member_keying,
+            has_share=lambda epoch: self._share_path(epoch).exists(),
+            on_recovered=self._on_share_recovered,
+            counters=self.counters,
+        )
         self.sync = LogSync(
             me=self.me,
             committee=self.committee,
@@ -409,7 +423,7 @@ class Node:
         else:
             share = self._load_share(fairness)
         modes = set((self.options.byzantine or "").split(","))
-        return Decryption(
+        room = Decryption(
             fairness=fairness,
             share=share,
             network=self.transport,
@@ -419,6 +433,13 @@ class Node:
             withhold="withhold-shares" in modes,
             forge="forge-shares" in modes,
         )
+        keying = self.executor.keying
+        previous = None if keying is None else keying.previous
+        if previous is not None and previous.epoch != fairness.epoch:
+            # Opens envelopes sealed to it during the re-key's grace (§10.9).
+            old = FairnessGenesis(previous.epoch, previous.key)
+            room.add_key(previous.epoch, previous.key, self._load_share(old))
+        return room
 
     # The committee key made by the DKG (genesis [dkg], node/fairness/keying.py)
 
@@ -447,6 +468,14 @@ class Node:
         except KeyFileError as error:
             log.error("bad share of the committee key", epoch=fairness.epoch, error=str(error))
             return None
+
+    def _on_share_recovered(self, epoch: int, share: KeyShare) -> None:
+        """Share recovery (node/runtime/share_recovery.py) derived our share of `epoch`'s
+        key from peers' dealings: stored as the DKG's own, and used from now on."""
+        self._store_share(epoch, share)
+        room = self.decryption
+        if room is not None and room.fairness.epoch == epoch:
+            room.use_share(share)
 
     def _on_key_ready(self, fairness: FairnessGenesis) -> None:
         """A DKG run finished at a committed height: its key is current from the next
@@ -492,6 +521,8 @@ class Node:
             nursery.start_soon(self._dispatcher)
             if self.executor.takes_envelopes:
                 nursery.start_soon(self._execution_queue)
+            if self.executor.member_keying is not None:
+                nursery.start_soon(self.share_recovery.run)
             nursery.start_soon(self._timer_task)
             if self.options.wal_checkpoint_interval_s > 0:
                 nursery.start_soon(self._wal_checkpoints)
@@ -896,7 +927,9 @@ class Node:
             self._on_peer_listing(message.listing)
         elif isinstance(message, ForwardedEnvelopes):
             raws = [envelope_entry(e) for e in message.envelopes]
-            await self.intake.admit_envelopes(raws, False, self._fairness_epoch())
+            await self.intake.admit_envelopes(
+                raws, False, self._fairness_epoch(), self._grace_epoch()
+            )
         elif isinstance(message, DecryptionShares):
             if self.decryption is None:
                 if self.executor.takes_envelopes:
@@ -910,6 +943,8 @@ class Node:
                 result = self.checkpointer.on_peer_signature(peer, message.message)
                 if result in (SignatureResult.BAD_SIGNATURE, SignatureResult.MALFORMED):
                     raise PeerProtocolError(f"checkpoint signature: {result.value}")
+        elif isinstance(message, Dealings):
+            self.share_recovery.on_dealings(peer, message)
         elif isinstance(message, SYNC_REPLIES):
             self.sync.deliver(peer, message)
         elif self._serving.take(peer, 1, trio.current_time()) != NO_WAIT:
@@ -921,6 +956,8 @@ class Node:
         elif isinstance(message, SharesRequest):
             if self.decryption is not None:
                 self.decryption.on_request(peer, message.height)
+        elif isinstance(message, DealingsRequest):
+            self.share_recovery.serve(peer, message.epoch)
         else:
             assert isinstance(message, SnapshotChunkRequest)
             self.sync.serve_snapshot_chunk(peer, message.height, message.offset)
@@ -1247,6 +1284,11 @@ class Node:
         fairness = self.executor.fairness()
         return None if fairness is None else fairness.epoch
 
+    def _grace_epoch(self) -> int | None:
+        """The previous key's epoch while it still opens envelopes (a re-key's grace)."""
+        current = self._fairness_epoch()
+        return next((e for e in self.executor.opening_keys() if e != current), None)
+
     def fairness_key(self) -> dict[str, Any] | None:
         """The committee key as GET /v1/fairness/key publishes it (None: this committee
         has none and makes none; with a DKG, its status, "pending" until the first key)."""
@@ -1262,7 +1304,9 @@ class Node:
         """Envelopes (decoded by the API already) into the mempool; with `wait`, until
         each commits and executes (its outcome is the inner intent's, or §10.5's)."""
         raws = [envelope_entry(e) for e in envelopes]
-        results = await self.intake.admit_envelopes(raws, True, self._fairness_epoch())
+        results = await self.intake.admit_envelopes(
+            raws, True, self._fairness_epoch(), self._grace_epoch()
+        )
         return await self.intake.wait_for(results, wait, timeout_s)
 
     def account(self, address: bytes) -> dict[str, Any]:

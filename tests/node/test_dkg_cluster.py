@@ -7,6 +7,7 @@ the key back from its log and its stored share."""
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from pathlib import Path
 
 import trio
@@ -163,7 +164,13 @@ async def test_a_dealer_with_a_bad_share_is_disqualified_and_the_others_make_the
         node.storage.close()
 
 
-async def test_rekey_interval_makes_a_new_key_that_opens_new_envelopes(tmp_path: Path) -> None:
+async def test_rekey_interval_makes_a_new_key_and_the_old_one_opens_during_grace(
+    tmp_path: Path,
+) -> None:
+    """Epoch 1's key replaces epoch 0's at height 60 + 2·6 = 72; for the 40 blocks of
+    grace after it (73 … 112) an envelope sealed to epoch 0's key is still taken and
+    opened; after them it is refused `wrong_epoch` (and would be `undecryptable`)."""
+    grace = 40
     committee_init(
         tmp_path,
         4,
@@ -171,8 +178,10 @@ async def test_rekey_interval_makes_a_new_key_that_opens_new_envelopes(tmp_path:
         chain_id=CHAIN_ID,
         consensus=ConsensusParams(round_timeout_ms=300, checkpoint_interval_blocks=5),
         dkg_phase_blocks=6,
-        rekey_interval_blocks=20,
+        rekey_interval_blocks=60,
+        dkg_grace_blocks=grace,
     )
+    assert "grace_blocks = 40" in (tmp_path / "genesis.toml").read_text()
     nodes = [make_node(tmp_path, i) for i in range(4)]
     async with trio.open_nursery() as nursery:
         for node in nodes:
@@ -181,19 +190,118 @@ async def test_rekey_interval_makes_a_new_key_that_opens_new_envelopes(tmp_path:
         first = nodes[0].fairness_key()
         assert first is not None
         with trio.fail_after(120):  # a failsafe, not a measured bound
-            while any((n.fairness_key() or {}).get("height", 0) <= 20 for n in nodes):
+            while any((n.fairness_key() or {}).get("height", 0) <= 60 for n in nodes):
                 await trio.sleep(0.02)
         second = nodes[0].fairness_key()
         assert second is not None and all(n.fairness_key() == second for n in nodes)
         assert second["epoch"] > first["epoch"] and second["key_id"] != first["key_id"]
-        ids = await seal_and_submit(nodes, 2)  # sealed to the new key: opened and run
+        assert second["height"] == 72
         old_key = ThresholdPublicKey.decode(bytes.fromhex(first["committee_key"][2:]))
+        # In the grace: sealed to the old key, taken, ordered and opened (then run).
+        (late,) = await nodes[1].submit_encrypted(
+            [seal(nodes[0], 6, old_key, first["epoch"])], True, 20
+        )
+        assert late.code == "insufficient_balance" and late.height is not None, late
+        assert late.height <= second["height"] + grace
+        ids = await seal_and_submit(nodes, 2)  # sealed to the new key: opened and run
+        with trio.fail_after(120):
+            while any(n.exec_height <= second["height"] + grace for n in nodes):
+                await trio.sleep(0.02)
         stale = seal(nodes[0], 7, old_key, first["epoch"])
         (refused,) = await nodes[0].submit_encrypted([stale], False, 1)
         assert refused.code == "wrong_epoch", refused
         nursery.cancel_scope.cancel()
     assert len(ids) == 2
+    answers = {n.outcomes.result(late.intent_id) for n in nodes}
+    assert len(answers) == 1, answers  # the same outcome everywhere
     for node in nodes:
         for key in (first, second):
             assert (node.setup.config.data_dir / "fairness" / f"epoch-{key['epoch']}.key").exists()
+        node.storage.close()
+
+
+async def _run_member(
+    node: Node,
+    box: list[trio.CancelScope],
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    with trio.CancelScope() as scope:
+        box.append(scope)
+        await node.run(task_status=task_status)
+
+
+async def test_a_wiped_member_restored_by_snapshot_sync_recovers_its_share(
+    tmp_path: Path,
+) -> None:
+    """Member 4's data directory is wiped after the DKG; it comes back by snapshot sync
+    (the others keep only 8 blocks of log below their snapshots), so it has the key
+    record but not the run's dealings. It asks peers for them (PROTOCOL.md §10.10),
+    stores its share, and its shares count: with member 1 stopped and member 2
+    withholding, member 3's and member 4's shares are the t = 2 an envelope needs.
+    (A development-chain committee with a [dkg] table: test faults run there only.)"""
+    genesis = committee_init(
+        tmp_path,
+        4,
+        base_port=free_base_port(4),
+        encryption=False,
+        consensus=ConsensusParams(round_timeout_ms=300, checkpoint_interval_blocks=5),
+    )
+    secrets = [
+        load_node_setup(tmp_path / f"node{i}" / "config.toml").keys.settlement.secret
+        for i in range(4)
+    ]
+    keys = tuple(member_public_key(member_key_from_settlement(s)) for s in secrets)
+    dataclasses.replace(genesis, dkg=KeyingParams(genesis.chain_id, keys, 6)).write(
+        tmp_path / "genesis.toml"
+    )
+    options = NodeOptions(
+        idle_block_interval_ms=40,
+        snapshot_interval_blocks=5,
+        snapshot_sync_gap_blocks=10,
+        history_blocks=8,
+    )
+    withholding = dataclasses.replace(options, byzantine="withhold-shares")
+    nodes = [make_node(tmp_path, i, withholding if i == 1 else options) for i in range(4)]
+    async with trio.open_nursery() as nursery:
+        scopes: list[list[trio.CancelScope]] = [[] for _ in nodes]
+        for node, box in zip(nodes, scopes, strict=True):
+            await nursery.start(_run_member, node, box)
+        await wait_ready(nodes)
+        key = nodes[0].fairness_key()
+        assert key is not None and key["qualified"] == [1, 2, 3, 4]
+        scopes[3][-1].cancel()
+        await trio.sleep(0.1)
+        nodes[3].storage.close()
+        data_dir = nodes[3].setup.config.data_dir
+        shutil.rmtree(data_dir)
+        with trio.fail_after(120):  # the others' logs no longer reach the DKG's blocks
+            while min(n.storage.first_committed_height() for n in nodes[:3]) <= key["height"]:
+                await trio.sleep(0.05)
+        nodes[3] = make_node(tmp_path, 3, options)
+        assert nodes[3].fairness_key()["status"] == "pending"  # type: ignore[index]
+        await nursery.start(_run_member, nodes[3], scopes[3])
+        with trio.fail_after(60):
+            while nodes[3].counters.get("share_recovery_recovered", 0) == 0:
+                await trio.sleep(0.05)
+        assert nodes[3].counters["snapshot_syncs"] == 1
+        assert nodes[3].fairness_key() == nodes[0].fairness_key()
+        path = data_dir / "fairness" / "epoch-0.key"
+        assert path.stat().st_mode & 0o777 == 0o600
+        secret = int(path.read_text().split(":")[1], 16)
+        fairness = nodes[3].executor.fairness()
+        assert fairness is not None
+        assert encode_point(base_mul(secret)) == fairness.key.verification_shares[3]
+        room = nodes[3].decryption
+        assert room is not None and room._share is not None and room._share.secret == secret
+        # Member 1 stops: 2 withholds, so only 3's and the recovered 4's shares remain.
+        scopes[0][-1].cancel()
+        ids = await seal_and_submit(nodes[1:], 2)
+        with trio.fail_after(60):
+            while any(n.outcomes.result(i) is None for n in nodes[1:] for i in ids):
+                await trio.sleep(0.02)
+        assert nodes[3].counters["decryption_shares_sent"] > 0
+        assert nodes[1].counters["decryption_shares_sent"] == 0
+        nursery.cancel_scope.cancel()
+    for node in nodes:
         node.storage.close()

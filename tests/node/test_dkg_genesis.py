@@ -63,6 +63,8 @@ def test_dealt_key_off_the_dev_chain_and_both_tables_are_refused(tmp_path: Path)
         ("rekey_interval_blocks = 0", "rekey_interval_blocks = 24", "two phases"),
         ("rekey_interval_blocks = 0", "rekey_interval_blocks = 0\nextra = 1", "unknown key"),
         ('member_keys = [\n    "0x0', 'member_keys = [\n    "0x1', "dkg: member 1's key"),
+        ("rekey_interval_blocks = 0", "rekey_interval_blocks = 0\ngrace_blocks = -1", "grace"),
+        ("rekey_interval_blocks = 0", "rekey_interval_blocks = 0\ngrace_blocks = true", "grace"),
     ],
 )
 def test_dkg_table_is_parsed_strictly(tmp_path: Path, old: str, new: str, match: str) -> None:
@@ -73,3 +75,16 @@ def test_dkg_table_is_parsed_strictly(tmp_path: Path, old: str, new: str, match:
     bad.write_text(text.replace(old, new, 1))
     with pytest.raises(ConfigError, match=match):
         load_genesis(bad)
+
+
+def test_grace_blocks_is_written_only_when_set(tmp_path: Path) -> None:
+    """Absent, the grace is one phase and the table (so the genesis hash) is as before;
+    set, it is written and read back."""
+    plain = committee_init(tmp_path / "a", 4, base_port=17_400, chain_id=4242)
+    assert plain.dkg is not None and plain.dkg.grace_blocks is None
+    assert plain.dkg.grace == plain.dkg.phase_blocks
+    assert "grace_blocks" not in (tmp_path / "a" / "genesis.toml").read_text()
+    graced = committee_init(tmp_path / "b", 4, base_port=17_500, chain_id=4242, dkg_grace_blocks=0)
+    assert graced.dkg is not None and graced.dkg.grace == 0
+    assert "grace_blocks = 0" in (tmp_path / "b" / "genesis.toml").read_text()
+    assert load_genesis(tmp_path / "b" / "genesis.toml") == graced
