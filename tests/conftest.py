@@ -21,6 +21,9 @@ os.environ.setdefault("ETH_HASH_BACKEND", "pysha3")
 SIM_JOBS = 1 if os.environ.get("PYTEST_XDIST_WORKER") else 2
 
 
+# First, so that xdist's own hook (which turns the group into a node-id suffix that
+# `--dist loadgroup` schedules by) sees the marker.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     processes = pytest.mark.xdist_group("processes")
     for item in items:
@@ -32,3 +35,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Refuse to run when `--dist loadgroup` would not keep the process tests together
+    (pytest 9.2 moved node ids where xdist 3.8 writes the group; two localnets at once then
+    race, e.g. on the TypeScript client's build folder)."""
+    if not session.config.getoption("loadgroup", default=False):
+        return
+    loose = [i.nodeid for i in session.items if "integration" in i.keywords and "@" not in i.nodeid]
+    if loose:
+        raise pytest.UsageError(f"xdist groups not applied (pytest/xdist versions?): {loose[0]}")
