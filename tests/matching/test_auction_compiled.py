@@ -11,19 +11,15 @@ continuous engine's own digests stay pinned in test_compiled.py.
 from __future__ import annotations
 
 import hashlib
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import msgpack
-import pytest
 
-import matching
 from matching.config import Genesis
 from matching.engine import Engine
 from matching.events import AuctionCleared
 from node.bench import matching as bench
+from tests.matching.interpreted import interpreted_output
 
 GOLDEN_AUCTION = "83cf0c4d07f9085bffc7acce19a9c22c8f449f130e6d5f68443af4fdd2b4f91d"
 
@@ -65,20 +61,9 @@ def test_auction_behaviour_is_the_pinned_one() -> None:
 
 
 def test_compiled_and_interpreted_auctions_agree(tmp_path: Path) -> None:
-    if not matching.compiled():
-        pytest.skip("matching/ runs interpreted here (no compiled build)")
-    copy = tmp_path / "matching"
-    copy.mkdir()
-    for source in Path(matching.__file__).parent.glob("*.py"):
-        shutil.copy(source, copy)
-    root = Path(__file__).parents[2]
-    script = (
-        f"import sys; sys.path.append({str(root)!r}); import matching; "
-        "assert not matching.compiled(); "
+    out = interpreted_output(
+        tmp_path,
         "from tests.matching.test_auction_compiled import auction_digest; "
-        "print(auction_digest()[0])"
+        "print(auction_digest()[0])",
     )
-    run = subprocess.run(
-        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, check=True
-    )
-    assert run.stdout.split() == [auction_digest()[0]] == [GOLDEN_AUCTION]
+    assert out == [auction_digest()[0]] == [GOLDEN_AUCTION]

@@ -11,17 +11,13 @@ deliberate change of behaviour must update it, and say so in docs/MATCHING.md).
 from __future__ import annotations
 
 import hashlib
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import msgpack
-import pytest
 
-import matching
 from matching.engine import Engine
 from node.bench import matching as bench
+from tests.matching.interpreted import interpreted_output
 
 GOLDEN = "a159d52e1ff275b23642b03d99e0432c5c08f712b9959bec222e050e4cc54de7"
 # The perp engine as first written (interpreted), same construction: perp_digest().
@@ -83,21 +79,9 @@ def test_perp_behaviour_is_the_pinned_one() -> None:
 
 
 def test_compiled_and_interpreted_agree(tmp_path: Path) -> None:
-    if not matching.compiled():
-        pytest.skip("matching/ runs interpreted here (no compiled build)")
-    # The same sources without their compiled modules, first on the path of a subprocess.
-    copy = tmp_path / "matching"
-    copy.mkdir()
-    for source in Path(matching.__file__).parent.glob("*.py"):
-        shutil.copy(source, copy)
-    root = Path(__file__).parents[2]
-    script = (
-        f"import sys; sys.path.append({str(root)!r}); import matching; "
-        "assert not matching.compiled(); "
+    out = interpreted_output(
+        tmp_path,
         "from tests.matching.test_compiled import stream_digest, perp_digest; "
-        "print(stream_digest(), perp_digest())"
+        "print(stream_digest(), perp_digest())",
     )
-    run = subprocess.run(
-        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, check=True
-    )
-    assert run.stdout.split() == [stream_digest(), perp_digest()] == [GOLDEN, GOLDEN_PERP]
+    assert out == [stream_digest(), perp_digest()] == [GOLDEN, GOLDEN_PERP]

@@ -6,9 +6,6 @@ replay and the compiled build all carry the listed series."""
 from __future__ import annotations
 
 import hashlib
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +13,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import matching
 from matching.config import MAX_MARKETS, SERIES_TERMS, Genesis
 from matching.engine import Engine
 from matching.events import Fill, Reason, Rejected, SeriesListed
 from tests.matching.helpers import T0
+from tests.matching.interpreted import interpreted_output
 from tests.matching.option_helpers import EXPIRY, INDEX, OptionHarness, option_order
 from tests.matching.perp_helpers import (
     BTC_PERP,
@@ -248,23 +245,11 @@ def test_replaying_a_listing_gives_the_same_root() -> None:
 
 
 def test_compiled_and_interpreted_agree(tmp_path: Path) -> None:
-    if not matching.compiled():
-        pytest.skip("matching/ runs interpreted here (no compiled build)")
-    copy = tmp_path / "matching"
-    copy.mkdir()
-    for source in Path(matching.__file__).parent.glob("*.py"):
-        shutil.copy(source, copy)
-    root = Path(__file__).parents[2]
-    script = (
-        f"import sys; sys.path.append({str(root)!r}); import matching; "
-        "assert not matching.compiled(); "
-        "from tests.matching.test_option_listing import listing_digest; "
-        "print(listing_digest())"
+    out = interpreted_output(
+        tmp_path,
+        "from tests.matching.test_option_listing import listing_digest; print(listing_digest())",
     )
-    run_ = subprocess.run(
-        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, check=True
-    )
-    assert run_.stdout.split() == [listing_digest()]
+    assert out == [listing_digest()]
 
 
 _values = st.one_of(

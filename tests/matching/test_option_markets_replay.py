@@ -7,18 +7,14 @@ from __future__ import annotations
 
 import hashlib
 import random
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 import matching
 from matching.engine import BlockResult, Engine
 from matching.events import Reason
 from tests.matching.helpers import T0
+from tests.matching.interpreted import interpreted_output
 from tests.matching.option_helpers import CHAIN, INDEX, OptionHarness, option_order, vols
 from tests.matching.perp_helpers import BTC_PERP, INSURANCE, MEMBERS, TRADERS, oracle, perp_order
 
@@ -150,23 +146,13 @@ def test_replaying_the_log_gives_the_same_state() -> None:
 
 
 def test_compiled_and_interpreted_agree(tmp_path: Path) -> None:
-    if not matching.compiled():
-        pytest.skip("matching/ runs interpreted here (no compiled build)")
     from matching import optionmarkets
 
-    assert not optionmarkets.__file__.endswith(".py"), "optionmarkets.py is not compiled"
-    copy = tmp_path / "matching"
-    copy.mkdir()
-    for source in Path(matching.__file__).parent.glob("*.py"):
-        shutil.copy(source, copy)
-    root = Path(__file__).parents[2]
-    script = (
-        f"import sys; sys.path.append({str(root)!r}); import matching; "
-        "assert not matching.compiled(); "
+    if matching.compiled():
+        assert not optionmarkets.__file__.endswith(".py"), "optionmarkets.py is not compiled"
+    out = interpreted_output(
+        tmp_path,
         "from tests.matching.test_option_markets_replay import stream_digest; "
-        "print(stream_digest())"
+        "print(stream_digest())",
     )
-    run_ = subprocess.run(
-        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, check=True
-    )
-    assert run_.stdout.split() == [stream_digest()] == [GOLDEN_OPTION_STREAM]
+    assert out == [stream_digest()] == [GOLDEN_OPTION_STREAM]

@@ -11,17 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import random
-import shutil
-import subprocess
-import sys
 from pathlib import Path
-
-import pytest
 
 import matching
 from matching import fixedpoint as fx
 from matching import options as op
 from matching import portfolio as pf
+from tests.matching.interpreted import interpreted_output
 
 GOLDEN_OPTIONS = "abaff104f58563c272be32ddbba3c1016ca30230899f0877bc894a41a8949ea5"
 
@@ -75,22 +71,12 @@ def test_same_digest_twice() -> None:
 
 
 def test_compiled_and_interpreted_agree(tmp_path: Path) -> None:
-    if not matching.compiled():
-        pytest.skip("matching/ runs interpreted here (no compiled build)")
-    assert not op.__file__.endswith(".py"), "options.py is not in the compiled build"
-    copy = tmp_path / "matching"
-    copy.mkdir()
-    for source in Path(matching.__file__).parent.glob("*.py"):
-        shutil.copy(source, copy)
-    root = Path(__file__).parents[2]
-    script = (
-        f"import sys; sys.path.append({str(root)!r}); import matching; "
-        "assert not matching.compiled(); "
+    if matching.compiled():
+        assert not op.__file__.endswith(".py"), "options.py is not in the compiled build"
+    out = interpreted_output(
+        tmp_path,
         "from matching import options; assert options.__file__.endswith('.py'); "
         "from tests.matching.test_options_compiled import options_digest; "
-        "print(options_digest())"
+        "print(options_digest())",
     )
-    run = subprocess.run(
-        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, check=True
-    )
-    assert run.stdout.split() == [options_digest()] == [GOLDEN_OPTIONS]
+    assert out == [options_digest()] == [GOLDEN_OPTIONS]
