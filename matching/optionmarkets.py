@@ -58,7 +58,7 @@ from matching.margin import (
     cross_initial,
     cross_maintenance,
 )
-from matching.oracle import Oracle
+from matching.oracle import Oracle, read_entry
 
 if TYPE_CHECKING:
     from matching.engine import Engine
@@ -683,40 +683,27 @@ class OptionMarkets:
         """A committee entry {type: vols, member, vols: [[market, vol_e9], ...]}: all or
         nothing; the vols count from the end of this block (median of the fresh ones with
         the oracle quorum, as prices)."""
-        from matching.engine import _malformed
-
-        try:
-            if len(a) != 3:
-                raise KeyError
-            member = a["member"]
-            vols = a["vols"]
-        except KeyError:
-            ev.append(_new(Rejected, _malformed("vols")))
+        read = read_entry(
+            a, ev, self.vols, "vols", "vols", "[market, vol_e9]", len(self.series), self._vol_of
+        )
+        if read is None:
             return
-        if type(member) is not bytes or member not in self.vols.members:
-            _fail(ev, Reason.UNKNOWN_MEMBER, "member is not one of the genesis oracle_members")
-            return
-        if type(vols) is not list or not 0 < len(vols) <= len(self.series):
-            msg = f"vols must be a list of 1..{len(self.series)} [market, vol_e9]"
-            _fail(ev, Reason.MALFORMED, msg)
-            return
-        seen: dict[int, int] = {}
-        for item in vols:
-            if type(item) is not list or len(item) != 2:
-                _fail(ev, Reason.MALFORMED, "each vol is [market, vol_e9]")
-                return
-            market_id, vol = item[0], item[1]
-            if type(market_id) is not int or market_id not in self.series or market_id in seen:
-                _fail(ev, Reason.UNKNOWN_MARKET, "unknown, non-option or repeated market in vols")
-                return
-            if type(vol) is not int or not 0 < vol <= op.MAX_VOL_E9:
-                _fail(ev, Reason.BAD_VOL, f"vol_e9 must be in [1, {op.MAX_VOL_E9}]")
-                return
-            seen[market_id] = vol
+        member, vols = read
         ts = self.engine.timestamp_ms
-        for market_id, vol in seen.items():
+        for market_id, vol in vols.items():
             self.vols.observe(member, market_id, vol, ts)
             ev.append(_new(VolObserved, (member, market_id, vol)))
+
+    def _vol_of(
+        self, market_id: Any, vol: Any, seen: dict[int, int], ev: list[Event]
+    ) -> int | None:
+        if type(market_id) is not int or market_id not in self.series or market_id in seen:
+            _fail(ev, Reason.UNKNOWN_MARKET, "unknown, non-option or repeated market in vols")
+            return None
+        if type(vol) is not int or not 0 < vol <= op.MAX_VOL_E9:
+            _fail(ev, Reason.BAD_VOL, f"vol_e9 must be in [1, {op.MAX_VOL_E9}]")
+            return None
+        return vol
 
     # ------------------------------------------------------------- block's end
 

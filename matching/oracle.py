@@ -12,6 +12,17 @@ honest range. Pure: no clock, the timestamp is an argument.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, Final
+
+from matching.events import Event, Reason, Rejected
+
+_new: Final[Any] = tuple.__new__
+
+# Checks one [market, value] pair of an entry: returns the value in engine units, or None
+# after appending the rejection (unknown or repeated market, value out of range).
+PairCheck = Callable[[Any, Any, dict[int, int], list[Event]], int | None]
+
 
 class Oracle:
     __slots__ = ("members", "observations", "quorum")
@@ -34,3 +45,48 @@ class Oracle:
         if len(fresh) < self.quorum:
             return None
         return fresh[(len(fresh) - 1) // 2]  # the lower median for an even count
+
+
+def read_entry(
+    a: Any,
+    ev: list[Event],
+    oracle: Oracle,
+    kind: str,
+    field: str,
+    pair: str,
+    limit: int,
+    check: PairCheck,
+) -> tuple[bytes, dict[int, int]] | None:
+    """The checks every committee observation entry shares ({type, member, <field>:
+    [[market, value], ...]}, prices and vols alike): exactly those fields, a member of the
+    oracle, 1 … `limit` pairs, each a [market, value] that `check` accepts. All or nothing:
+    returns the member and market -> value, or None after appending the one rejection."""
+    from matching.engine import _malformed
+
+    try:
+        if len(a) != 3:
+            raise KeyError
+        member = a["member"]
+        items = a[field]
+    except KeyError:
+        ev.append(_new(Rejected, _malformed(kind)))
+        return None
+    if type(member) is not bytes or member not in oracle.members:
+        msg = "member is not one of the genesis oracle_members"
+        ev.append(_new(Rejected, (Reason.UNKNOWN_MEMBER, msg)))
+        return None
+    if type(items) is not list or not 0 < len(items) <= limit:
+        ev.append(
+            _new(Rejected, (Reason.MALFORMED, f"{field} must be a list of 1..{limit} {pair}"))
+        )
+        return None
+    seen: dict[int, int] = {}
+    for item in items:
+        if type(item) is not list or len(item) != 2:
+            ev.append(_new(Rejected, (Reason.MALFORMED, f"each {field[:-1]} is {pair}")))
+            return None
+        value = check(item[0], item[1], seen, ev)
+        if value is None:
+            return None
+        seen[item[0]] = value
+    return member, seen

@@ -48,7 +48,7 @@ from matching.margin import (
     cross_initial,
     isolated_equity,
 )
-from matching.oracle import Oracle
+from matching.oracle import Oracle, read_entry
 
 if TYPE_CHECKING:
     from matching.engine import Engine
@@ -626,42 +626,36 @@ class Perps:
     def observe(self, a: Any, ev: list[Event]) -> None:
         """An oracle entry {type, member, prices: [[market, price_ticks], ...]}: all or
         nothing; the prices count from the end of this block."""
-        from matching.engine import _malformed
-
-        try:
-            if len(a) != 3:
-                raise KeyError
-            member = a["member"]
-            prices = a["prices"]
-        except KeyError:
-            ev.append(_new(Rejected, _malformed("oracle")))
+        read = read_entry(
+            a,
+            ev,
+            self.oracle,
+            "oracle",
+            "prices",
+            "[market, price_ticks]",
+            len(self.markets),
+            self._price_of,
+        )
+        if read is None:
             return
-        if type(member) is not bytes or member not in self.oracle.members:
-            _fail(ev, Reason.UNKNOWN_MEMBER, "member is not one of the genesis oracle_members")
-            return
-        if type(prices) is not list or not 0 < len(prices) <= len(self.markets):
-            msg = f"prices must be a list of 1..{len(self.markets)} [market, price_ticks]"
-            _fail(ev, Reason.MALFORMED, msg)
-            return
-        seen: dict[int, int] = {}
-        for item in prices:
-            if type(item) is not list or len(item) != 2:
-                _fail(ev, Reason.MALFORMED, "each price is [market, price_ticks]")
-                return
-            market_id, ticks = item[0], item[1]
-            market = self.markets.get(market_id) if type(market_id) is int else None
-            if market is None or market_id in seen:
-                _fail(ev, Reason.UNKNOWN_MARKET, "unknown, spot or repeated market in prices")
-                return
-            tick = market.book.tick
-            if type(ticks) is not int or not 0 < ticks <= U64_MAX // tick:
-                _fail(ev, Reason.BAD_PRICE, f"price_ticks must be in [1, {U64_MAX // tick}]")
-                return
-            seen[market_id] = ticks * tick
+        member, prices = read
         ts = self.engine.timestamp_ms
-        for market_id, price in seen.items():
+        for market_id, price in prices.items():
             self.oracle.observe(member, market_id, price, ts)
             ev.append(_new(Observed, (member, market_id, price)))
+
+    def _price_of(
+        self, market_id: Any, ticks: Any, seen: dict[int, int], ev: list[Event]
+    ) -> int | None:
+        market = self.markets.get(market_id) if type(market_id) is int else None
+        if market is None or market_id in seen:
+            _fail(ev, Reason.UNKNOWN_MARKET, "unknown, spot or repeated market in prices")
+            return None
+        tick = market.book.tick
+        if type(ticks) is not int or not 0 < ticks <= U64_MAX // tick:
+            _fail(ev, Reason.BAD_PRICE, f"price_ticks must be in [1, {U64_MAX // tick}]")
+            return None
+        return ticks * tick
 
     # ------------------------------------------------------------- block's end
 
