@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 from matching.accounts import Account
 from matching.book import Book, Order
 from matching.config import BPS
-from matching.events import BUY, SELL, Cancelled, Event, Fill, Reason, Trade
+from matching.events import BUY, SELL, Accepted, Cancelled, Event, Fill, Reason, Rejected, Trade
 
 if TYPE_CHECKING:
     from matching.engine import Engine
@@ -43,6 +43,44 @@ class FillSettlement:
         left: int,
     ) -> None:
         raise NotImplementedError
+
+
+def accept(
+    engine: Engine,
+    address: bytes,
+    account: Account,
+    book: Book,
+    is_buy: bool,
+    limit: int,
+    take: int,
+    kind: str,
+    price: int,
+    size: int,
+    tif: str,
+    cloid: int | None,
+    ev: list[Event],
+) -> tuple[int, bool] | None:
+    """The steps a derivative order (perp, option) takes after its product's own checks:
+    a post-only order may not cross, a FOK order must fill `take` in full up to `limit`;
+    then it gets its id and its `accepted` event (with the order's own price and size).
+    Returns (oid, whether it crosses), or None after appending the one rejection."""
+    opposite = book.asks if is_buy else book.bids
+    crosses = opposite.crossed_by(limit, is_buy)
+    if tif == "post" and crosses:
+        ev.append(_new(Rejected, (Reason.POST_ONLY_WOULD_CROSS, "a post-only order may not take")))
+        return None
+    if tif == "fok":
+        from matching.engine import _fillable
+
+        if not crosses or not _fillable(opposite, -limit if is_buy else limit, take, account):
+            msg = "the book cannot fill this FOK order in full"
+            ev.append(_new(Rejected, (Reason.FOK_UNFILLABLE, msg)))
+            return None
+    oid = engine.next_oid
+    engine.next_oid = oid + 1
+    side = BUY if is_buy else SELL
+    ev.append(_new(Accepted, (oid, address, book.id, side, kind, price, size, tif, cloid)))
+    return oid, crosses
 
 
 def cross(

@@ -30,11 +30,8 @@ from matching import portfolio as pf
 from matching.accounts import Account
 from matching.book import Book, Order
 from matching.config import BPS, Genesis, Market, OptionParams
-from matching.crossing import FillSettlement, cross
+from matching.crossing import FillSettlement, accept, cross
 from matching.events import (
-    BUY,
-    SELL,
-    Accepted,
     Cancelled,
     Event,
     Liquidation,
@@ -499,22 +496,13 @@ class OptionMarkets:
         if refused is not None:
             ev.append(_new(Rejected, refused))
             return
-        opposite = book.asks if is_buy else book.bids
-        crosses = opposite.crossed_by(price, is_buy)
-        if tif == "post" and crosses:
-            _fail(ev, Reason.POST_ONLY_WOULD_CROSS, "a post-only order may not take")
+        accepted = accept(
+            self.engine, address, account, book, is_buy, price, take, kind, price, size, tif,
+            cloid, ev,
+        )  # fmt: skip
+        if accepted is None:
             return
-        if tif == "fok":
-            from matching.engine import _fillable
-
-            if not crosses or not _fillable(opposite, -price if is_buy else price, take, account):
-                _fail(ev, Reason.FOK_UNFILLABLE, "the book cannot fill this FOK order in full")
-                return
-        engine = self.engine
-        oid = engine.next_oid
-        engine.next_oid = oid + 1
-        side = BUY if is_buy else SELL
-        ev.append(_new(Accepted, (oid, address, book.id, side, kind, price, size, tif, cloid)))
+        oid = accepted[0]
         self._execute(account, s, is_buy, price, take, oid, cloid, expires_ms, tif, ev)
         if take < size:
             ev.append(_new(Cancelled, (oid, address, book.id, size - take, Reason.REDUCE_ONLY)))

@@ -18,11 +18,8 @@ from typing import TYPE_CHECKING, Any, Final
 from matching.accounts import Account
 from matching.book import Book, Order
 from matching.config import BPS, RATE_SCALE, U64_MAX, Genesis
-from matching.crossing import FillSettlement, cross
+from matching.crossing import FillSettlement, accept, cross
 from matching.events import (
-    BUY,
-    SELL,
-    Accepted,
     BalanceChanged,
     Cancelled,
     Event,
@@ -221,22 +218,13 @@ class Perps:
             if refused is not None:
                 ev.append(_new(Rejected, refused))
                 return
-        opposite = book.asks if is_buy else book.bids
-        crosses = opposite.crossed_by(limit, is_buy)
-        if tif == "post" and crosses:
-            _fail(ev, Reason.POST_ONLY_WOULD_CROSS, "a post-only order may not take")
+        accepted = accept(
+            self.engine, address, account, book, is_buy, limit, take, kind, price, size, tif,
+            cloid, ev,
+        )  # fmt: skip
+        if accepted is None:
             return
-        if tif == "fok":
-            from matching.engine import _fillable
-
-            if not crosses or not _fillable(opposite, -limit if is_buy else limit, take, account):
-                _fail(ev, Reason.FOK_UNFILLABLE, "the book cannot fill this FOK order in full")
-                return
-        engine = self.engine
-        oid = engine.next_oid
-        engine.next_oid = oid + 1
-        side = BUY if is_buy else SELL
-        ev.append(_new(Accepted, (oid, address, book.id, side, kind, price, size, tif, cloid)))
+        oid, crosses = accepted
         makers: dict[Account, None] = {}
         remaining = take
         if crosses:
