@@ -28,6 +28,17 @@ for plain ones at that rate; `ratio_encrypted_vs_plain` (encrypted committed/s �
 and `light_latency_ms_p50_added_encrypted` (encrypted light p50 − plain light p50 at the
 same rate: the decryption-share round trip and the opening).
 
+The encrypted figures come with their physical limit, measured in the same process
+after the committee stopped (`seqnet bench fairness`'s operations, for this n and t =
+f + 1): per envelope each member checks it at intake, makes its share with a proof,
+checks t − 1 peers' shares, combines t and opens the body; the inner intent's signature
+is a plain intent's cost too. So the committee's CPU per envelope is at least its CPU
+per plain intent (cores ÷ plain committed/s) plus n × that curve work:
+`encrypted_bound_per_s` = cores ÷ (cores ÷ plain/s + n × `encrypted_extra_ms_per_member`),
+and `ratio_encrypted_bound_vs_plain` is the highest `ratio_encrypted_vs_plain` this
+scheme can reach on this machine with these members sharing its cores (nothing but the
+curve work added); `ratio_encrypted_vs_bound` says how much of it the runtime reaches.
+
 Caveat recorded in docs/BENCHMARKS.md: accounts are not funded (deposits come with the
 settlement loop), so the engine rejects the orders for lack of balance after ordering
 them; ordering, signatures, storage and execution of the entry all happen.
@@ -397,6 +408,28 @@ def _one_down(
     }
 
 
+def _encrypted_bound(nodes: int, cores: int, plain_per_s: float) -> dict[str, float]:
+    """The curve work an envelope adds per member, and the throughput bound it sets
+    (module docstring)."""
+    from node.bench.fairness import measure_shape
+
+    t = (nodes - 1) // 3 + 1
+    rates = measure_shape(nodes, t, count=300, rounds=3)
+    extra_s = (
+        1 / rates["envelope_check_per_s"]
+        + 1 / rates["share_create_per_s"]
+        + (t - 1) / rates["share_verify_per_s"]
+        + 1 / rates["combine_per_s"]
+        + 1 / rates["open_per_s"]
+    )
+    bound = cores / (cores / plain_per_s + nodes * extra_s)
+    return {
+        "encrypted_extra_ms_per_member": 1000 * extra_s,
+        "encrypted_bound_per_s": bound,
+        "ratio_encrypted_bound_vs_plain": bound / plain_per_s,
+    }
+
+
 def _ratio(numerator: float, denominator: float) -> float:
     return numerator / denominator if denominator else float("nan")
 
@@ -461,8 +494,13 @@ def run(
         "ratio_vs_sig_limit": healthy["committed_per_s"] / sig_limit,
     }
     if encrypted:
+        bound = _encrypted_bound(nodes, cores, healthy["committed_per_s"])
         result |= {
             **sealed,
+            **bound,
+            "ratio_encrypted_vs_bound": _ratio(
+                sealed["committed_per_s_encrypted"], bound["encrypted_bound_per_s"]
+            ),
             "ratio_encrypted_vs_plain": _ratio(
                 sealed["committed_per_s_encrypted"], healthy["committed_per_s"]
             ),

@@ -22,3 +22,7 @@ def test_encrypted_reports_both_kinds_from_one_run(capsys: pytest.CaptureFixture
     assert result["light_committed_encrypted"] == result["light_sent_encrypted"] > 0
     assert result["light_committed_plain_same_rate"] == result["light_sent_plain_same_rate"]
     assert "light_latency_ms_p50_added_encrypted" in result
+    # The scheme's limit on this machine, from its curve work measured in the same run.
+    assert result["encrypted_extra_ms_per_member"] > 0
+    assert 0 < result["ratio_encrypted_bound_vs_plain"] < 1
+    assert result["ratio_encrypted_vs_bound"] > 0
