@@ -943,22 +943,27 @@ def committed_action(packed: bytes, domain: Domain) -> tuple[bytes, int, Action,
     where they are most of the cost of an entry. A trading action (the usual entry) is
     decoded by a typed msgspec decoder (`_CommittedIntentWire`: one struct per trading
     kind, its fields in canonical order, every value checked in C), so the canonical
-    action is the struct's fields as they stand, and it is hashed inline (the same
-    bytes as `intent_digest`: tests/node/test_intents.py compares them). It takes only
-    what `_committed_action_general` takes on its own fast path, with plain values
-    (ints, strings, booleans, nil), and gives the same result; anything else takes that
-    general path, which gives the same result or the same error."""
+    action is the struct written back (its tag first, then its fields in declaration
+    order), and it is hashed inline (the same bytes as `intent_digest`:
+    tests/node/test_intents.py compares them). It takes only what
+    `_committed_action_general` takes on its own fast path, with plain values (ints,
+    strings, booleans, nil), and gives the same result; anything else takes that general
+    path, which gives the same result or the same error.
+
+    The action's dict and its canonical bytes both come from the struct in C
+    (`_action_dict`, `_encode_canonical`): for plain values msgspec writes the bytes
+    msgpack's packer writes for the same dict (the smallest form of each value;
+    tests/node/test_committed_action.py compares them), so nothing is packed in Python."""
     try:
         wire = _decode_committed_intent(packed)
     except msgspec.DecodeError:
         return _committed_action_general(packed, domain)
     action = wire.action
-    canonical: Action = {"type": _KIND_OF[type(action)], **_fields_of(action)}
     account, nonce = wire.account, wire.nonce
-    inner = _keccak(_pack_canonical(canonical) + nonce.to_bytes(8, "big") + account).digest()
+    inner = _keccak(_encode_canonical(action) + nonce.to_bytes(8, "big") + account).digest()
     struct = _keccak(_ACTION_TYPEHASH + inner).digest()
     digest = _keccak(b"\x19\x01" + domain.separator + struct).digest()
-    return account, nonce, canonical, digest
+    return account, nonce, _action_dict(action), digest
 
 
 # What both msgpack and msgspec decode to the same Python value (not ext, not a float's
@@ -980,20 +985,19 @@ def _trading_struct(kind: str, names: tuple[str, ...]) -> type[msgspec.Struct]:
     )
 
 
-_KIND_OF: Final[dict[type[msgspec.Struct], str]] = {
-    _trading_struct(kind, tuple(name for name, _ in fields)): kind
+_TRADING_STRUCTS: Final = tuple(
+    _trading_struct(kind, tuple(name for name, _ in fields))
     for kind, fields in SCHEMA.items()
     if kind not in _TYPED_KINDS
-}
-_fields_of: Final = msgspec.structs.asdict  # in declaration order: the canonical order
+)
 
 
 # The wire form of a signed intent (`intent_to_wire`) with the types the fast path of
-# `_committed_action_general` requires, and a trading action (one of `_KIND_OF`).
+# `_committed_action_general` requires, and a trading action (one of `_TRADING_STRUCTS`).
 _CommittedIntentWire: Final = msgspec.defstruct(
     "_CommittedIntentWire",
     [
-        ("action", Union[tuple(_KIND_OF)]),  # noqa: UP007 (a union built from a tuple)
+        ("action", Union[_TRADING_STRUCTS]),  # noqa: UP007 (a union built from a tuple)
         ("account", Annotated[bytes, msgspec.Meta(min_length=20, max_length=20)]),
         ("nonce", Annotated[int, msgspec.Meta(ge=0)]),  # msgpack ints are < 2**64
         ("signature", bytes),
@@ -1003,10 +1007,11 @@ _CommittedIntentWire: Final = msgspec.defstruct(
 _decode_committed_intent: Final[Callable[[bytes], Any]] = msgspec.msgpack.Decoder(
     _CommittedIntentWire
 ).decode
-
-# One packer for the canonical actions (`msgpack.packb` builds one per call). Its `pack`
-# runs in C without Python callbacks for plain values, holding the GIL: no interleaving.
-_pack_canonical: Final = msgpack.Packer(use_bin_type=True).pack
+# A trading struct as its canonical action dict ({"type": kind, then the fields in
+# declaration order}: plain values come back as they are) and as that dict's msgpack
+# bytes. One encoder: its `encode` runs in C without Python callbacks for these values.
+_action_dict: Final[Callable[[Any], Action]] = msgspec.to_builtins
+_encode_canonical: Final[Callable[[Any], bytes]] = msgspec.msgpack.Encoder().encode
 
 
 def _committed_action_general(packed: bytes, domain: Domain) -> tuple[bytes, int, Action, bytes]:

@@ -102,12 +102,21 @@ def split_payload(payload: tuple[bytes, ...]) -> tuple[tuple[bytes, ...], list[b
     empty or ends with a signers entry of exactly one signer per entry before it."""
     if not payload:
         return (), []
+    check_signers(payload)
     last = payload[-1]
-    entries = payload[:-1]
-    if not entries or last[:1] != _SIGNERS_TAG or len(last) != 1 + SIGNER_BYTES * len(entries):
-        raise BadEntry("a payload must end with one signer per entry (tag 0x03)")
     signers = [last[i : i + SIGNER_BYTES] for i in range(1, len(last), SIGNER_BYTES)]
-    return entries, signers
+    return payload[:-1], signers
+
+
+def check_signers(payload: tuple[bytes, ...]) -> None:
+    """`split_payload`'s check without the split: BadEntry unless the payload is empty
+    or ends with a signers entry of exactly one signer per entry before it."""
+    if payload and (
+        len(payload) < 2
+        or payload[-1][:1] != _SIGNERS_TAG
+        or len(payload[-1]) != 1 + SIGNER_BYTES * (len(payload) - 1)
+    ):
+        raise BadEntry("a payload must end with one signer per entry (tag 0x03)")
 
 
 _SIGNERS_TAG = bytes((TAG_SIGNERS,))
@@ -120,7 +129,7 @@ def encode_committed(block: Block) -> bytes:
 
 
 def decode_committed(data: bytes) -> Block:
-    """The block of a committed-log record; its payload splits (`split_payload`).
+    """The block of a committed-log record; its payload splits (`check_signers`).
 
     A peer's sync reply brings up to a thousand records, so the record is decoded by a
     typed msgspec decoder whose schema (`_BlockWire`) checks every type, length and
@@ -146,7 +155,7 @@ def decode_committed(data: bytes) -> Block:
             wire.payload,
             wire.signature,
         )
-    split_payload(block.payload)
+    check_signers(block.payload)
     return block
 
 

@@ -51,21 +51,20 @@ class Outcomes:
         intent (a forgery, or a bad copy whose id is the genuine intent's: the id does not
         cover the signature), so it is nobody's outcome; a later copy is a replay."""
         done, waiters = self._done, self._waiters
+        executed = (height, None)  # one tuple for every entry of the block that executed
         for intent_id, entry_events in zip(intent_ids, events, strict=True):
             if intent_id is None:
                 continue
-            rejected = None
-            for event in entry_events:
-                if type(event) is Rejected:
-                    rejected = event
-                    break
-            prior = done.get(intent_id)
-            if rejected is not None:
-                if rejected.code == Reason.UNAUTHORIZED or prior is not None:
+            if Rejected in map(type, entry_events):  # scanned in C: usually absent
+                rejected = next(e for e in entry_events if type(e) is Rejected)
+                if rejected.code == Reason.UNAUTHORIZED or intent_id in done:
                     continue
-            elif prior is not None and prior[1] is None:
-                continue
-            done[intent_id] = (height, rejected)
+                done[intent_id] = (height, rejected)
+            else:
+                prior = done.get(intent_id)
+                if prior is not None and prior[1] is None:
+                    continue
+                done[intent_id] = executed
             if waiters:  # none while a member catches up or replays
                 waiting = waiters.pop(intent_id, None)
                 if waiting is not None:
