@@ -497,8 +497,11 @@ async def serve_api(
         # hypercorn takes ownership of the descriptor it is given: hand it a duplicate.
         config.bind = [f"fd://{os.dup(sock.fileno())}"]
     shutdown = trio.Event()
-    # Shielded so that an outer cancel becomes a graceful shutdown, with a hard deadline.
-    server_scope = trio.CancelScope(shield=True)
+    # Once serving, shielded, so that an outer cancel becomes a graceful shutdown with a
+    # hard deadline. Not while it starts: trio keeps a child that reports started after
+    # its `start` was cancelled under that `start`, and a shielded one would never end
+    # (a member stopped during start-up hung until SIGKILL); unshielded, it ends there.
+    server_scope = trio.CancelScope()
 
     async def run_server(task_status: trio.TaskStatus[list[str]]) -> None:
         with server_scope:
@@ -512,10 +515,11 @@ async def serve_api(
 
     async with trio.open_nursery() as nursery:
         binds: list[str] = await nursery.start(run_server)
-        bound_port = int(binds[0].rsplit(":", 1)[1])
-        log.info("api listening", host=host, port=bound_port)
-        task_status.started(bound_port)
+        server_scope.shield = True  # no checkpoint since `start` returned
         try:
+            bound_port = int(binds[0].rsplit(":", 1)[1])
+            log.info("api listening", host=host, port=bound_port)
+            task_status.started(bound_port)
             await trio.sleep_forever()
         finally:
             shutdown.set()

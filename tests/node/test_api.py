@@ -587,3 +587,17 @@ async def test_fast_path_and_fastapi_route_answer_alike(nursery: trio.Nursery) -
 async def start_app(nursery: trio.Nursery, app: Any) -> str:
     port = await nursery.start(serve_api, app, "127.0.0.1", 0)
     return f"http://127.0.0.1:{port}"
+
+
+@pytest.mark.timeout(30)  # the failure this guards against is a hang
+async def test_a_stop_while_the_api_starts_still_stops_it(facade: LocalFacade) -> None:
+    """A stop that lands while the server is still starting (a member SIGTERMed during
+    start-up: the cancel comes before hypercorn reports it listens) must still shut the
+    server down. The server runs shielded, so without the shutdown trigger this would
+    never return (the member hung until SIGKILL)."""
+    app = create_app(facade, OPEN)
+    started = trio.current_time()
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await serve_api(app, "127.0.0.1", 0, graceful_timeout_s=0.5)
+    assert trio.current_time() - started < 5.0
