@@ -74,6 +74,14 @@ class FairnessKeyResponse(BaseModel):
         None, description="DKG: each member's verification key Xᵢ (0x-hex, 33 bytes)"
     )
     pending_epoch: int | None = Field(None, description="DKG: a re-key run in progress")
+    grace_epoch: int | None = Field(
+        None,
+        description="DKG: the key this one replaced, while envelopes sealed to it still open "
+        "(PROTOCOL.md §10.9, grace_blocks); null outside a grace",
+    )
+    grace_until_height: int | None = Field(
+        None, description="DKG: the last block height in which grace_epoch's envelopes open"
+    )
 
 
 def decode_envelope_body(raw: bytes, limits: ApiLimits) -> list[EnvelopeItem]:

@@ -322,7 +322,18 @@ class Keying:
             "qualified": list(record.qualified),
             "verification_keys": ["0x" + v.hex() for v in record.key.verification_shares],
             "pending_epoch": None if self.run is None else self.run.epoch,
+            **self._grace_json(record),
         }
+
+    def _grace_json(self, current: KeyRecord) -> dict[str, int | None]:
+        """The key `current` replaced while it still opens envelopes (the same rule as
+        `opening_keys`): its epoch and the last block height that opens them, so a client
+        that sealed to it knows how long it has; nulls outside a grace."""
+        previous = self.previous
+        last = current.height + self.params.grace
+        if previous is None or self.height >= last:
+            return {"grace_epoch": None, "grace_until_height": None}
+        return {"grace_epoch": previous.epoch, "grace_until_height": last}
 
 
 class MemberKeying:

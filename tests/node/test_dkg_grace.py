@@ -40,8 +40,16 @@ def test_the_previous_key_opens_for_grace_blocks_after_the_new_one() -> None:
     for _ in range(grace):  # blocks H+1 … H+G: both keys
         assert keying.opening_keys() == {0: first.key, 1: second.key}
         assert all(m.keying.opening_keys() == keying.opening_keys() for m in log.members)
+        # GET /v1/fairness/key says so: the old epoch and the last height it opens in.
+        published = keying.public_json()
+        assert (published["grace_epoch"], published["grace_until_height"]) == (
+            0,
+            second.height + grace,
+        )
         log.run_round_robin(1)
     assert keying.opening_keys() == {1: second.key}  # block H+G+1: only the new key
+    published = keying.public_json()
+    assert (published["grace_epoch"], published["grace_until_height"]) == (None, None)
     # Before any re-key, only the current key; before any key, none.
     fresh = Keying(_params())
     assert fresh.opening_keys() == {}
