@@ -56,3 +56,22 @@ def test_a_clearing_updates_the_book_mirror_and_the_order_records() -> None:
     statuses = {r["side"]: (r["status"], r["open"]) for r in indexer.open_orders(ALICE)}
     assert statuses == {"sell": ("open", 4 * LOT)}
     assert indexer.open_orders(BOB) == []
+    # The clearing's fills and trade reach the history (the end step is indexed): all at
+    # the clearing price, Bob's whole order, neither side a maker, the taker fee paid.
+    (fill,) = indexer.fills(BOB, 10).items
+    assert (fill["price"], fill["size"], fill["maker"]) == (PRICE, 6 * LOT, False)
+    assert fill["height"] == 4 and fill["fee"] > 0
+    (alice_fill,) = indexer.fills(ALICE, 10).items
+    assert (alice_fill["price"], alice_fill["size"], alice_fill["remaining"]) == (
+        PRICE,
+        6 * LOT,
+        4 * LOT,
+    )
+    (trade,) = indexer.trades(0, 10).items
+    assert (trade["price"], trade["size"], trade["taker_side"]) == (PRICE, 6 * LOT, "auction")
+    (bob_order,) = indexer.order_history(BOB, 10).items
+    assert (bob_order["status"], bob_order["filled"], bob_order["updated_height"]) == (
+        "filled",
+        6 * LOT,
+        4,
+    )
