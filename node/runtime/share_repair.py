@@ -24,7 +24,9 @@ This room is node I/O; what it decides is in node/fairness/repair.py.
 
 from __future__ import annotations
 
+import math
 import secrets
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
@@ -117,7 +119,9 @@ class ShareRepair:
         # Requester side.
         self._needed: int | None = None  # epoch whose authentic dealings did not open
         self._round: RequesterRound | None = None
-        self._previous_sid: bytes | None = None  # answers to it come late: dropped
+        # Our recent sessions' ids: a helper may answer one up to `session_s` after it
+        # ended (then it drops the session), and such a late answer is no fault.
+        self._previous_sids: deque[bytes] = deque(maxlen=math.ceil(session_s / round_s) + 1)
         self._done = trio.Event()
         self._suspicion = [0] * members  # per member (0-based), for the current epoch
         self._suspicion_epoch: int | None = None
@@ -212,11 +216,11 @@ class ShareRepair:
             for helper in current.session.helpers:
                 if helper not in current.answered():
                     self._suspicion[helper - 1] += 1
-        self._previous_sid = current.session.sid
+        self._previous_sids.append(current.session.sid)
         self._round = None
 
     def _ours(self, peer: int, epoch: int, sid: bytes) -> RequesterRound | None:
-        """The session an answer belongs to; a late one (of our previous session) is
+        """The session an answer belongs to; a late one (of a recent session of ours) is
         dropped unread; anything else we never asked for is the sender's fault."""
         current = self._round
         if current is not None and sid == current.session.sid:
@@ -224,7 +228,7 @@ class ShareRepair:
                 self._refuse(peer, "wrong_epoch", "an answer for another epoch")
                 return None
             return current
-        if sid != self._previous_sid:
+        if sid not in self._previous_sids:
             self._refuse(peer, "unasked", "an answer to no session of ours")
         return None
 

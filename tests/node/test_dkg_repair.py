@@ -618,3 +618,58 @@ def test_old_share_files_are_pruned(tmp_path: Path) -> None:
     ]
     assert prune_shares(directory, 3) == []
     assert prune_shares(tmp_path / "absent", 3) == []
+
+
+async def test_late_answers_are_dropped_and_bad_requests_refused(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A helper may answer a session up to 5 s after the requester gave up on it: no
+    fault. An answer to a session never started is. A helper refuses a request whose
+    helpers are not t distinct other members, answers nothing for another epoch or
+    without its own share, and starts one session per requester per 0.5 s."""
+    log, _, _ = cheated()
+    bus = Bus(4)
+    repaired: list[tuple[int, KeyShare]] = []
+    _rooms(log, bus, repaired, {}, {})
+    victim = bus.rooms[VICTIM - 1]
+    victim.dealings_unopened(0)
+    member = log.members[VICTIM - 1]
+    record = member.keying.current
+    assert record is not None
+    sids = []
+    for _ in range(3):  # three sessions, each abandoned
+        victim._start(member, record)
+        assert victim._round is not None
+        sids.append(victim._round.session.sid)
+        victim._end()
+    victim._start(member, record)
+    for sid in sids:
+        victim.on_sum(0, RepairSum(0, sid, b"\x01" * 32, ((((P,), b"s" * 64),))))
+    assert bus.penalized == []
+    victim.on_sum(0, RepairSum(0, b"\x98" * 16, b"\x01" * 32, ((((P,), b"s" * 64),))))
+    victim.on_fault(1, RepairFault(0, b"\x97" * 16, 1))
+    assert [(whom, reason) for _, whom, reason in bus.penalized] == [
+        (0, "share repair: unasked"),
+        (1, "share repair: unasked"),
+    ]
+    helper = bus.rooms[0]
+    bus.queue.clear()
+    helper.on_request(3, RepairRequest(0, SID, (1, 1)))
+    helper.on_request(3, RepairRequest(0, SID, (2, 3)))  # we are not named
+    assert [reason for by, _, reason in bus.penalized if by == 0] == [
+        "share repair: bad_helpers",
+        "share repair: bad_helpers",
+    ]
+    await trio.sleep(1)
+    helper.on_request(3, RepairRequest(1, SID, (1, 2)))  # not the current key's epoch
+    assert bus.queue == []
+    helper.on_request(3, RepairRequest(0, SID, (1, 2)))
+    assert [(to, m[0]) for _, to, m in bus.queue] == [(1, "kp")]
+    helper.on_request(3, RepairRequest(0, b"\x12" * 16, (1, 2)))  # too soon: dropped
+    assert len(bus.queue) == 1 and helper._counters["share_repair_throttled"] == 1
+    await trio.sleep(6)
+    helper._expire(trio.current_time())
+    assert not helper._helping  # the unfinished session and its pieces are gone
+    bus.rooms[3]._load_share = lambda record: None  # the victim has no share: no help
+    bus.rooms[3].on_request(0, RepairRequest(0, SID, (4, 2)))
+    assert len(bus.queue) == 1
