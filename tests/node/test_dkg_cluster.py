@@ -169,7 +169,8 @@ async def test_rekey_interval_makes_a_new_key_and_the_old_one_opens_during_grace
 ) -> None:
     """Epoch 1's key replaces epoch 0's at height 60 + 2·6 = 72; for the 40 blocks of
     grace after it (73 … 112) an envelope sealed to epoch 0's key is still taken and
-    opened; after them it is refused `wrong_epoch` (and would be `undecryptable`)."""
+    opened; after them it is refused `wrong_epoch` (and would be `undecryptable`). When
+    the next key (epoch 2) is ready, the first key's share file is deleted."""
     grace = 40
     committee_init(
         tmp_path,
@@ -210,13 +211,25 @@ async def test_rekey_interval_makes_a_new_key_and_the_old_one_opens_during_grace
         stale = seal(nodes[0], 7, old_key, first["epoch"])
         (refused,) = await nodes[0].submit_encrypted([stale], False, 1)
         assert refused.code == "wrong_epoch", refused
+        for node in nodes:  # the grace's key and the current one are kept
+            for key in (first, second):
+                path = node.setup.config.data_dir / "fairness" / f"epoch-{key['epoch']}.key"
+                assert path.exists()
+        # The next re-key (run from 120, ready at 132): the first key's share is deleted.
+        with trio.fail_after(120):  # a failsafe, not a measured bound
+            while any((n.fairness_key() or {}).get("height", 0) <= 120 for n in nodes):
+                await trio.sleep(0.02)
         nursery.cancel_scope.cancel()
     assert len(ids) == 2
     answers = {n.outcomes.result(late.intent_id) for n in nodes}
     assert len(answers) == 1, answers  # the same outcome everywhere
+    third = nodes[0].fairness_key()
+    assert third is not None and third["epoch"] > second["epoch"]
     for node in nodes:
-        for key in (first, second):
-            assert (node.setup.config.data_dir / "fairness" / f"epoch-{key['epoch']}.key").exists()
+        shares = node.setup.config.data_dir / "fairness"
+        assert sorted(p.name for p in shares.iterdir()) == [
+            f"epoch-{key['epoch']}.key" for key in (second, third)
+        ]
         node.storage.close()
 
 
