@@ -5,8 +5,8 @@ A member whose sealed share a qualified dealer spoiled while it was away never
 complained, so the authentic dealings give it nothing (§10.10 refuses `unopened`). Its
 share is still defined: xᵢ = Σ_{j∈H} λⱼ(i)·xⱼ for any set H of t members, λⱼ(i) the
 Lagrange coefficient at i over H. The repairable-threshold technique (Laing and
-Stinson, "A survey and refinement of repairable threshold schemes"; FROST's `repairable`
-module) computes that sum without revealing its terms:
+Stinson, "A survey and refinement of repairable threshold schemes", IACR ePrint
+2017/1155; FROST's `repairable` module) computes that sum without revealing its terms:
 
 1. the requester i names the helper set H (t members) and a fresh session id;
 2. each helper j splits λⱼ(i)·xⱼ into t random additive pieces δⱼ,ₖ (one per helper k),
