@@ -1,5 +1,5 @@
-"""Share repair (docs/PROTOCOL.md §10.11): t helpers give a member whose share a qualified
-dealer spoiled its share, without anyone learning another member's share. The pure
+"""Share repair (docs/PROTOCOL.md §10.11): t helpers give a member the share a qualified
+dealer spoiled, without anyone learning another member's share. The pure
 protocol (node/fairness/repair.py) against the DKG run in-process, each kind of lying
 helper blamed on the right member, the peer boundary's bounds and §10.11's bytes, and
 four repair rooms (node/runtime/share_repair.py) over an in-memory bus that carries
