@@ -229,6 +229,11 @@ _COUNTER_HELP: Final = {
     "share_recovery_recovered": "Key shares recovered from peers' dealings",
     "share_recovery_refused": "Dealings answers refused as the sender's fault",
     "share_recovery_unopened": "Authentic dealings whose share for us did not open",
+    "share_repair_sessions": "Share repair sessions we started (our share does not open)",
+    "share_repair_repaired": "Key shares repaired by helpers (PROTOCOL.md 10.11)",
+    "share_repair_refused": "Share repair messages refused, blamed on a member",
+    "share_repair_helped": "Share repair sums we sent as a helper",
+    "share_repair_throttled": "Share repair requests dropped: one per requester per 0.5 s",
 }
 
 

@@ -50,6 +50,16 @@ SHARE_BYTES: Final = 99  # node/fairness/threshold.py SHARE_BYTES
 MAX_DEALINGS: Final = 128  # node/fairness/threshold.py MAX_MEMBERS
 MAX_DEALING_BYTES: Final = 73 + 33 * 43 + 48 * 128
 MAX_EPOCH: Final = MAX_HEIGHT
+# Share repair ("kr"/"kp"/"ks"/"kf", PROTOCOL.md §10.11): at most t = 43 helpers (the
+# largest committee's threshold), members 1 … 128, a 16-byte session id, 33-byte piece
+# commitments, 64-byte Ed25519 signatures, 32-byte scalars. The largest "ks" carries 43
+# vectors of 43 commitments: ~64 KB.
+MAX_REPAIR_HELPERS: Final = 43  # node/fairness/repair.py MAX_HELPERS (a test checks)
+MAX_MEMBER: Final = 128  # node/fairness/threshold.py MAX_MEMBERS
+REPAIR_SID_BYTES: Final = 16
+POINT_BYTES: Final = 33
+SCALAR_BYTES: Final = 32
+SIGNATURE_BYTES: Final = 64
 
 
 class PeerProtocolError(ValueError):
@@ -149,6 +159,47 @@ class Dealings:
     dealings: tuple[bytes, ...]  # claimed qualified dealings: judged by keying.recover_share
 
 
+@dataclass(frozen=True, slots=True)
+class RepairRequest:
+    """Member `requester` (the sender) asks us to help repair its share of `epoch`'s key."""
+
+    epoch: int
+    sid: bytes
+    helpers: tuple[int, ...]  # 1-based members, in the requester's order
+
+
+@dataclass(frozen=True, slots=True)
+class RepairPiece:
+    """A helper (the sender) gives us our piece of its split for `requester`'s repair."""
+
+    epoch: int
+    requester: int
+    sid: bytes
+    commitments: tuple[bytes, ...]  # the sender's signed vector: checked by repair.py
+    signature: bytes
+    piece: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RepairSum:
+    """A helper (the sender) gives the requester its sum σ and the vectors it used."""
+
+    epoch: int
+    sid: bytes
+    sigma: bytes
+    vectors: tuple[tuple[tuple[bytes, ...], bytes], ...]  # (commitments, signature)
+
+
+@dataclass(frozen=True, slots=True)
+class RepairFault:
+    """A helper (the sender) tells the requester that helper `accused` sent it a piece
+    that failed its checks: a hint only (it is not proof), the session cannot finish."""
+
+    epoch: int
+    sid: bytes
+    accused: int
+
+
 PeerMessage = (
     ConsensusBytes
     | ForwardedIntents
@@ -166,6 +217,10 @@ PeerMessage = (
     | SharesRequest
     | DealingsRequest
     | Dealings
+    | RepairRequest
+    | RepairPiece
+    | RepairSum
+    | RepairFault
 )
 
 # Replies that only a running sync or snapshot sync reads.
@@ -328,6 +383,68 @@ def _dealings(m: list[Any]) -> Dealings:
     return Dealings(_int(m[1], "dealings epoch", 0, MAX_EPOCH), items)
 
 
+def _member(value: Any, what: str) -> int:
+    return _int(value, what, 1, MAX_MEMBER)
+
+
+def _commitments(value: Any) -> tuple[bytes, ...]:
+    if not isinstance(value, list) or not 1 <= len(value) <= MAX_REPAIR_HELPERS:
+        raise PeerProtocolError(f"piece commitments must be 1 … {MAX_REPAIR_HELPERS} items")
+    return tuple(_bytes(c, "piece commitment", POINT_BYTES, POINT_BYTES) for c in value)
+
+
+def _sid(value: Any) -> bytes:
+    return _bytes(value, "repair session id", REPAIR_SID_BYTES, REPAIR_SID_BYTES)
+
+
+def _signature(value: Any) -> bytes:
+    return _bytes(value, "repair signature", SIGNATURE_BYTES, SIGNATURE_BYTES)
+
+
+def _repair_request(m: list[Any]) -> RepairRequest:
+    helpers = m[3]
+    if not isinstance(helpers, list) or not 1 <= len(helpers) <= MAX_REPAIR_HELPERS:
+        raise PeerProtocolError(f"repair helpers must be 1 … {MAX_REPAIR_HELPERS} members")
+    members = tuple(_member(h, "repair helper") for h in helpers)
+    if len(set(members)) != len(members):
+        raise PeerProtocolError("repair helpers must be distinct")
+    return RepairRequest(_int(m[1], "repair epoch", 0, MAX_EPOCH), _sid(m[2]), members)
+
+
+def _repair_piece(m: list[Any]) -> RepairPiece:
+    return RepairPiece(
+        _int(m[1], "repair epoch", 0, MAX_EPOCH),
+        _member(m[2], "repair requester"),
+        _sid(m[3]),
+        _commitments(m[4]),
+        _signature(m[5]),
+        _bytes(m[6], "repair piece", SCALAR_BYTES, SCALAR_BYTES),
+    )
+
+
+def _repair_sum(m: list[Any]) -> RepairSum:
+    items = m[4]
+    if not isinstance(items, list) or not 1 <= len(items) <= MAX_REPAIR_HELPERS:
+        raise PeerProtocolError(f"repair vectors must be 1 … {MAX_REPAIR_HELPERS} items")
+    vectors = []
+    for item in items:
+        if not isinstance(item, list) or len(item) != 2:
+            raise PeerProtocolError("a repair vector is [commitments, signature]")
+        vectors.append((_commitments(item[0]), _signature(item[1])))
+    return RepairSum(
+        _int(m[1], "repair epoch", 0, MAX_EPOCH),
+        _sid(m[2]),
+        _bytes(m[3], "repair sum", SCALAR_BYTES, SCALAR_BYTES),
+        tuple(vectors),
+    )
+
+
+def _repair_fault(m: list[Any]) -> RepairFault:
+    return RepairFault(
+        _int(m[1], "repair epoch", 0, MAX_EPOCH), _sid(m[2]), _member(m[3], "accused helper")
+    )
+
+
 _DECODERS: dict[str, Callable[[list[Any]], PeerMessage]] = {
     "c": _consensus,
     "i": _intents,
@@ -345,6 +462,10 @@ _DECODERS: dict[str, Callable[[list[Any]], PeerMessage]] = {
     "dq": _shares_request,
     "kq": _dealings_request,
     "kd": _dealings,
+    "kr": _repair_request,
+    "kp": _repair_piece,
+    "ks": _repair_sum,
+    "kf": _repair_fault,
 }
 _ARITY = {
     "c": 2,
@@ -363,4 +484,8 @@ _ARITY = {
     "dq": 2,
     "kq": 2,
     "kd": 3,
+    "kr": 4,
+    "kp": 7,
+    "ks": 5,
+    "kf": 4,
 }

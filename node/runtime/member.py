@@ -75,6 +75,7 @@ from node.api.ratelimit import NO_WAIT, RateLimit, TokenBuckets
 from node.config import verify_threads_for
 from node.fairness.committee import FairnessGenesis
 from node.fairness.dkg import member_key_from_settlement
+from node.fairness.keying import KeyRecord
 from node.fairness.threshold import KeyShare
 from node.genesis import FAIRNESS_KIND, NodeSetup, load_fairness_share
 from node.intents import IntentError, SignedIntent, unpack_intent
@@ -103,6 +104,10 @@ from node.net.messages import (
     OracleObservation,
     PeerMessage,
     PeerProtocolError,
+    RepairFault,
+    RepairPiece,
+    RepairRequest,
+    RepairSum,
     SharesRequest,
     SnapshotChunkRequest,
     SnapshotInfoRequest,
@@ -133,7 +138,8 @@ from node.runtime.intake import Intake, used_nonce
 from node.runtime.logger import log
 from node.runtime.options import DEV_CHAIN_ID, NodeOptions
 from node.runtime.outcomes import Outcomes
-from node.runtime.share_recovery import ShareRecovery, save_dealings
+from node.runtime.share_recovery import ShareRecovery, prune_shares, save_dealings
+from node.runtime.share_repair import ShareRepair
 from node.runtime.sync import LogSync, Root
 from node.runtime.verification import EntryVerifier
 from node.seam import Clock, NodeStorage, PeerNetwork, wall_ms
@@ -271,6 +277,19 @@ class Node:
         self.decryption = self._build_decryption(storage, self.executor.fairness())
         self.executor.decryption = self.decryption
         self.executor.on_key_ready = self._on_key_ready
+        identity = setup.keys.identity
+        self.share_repair = ShareRepair(
+            me=self.me,
+            members=self.n,
+            network=self.transport,
+            member_keying=lambda: self.executor.member_keying,
+            has_share=lambda epoch: self._share_path(epoch).exists(),
+            load_share=self._stored_share,
+            on_repaired=self._on_share_recovered,
+            identity_keys=tuple(m.ed25519_pubkey for m in genesis.members),
+            sign=lambda message: bytes(identity.sign(message).signature),
+            counters=self.counters,
+        )
         self.share_recovery = ShareRecovery(
             me=self.me,
             members=self.n,
@@ -280,6 +299,7 @@ class Node:
             has_share=lambda epoch: self._share_path(epoch).exists(),
             on_recovered=self._on_share_recovered,
             counters=self.counters,
+            on_unopened=self.share_repair.dealings_unopened,
         )
         self.sync = LogSync(
             me=self.me,
@@ -469,6 +489,17 @@ class Node:
             log.error("bad share of the committee key", epoch=fairness.epoch, error=str(error))
             return None
 
+    def _stored_share(self, record: KeyRecord) -> KeyShare | None:
+        """Our stored share of `record`'s key, quietly None when absent or bad (share
+        repair asks it for every request it helps with)."""
+        path = self._share_path(record.epoch)
+        if not path.exists():
+            return None
+        try:
+            return load_fairness_share(path, record.key, self.me + 1)
+        except KeyFileError:
+            return None
+
     def _on_share_recovered(self, epoch: int, share: KeyShare) -> None:
         """Share recovery (node/runtime/share_recovery.py) derived our share of `epoch`'s
         key from peers' dealings: stored as the DKG's own, and used from now on."""
@@ -483,6 +514,11 @@ class Node:
         log.info("committee key ready", epoch=fairness.epoch, key_id=fairness.key_id.hex())
         self.decryption = self._build_decryption(self.storage, fairness)
         self.executor.decryption = self.decryption
+        keying = self.executor.keying
+        previous = None if keying is None else keying.previous
+        oldest_kept = fairness.epoch if previous is None else previous.epoch
+        for epoch in prune_shares(self._share_path(0).parent, oldest_kept):
+            log.info("old committee key share deleted", epoch=epoch)
 
     def _build_oracle(self) -> MemberOracle:
         """The oracle: a feeder when genesis has perpetual markets, observing vols too
@@ -523,6 +559,7 @@ class Node:
                 nursery.start_soon(self._execution_queue)
             if self.executor.member_keying is not None:
                 nursery.start_soon(self.share_recovery.run)
+                nursery.start_soon(self.share_repair.run)
             nursery.start_soon(self._timer_task)
             if self.options.wal_checkpoint_interval_s > 0:
                 nursery.start_soon(self._wal_checkpoints)
@@ -945,6 +982,12 @@ class Node:
                     raise PeerProtocolError(f"checkpoint signature: {result.value}")
         elif isinstance(message, Dealings):
             self.share_recovery.on_dealings(peer, message)
+        elif isinstance(message, RepairPiece):
+            self.share_repair.on_piece(peer, message)
+        elif isinstance(message, RepairSum):
+            self.share_repair.on_sum(peer, message)
+        elif isinstance(message, RepairFault):
+            self.share_repair.on_fault(peer, message)
         elif isinstance(message, SYNC_REPLIES):
             self.sync.deliver(peer, message)
         elif self._serving.take(peer, 1, trio.current_time()) != NO_WAIT:
@@ -958,6 +1001,8 @@ class Node:
                 self.decryption.on_request(peer, message.height)
         elif isinstance(message, DealingsRequest):
             self.share_recovery.serve(peer, message.epoch)
+        elif isinstance(message, RepairRequest):
+            self.share_repair.on_request(peer, message)
         else:
             assert isinstance(message, SnapshotChunkRequest)
             self.sync.serve_snapshot_chunk(peer, message.height, message.offset)

@@ -22,7 +22,10 @@ This room is node I/O; what it decides is in keying.py (pure).
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Final
 
 import msgpack
@@ -63,6 +66,31 @@ def _load_dealings(storage: NodeStorage) -> list[tuple[int, list[bytes]]]:
     return [(epoch, list(dealings)) for epoch, dealings in msgpack.unpackb(raw, raw=False)]
 
 
+_SHARE_FILE: Final = re.compile(r"epoch-(\d+)\.key")
+
+
+def prune_shares(directory: Path, oldest_kept: int) -> list[int]:
+    """Delete our share files (`epoch-E.key`) of keys older than `oldest_kept`: the
+    previous key's epoch while a re-key's grace may still need it, else the current's.
+    No envelope of an older key opens any more (PROTOCOL.md §10.9). Returns the epochs
+    deleted; the directory is fsynced after."""
+    if not directory.is_dir():
+        return []
+    deleted = []
+    for path in directory.iterdir():
+        match = _SHARE_FILE.fullmatch(path.name)
+        if match is not None and int(match.group(1)) < oldest_kept:
+            path.unlink()
+            deleted.append(int(match.group(1)))
+    if deleted:
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    return sorted(deleted)
+
+
 class ShareRecovery:
     def __init__(
         self,
@@ -76,12 +104,15 @@ class ShareRecovery:
         on_recovered: Callable[[int, KeyShare], None],
         counters: dict[str, int],
         retry_s: float = RETRY_S,
+        on_unopened: Callable[[int], None] | None = None,
     ) -> None:
         """`me`: our 0-based index; `member_keying`: our DKG side over the current keying
         state (it changes when a snapshot is installed); `has_share(epoch)`: whether our
         share of that epoch's key is stored; `on_recovered(epoch, share)` stores it and
-        puts it to use."""
+        puts it to use; `on_unopened(epoch)`: the run's authentic dealings do not give us
+        our share (a qualified dealer spoiled it): share repair takes over."""
         self._me = me
+        self._on_unopened = on_unopened
         self._members = members
         self._network = network
         self._storage = storage
@@ -170,6 +201,8 @@ class ShareRecovery:
                 self._network.penalize(peer, f"dealings for share recovery: {error.code}")
             else:
                 self._counters["share_recovery_unopened"] += 1
+                if self._on_unopened is not None:
+                    self._on_unopened(record.epoch)
             log.warning(
                 "share recovery: dealings refused",
                 peer=peer,

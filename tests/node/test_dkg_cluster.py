@@ -169,7 +169,8 @@ async def test_rekey_interval_makes_a_new_key_and_the_old_one_opens_during_grace
 ) -> None:
     """Epoch 1's key replaces epoch 0's at height 60 + 2·6 = 72; for the 40 blocks of
     grace after it (73 … 112) an envelope sealed to epoch 0's key is still taken and
-    opened; after them it is refused `wrong_epoch` (and would be `undecryptable`)."""
+    opened; after them it is refused `wrong_epoch` (and would be `undecryptable`). When
+    the next key (epoch 2) is ready, the first key's share file is deleted."""
     grace = 40
     committee_init(
         tmp_path,
@@ -210,13 +211,25 @@ async def test_rekey_interval_makes_a_new_key_and_the_old_one_opens_during_grace
         stale = seal(nodes[0], 7, old_key, first["epoch"])
         (refused,) = await nodes[0].submit_encrypted([stale], False, 1)
         assert refused.code == "wrong_epoch", refused
+        for node in nodes:  # the grace's key and the current one are kept
+            for key in (first, second):
+                path = node.setup.config.data_dir / "fairness" / f"epoch-{key['epoch']}.key"
+                assert path.exists()
+        # The next re-key (run from 120, ready at 132): the first key's share is deleted.
+        with trio.fail_after(120):  # a failsafe, not a measured bound
+            while any((n.fairness_key() or {}).get("height", 0) <= 120 for n in nodes):
+                await trio.sleep(0.02)
         nursery.cancel_scope.cancel()
     assert len(ids) == 2
     answers = {n.outcomes.result(late.intent_id) for n in nodes}
     assert len(answers) == 1, answers  # the same outcome everywhere
+    third = nodes[0].fairness_key()
+    assert third is not None and third["epoch"] > second["epoch"]
     for node in nodes:
-        for key in (first, second):
-            assert (node.setup.config.data_dir / "fairness" / f"epoch-{key['epoch']}.key").exists()
+        shares = node.setup.config.data_dir / "fairness"
+        assert sorted(p.name for p in shares.iterdir()) == [
+            f"epoch-{key['epoch']}.key" for key in (second, third)
+        ]
         node.storage.close()
 
 
@@ -295,6 +308,71 @@ async def test_a_wiped_member_restored_by_snapshot_sync_recovers_its_share(
         room = nodes[3].decryption
         assert room is not None and room._share is not None and room._share.secret == secret
         # Member 1 stops: 2 withholds, so only 3's and the recovered 4's shares remain.
+        scopes[0][-1].cancel()
+        ids = await seal_and_submit(nodes[1:], 2)
+        with trio.fail_after(60):
+            while any(n.outcomes.result(i) is None for n in nodes[1:] for i in ids):
+                await trio.sleep(0.02)
+        assert nodes[3].counters["decryption_shares_sent"] > 0
+        assert nodes[1].counters["decryption_shares_sent"] == 0
+        nursery.cancel_scope.cancel()
+    for node in nodes:
+        node.storage.close()
+
+
+async def test_a_member_a_qualified_dealer_cheated_repairs_its_share(tmp_path: Path) -> None:
+    """Member 2 deals member 4 a spoiled share (test mode `bad-dealing`) and member 4,
+    as if it had been away, does not complain: member 2 stays qualified and member 4
+    derives no share. Recovery (§10.10) gets it the authentic dealings, which do not open
+    for it; it then repairs its share from two helpers (PROTOCOL.md §10.11) and its shares
+    count: with member 1 stopped and member 2 withholding, member 3's and member 4's shares
+    are the t = 2 an envelope needs. (A development-chain committee with a [dkg] table:
+    test faults run there only.)"""
+    genesis = committee_init(
+        tmp_path,
+        4,
+        base_port=free_base_port(4),
+        encryption=False,
+        consensus=ConsensusParams(round_timeout_ms=300, checkpoint_interval_blocks=5),
+    )
+    secrets = [
+        load_node_setup(tmp_path / f"node{i}" / "config.toml").keys.settlement.secret
+        for i in range(4)
+    ]
+    keys = tuple(member_public_key(member_key_from_settlement(s)) for s in secrets)
+    dataclasses.replace(genesis, dkg=KeyingParams(genesis.chain_id, keys, 6)).write(
+        tmp_path / "genesis.toml"
+    )
+    options = NodeOptions(idle_block_interval_ms=40)
+    cheater = dataclasses.replace(options, byzantine="bad-dealing,withhold-shares")
+    nodes = [make_node(tmp_path, i, cheater if i == 1 else options) for i in range(4)]
+    away = nodes[3].executor.member_keying
+    assert away is not None
+    away._check_dealings = lambda run: None  # type: ignore[method-assign]
+    async with trio.open_nursery() as nursery:
+        scopes: list[list[trio.CancelScope]] = [[] for _ in nodes]
+        for node, box in zip(nodes, scopes, strict=True):
+            await nursery.start(_run_member, node, box)
+        await wait_ready(nodes)
+        key = nodes[0].fairness_key()
+        assert key is not None and key["qualified"] == [1, 2, 3, 4], key  # 2 stays in
+        with trio.fail_after(60):
+            while nodes[3].counters.get("share_repair_repaired", 0) == 0:
+                await trio.sleep(0.05)
+        assert nodes[3].counters["share_recovery_unopened"] >= 1
+        assert nodes[3].counters["share_recovery_recovered"] == 0
+        assert sum(n.counters.get("share_repair_helped", 0) for n in nodes[:3]) >= 2
+        assert all(n.counters.get("share_repair_refused", 0) == 0 for n in nodes)
+        data_dir = nodes[3].setup.config.data_dir
+        path = data_dir / "fairness" / "epoch-0.key"
+        assert path.stat().st_mode & 0o777 == 0o600
+        secret = int(path.read_text().split(":")[1], 16)
+        fairness = nodes[3].executor.fairness()
+        assert fairness is not None
+        assert encode_point(base_mul(secret)) == fairness.key.verification_shares[3]
+        room = nodes[3].decryption
+        assert room is not None and room._share is not None and room._share.secret == secret
+        # Member 1 stops: 2 withholds, so only 3's and the repaired 4's shares remain.
         scopes[0][-1].cancel()
         ids = await seal_and_submit(nodes[1:], 2)
         with trio.fail_after(60):

@@ -113,8 +113,8 @@ def test_a_changed_sealed_share_or_the_wrong_member_does_not_open() -> None:
 
 def test_a_member_a_qualified_dealer_cheated_cannot_recover() -> None:
     """A member away during the run never complained: a dealer that spoiled its share
-    stays qualified, and the authentic dealings do not give it a share (the limit that
-    FAIRNESS.md names)."""
+    stays qualified, and the authentic dealings do not give it a share (share repair,
+    PROTOCOL.md §10.11 and tests/node/test_dkg_repair.py, gives it one)."""
     params = _params()
     log = Log(params, {2: {4}})
     for m in log.members:  # member 4 was away: it judges no dealing, so no complaint
