@@ -54,7 +54,7 @@ from node.fairness.group import (
     u16,
     u64,
 )
-from node.fairness.threshold import MAX_MEMBERS, KeyShare
+from node.fairness.threshold import MAX_MEMBERS, KeyShare, lagrange_at
 
 SID_BYTES: Final = 16  # the requester's fresh id of one repair session
 SIGNATURE_BYTES: Final = 64  # Ed25519
@@ -114,20 +114,6 @@ class RepairSession:
             *commitments,
         )
         return _SIGNED_PREFIX + digest
-
-
-def lagrange_at(indices: Sequence[int], x: int) -> dict[int, int]:
-    """λⱼ with f(x) = Σ λⱼ·f(j) for distinct nonzero indices j (f of degree < len)."""
-    assert len(set(indices)) == len(indices) and all(0 < i < N for i in indices)
-    coefficients = {}
-    for j in indices:
-        num, den = 1, 1
-        for k in indices:
-            if k != j:
-                num = num * (x - k) % N
-                den = den * (j - k) % N
-        coefficients[j] = num * pow(den, -1, N) % N
-    return coefficients
 
 
 # -- a helper's own pieces -------------------------------------------------------------

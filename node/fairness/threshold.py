@@ -79,18 +79,23 @@ def commitment_eval(commitments: Sequence[Point], x: int) -> Point:
     return lincomb((c, pow(x, k, N)) for k, c in enumerate(commitments))
 
 
-def lagrange_at_zero(indices: Sequence[int]) -> dict[int, int]:
-    """λᵢ with f(0) = Σ λᵢ·f(i) for distinct nonzero indices."""
+def lagrange_at(indices: Sequence[int], x: int) -> dict[int, int]:
+    """λⱼ with f(x) = Σ λⱼ·f(j) for distinct nonzero indices j (f of degree < len)."""
     assert len(set(indices)) == len(indices) and all(0 < i < N for i in indices)
     coefficients = {}
-    for i in indices:
+    for j in indices:
         num, den = 1, 1
-        for j in indices:
-            if j != i:
-                num = num * j % N
-                den = den * (j - i) % N
-        coefficients[i] = num * pow(den, -1, N) % N
+        for k in indices:
+            if k != j:
+                num = num * (x - k) % N
+                den = den * (j - k) % N
+        coefficients[j] = num * pow(den, -1, N) % N
     return coefficients
+
+
+def lagrange_at_zero(indices: Sequence[int]) -> dict[int, int]:
+    """λᵢ with f(0) = Σ λᵢ·f(i) for distinct nonzero indices (combination, §10.4)."""
+    return lagrange_at(indices, 0)
 
 
 # ---------------------------------------------------------------------------------------

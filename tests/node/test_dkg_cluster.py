@@ -299,22 +299,7 @@ async def test_a_wiped_member_restored_by_snapshot_sync_recovers_its_share(
                 await trio.sleep(0.05)
         assert nodes[3].counters["snapshot_syncs"] == 1
         assert nodes[3].fairness_key() == nodes[0].fairness_key()
-        path = data_dir / "fairness" / "epoch-0.key"
-        assert path.stat().st_mode & 0o777 == 0o600
-        secret = int(path.read_text().split(":")[1], 16)
-        fairness = nodes[3].executor.fairness()
-        assert fairness is not None
-        assert encode_point(base_mul(secret)) == fairness.key.verification_shares[3]
-        room = nodes[3].decryption
-        assert room is not None and room._share is not None and room._share.secret == secret
-        # Member 1 stops: 2 withholds, so only 3's and the recovered 4's shares remain.
-        scopes[0][-1].cancel()
-        ids = await seal_and_submit(nodes[1:], 2)
-        with trio.fail_after(60):
-            while any(n.outcomes.result(i) is None for n in nodes[1:] for i in ids):
-                await trio.sleep(0.02)
-        assert nodes[3].counters["decryption_shares_sent"] > 0
-        assert nodes[1].counters["decryption_shares_sent"] == 0
+        await _fourth_members_share_counts(nodes, scopes)
         nursery.cancel_scope.cancel()
     for node in nodes:
         node.storage.close()
@@ -363,23 +348,30 @@ async def test_a_member_a_qualified_dealer_cheated_repairs_its_share(tmp_path: P
         assert nodes[3].counters["share_recovery_recovered"] == 0
         assert sum(n.counters.get("share_repair_helped", 0) for n in nodes[:3]) >= 2
         assert all(n.counters.get("share_repair_refused", 0) == 0 for n in nodes)
-        data_dir = nodes[3].setup.config.data_dir
-        path = data_dir / "fairness" / "epoch-0.key"
-        assert path.stat().st_mode & 0o777 == 0o600
-        secret = int(path.read_text().split(":")[1], 16)
-        fairness = nodes[3].executor.fairness()
-        assert fairness is not None
-        assert encode_point(base_mul(secret)) == fairness.key.verification_shares[3]
-        room = nodes[3].decryption
-        assert room is not None and room._share is not None and room._share.secret == secret
-        # Member 1 stops: 2 withholds, so only 3's and the repaired 4's shares remain.
-        scopes[0][-1].cancel()
-        ids = await seal_and_submit(nodes[1:], 2)
-        with trio.fail_after(60):
-            while any(n.outcomes.result(i) is None for n in nodes[1:] for i in ids):
-                await trio.sleep(0.02)
-        assert nodes[3].counters["decryption_shares_sent"] > 0
-        assert nodes[1].counters["decryption_shares_sent"] == 0
+        await _fourth_members_share_counts(nodes, scopes)
         nursery.cancel_scope.cancel()
     for node in nodes:
         node.storage.close()
+
+
+async def _fourth_members_share_counts(
+    nodes: list[Node], scopes: list[list[trio.CancelScope]]
+) -> None:
+    """Member 4's stored epoch-0 share (0600) is its share of the key and its decryption
+    room uses it; then member 1 stops and member 2 withholds, so only member 3's and
+    member 4's shares remain: encrypted intents still execute, with member 4's shares."""
+    path = nodes[3].setup.config.data_dir / "fairness" / "epoch-0.key"
+    assert path.stat().st_mode & 0o777 == 0o600
+    secret = int(path.read_text().split(":")[1], 16)
+    fairness = nodes[3].executor.fairness()
+    assert fairness is not None
+    assert encode_point(base_mul(secret)) == fairness.key.verification_shares[3]
+    room = nodes[3].decryption
+    assert room is not None and room._share is not None and room._share.secret == secret
+    scopes[0][-1].cancel()
+    ids = await seal_and_submit(nodes[1:], 2)
+    with trio.fail_after(60):
+        while any(n.outcomes.result(i) is None for n in nodes[1:] for i in ids):
+            await trio.sleep(0.02)
+    assert nodes[3].counters["decryption_shares_sent"] > 0
+    assert nodes[1].counters["decryption_shares_sent"] == 0

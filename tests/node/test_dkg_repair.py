@@ -33,9 +33,8 @@ from node.fairness.repair import (
     RepairSession,
     RequesterRound,
     deal,
-    lagrange_at,
 )
-from node.fairness.threshold import MAX_MEMBERS, KeyShare, poly_eval
+from node.fairness.threshold import MAX_MEMBERS, KeyShare, lagrange_at, poly_eval
 from node.net import messages
 from node.net.messages import (
     PeerProtocolError,
