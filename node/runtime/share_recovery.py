@@ -41,6 +41,9 @@ from node.seam import NodeStorage, PeerNetwork
 from node.store.storage import WriteBatch
 
 RETRY_S: Final = 1.0  # a peer that has not answered by then is skipped
+# After the run's authentic dealings did not open for us, share repair is in charge; we
+# still ask now and then (a peer may have changed a sealed share: another's would open).
+UNOPENED_RETRY_S: Final = 30.0
 DEALINGS_META: Final = "dkg-dealings"  # storage meta key: [[epoch, [dealing, ...]], ...]
 KEPT_EPOCHS: Final = 2  # the current key's run and the previous one's
 
@@ -105,13 +108,17 @@ class ShareRecovery:
         counters: dict[str, int],
         retry_s: float = RETRY_S,
         on_unopened: Callable[[int], None] | None = None,
+        unopened_retry_s: float = UNOPENED_RETRY_S,
     ) -> None:
         """`me`: our 0-based index; `member_keying`: our DKG side over the current keying
         state (it changes when a snapshot is installed); `has_share(epoch)`: whether our
         share of that epoch's key is stored; `on_recovered(epoch, share)` stores it and
         puts it to use; `on_unopened(epoch)`: the run's authentic dealings do not give us
-        our share (a qualified dealer spoiled it): share repair takes over."""
+        our share (a qualified dealer spoiled it): share repair takes over, and we ask
+        again only every `unopened_retry_s` for that epoch (each answer costs curve work)."""
         self._me = me
+        self._unopened_retry_s = unopened_retry_s
+        self._unopened_epoch: int | None = None  # the last epoch whose dealings did not open
         self._on_unopened = on_unopened
         self._members = members
         self._network = network
@@ -153,6 +160,11 @@ class ShareRecovery:
                 self._asked = None
                 await trio.sleep(self._retry_s)
                 continue
+            pause = self._unopened_retry_s if record.epoch == self._unopened_epoch else 0.0
+            if pause:
+                await trio.sleep(pause)
+                if self.wanted() != record:
+                    continue
             deadline = trio.current_time() + self._retry_s
             self._reply_ready = trio.Event()
             self._ask(record.epoch)
@@ -201,6 +213,7 @@ class ShareRecovery:
                 self._network.penalize(peer, f"dealings for share recovery: {error.code}")
             else:
                 self._counters["share_recovery_unopened"] += 1
+                self._unopened_epoch = record.epoch
                 if self._on_unopened is not None:
                     self._on_unopened(record.epoch)
             log.warning(

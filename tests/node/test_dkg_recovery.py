@@ -242,3 +242,58 @@ async def test_the_room_skips_a_lying_and_a_silent_peer_then_recovers(
     assert counters["share_recovery_refused"] == 1
     assert counters["share_recovery_recovered"] == 1
     assert counters["share_recovery_requests"] == 3
+
+
+async def test_after_dealings_that_do_not_open_the_room_asks_again_only_rarely(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A qualified dealer spoiled member 4's share while it was away: the authentic
+    dealings do not open for it. Recovery hands over to share repair (`on_unopened`,
+    once per answer) and asks for that epoch only every `unopened_retry_s` from then on,
+    instead of once a second, each answer costing it the curve work again."""
+    params = _params()
+    log = Log(params, {2: {4}})
+    for m in log.members:
+        if m.me == 4:
+            m._check_dealings = lambda run: None  # type: ignore[method-assign]
+    log.run_round_robin(2 * PHASE)
+    record = log.observer.current
+    assert record is not None and 2 in record.qualified
+    finished = log.observer.finished_dealings(record)
+    assert finished is not None
+    dealings = [d.raw for d in finished]
+    member = _restored(log, 4)  # 0-based index 3
+    network = RecordingNetwork()
+    unopened: list[int] = []
+    counters: dict[str, int] = {}
+    room = ShareRecovery(
+        me=3,
+        members=4,
+        network=network,  # type: ignore[arg-type]
+        storage=MemoryStorage(),
+        member_keying=lambda: member,
+        has_share=lambda epoch: False,
+        on_recovered=lambda epoch, share: None,
+        counters=counters,
+        on_unopened=unopened.append,
+        unopened_retry_s=30.0,
+    )
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(room.run)
+        await trio.sleep(0.5)
+        assert network.sent == [(0, ["kq", 0])]
+        room.on_dealings(0, Dealings(0, tuple(dealings)))  # authentic, but no share for us
+        await trio.sleep(0.01)
+        assert unopened == [0] and network.penalized == []
+        await trio.sleep(29)
+        assert len(network.sent) == 1  # repair is in charge: no request for 30 s
+        await trio.sleep(2)
+        assert network.sent[-1] == (1, ["kq", 0])  # then the next peer, once
+        room.on_dealings(1, Dealings(0, tuple(dealings)))
+        await trio.sleep(0.01)
+        assert unopened == [0, 0]
+        await trio.sleep(20)
+        assert len(network.sent) == 2
+        nursery.cancel_scope.cancel()
+    assert counters["share_recovery_unopened"] == 2
+    assert counters["share_recovery_requests"] == 2
