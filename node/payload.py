@@ -53,6 +53,7 @@ TAG_SIGNERS = 0x03
 TAG_ENVELOPE = 0x05  # 0x04, 0x06: price, vol observations (node/oracle/observation.py)
 TAG_DKG = 0x07  # node/fairness/keying.py
 TAG_LISTING = 0x08  # node/listing.py
+TAG_DKG_RELAYED = 0x09  # node/fairness/keying.py: a member's DKG message in another's block
 SIGNER_BYTES = 20
 NO_SIGNER = bytes(SIGNER_BYTES)  # the signer of an entry no trader signed (a deposit)
 U32_MAX = (1 << 32) - 1
@@ -76,6 +77,13 @@ def envelope_entry(envelope: bytes) -> bytes:
 def dkg_entry(message: bytes) -> bytes:
     """0x07 ‖ a DKG message (node/fairness/dkg.py), sent by the block's author."""
     return bytes((TAG_DKG,)) + message
+
+
+def dkg_relayed_entry(sender: int, proof: bytes, message: bytes) -> bytes:
+    """0x09 ‖ sender (u16, 1-based member) ‖ its 64-byte proof ‖ a DKG message: carried in
+    any member's block (PROTOCOL.md §10.9)."""
+    assert 0 < sender < 1 << 16 and len(proof) == 64
+    return bytes((TAG_DKG_RELAYED,)) + sender.to_bytes(2, "big") + proof + message
 
 
 def decode_entry(entry: bytes) -> SignedIntent:

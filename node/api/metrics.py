@@ -234,6 +234,9 @@ _COUNTER_HELP: Final = {
     "share_repair_refused": "Share repair messages refused, blamed on a member",
     "share_repair_helped": "Share repair sums we sent as a helper",
     "share_repair_throttled": "Share repair requests dropped: one per requester per 0.5 s",
+    "dkg_relay_sent": "Offers of our pending DKG entries sent to the peers (PROTOCOL.md 10.9)",
+    "dkg_relay_kept": "Peers' relayed DKG entries whose proofs held, kept for our proposals",
+    "dkg_relay_dropped": "Peers' relayed DKG entries dropped (a failed proof, or too often)",
 }
 
 

@@ -5,7 +5,10 @@ Pure: no trio, no clock, no randomness, no files. `Keying` is what every replica
 computes from the committed blocks alone, in order: it feeds each block's DKG entries
 (tag 0x07, sent by the block's author) to an *observer* DKG, closes the dealing phase
 after `phase_blocks` blocks and finishes after as many more, so every honest replica
-gets the same qualified set, committee key and epoch at the same height. `MemberKeying`
+gets the same qualified set, committee key and epoch at the same height. A member's DKG
+message may also ride in another member's block (tag 0x09, `relayed_entry`), with a
+Schnorr proof under the member's DKG key bound to the run and the message, so a member
+that does not lead during a phase still deals and complains. `MemberKeying`
 adds what only member i can do from the same log: deal, complain about a bad share
 addressed to it, and derive its secret share when the key is ready. The node (I/O)
 gives it 32 random bytes per run, puts its pending entries into its own proposals, and
@@ -50,13 +53,20 @@ from node.fairness.dkg import (
     transcript_of,
 )
 from node.fairness.errors import FairnessError
-from node.fairness.group import N, base_mul, encode_point, hash_bytes, scalar_bytes
+from node.fairness.group import N, base_mul, encode_point, hash_bytes, scalar_bytes, u16
+from node.fairness.proofs import prove_knowledge, verify_knowledge
 from node.fairness.threshold import KeyShare, ThresholdPublicKey
-from node.payload import TAG_DKG, dkg_entry
+from node.payload import TAG_DKG, TAG_DKG_RELAYED, dkg_entry, dkg_relayed_entry
 
 KEYING_FORMAT: Final = 2  # 2 added the previous key record (1 still reads)
 _DEALING_SEED: Final = b"seqnet/dkg/dealing-seed/v1"
 DKG_TAG: Final = bytes((TAG_DKG,))
+DKG_RELAYED_TAG: Final = bytes((TAG_DKG_RELAYED,))
+RELAY_HEADER_BYTES: Final = 1 + 2 + 64  # tag, sender, proof
+# Relayed entries a block's keying step judges (each costs a proof check); later ones in
+# the same block are ignored. A proposal carries at most this many (node/runtime).
+MAX_RELAYED_PER_BLOCK: Final = 8
+_RELAY: Final = b"seqnet/dkg/relay/v1"
 MIN_PHASE_BLOCKS: Final = 2
 MAX_PHASE_BLOCKS: Final = 100_000
 
@@ -223,9 +233,16 @@ class Keying:
         self.last_finished = None
         run = self.run
         if run is not None:
+            relayed = 0
             for entry in entries:
-                if entry[:1] == DKG_TAG:
+                tag = entry[:1]
+                if tag == DKG_TAG:
                     run.receive(author + 1, entry[1:])
+                elif tag == DKG_RELAYED_TAG and relayed < MAX_RELAYED_PER_BLOCK:
+                    relayed += 1
+                    opened = open_relayed(run.config, entry)
+                    if opened is not None:
+                        run.receive(*opened)
             return self._deadlines(run, height)
         interval = self.params.rekey_interval_blocks
         if interval and height % interval == 0:
@@ -346,6 +363,8 @@ class MemberKeying:
         self.me = me
         self._secret = secret
         self._pending: list[bytes] = []  # entries to propose until they commit
+        # (run session, entry) -> its relayed form: the proof is deterministic, made once
+        self._relayed: dict[tuple[bytes, bytes], bytes] = {}
         self._dealt_epoch: int | None = None
         self._complained: set[tuple[int, int]] = set()  # (epoch, dealer)
 
@@ -361,6 +380,24 @@ class MemberKeying:
     def pending_entries(self, max_entries: int) -> list[bytes]:
         """Our DKG entries for our next proposal (they stay until committed)."""
         return self._pending[:max_entries]
+
+    def relayed_entries(self) -> list[bytes]:
+        """Our pending DKG entries in the form any member's block may carry (tag 0x09),
+        for the peers to relay while we do not lead (node/runtime/dkg_relay.py)."""
+        run = self.keying.run
+        if run is None:
+            return []
+        out = []
+        for entry in self._pending:
+            key = (run.config.session, entry)
+            relayed = self._relayed.get(key)
+            if relayed is None:
+                relayed = relayed_entry(run.config, self.me, self._secret, entry[1:])
+                if len(self._relayed) >= 4 * (self.keying.members + 1):
+                    self._relayed.clear()
+                self._relayed[key] = relayed
+            out.append(relayed)
+        return out
 
     def dealing_seed(self) -> bytes:
         """The seed of our dealing for the running run: derived from our DKG secret and
@@ -397,8 +434,11 @@ class MemberKeying:
         carried, complain about dealings whose share for us is bad, and, when a key got
         ready, return our share of it (None: no key, or no valid share for us)."""
         committed = set(entries)
-        self._pending = [e for e in self._pending if e not in committed]
         run = self.keying.run
+        # Ours are done once committed, by us or relayed by another member: the run then
+        # has the message (a relayed copy with a bad proof does not count).
+        received = set() if run is None else {m for s, m in run.kept if s == self.me}
+        self._pending = [e for e in self._pending if e not in committed and e[1:] not in received]
         for event in events:
             if isinstance(event, RunStarted | RunFailed):
                 self._pending = []
@@ -439,6 +479,36 @@ class MemberKeying:
         """Our share of `record` from its qualified dealings as a peer sent them (we were
         restored by a snapshot taken after the run finished): see `recover_share`."""
         return recover_share(self.keying.params, record, self.me, self._secret, dealings)
+
+
+def relay_label(config: DkgConfig, sender: int, message: bytes) -> bytes:
+    """What a relayed DKG message's proof is bound to: the run (its session binds chain,
+    epoch and members), the sender and the message."""
+    return hash_bytes(_RELAY, config.session, u16(sender), message)
+
+
+def relayed_entry(config: DkgConfig, sender: int, secret: int, message: bytes) -> bytes:
+    """Member `sender`'s DKG message as any member's block may carry it (tag 0x09): its
+    Schnorr proof of knowledge of the sender's DKG secret, bound to `relay_label`."""
+    proof = prove_knowledge(secret, relay_label(config, sender, message))
+    return dkg_relayed_entry(sender, proof, message)
+
+
+def open_relayed(config: DkgConfig, entry: bytes) -> tuple[int, bytes] | None:
+    """(sender, message) of a relayed entry of `config`'s run, or None when it is not one:
+    too short, a sender out of range, or a proof that fails (another run's, another
+    member's, a changed message)."""
+    if entry[:1] != DKG_RELAYED_TAG or len(entry) <= RELAY_HEADER_BYTES:
+        return None
+    sender = int.from_bytes(entry[1:3], "big")
+    if not 1 <= sender <= config.members:
+        return None
+    proof, message = entry[3:RELAY_HEADER_BYTES], entry[RELAY_HEADER_BYTES:]
+    if not verify_knowledge(
+        config.member_point(sender), proof, relay_label(config, sender, message)
+    ):
+        return None
+    return sender, message
 
 
 # Share recovery (docs/PROTOCOL.md §10.10): what a peer sent is judged against the

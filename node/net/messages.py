@@ -50,6 +50,10 @@ SHARE_BYTES: Final = 99  # node/fairness/threshold.py SHARE_BYTES
 MAX_DEALINGS: Final = 128  # node/fairness/threshold.py MAX_MEMBERS
 MAX_DEALING_BYTES: Final = 73 + 33 * 43 + 48 * 128
 MAX_EPOCH: Final = MAX_HEIGHT
+# DKG relay ("dr", PROTOCOL.md §10.9): a member's pending DKG entries (a dealing and its
+# complaints) in relayed form, tag 0x09 ‖ sender ‖ 64-byte proof ‖ message.
+MAX_RELAYED_DKG: Final = 8  # node/runtime/member.py MAX_DKG_ENTRIES
+MAX_RELAYED_DKG_BYTES: Final = 1 + 2 + 64 + MAX_DEALING_BYTES
 # Share repair ("kr"/"kp"/"ks"/"kf", PROTOCOL.md §10.11): at most t = 43 helpers (the
 # largest committee's threshold), members 1 … 128, a 16-byte session id, 33-byte piece
 # commitments, 64-byte Ed25519 signatures, 32-byte scalars. The largest "ks" carries 43
@@ -160,6 +164,13 @@ class Dealings:
 
 
 @dataclass(frozen=True, slots=True)
+class RelayedDkg:
+    """The sender's pending DKG entries (tag 0x09, proofs unchecked) for our proposals."""
+
+    entries: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class RepairRequest:
     """Member `requester` (the sender) asks us to help repair its share of `epoch`'s key."""
 
@@ -217,6 +228,7 @@ PeerMessage = (
     | SharesRequest
     | DealingsRequest
     | Dealings
+    | RelayedDkg
     | RepairRequest
     | RepairPiece
     | RepairSum
@@ -383,6 +395,13 @@ def _dealings(m: list[Any]) -> Dealings:
     return Dealings(_int(m[1], "dealings epoch", 0, MAX_EPOCH), items)
 
 
+def _relayed_dkg(m: list[Any]) -> RelayedDkg:
+    items = _byte_list(m[1], "relayed DKG entries", MAX_RELAYED_DKG, MAX_RELAYED_DKG_BYTES)
+    if any(e[:1] != b"\x09" or len(e) <= 67 for e in items):
+        raise PeerProtocolError("a relayed DKG entry is 0x09 ‖ sender ‖ proof ‖ message")
+    return RelayedDkg(items)
+
+
 def _member(value: Any, what: str) -> int:
     return _int(value, what, 1, MAX_MEMBER)
 
@@ -462,6 +481,7 @@ _DECODERS: dict[str, Callable[[list[Any]], PeerMessage]] = {
     "dq": _shares_request,
     "kq": _dealings_request,
     "kd": _dealings,
+    "dr": _relayed_dkg,
     "kr": _repair_request,
     "kp": _repair_piece,
     "ks": _repair_sum,
@@ -484,6 +504,7 @@ _ARITY = {
     "dq": 2,
     "kq": 2,
     "kd": 3,
+    "dr": 2,
     "kr": 4,
     "kp": 7,
     "ks": 5,

@@ -56,6 +56,7 @@ from node.payload import (
     NO_SIGNER,
     TAG_DEPOSIT,
     TAG_DKG,
+    TAG_DKG_RELAYED,
     TAG_ENVELOPE,
     committed_contents,
     decode_committed,
@@ -78,7 +79,8 @@ if TYPE_CHECKING:  # web3 and eth-account cost ~0.8 s of start-up; a chainless m
 _DEPOSIT_TAG = bytes((TAG_DEPOSIT,))
 _DKG_TAG = bytes((TAG_DKG,))
 # Entries no trader signed: no intent id.
-_COMMITTEE_TAGS = (_DEPOSIT_TAG, *OBSERVATION_TAGS, _DKG_TAG, LISTING_TAG)
+_DKG_RELAYED_TAG = bytes((TAG_DKG_RELAYED,))
+_COMMITTEE_TAGS = (_DEPOSIT_TAG, *OBSERVATION_TAGS, _DKG_TAG, _DKG_RELAYED_TAG, LISTING_TAG)
 SNAPSHOT_FORMAT = 1
 _ENVELOPE_TAG = bytes((TAG_ENVELOPE,))
 # The entries `Executor.committed_entries` does not read as trader intents.
@@ -529,7 +531,7 @@ class Executor:
             return opened[index]
         if raw[:1] == _DEPOSIT_TAG:
             return Executable(deposit_engine_entry(decode_deposit(raw)), NO_SIGNER, None)
-        if raw[:1] == _DKG_TAG:
+        if raw[:1] in (_DKG_TAG, _DKG_RELAYED_TAG):
             return Executable({"action": {"type": "dkg"}, DKG_ENTRY: True}, NO_SIGNER, None)
         if raw[:1] == LISTING_TAG:  # its signatures were checked by 2f + 1 voters
             return Executable(decode_listing(raw).engine_entry(), NO_SIGNER, None)

@@ -75,7 +75,7 @@ from node.api.ratelimit import NO_WAIT, RateLimit, TokenBuckets
 from node.config import verify_threads_for
 from node.fairness.committee import FairnessGenesis
 from node.fairness.dkg import member_key_from_settlement
-from node.fairness.keying import KeyRecord
+from node.fairness.keying import MAX_RELAYED_PER_BLOCK, RELAY_HEADER_BYTES, KeyRecord
 from node.fairness.threshold import KeyShare
 from node.genesis import FAIRNESS_KIND, NodeSetup, load_fairness_share
 from node.intents import IntentError, SignedIntent, unpack_intent
@@ -104,6 +104,7 @@ from node.net.messages import (
     OracleObservation,
     PeerMessage,
     PeerProtocolError,
+    RelayedDkg,
     RepairFault,
     RepairPiece,
     RepairRequest,
@@ -122,6 +123,7 @@ from node.payload import (
     SIGNER_BYTES,
     TAG_DEPOSIT,
     TAG_DKG,
+    TAG_DKG_RELAYED,
     BadEntry,
     decode_committed,
     decode_deposit,
@@ -133,6 +135,7 @@ from node.payload import (
 from node.runtime import queries
 from node.runtime.clock import CommitteeClock
 from node.runtime.decryption import Decryption
+from node.runtime.dkg_relay import DkgRelay
 from node.runtime.execution import MAX_QUEUED_BLOCKS, ExecutedBlock, Executor
 from node.runtime.intake import Intake, used_nonce
 from node.runtime.logger import log
@@ -149,6 +152,7 @@ from node.store.storage import CorruptStorage, WriteBatch
 _PEER_ERRORS = (ConsensusError, PeerProtocolError, IntentError, BadEntry, ValueError)
 _TAG_DEPOSIT_BYTE = bytes((TAG_DEPOSIT,))
 _TAG_DKG_BYTE = bytes((TAG_DKG,))
+_TAG_DKG_RELAYED_BYTE = bytes((TAG_DKG_RELAYED,))
 MAX_DKG_ENTRIES = 8  # our DKG entries in one of our blocks (a dealing, complaints)
 RECENT_BLOCKS = 10_000  # the proposer's pacing memory (recent block -> carried entries)
 # Not enforced here but held by construction, and checked by the simulator: uncommitted
@@ -300,6 +304,13 @@ class Node:
             on_recovered=self._on_share_recovered,
             counters=self.counters,
             on_unopened=self.share_repair.dealings_unopened,
+        )
+        self.dkg_relay = DkgRelay(
+            me=self.me,
+            network=self.transport,
+            keying=lambda: self.executor.keying,
+            member_keying=lambda: self.executor.member_keying,
+            counters=self.counters,
         )
         self.sync = LogSync(
             me=self.me,
@@ -560,6 +571,7 @@ class Node:
             if self.executor.member_keying is not None:
                 nursery.start_soon(self.share_recovery.run)
                 nursery.start_soon(self.share_repair.run)
+                nursery.start_soon(self.dkg_relay.run)
             nursery.start_soon(self._timer_task)
             if self.options.wal_checkpoint_interval_s > 0:
                 nursery.start_soon(self._wal_checkpoints)
@@ -919,12 +931,16 @@ class Node:
         room = self.options.max_block_bytes - 1 - SIGNER_BYTES * limit
         # Price and vol observations first: the block's orders and liquidations see them.
         observations = self.oracle.for_block()
-        # Then our own DKG entries (a dealing, complaints) until they commit.
+        # Then our own DKG entries (a dealing, complaints) until they commit, and those
+        # of members that do not lead, relayed (node/runtime/dkg_relay.py).
         member_keying = self.executor.member_keying
         if member_keying is not None:
-            if self.options.byzantine and "bad-dealing" in self.options.byzantine.split(","):
+            modes = (self.options.byzantine or "").split(",")
+            if "bad-dealing" in modes:
                 member_keying.spoil_dealing(_bad_dealing)
-            deposits = [*deposits, *member_keying.pending_entries(MAX_DKG_ENTRIES)]
+            if "relay-dkg-only" not in modes:  # test mode: as if we never led
+                deposits = [*deposits, *member_keying.pending_entries(MAX_DKG_ENTRIES)]
+            deposits = [*deposits, *self.dkg_relay.for_block(exclude)]
         # Then listings we took (node/listing.py), unless an ancestor carries them.
         listings = self.listings.for_block(exclude)
         room -= sum(map(len, listings))
@@ -982,6 +998,8 @@ class Node:
                     raise PeerProtocolError(f"checkpoint signature: {result.value}")
         elif isinstance(message, Dealings):
             self.share_recovery.on_dealings(peer, message)
+        elif isinstance(message, RelayedDkg):
+            self.dkg_relay.offer(peer, message)
         elif isinstance(message, RepairPiece):
             self.share_repair.on_piece(peer, message)
         elif isinstance(message, RepairSum):
@@ -1138,6 +1156,18 @@ class Node:
             raise PeerProtocolError(
                 f"proposal of round {block.round} by {block.author}: {len(dkg)} DKG entries "
                 f"(at most {MAX_DKG_ENTRIES}, each at most {1 + self._max_dkg_message} bytes)"
+            )
+        relayed = [e for e in payload[:-1] if e[:1] == _TAG_DKG_RELAYED_BYTE]
+        if relayed and (
+            self.genesis.dkg is None
+            or len(relayed) > MAX_RELAYED_PER_BLOCK
+            or max(map(len, relayed)) > RELAY_HEADER_BYTES + self._max_dkg_message
+        ):
+            self.counters["proposals_rejected"] += 1
+            raise PeerProtocolError(
+                f"proposal of round {block.round} by {block.author}: {len(relayed)} relayed "
+                f"DKG entries (at most {MAX_RELAYED_PER_BLOCK}, each at most "
+                f"{RELAY_HEADER_BYTES + self._max_dkg_message} bytes)"
             )
         try:
             deposits_ok = self._check_deposits(block)

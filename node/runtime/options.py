@@ -37,5 +37,7 @@ class NodeOptions:
     clock_skew_ms: int = 0  # test-only: pretend our clock is off by this much
     # test-only misbehaviour on dev chains (fault suite): "equivocate" (as leader, also
     # send a conflicting block to half the peers) or "double-vote" (vote twice a round);
-    # "bad-dealing": a DKG dealing whose last member's share is zeroed (node/fairness/keying.py)
+    # "bad-dealing": a DKG dealing whose last member's share is zeroed (node/fairness/keying.py);
+    # "relay-dkg-only": never carry our own DKG entries in our proposals (as if we never
+    # led), so only the relay (node/runtime/dkg_relay.py) gets them committed
     byzantine: str | None = None

@@ -33,6 +33,7 @@ from node.payload import (
     NO_SIGNER,
     TAG_DEPOSIT,
     TAG_DKG,
+    TAG_DKG_RELAYED,
     TAG_ENVELOPE,
     BadEntry,
     decode_entry,
@@ -48,7 +49,13 @@ DEPOSIT_TAG = bytes((TAG_DEPOSIT,))
 # entries, whose size and count the member checks (node/fairness/keying.py judges
 # their content at execution, deterministically), and listings, signed by the members
 # (node/listing.py).
-COMMITTEE_TAGS = (DEPOSIT_TAG, *OBSERVATION_TAGS, bytes((TAG_DKG,)), LISTING_TAG)
+COMMITTEE_TAGS = (
+    DEPOSIT_TAG,
+    *OBSERVATION_TAGS,
+    bytes((TAG_DKG,)),
+    bytes((TAG_DKG_RELAYED,)),
+    LISTING_TAG,
+)
 ENVELOPE_TAG = bytes((TAG_ENVELOPE,))
 MAX_ENVELOPE_ENTRY_BYTES = 1 + MAX_ENVELOPE_BYTES
 

@@ -164,6 +164,54 @@ async def test_a_dealer_with_a_bad_share_is_disqualified_and_the_others_make_the
         node.storage.close()
 
 
+async def test_a_member_whose_entries_only_others_carry_deals_and_complains(
+    tmp_path: Path,
+) -> None:
+    """Member 4 never carries its own DKG entries (test mode `relay-dkg-only`, as if it
+    never led) and member 2 spoils member 4's share (`bad-dealing`). Member 4's dealing
+    and its complaint against member 2 reach the log only relayed by the others
+    (node/runtime/dkg_relay.py): member 4 is qualified, member 2 is not, and member 4
+    holds a valid share. (Test modes run on the development chain only.)"""
+    genesis = committee_init(
+        tmp_path,
+        4,
+        base_port=free_base_port(4),
+        encryption=False,
+        consensus=ConsensusParams(round_timeout_ms=300, checkpoint_interval_blocks=5),
+    )
+    secrets = [
+        load_node_setup(tmp_path / f"node{i}" / "config.toml").keys.settlement.secret
+        for i in range(4)
+    ]
+    keys = tuple(member_public_key(member_key_from_settlement(s)) for s in secrets)
+    dataclasses.replace(genesis, dkg=KeyingParams(genesis.chain_id, keys, 12)).write(
+        tmp_path / "genesis.toml"
+    )
+    options = {
+        1: NodeOptions(idle_block_interval_ms=40, byzantine="bad-dealing"),
+        3: NodeOptions(idle_block_interval_ms=40, byzantine="relay-dkg-only"),
+    }
+    nodes = [make_node(tmp_path, i, options.get(i, FAST)) for i in range(4)]
+    async with trio.open_nursery() as nursery:
+        for node in nodes:
+            await nursery.start(node.run)
+        await wait_ready(nodes)
+        keys_seen = [n.fairness_key() for n in nodes]
+        assert all(k == keys_seen[0] for k in keys_seen), keys_seen
+        key = keys_seen[0]
+        assert key is not None and key["qualified"] == [1, 3, 4], key
+        nursery.cancel_scope.cancel()
+    assert nodes[3].counters["dkg_relay_sent"] > 0
+    assert sum(n.counters["dkg_relay_kept"] for n in nodes[:3]) > 0
+    fairness = nodes[3].executor.fairness()
+    assert fairness is not None and nodes[3].decryption is not None
+    share = nodes[3].decryption._share
+    assert share is not None
+    assert encode_point(base_mul(share.secret)) == fairness.key.verification_shares[3]
+    for node in nodes:
+        node.storage.close()
+
+
 async def test_rekey_interval_makes_a_new_key_and_the_old_one_opens_during_grace(
     tmp_path: Path,
 ) -> None:

@@ -24,15 +24,19 @@ from node.fairness.dkg import (
 from node.fairness.errors import FairnessError
 from node.fairness.group import N, base_mul, mul
 from node.fairness.keying import (
+    MAX_RELAYED_PER_BLOCK,
     Keying,
     KeyingParams,
     KeyReady,
     MemberKeying,
     RunFailed,
     RunStarted,
+    open_relayed,
+    relay_label,
+    relayed_entry,
 )
 from node.fairness.threshold import combine, create_share, encapsulate, open_ciphertext, poly_eval
-from node.payload import dkg_entry
+from node.payload import dkg_entry, dkg_relayed_entry
 
 PHASE = 4
 SECRETS = [member_key_from_settlement(bytes([i]) * 32) for i in range(1, 8)]
@@ -190,6 +194,67 @@ def test_late_and_foreign_entries_change_nothing() -> None:
     assert log.observer.run.kept == before and len(before) == 4
 
 
+def test_a_member_that_never_leads_deals_and_complains_through_relays() -> None:
+    """Member 4 authors no block during the run (leader reputation skipped it, say): the
+    others carry its dealing and its complaint against dealer 2, who spoiled its share,
+    as relayed entries (tag 0x09). Member 4 is qualified, dealer 2 is not, and every
+    member's share fits the key."""
+    log = Log(_params(), bad_dealers={2: {4}})
+    away = log.members[3]
+    for height in range(2 * PHASE):
+        log.deal_all()
+        author = height % 3  # members 1 to 3 lead in turn
+        log.block(author, log.members[author].pending_entries(8) + away.relayed_entries())
+    record = log.observer.current
+    assert record is not None and record.qualified == (1, 3, 4)
+    run_dkg = log.observer.last_finished
+    assert run_dkg is not None and run_dkg.disqualified == {2: "bad_share"}
+    assert away.pending_entries(8) == []  # its relayed entries counted as committed
+    _check_key_decrypts(log, 0, [1, 2, 3, 4])
+    restored = Keying.decode(log.params, log.observer.encode())  # replays the relays
+    assert restored.encode() == log.observer.encode()
+
+
+def test_relayed_entries_count_only_with_their_members_proof() -> None:
+    params = _params()
+    log = Log(params)
+    config = params.config(0)
+    dealing = make_dealing(config, 4, bytes([4]) * 32)
+    good = relayed_entry(config, 4, SECRETS[3], dealing)
+    assert open_relayed(config, good) == (4, dealing)
+    other_run = relayed_entry(params.config(1), 4, SECRETS[3], dealing)
+    wrong_key = relayed_entry(config, 4, SECRETS[2], dealing)  # member 3's secret
+    changed = good[:-1] + bytes([good[-1] ^ 1])
+    as_member_3 = dkg_relayed_entry(3, good[3:67], dealing)
+    out_of_range = dkg_relayed_entry(9, good[3:67], dealing)
+    for bad in (other_run, wrong_key, changed, as_member_3, out_of_range, good[:67], good[:40]):
+        assert open_relayed(config, bad) is None
+    log.block(0, [other_run, wrong_key, changed, as_member_3, out_of_range, good[:67]])
+    assert log.observer.run is not None and log.observer.run.dkg.dealing(4) is None
+    # A relayed copy and the member's own entry of the same dealing: one dealing, no
+    # equivocation.
+    log.block(1, [good])
+    log.block(3, [dkg_entry(dealing), good])
+    run = log.observer.run
+    assert run is not None and run.dkg.dealing(4) is not None and run.dkg.disqualified == {}
+    assert [sender for sender, _ in run.kept] == [4]
+
+
+def test_a_block_s_relayed_entries_past_the_bound_are_ignored() -> None:
+    params = _params(n=7)
+    log = Log(params)
+    config = params.config(0)
+    entries = [
+        relayed_entry(config, m, SECRETS[m - 1], make_dealing(config, m, bytes([m]) * 32))
+        for m in range(1, 8)
+    ]
+    filler = [entries[0]] * (MAX_RELAYED_PER_BLOCK - 1)  # duplicates use up the bound
+    log.block(0, [*filler, entries[1], entries[2]])
+    run = log.observer.run
+    assert run is not None
+    assert [sender for sender, _ in run.kept] == [1, 2]  # member 3's came too late
+
+
 def test_params_are_checked() -> None:
     keys = tuple(member_public_key(s) for s in SECRETS[:4])
     with pytest.raises(FairnessError):
@@ -279,6 +344,11 @@ def test_protocol_vectors_of_dkg_entries_and_the_key() -> None:
     first = decode_dealing(config, dealings[0][1:])
     complaint = dkg_entry(make_complaint(config, 3, secrets[2], first))
     assert "0x" + complaint.hex() == v["complaint_entry_member3_against_dealer1"]
+    message = complaint[1:]
+    assert "0x" + relay_label(config, 3, message).hex() == v["relay_label_member3_complaint"]
+    relayed = relayed_entry(config, 3, secrets[2], message)
+    assert "0x" + relayed.hex() == v["relayed_complaint_member3_against_dealer1"]
+    assert open_relayed(config, relayed) == (3, message)
     keying = Keying(params)
     for h, entry in enumerate(dealings, start=1):
         keying.apply_block(h, h - 1, [entry])

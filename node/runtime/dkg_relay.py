@@ -1,0 +1,134 @@
+"""DKG relay: a member's dealing and complaints reach the log even when it does not lead.
+
+A member's DKG entries ride in its own proposals (node/fairness/keying.py), so a member
+that leads no block during a phase (leader reputation skips one that was down; a short
+phase is unlucky) would be left out of the key, or unable to complain against a dealer
+that spoiled its share. So a member with pending DKG entries also sends them to its
+peers every `interval_s`, in relayed form (`"dr"`, payload tag 0x09: a Schnorr proof
+under its DKG key bound to the run and the message, PROTOCOL.md §10.9), and every
+member keeps those that prove out in a small pool and puts them into its own proposals
+until the run has them. Whoever commits the entry, replicas judge the proof again at
+execution, deterministically; a copy committed twice is a duplicate, not an
+equivocation.
+
+Bounded: the pool holds each member's latest offer (at most MAX_RELAYED_DKG entries),
+and is emptied when the run changes; a peer's offers are judged at most once per
+`interval_s / 2` (each entry costs a proof check), later ones dropped unread. An offer
+whose sender is not the peer itself breaks the protocol and is penalized; a proof that
+fails is only dropped (we may be a run behind the peer), and counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from typing import Final
+
+import trio
+
+from node.fairness.keying import (
+    MAX_RELAYED_PER_BLOCK,
+    RELAY_HEADER_BYTES,
+    Keying,
+    MemberKeying,
+    open_relayed,
+)
+from node.net.messages import MAX_RELAYED_DKG, RelayedDkg
+from node.seam import PeerNetwork
+
+INTERVAL_S: Final = 1.0
+
+
+class DkgRelay:
+    def __init__(
+        self,
+        *,
+        me: int,
+        network: PeerNetwork,
+        keying: Callable[[], Keying | None],
+        member_keying: Callable[[], MemberKeying | None],
+        counters: dict[str, int],
+        interval_s: float = INTERVAL_S,
+    ) -> None:
+        """`me`: our 0-based index; `keying`/`member_keying`: the executor's current
+        replicated keying state and our side of it (both change with a snapshot)."""
+        self._me = me
+        self._network = network
+        self._keying = keying
+        self._member_keying = member_keying
+        self._counters = counters
+        self._interval_s = interval_s
+        self._session: bytes | None = None
+        self._pool: dict[int, tuple[bytes, ...]] = {}  # sender (1-based) -> its entries
+        self._last_offer: dict[int, float] = {}  # peer -> when we last judged one
+        for name in ("dkg_relay_sent", "dkg_relay_kept", "dkg_relay_dropped"):
+            counters.setdefault(name, 0)
+
+    async def run(self) -> None:
+        """Send our pending DKG entries to every peer, every `interval_s`, until they
+        commit (MemberKeying drops them then)."""
+        while True:
+            await trio.sleep(self._interval_s)
+            member = self._member_keying()
+            entries = [] if member is None else member.relayed_entries()[:MAX_RELAYED_DKG]
+            if entries:
+                self._network.broadcast(["dr", entries])
+                self._counters["dkg_relay_sent"] += 1
+
+    def offer(self, peer: int, message: RelayedDkg) -> None:
+        """A peer's `"dr"` (dispatcher): keep the entries that prove out for this run."""
+        now = trio.current_time()
+        if now - self._last_offer.get(peer, -self._interval_s) < self._interval_s / 2:
+            self._counters["dkg_relay_dropped"] += 1
+            return
+        self._last_offer[peer] = now
+        keying = self._keying()
+        run = None if keying is None else keying.run
+        if run is None or not message.entries:
+            return
+        self._follow(run.config.session)
+        kept = []
+        for entry in message.entries:
+            if int.from_bytes(entry[1:3], "big") != peer + 1:
+                self._network.penalize(peer, "relayed DKG entry of another member")
+                return
+            if open_relayed(run.config, entry) is None:
+                self._counters["dkg_relay_dropped"] += 1
+                continue
+            kept.append(entry)
+        if kept:
+            self._pool[peer + 1] = tuple(kept)
+            self._counters["dkg_relay_kept"] += len(kept)
+
+    def for_block(self, exclude: Collection[bytes]) -> list[bytes]:
+        """Relayed entries for our next proposal: those the run does not have yet and no
+        uncommitted ancestor carries (`exclude`), at most MAX_RELAYED_PER_BLOCK, a fair
+        turn for each member."""
+        keying = self._keying()
+        run = None if keying is None else keying.run
+        if run is None:
+            self._pool.clear()
+            return []
+        self._follow(run.config.session)
+        if not self._pool:
+            return []
+        have = {(sender, message) for sender, message in run.kept}
+        queues = [
+            [
+                e
+                for e in entries
+                if e not in exclude and (sender, e[RELAY_HEADER_BYTES:]) not in have
+            ]
+            for sender, entries in sorted(self._pool.items())
+            if sender != self._me + 1
+        ]
+        out: list[bytes] = []
+        while len(out) < MAX_RELAYED_PER_BLOCK and any(queues):
+            for queue in queues:
+                if queue and len(out) < MAX_RELAYED_PER_BLOCK:
+                    out.append(queue.pop(0))
+        return out
+
+    def _follow(self, session: bytes) -> None:
+        if session != self._session:
+            self._session = session
+            self._pool.clear()
