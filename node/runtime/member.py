@@ -943,8 +943,8 @@ class Node:
             deposits = [*deposits, *self.dkg_relay.for_block(exclude)]
         # Then listings we took (node/listing.py), unless an ancestor carries them.
         listings = self.listings.for_block(exclude)
-        room -= sum(map(len, listings))
         deposits = [*deposits, *listings]
+        room -= sum(map(len, observations)) + sum(map(len, deposits))
         committee = len(observations) + len(deposits)
         items = self.intake.take_batch(limit - committee, room, exclude={*exclude})
         entries = [*observations, *deposits, *(i.entry for i in items)]
