@@ -55,6 +55,26 @@ def seal(node: Node, i: int, committee_key: ThresholdPublicKey, epoch: int) -> b
     return encrypt_intent(intent, committee_key, epoch, node.domain, key)
 
 
+def dev_dkg_committee(tmp_path: Path, phase_blocks: int) -> None:
+    """A 4-member committee of the development chain whose genesis has a [dkg] table
+    instead of the dealt key: Byzantine test modes run on chain 31337 only."""
+    genesis = committee_init(
+        tmp_path,
+        4,
+        base_port=free_base_port(4),
+        encryption=False,
+        consensus=ConsensusParams(round_timeout_ms=300, checkpoint_interval_blocks=5),
+    )
+    secrets = [
+        load_node_setup(tmp_path / f"node{i}" / "config.toml").keys.settlement.secret
+        for i in range(4)
+    ]
+    keys = tuple(member_public_key(member_key_from_settlement(s)) for s in secrets)
+    dataclasses.replace(genesis, dkg=KeyingParams(genesis.chain_id, keys, phase_blocks)).write(
+        tmp_path / "genesis.toml"
+    )
+
+
 async def seal_and_submit(nodes: list[Node], count: int) -> list[bytes]:
     fairness = nodes[0].executor.fairness()
     assert fairness is not None
@@ -127,21 +147,7 @@ async def test_a_dealer_with_a_bad_share_is_disqualified_and_the_others_make_the
 ) -> None:
     """Byzantine test modes run on the development chain only, so this committee is a
     31337 one whose genesis gets a [dkg] table instead of the dealt key."""
-    genesis = committee_init(
-        tmp_path,
-        4,
-        base_port=free_base_port(4),
-        encryption=False,
-        consensus=ConsensusParams(round_timeout_ms=300, checkpoint_interval_blocks=5),
-    )
-    secrets = [
-        load_node_setup(tmp_path / f"node{i}" / "config.toml").keys.settlement.secret
-        for i in range(4)
-    ]
-    keys = tuple(member_public_key(member_key_from_settlement(s)) for s in secrets)
-    dataclasses.replace(genesis, dkg=KeyingParams(genesis.chain_id, keys, 12)).write(
-        tmp_path / "genesis.toml"
-    )
+    dev_dkg_committee(tmp_path, phase_blocks=12)
     bad = NodeOptions(idle_block_interval_ms=40, byzantine="bad-dealing")
     nodes = [make_node(tmp_path, i, bad if i == 1 else FAST) for i in range(4)]
     async with trio.open_nursery() as nursery:
@@ -172,21 +178,7 @@ async def test_a_member_whose_entries_only_others_carry_deals_and_complains(
     and its complaint against member 2 reach the log only relayed by the others
     (node/runtime/dkg_relay.py): member 4 is qualified, member 2 is not, and member 4
     holds a valid share. (Test modes run on the development chain only.)"""
-    genesis = committee_init(
-        tmp_path,
-        4,
-        base_port=free_base_port(4),
-        encryption=False,
-        consensus=ConsensusParams(round_timeout_ms=300, checkpoint_interval_blocks=5),
-    )
-    secrets = [
-        load_node_setup(tmp_path / f"node{i}" / "config.toml").keys.settlement.secret
-        for i in range(4)
-    ]
-    keys = tuple(member_public_key(member_key_from_settlement(s)) for s in secrets)
-    dataclasses.replace(genesis, dkg=KeyingParams(genesis.chain_id, keys, 12)).write(
-        tmp_path / "genesis.toml"
-    )
+    dev_dkg_committee(tmp_path, phase_blocks=12)
     options = {
         1: NodeOptions(idle_block_interval_ms=40, byzantine="bad-dealing"),
         3: NodeOptions(idle_block_interval_ms=40, byzantine="relay-dkg-only"),
@@ -301,21 +293,7 @@ async def test_a_wiped_member_restored_by_snapshot_sync_recovers_its_share(
     stores its share, and its shares count: with member 1 stopped and member 2
     withholding, member 3's and member 4's shares are the t = 2 an envelope needs.
     (A development-chain committee with a [dkg] table: test faults run there only.)"""
-    genesis = committee_init(
-        tmp_path,
-        4,
-        base_port=free_base_port(4),
-        encryption=False,
-        consensus=ConsensusParams(round_timeout_ms=300, checkpoint_interval_blocks=5),
-    )
-    secrets = [
-        load_node_setup(tmp_path / f"node{i}" / "config.toml").keys.settlement.secret
-        for i in range(4)
-    ]
-    keys = tuple(member_public_key(member_key_from_settlement(s)) for s in secrets)
-    dataclasses.replace(genesis, dkg=KeyingParams(genesis.chain_id, keys, 6)).write(
-        tmp_path / "genesis.toml"
-    )
+    dev_dkg_committee(tmp_path, phase_blocks=6)
     options = NodeOptions(
         idle_block_interval_ms=40,
         snapshot_interval_blocks=5,
@@ -361,21 +339,7 @@ async def test_a_member_a_qualified_dealer_cheated_repairs_its_share(tmp_path: P
     count: with member 1 stopped and member 2 withholding, member 3's and member 4's shares
     are the t = 2 an envelope needs. (A development-chain committee with a [dkg] table:
     test faults run there only.)"""
-    genesis = committee_init(
-        tmp_path,
-        4,
-        base_port=free_base_port(4),
-        encryption=False,
-        consensus=ConsensusParams(round_timeout_ms=300, checkpoint_interval_blocks=5),
-    )
-    secrets = [
-        load_node_setup(tmp_path / f"node{i}" / "config.toml").keys.settlement.secret
-        for i in range(4)
-    ]
-    keys = tuple(member_public_key(member_key_from_settlement(s)) for s in secrets)
-    dataclasses.replace(genesis, dkg=KeyingParams(genesis.chain_id, keys, 6)).write(
-        tmp_path / "genesis.toml"
-    )
+    dev_dkg_committee(tmp_path, phase_blocks=6)
     options = NodeOptions(idle_block_interval_ms=40)
     cheater = dataclasses.replace(options, byzantine="bad-dealing,withhold-shares")
     nodes = [make_node(tmp_path, i, cheater if i == 1 else options) for i in range(4)]

@@ -60,6 +60,22 @@ def _restored(log: Log, me: int) -> MemberKeying:
     return member
 
 
+def _cheated_member_4(params: KeyingParams) -> tuple[Log, KeyRecord, list[bytes]]:
+    """A run in which dealer 2 spoiled member 4's share while member 4 was away (it judged
+    no dealing, so it never complained): dealer 2 stays qualified. The log, the key
+    record and the qualified dealings."""
+    log = Log(params, {2: {4}})
+    for m in log.members:
+        if m.me == 4:
+            m._check_dealings = lambda run: None  # type: ignore[method-assign]
+    log.run_round_robin(2 * PHASE)
+    record = log.observer.current
+    assert record is not None and 2 in record.qualified
+    finished = log.observer.finished_dealings(record)
+    assert finished is not None
+    return log, record, [d.raw for d in finished]
+
+
 def _refused(code: str, record: KeyRecord, dealings: list[bytes], me: int = 3) -> None:
     params = _params()
     with pytest.raises(FairnessError) as caught:
@@ -116,21 +132,11 @@ def test_a_member_a_qualified_dealer_cheated_cannot_recover() -> None:
     stays qualified, and the authentic dealings do not give it a share (share repair,
     PROTOCOL.md §10.11 and tests/node/test_dkg_repair.py, gives it one)."""
     params = _params()
-    log = Log(params, {2: {4}})
-    for m in log.members:  # member 4 was away: it judges no dealing, so no complaint
-        if m.me == 4:
-            m._check_dealings = lambda run: None  # type: ignore[method-assign]
-    log.run_round_robin(2 * PHASE)
-    record = log.observer.current
-    assert record is not None and 2 in record.qualified
-    finished = log.observer.finished_dealings(record)
-    assert finished is not None
+    log, record, dealings = _cheated_member_4(params)
     with pytest.raises(FairnessError) as caught:
-        recover_share(params, record, 4, SECRETS[3], [d.raw for d in finished])
+        recover_share(params, record, 4, SECRETS[3], dealings)
     assert caught.value.code == "unopened"
-    assert (
-        recover_share(params, record, 1, SECRETS[0], [d.raw for d in finished]) == log.shares[0][1]
-    )
+    assert recover_share(params, record, 1, SECRETS[0], dealings) == log.shares[0][1]
 
 
 def test_dealings_messages_bounds_and_documented_bytes() -> None:
@@ -251,17 +257,7 @@ async def test_after_dealings_that_do_not_open_the_room_asks_again_only_rarely(
     dealings do not open for it. Recovery hands over to share repair (`on_unopened`,
     once per answer) and asks for that epoch only every `unopened_retry_s` from then on,
     instead of once a second, each answer costing it the curve work again."""
-    params = _params()
-    log = Log(params, {2: {4}})
-    for m in log.members:
-        if m.me == 4:
-            m._check_dealings = lambda run: None  # type: ignore[method-assign]
-    log.run_round_robin(2 * PHASE)
-    record = log.observer.current
-    assert record is not None and 2 in record.qualified
-    finished = log.observer.finished_dealings(record)
-    assert finished is not None
-    dealings = [d.raw for d in finished]
+    log, _, dealings = _cheated_member_4(_params())
     member = _restored(log, 4)  # 0-based index 3
     network = RecordingNetwork()
     unopened: list[int] = []
