@@ -24,6 +24,7 @@ from consensus.types import (
 )
 from consensus.types import genesis_qc as make_genesis_qc
 from node.genesis import ConsensusParams, committee_init, load_node_setup
+from node.net import messages
 from node.net.messages import (
     MAX_HEIGHT,
     MAX_SYNC_BLOCKS,
@@ -91,7 +92,7 @@ _values = st.recursive(
 
 
 @given(
-    st.sampled_from(["c", "i", "cps", "sr", "sp", "ssr", "ssi", "ssg", "ssd", "x"]),
+    st.sampled_from([*sorted(messages._DECODERS), "x"]),  # every kind, and an unknown one
     st.lists(_values, max_size=7),
 )
 @settings(max_examples=400, deadline=None)
