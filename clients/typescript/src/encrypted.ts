@@ -18,7 +18,7 @@ import { xchacha20poly1305 } from "@noble/ciphers/chacha";
 import { secp256k1 } from "@noble/curves/secp256k1";
 import { sha256, sha512 } from "@noble/hashes/sha2";
 import { keccak_256 } from "@noble/hashes/sha3";
-import { bytesToHex, hashTypedData, hexToBytes, isHex, type Hex } from "viem";
+import { bytesToBigInt, bytesToHex, concat, hashTypedData, hexToBytes, isHex, numberToBytes, type Hex } from "viem";
 
 import {
   type Action,
@@ -84,46 +84,22 @@ export class FairnessError extends Error {
 // ---------------------------------------------------------------------------------------
 // Group and hashing (§10.1)
 
-function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((sum, p) => sum + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
-
-function uint(value: bigint, bytes: number): Uint8Array {
-  const out = new Uint8Array(bytes);
-  let v = value;
-  for (let i = bytes - 1; i >= 0; i--) {
-    out[i] = Number(v & 0xffn);
-    v >>= 8n;
-  }
-  return out;
-}
-
-const u16 = (value: number) => uint(BigInt(value), 2);
-const u32 = (value: number) => uint(BigInt(value), 4);
-const u64 = (value: bigint) => uint(value, 8);
-
-function readUint(data: Uint8Array, offset: number, bytes: number): bigint {
-  let v = 0n;
-  for (let i = offset; i < offset + bytes; i++) v = (v << 8n) | BigInt(data[i]!);
-  return v;
-}
+// Big-endian unsigned integers of a fixed size (viem refuses a value that does not fit).
+const u16 = (value: number) => numberToBytes(value, { size: 2 });
+const u32 = (value: number) => numberToBytes(value, { size: 4 });
+const u64 = (value: bigint) => numberToBytes(value, { size: 8 });
+const readUint = (data: Uint8Array, offset: number, bytes: number) => bytesToBigInt(data.subarray(offset, offset + bytes));
 
 function framed(tag: string, parts: readonly Uint8Array[]): Uint8Array {
   const tagBytes = new TextEncoder().encode(tag);
   const out: Uint8Array[] = [u16(tagBytes.length), tagBytes];
   for (const part of parts) out.push(u32(part.length), part);
-  return concatBytes(out);
+  return concat(out);
 }
 
 /** H_s: SHA-512 of the framed input as a big-endian integer, mod N. */
 export function hashToScalar(tag: string, ...parts: Uint8Array[]): bigint {
-  return readUint(sha512(framed(tag, parts)), 0, 64) % N;
+  return bytesToBigInt(sha512(framed(tag, parts))) % N;
 }
 
 /** H_n: H_s with a u32 counter appended, the first that is not zero. */
@@ -141,7 +117,7 @@ export function hashBytes(tag: string, ...parts: Uint8Array[]): Uint8Array {
 
 function scalarBytes(k: bigint): Uint8Array {
   if (k < 0n || k >= N) throw new Error("scalar out of range"); // a broken invariant
-  return uint(k, SCALAR_BYTES);
+  return numberToBytes(k, { size: SCALAR_BYTES });
 }
 
 const encodePoint = (p: Point): Uint8Array => p.toRawBytes(true);
@@ -220,7 +196,7 @@ function encapsulate(key: CommitteeKey, label: Uint8Array, seed: Uint8Array): [U
   const z = (w + c * r) % N;
   const shared = decodePoint(key.publicKey, "public key").multiply(r);
   const aeadKey = hashBytes(TAGS.kemKey, encodePoint(rPoint), encodePoint(shared), key.publicKey);
-  return [concatBytes([encodePoint(rPoint), scalarBytes(c), scalarBytes(z)]), aeadKey];
+  return [concat([encodePoint(rPoint), scalarBytes(c), scalarBytes(z)]), aeadKey];
 }
 
 // ---------------------------------------------------------------------------------------
@@ -315,7 +291,7 @@ export async function encryptIntent(
   if (seed.length !== 32) throw new FairnessError("bad_seed", "the envelope seed is 32 random bytes");
   const chainId = u64Of(domain.chainId, "chain id");
   if (chainId === 0n) throw new FairnessError("out_of_range", "chain id 0");
-  const label = concatBytes([
+  const label = concat([
     Uint8Array.of(ENVELOPE_VERSION),
     u64(chainId),
     u64(u64Of(epoch, "epoch")),
@@ -324,13 +300,13 @@ export async function encryptIntent(
   ]);
   const [kem, aeadKey] = encapsulate(committeeKey, label, hashBytes(TAGS.envelopeKemSeed, seed));
   const aeadNonce = hashBytes(TAGS.envelopeNonce, seed).slice(0, AEAD_NONCE_BYTES);
-  const header = concatBytes([label, kem, aeadNonce]);
+  const header = concat([label, kem, aeadNonce]);
   const ciphertext = xchacha20poly1305(aeadKey, aeadNonce, header).encrypt(pad(packIntent(intent)));
-  const unsigned = concatBytes([header, ciphertext]);
+  const unsigned = concat([header, ciphertext]);
   const data = envelopeTypedData(unsigned, domain);
   const signature = await toAccount(signer).signTypedData(data);
   if (!isHex(signature) || signature.length !== 2 + 2 * SIGNATURE_BYTES) throw new Error("signer returned a malformed signature");
-  const bytes = concatBytes([unsigned, hexToBytes(signature)]);
+  const bytes = concat([unsigned, hexToBytes(signature)]);
   decodeEnvelope(bytes); // the bytes we send pass the node's strict decoder
   return { bytes, hex: bytesToHex(bytes), id: hashTypedData(data) };
 }
