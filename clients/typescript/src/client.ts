@@ -12,7 +12,13 @@
  * one `IntentResult` per intent; a result with status `rejected` carries the engine's
  * code (insufficient_balance, post_only_would_cross, …). Transport and request errors
  * throw `ApiError`.
+ *
+ * `encrypted: true` (submit, place, cancel, cancelByCloid, batch) seals each intent to
+ * the committee's threshold key (src/encrypted.ts, PROTOCOL.md §10) and posts the
+ * envelopes to `/v1/intents/encrypted`: no member reads them before they are ordered.
+ * A result's `id` is then the envelope's id, and its outcome the inner intent's.
  */
+import { encryptAction, parseCommitteeKey, type CommitteeKey } from "./encrypted.js";
 import {
   parseAddress,
   placeAction,
@@ -64,7 +70,21 @@ export interface WithdrawResult extends IntentResult {
   withdrawalId?: bigint;
 }
 
-export interface PlaceOptions {
+/** How intents are sent: `wait` until committed (default: the client's), `encrypted`
+ * to seal them to the committee key first. */
+export interface SendOptions {
+  wait?: boolean;
+  encrypted?: boolean;
+}
+
+/** `GET /v1/fairness/key`, its key parsed and checked against its `key_id`. */
+export interface CommitteeKeyInfo {
+  key: CommitteeKey;
+  epoch: bigint;
+  raw: Record<string, unknown>;
+}
+
+export interface PlaceOptions extends SendOptions {
   kind?: OrderKind;
   tif?: Tif;
   cloid?: IntLike | null;
@@ -72,7 +92,6 @@ export interface PlaceOptions {
   reduceOnly?: boolean;
   priceTicks?: IntLike;
   sizeUnits?: IntLike;
-  wait?: boolean;
 }
 
 /** A withdrawal's Merkle proof as `GET /v1/proofs/withdrawal/{sequence}/{id}` gives it:
@@ -118,6 +137,7 @@ export class Client {
   private readonly key;
   private domainCache: Domain | null = null;
   private marketsCache: Markets | null = null;
+  private committeeKeyCache: CommitteeKeyInfo | null = null;
   private lastNonce = 0n;
 
   constructor(url: string, signer: Signer, options: ClientOptions = {}) {
@@ -190,6 +210,22 @@ export class Client {
     }
   }
 
+  /** The committee key for encrypted intents, from `GET /v1/fairness/key` (read on every
+   * call; sealing uses the last one read). ApiError `no_committee_key` when the committee
+   * takes none, or while the members' DKG has not made one yet. */
+  async committeeKey(): Promise<CommitteeKeyInfo> {
+    const raw = (await this.get("/v1/fairness/key")) as Record<string, unknown>;
+    if (raw["status"] === "pending") throw new ApiError(404, "no_committee_key", "the committee key is pending (DKG)");
+    const key = parseCommitteeKey(String(raw["committee_key"]));
+    if (key.keyId !== raw["key_id"]) throw new ApiError(0, "bad_committee_key", "the key's id does not match its bytes");
+    this.committeeKeyCache = { key, epoch: toBigInt(raw["epoch"], "epoch"), raw };
+    return this.committeeKeyCache;
+  }
+
+  private async sealingKey(): Promise<CommitteeKeyInfo> {
+    return this.committeeKeyCache ?? (await this.committeeKey());
+  }
+
   /** Millisecond time, strictly increasing per client (PROTOCOL.md §2). */
   nonce(): bigint {
     const now = BigInt(Date.now());
@@ -197,22 +233,36 @@ export class Client {
     return this.lastNonce;
   }
 
-  /** Sign each action (§2 form, engine integers) and send them as one batch. */
-  async submit(actions: Array<Action | Record<string, unknown>>, options: { wait?: boolean } = {}): Promise<IntentResult[]> {
+  /** Sign each action (§2 form, engine integers) and send them as one batch;
+   * `encrypted`: sealed, to `/v1/intents/encrypted`. */
+  async submit(actions: Array<Action | Record<string, unknown>>, options: SendOptions = {}): Promise<IntentResult[]> {
     if (actions.length < 1 || actions.length > MAX_BATCH) throw new RangeError(`a batch holds 1 to ${MAX_BATCH} actions`);
     const domain = await this.domain();
-    const intents = [];
-    for (const action of actions) {
-      intents.push(intentToJson(await signIntent(this.key, this.account, this.nonce(), action, domain)));
-    }
     const wait = options.wait ?? this.wait;
     const query = wait ? `?wait=committed&timeout_ms=${this.timeoutMs}` : "";
-    const body = (await this.request("POST", `/v1/intents${query}`, { intents })) as { results: Array<Record<string, unknown>> };
-    return body.results.map(resultOf);
+    let path = "/v1/intents";
+    let body: Record<string, unknown[]>;
+    if (options.encrypted) {
+      const { key, epoch } = await this.sealingKey();
+      const envelopes = [];
+      for (const action of actions) {
+        envelopes.push((await encryptAction(this.key, this.account, this.nonce(), action, domain, key, epoch)).hex);
+      }
+      path = "/v1/intents/encrypted";
+      body = { envelopes };
+    } else {
+      const intents = [];
+      for (const action of actions) {
+        intents.push(intentToJson(await signIntent(this.key, this.account, this.nonce(), action, domain)));
+      }
+      body = { intents };
+    }
+    const answer = (await this.request("POST", `${path}${query}`, body)) as { results: Array<Record<string, unknown>> };
+    return answer.results.map(resultOf);
   }
 
-  private async one(action: Action | Record<string, unknown>, wait?: boolean): Promise<IntentResult> {
-    const [result] = await this.submit([action], wait === undefined ? {} : { wait });
+  private async one(action: Action | Record<string, unknown>, wait?: boolean, encrypted = false): Promise<IntentResult> {
+    const [result] = await this.submit([action], wait === undefined ? { encrypted } : { wait, encrypted });
     return result!;
   }
 
@@ -235,19 +285,20 @@ export class Client {
     return placeAction(info.id, side, ticks, units, built);
   }
 
-  /** Place one order, e.g. `await client.place("ETH-USDC", "buy", "0.5", "3000.25")`. */
+  /** Place one order, e.g. `await client.place("ETH-USDC", "buy", "0.5", "3000.25")`;
+   * `{ encrypted: true }` seals it to the committee key until it is ordered. */
   async place(market: number | string, side: Side, size?: Numeric, price?: Numeric, options: PlaceOptions = {}): Promise<IntentResult> {
-    return this.one(await this.placeAction(market, side, size, price, options), options.wait);
+    return this.one(await this.placeAction(market, side, size, price, options), options.wait, options.encrypted);
   }
 
-  async cancel(market: number | string, oid: IntLike, options: { wait?: boolean } = {}): Promise<IntentResult> {
+  async cancel(market: number | string, oid: IntLike, options: SendOptions = {}): Promise<IntentResult> {
     const info = (await this.market(market));
-    return this.one({ type: "cancel", market: info.id, oid: BigInt(oid) }, options.wait);
+    return this.one({ type: "cancel", market: info.id, oid: BigInt(oid) }, options.wait, options.encrypted);
   }
 
-  async cancelByCloid(market: number | string, cloid: IntLike, options: { wait?: boolean } = {}): Promise<IntentResult> {
+  async cancelByCloid(market: number | string, cloid: IntLike, options: SendOptions = {}): Promise<IntentResult> {
     const info = (await this.market(market));
-    return this.one({ type: "cancel_cloid", market: info.id, cloid: BigInt(cloid) }, options.wait);
+    return this.one({ type: "cancel_cloid", market: info.id, cloid: BigInt(cloid) }, options.wait, options.encrypted);
   }
 
   /** Cancel every open order of the account, in one market or (no market) in all. */
@@ -265,7 +316,7 @@ export class Client {
   }
 
   /** Several actions in one request (build places with `placeAction`). */
-  async batch(actions: Array<Action | Record<string, unknown>>, options: { wait?: boolean } = {}): Promise<IntentResult[]> {
+  async batch(actions: Array<Action | Record<string, unknown>>, options: SendOptions = {}): Promise<IntentResult[]> {
     return this.submit(actions, options);
   }
 

@@ -317,6 +317,11 @@ export interface TypedData {
   message: Record<string, unknown>;
 }
 
+/** The domain as viem's typed-data calls take it. */
+export function typedDataDomain(domain: Domain): TypedDataDomain {
+  return { name: domain.name, version: domain.version, chainId: domain.chainId, verifyingContract: domain.verifyingContract };
+}
+
 /** keccak256(msgpack(action) ‖ nonce as 8 bytes big-endian ‖ account): the `hash` of a
  * trading action's `Action(bytes32 hash)` struct. */
 export function actionHash(account: Address, nonce: IntLike, action: Action): Hex {
@@ -330,14 +335,7 @@ export function typedData(account: Address, nonce: IntLike, action: Action, doma
   const valid = validateAction(action);
   const acct = parseAddress(account, "account");
   const n = BigInt(nonce);
-  const base = {
-    domain: {
-      name: domain.name,
-      version: domain.version,
-      chainId: domain.chainId,
-      verifyingContract: domain.verifyingContract,
-    },
-  };
+  const base = { domain: typedDataDomain(domain) };
   switch (valid.type) {
     case "withdraw":
       return { ...base, types: { Withdraw: EIP712_TYPES.Withdraw }, primaryType: "Withdraw",

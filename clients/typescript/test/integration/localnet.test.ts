@@ -168,6 +168,44 @@ describe("TypeScript client on a localnet", { skip }, () => {
     assert.equal((await agent.place("ETH-USDC", "buy", "0.01", "1234.5")).code, "unauthorized_signer");
   });
 
+  it("seals orders to the committee key; they execute at their place like plain ones", async () => {
+    // `seqnet localnet` on the development chain deals the committee a key (epoch 0).
+    const committee = await alice.committeeKey();
+    assert.equal(committee.raw["status"], "ready");
+    assert.equal(committee.key.keyId, committee.raw["key_id"]);
+    assert.equal(committee.key.verificationShares.length, APIS.length);
+    assert.deepEqual((await bob.committeeKey()).key, committee.key);
+
+    // An encrypted post-only sell rests; every node shows the order once it is opened.
+    const placed = await alice.place("ETH-USDC", "sell", "0.2", "3300", { tif: "post", cloid: 901, encrypted: true });
+    assert.equal(placed.status, "committed", JSON.stringify(placed.raw));
+    assert.match(placed.id ?? "", /^0x[0-9a-f]{64}$/); // the envelope's id
+    const resting = await alice.orderByCloid(901);
+    assert.equal(resting.status, "open");
+    assert.equal(resting.price, 3_300_000);
+    for (const api of APIS) {
+      const viewer = new Client(api, KEYS[1]!);
+      await waitFor(async () => (await viewer.order(resting.oid)).status === "open", `the sealed order on ${api}`);
+    }
+    // A plain taker on another node fills it.
+    const taker = await bob.place("ETH-USDC", "buy", "0.2", "3300", { tif: "ioc" });
+    assert.equal(taker.status, "committed", JSON.stringify(taker.raw));
+    await waitFor(async () => (await alice.order(resting.oid)).status === "filled", "the sealed order filled");
+    assert.equal((await alice.fills())[0].oid, resting.oid);
+
+    // Sealed cancels, and the engine's codes come back through the envelope.
+    const bid = await alice.place("ETH-USDC", "buy", "0.01", "1000", { cloid: 902, encrypted: true });
+    assert.equal(bid.status, "committed", JSON.stringify(bid.raw));
+    const { oid } = await alice.orderByCloid(902);
+    assert.equal((await alice.cancelByCloid("ETH-USDC", 902, { encrypted: true })).status, "committed");
+    assert.equal((await alice.order(oid)).status, "cancelled");
+    const again = await alice.cancel("ETH-USDC", oid, { encrypted: true });
+    assert.equal(again.status, "rejected", JSON.stringify(again.raw));
+    const tooBig = await alice.place("ETH-USDC", "buy", "1000", "3000", { encrypted: true });
+    assert.equal(tooBig.code, "insufficient_balance", JSON.stringify(tooBig.raw));
+    assert.deepEqual(await alice.openOrders(), []);
+  });
+
   it("trades BTC-PERP: leverage, a position on every node, margin, prices, streams", async () => {
     // The committee's simulated oracle makes the index fresh a few blocks after start.
     const prices = await waitFor(async () => {
