@@ -1,13 +1,16 @@
 """The TypeScript client (clients/typescript) under node's test runner, inside pytest.
 
 - `test_ts_unit`: every PROTOCOL.md §4.6 vector and the perp actions' vectors made by the
-  Python SDK (tests/api/test_perp_vectors.py) — bytes, hashes, signatures —, canonical
-  msgpack boundaries, units, ABI, local book; no network.
+  Python SDK (tests/api/test_perp_vectors.py) — bytes, hashes, signatures —, §10.7's
+  encrypted-intent vector (committee key, envelope bytes and id, byte-identical to the
+  Python SDK) and its refusals, canonical msgpack boundaries, units, ABI, local book; no
+  network.
 - `test_ts_client_on_localnet`: a real committee (4 member processes, anvil, deployed
   contracts, BTC-PERP with the simulated oracle) started here with the same launcher as
   `seqnet localnet up`; the TS tests place/cancel, open and close a BTC-PERP position
   (leverage, positions on every node, margin, prices, the positions and prices streams,
-  margin actions), follow the stream through a lossy proxy (forced gap, resync) and do
+  margin actions), place, fill and cancel orders sealed to the committee key
+  (`encrypted: true`), follow the stream through a lossy proxy (forced gap, resync) and do
   deposit → withdraw → claim on anvil; then the README's example runs as a script. The
   committee and anvil are stopped by PID afterwards, and the node test runner (which
   forks a process per test file) is killed with its whole process group if it overruns.
@@ -82,7 +85,7 @@ def _passed(out: str, at_least: int) -> None:
 
 
 def test_ts_unit(built: Path) -> None:
-    _passed(_run(["node", "--test", str(built / "unit")], 120), 77)
+    _passed(_run(["node", "--test", str(built / "unit")], 120), 118)
 
 
 @pytest.fixture
@@ -106,7 +109,7 @@ def test_ts_client_on_localnet(built: Path, localnet: tuple[list[str], ChainSetu
         SEQNET_TS_CHAIN_URL=chain.url,
         SEQNET_TS_KEYS=",".join("0x" + t.key.hex() for t in chain.traders),
     )
-    _passed(_run(["node", "--test", str(built / "integration")], NODE_TEST_TIMEOUT_S, env), 7)
+    _passed(_run(["node", "--test", str(built / "integration")], NODE_TEST_TIMEOUT_S, env), 8)
     # The README's example, as a user runs it, with the trader the tests left untouched.
     example = built.parent / "examples" / "quickstart.js"
     key = "0x" + chain.traders[2].key.hex()
