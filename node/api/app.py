@@ -38,6 +38,7 @@ from node.api.indexer import IndexedNode, Indexer, IndexLimits
 from node.api.intake import (
     ApiError,
     Intake,
+    PostHelpers,
     client_key,
     decode_http_body,
     dumps_json,
@@ -160,8 +161,7 @@ def create_app(
             wait_committed, timeout_s = wait_and_timeout(wait, timeout_ms, limits)
             items = decode_http_body(await _read_body(request, limits), limits)
             results = await intake.submit(client, items, wait_committed, timeout_s)
-            if indexer is not None:
-                _add_order_ids(results, indexer)
+            add_result_ids(results)
             return _json(200, {"results": results})
         except ApiError as error:
             return _error(error)
@@ -199,12 +199,13 @@ def create_app(
         }
         return _json(200, body)
 
-    install_fairness_routes(
-        app, facade, intake, limits, _json, _error, _read_body, _check_content_type
-    )
-    install_listing_routes(
-        app, facade, intake, limits, _json, _error, _read_body, _check_content_type
-    )
+    def add_result_ids(results: list[dict[str, Any]]) -> None:
+        if indexer is not None:
+            _add_order_ids(results, indexer)
+
+    helpers = PostHelpers(_json, _error, _read_body, _check_content_type, add_result_ids)
+    install_fairness_routes(app, facade, intake, limits, helpers)
+    install_listing_routes(app, facade, intake, limits, helpers)
 
     if isinstance(facade, QueryFacade):
         install_query_routes(

@@ -21,7 +21,6 @@ envelopes the node admitted, as for plain intents (node/api/intake.py).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any, Final, Literal, Protocol, runtime_checkable
 
 from fastapi import FastAPI, Query, Request
@@ -29,7 +28,14 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from node.api.facade import ApiLimits, SubmitResult
-from node.api.intake import ApiError, Intake, client_key, from_intent_error, wait_and_timeout
+from node.api.intake import (
+    ApiError,
+    Intake,
+    PostHelpers,
+    client_key,
+    from_intent_error,
+    wait_and_timeout,
+)
 from node.api.schema import SubmitResponse, error_responses
 from node.fairness.envelope import MAX_ENVELOPE_BYTES, Envelope, decode_envelope
 from node.fairness.errors import FairnessError
@@ -170,14 +176,7 @@ async def submit_envelopes(
 
 
 def install_fairness_routes(
-    app: FastAPI,
-    facade: object,
-    intake: Intake,
-    limits: ApiLimits,
-    json: Callable[[int, Any], Response],
-    error: Callable[[ApiError], Response],
-    read_body: Callable[[Request, ApiLimits], Awaitable[bytes]],
-    check_content_type: Callable[[Request], None],
+    app: FastAPI, facade: object, intake: Intake, limits: ApiLimits, helpers: PostHelpers
 ) -> None:
     """The two routes, on the API's own helpers (node/api/app.py). A facade that is no
     `EncryptedFacade` (or a genesis without a key) answers 404 `no_committee_key`."""
@@ -194,9 +193,9 @@ def install_fairness_routes(
         try:
             intake.charge_request(client_key(request.scope))
         except ApiError as exc:
-            return error(exc)
+            return helpers.error(exc)
         key = None if encrypted is None else encrypted.fairness_key()
-        return error(no_key) if key is None else json(200, key)
+        return helpers.error(no_key) if key is None else helpers.json(200, key)
 
     @app.post(
         ENCRYPTED_PATH,
@@ -216,12 +215,13 @@ def install_fairness_routes(
             key = None if encrypted is None else encrypted.fairness_key()
             if encrypted is None or key is None or key["status"] != "ready":
                 raise no_key
-            check_content_type(request)
+            helpers.check_content_type(request)
             wait_committed, timeout_s = wait_and_timeout(wait, timeout_ms, limits)
-            items = decode_envelope_body(await read_body(request, limits), limits)
+            items = decode_envelope_body(await helpers.read_body(request, limits), limits)
             results = await submit_envelopes(
                 intake, encrypted, client, items, wait_committed, timeout_s
             )
-            return json(200, {"results": results})
+            helpers.add_result_ids(results)
+            return helpers.json(200, {"results": results})
         except ApiError as exc:
-            return error(exc)
+            return helpers.error(exc)

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import ipaddress
 import math
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import msgpack
 import orjson
@@ -30,6 +30,10 @@ import structlog
 import trio
 
 from node.api.facade import ApiLimits, NodeFacade, SubmitResult
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+    from starlette.responses import Response
 from node.api.ratelimit import NO_WAIT, TokenBuckets
 from node.intents import (
     MAX_INTENT_JSON_BYTES,
@@ -302,6 +306,20 @@ def _request_id(value: Any) -> int | str:
     raise ApiError(
         400, "bad_type", "id must be a u64 or a string of at most 64 characters", field="id"
     )
+
+
+@dataclass(frozen=True, slots=True)
+class PostHelpers:
+    """What the API's POST routes share (node/api/app.py makes them; the encrypted-intent
+    and listing routes take them): JSON and error answers, the bounded body read, the
+    content-type check, and the ids a committed result gains (the order a `place` made,
+    the withdrawal a `withdraw` made)."""
+
+    json: Callable[[int, Any], Response]
+    error: Callable[[ApiError], Response]
+    read_body: Callable[[Request, ApiLimits], Awaitable[bytes]]
+    check_content_type: Callable[[Request], None]
+    add_result_ids: Callable[[list[dict[str, Any]]], None]
 
 
 def wait_and_timeout(wait: Any, timeout_ms: Any, limits: ApiLimits) -> tuple[bool, float]:

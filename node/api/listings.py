@@ -13,15 +13,14 @@ It may not touch: the engine, consensus, I/O (the facade does the rest).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any, Final, Literal, Protocol, runtime_checkable
+from typing import Final, Literal, Protocol, runtime_checkable
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from node.api.facade import ApiLimits
-from node.api.intake import ApiError, Intake, client_key
+from node.api.intake import ApiError, Intake, PostHelpers, client_key
 from node.api.schema import error_responses
 from node.intents import IntentError, parse_json_bounded
 from node.listing import MAX_LISTING_BYTES, BadListing, Listing, make_listing
@@ -127,14 +126,7 @@ def _refused(error: BadListing) -> ApiError:
 
 
 def install_listing_routes(
-    app: FastAPI,
-    facade: object,
-    intake: Intake,
-    limits: ApiLimits,
-    json: Callable[[int, Any], Response],
-    error: Callable[[ApiError], Response],
-    read_body: Callable[[Request, ApiLimits], Awaitable[bytes]],
-    check_content_type: Callable[[Request], None],
+    app: FastAPI, facade: object, intake: Intake, limits: ApiLimits, helpers: PostHelpers
 ) -> None:
     """The route, on the API's own helpers (node/api/app.py). A facade that is no
     `ListingFacade` answers 404 `no_listings`."""
@@ -158,13 +150,13 @@ def install_listing_routes(
             intake.charge_request(client_key(request.scope))
             if members is None:
                 raise ApiError(404, "no_listings", "this node takes no listings")
-            check_content_type(request)
-            listing = decode_listing_body(await read_body(request, body_limits))
+            helpers.check_content_type(request)
+            listing = decode_listing_body(await helpers.read_body(request, body_limits))
             try:
                 new = members.submit_listing(listing.entry())
             except BadListing as exc:
                 raise _refused(exc) from None
             status = "accepted" if new else "pending"
-            return json(200, {"status": status, "market": listing.series_id})
+            return helpers.json(200, {"status": status, "market": listing.series_id})
         except ApiError as exc:
-            return error(exc)
+            return helpers.error(exc)

@@ -181,6 +181,7 @@ describe("TypeScript client on a localnet", { skip }, () => {
     assert.equal(placed.status, "committed", JSON.stringify(placed.raw));
     assert.match(placed.id ?? "", /^0x[0-9a-f]{64}$/); // the envelope's id
     const resting = await alice.orderByCloid(901);
+    assert.equal(placed.oid, resting.oid); // the answer names the order, as a plain place's does
     assert.equal(resting.status, "open");
     assert.equal(resting.price, 3_300_000);
     for (const api of APIS) {
