@@ -238,19 +238,40 @@ class Client:
             intent_to_json(sign_intent(self._key, self.account, self._nonce(), a, domain))
             for a in actions
         ]
+        return await self._post_batch("/v1/intents", {"intents": intents}, wait)
+
+    async def _post_batch(
+        self, path: str, body: dict[str, Any], wait: bool | None
+    ) -> list[IntentResult]:
         wait = self.wait if wait is None else wait
         params: dict[str, str | int] = {}
         if wait:
             params = {"wait": "committed", "timeout_ms": int(self.timeout_s * 1000)}
         try:
-            response = await self._http.post(
-                "/v1/intents", json={"intents": intents}, params=params
-            )
+            response = await self._http.post(path, json=body, params=params)
         except httpx.HTTPError as exc:
             raise ApiError(0, "unreachable", f"{self.url}: {exc}") from exc
         return [IntentResult.from_json(r) for r in _body(response)["results"]]
 
     async def _submit_encrypted(
+        self, actions: list[dict[str, Any]], domain: Domain, wait: bool | None
+    ) -> list[IntentResult]:
+        """Seal and post; envelopes refused `wrong_epoch` at intake (the committee made a
+        new key since we read ours: none of them was admitted) are sealed again to the
+        new key and posted once more."""
+        results = await self._seal_and_post(actions, domain, wait)
+        stale = [i for i, r in enumerate(results) if r.code == "wrong_epoch" and r.height is None]
+        if stale:
+            _, old_epoch = await self._sealing_key()
+            await self.committee_key(refresh=True)
+            _, epoch = await self._sealing_key()
+            if epoch != old_epoch:
+                again = await self._seal_and_post([actions[i] for i in stale], domain, wait)
+                for i, result in zip(stale, again, strict=True):
+                    results[i] = result
+        return results
+
+    async def _seal_and_post(
         self, actions: list[dict[str, Any]], domain: Domain, wait: bool | None
     ) -> list[IntentResult]:
         key, epoch = await self._sealing_key()
@@ -259,17 +280,7 @@ class Client:
             + encrypt_action(self._key, self.account, self._nonce(), a, domain, key, epoch).hex()
             for a in actions
         ]
-        wait = self.wait if wait is None else wait
-        params: dict[str, str | int] = {}
-        if wait:
-            params = {"wait": "committed", "timeout_ms": int(self.timeout_s * 1000)}
-        try:
-            response = await self._http.post(
-                "/v1/intents/encrypted", json={"envelopes": envelopes}, params=params
-            )
-        except httpx.HTTPError as exc:
-            raise ApiError(0, "unreachable", f"{self.url}: {exc}") from exc
-        return [IntentResult.from_json(r) for r in _body(response)["results"]]
+        return await self._post_batch("/v1/intents/encrypted", {"envelopes": envelopes}, wait)
 
     async def _one(
         self, action: dict[str, Any], wait: bool | None, encrypted: bool = False

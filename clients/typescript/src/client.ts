@@ -239,24 +239,50 @@ export class Client {
     if (actions.length < 1 || actions.length > MAX_BATCH) throw new RangeError(`a batch holds 1 to ${MAX_BATCH} actions`);
     const domain = await this.domain();
     const wait = options.wait ?? this.wait;
-    const query = wait ? `?wait=committed&timeout_ms=${this.timeoutMs}` : "";
-    let path = "/v1/intents";
-    let body: Record<string, unknown[]>;
-    if (options.encrypted) {
-      const { key, epoch } = await this.sealingKey();
-      const envelopes = [];
-      for (const action of actions) {
-        envelopes.push((await encryptAction(this.key, this.account, this.nonce(), action, domain, key, epoch)).hex);
-      }
-      path = "/v1/intents/encrypted";
-      body = { envelopes };
-    } else {
-      const intents = [];
-      for (const action of actions) {
-        intents.push(intentToJson(await signIntent(this.key, this.account, this.nonce(), action, domain)));
-      }
-      body = { intents };
+    if (options.encrypted) return this.submitEncrypted(actions, domain, wait);
+    const intents = [];
+    for (const action of actions) {
+      intents.push(intentToJson(await signIntent(this.key, this.account, this.nonce(), action, domain)));
     }
+    return this.postBatch("/v1/intents", { intents }, wait);
+  }
+
+  /** Seal and post; envelopes refused `wrong_epoch` at intake (the committee made a new
+   * key since we read ours: none of them was admitted) are sealed again to the new key
+   * and posted once more. */
+  private async submitEncrypted(
+    actions: Array<Action | Record<string, unknown>>,
+    domain: Domain,
+    wait: boolean,
+  ): Promise<IntentResult[]> {
+    const results = await this.sealAndPost(actions, domain, wait);
+    const stale = results.flatMap((r, i) => (r.code === "wrong_epoch" && r.height === undefined ? [i] : []));
+    if (stale.length > 0) {
+      const oldEpoch = (await this.sealingKey()).epoch;
+      const { epoch } = await this.committeeKey();
+      if (epoch !== oldEpoch) {
+        const again = await this.sealAndPost(stale.map((i) => actions[i]!), domain, wait);
+        stale.forEach((i, k) => (results[i] = again[k]!));
+      }
+    }
+    return results;
+  }
+
+  private async sealAndPost(
+    actions: Array<Action | Record<string, unknown>>,
+    domain: Domain,
+    wait: boolean,
+  ): Promise<IntentResult[]> {
+    const { key, epoch } = await this.sealingKey();
+    const envelopes = [];
+    for (const action of actions) {
+      envelopes.push((await encryptAction(this.key, this.account, this.nonce(), action, domain, key, epoch)).hex);
+    }
+    return this.postBatch("/v1/intents/encrypted", { envelopes }, wait);
+  }
+
+  private async postBatch(path: string, body: Record<string, unknown[]>, wait: boolean): Promise<IntentResult[]> {
+    const query = wait ? `?wait=committed&timeout_ms=${this.timeoutMs}` : "";
     const answer = (await this.request("POST", `${path}${query}`, body)) as { results: Array<Record<string, unknown>> };
     return answer.results.map(resultOf);
   }
