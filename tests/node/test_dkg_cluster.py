@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -75,6 +76,27 @@ def dev_dkg_committee(tmp_path: Path, phase_blocks: int) -> None:
     )
 
 
+async def start_and_agree(nursery: trio.Nursery, nodes: list[Node]) -> dict[str, Any]:
+    """Start the members, wait until the key is ready on all, and return the key they all
+    report (GET /v1/fairness/key's body)."""
+    for node in nodes:
+        await nursery.start(node.run)
+    await wait_ready(nodes)
+    keys = [n.fairness_key() for n in nodes]
+    assert all(k == keys[0] for k in keys), keys
+    assert keys[0] is not None
+    return keys[0]
+
+
+def assert_share_fits(node: Node, index: int) -> None:
+    """The member's share in use is its share of the current key: xᵢ·G = Xᵢ."""
+    fairness = node.executor.fairness()
+    assert fairness is not None and node.decryption is not None
+    share = node.decryption._share
+    assert share is not None
+    assert encode_point(base_mul(share.secret)) == fairness.key.verification_shares[index]
+
+
 async def seal_and_submit(nodes: list[Node], count: int) -> list[bytes]:
     fairness = nodes[0].executor.fairness()
     assert fairness is not None
@@ -108,12 +130,7 @@ async def test_members_run_the_dkg_at_start_and_execute_encrypted_intents(
     refused = await nodes[0].submit_encrypted([seal(nodes[0], 9, stand_in, 0)], False, 1)
     assert refused[0].code == "no_committee_key", refused
     async with trio.open_nursery() as nursery:
-        for node in nodes:
-            await nursery.start(node.run)
-        await wait_ready(nodes)
-        keys = [n.fairness_key() for n in nodes]
-        assert all(k == keys[0] for k in keys), keys
-        key = keys[0]
+        key = await start_and_agree(nursery, nodes)
         assert key is not None and key["epoch"] == 0 and key["qualified"] == [1, 2, 3, 4]
         assert key["height"] == 2 * genesis.dkg.phase_blocks
         ids = await seal_and_submit(nodes, 4)
@@ -151,22 +168,13 @@ async def test_a_dealer_with_a_bad_share_is_disqualified_and_the_others_make_the
     bad = NodeOptions(idle_block_interval_ms=40, byzantine="bad-dealing")
     nodes = [make_node(tmp_path, i, bad if i == 1 else FAST) for i in range(4)]
     async with trio.open_nursery() as nursery:
-        for node in nodes:
-            await nursery.start(node.run)
-        await wait_ready(nodes)
-        keys_seen = [n.fairness_key() for n in nodes]
-        assert all(k == keys_seen[0] for k in keys_seen), keys_seen
-        key = keys_seen[0]
+        key = await start_and_agree(nursery, nodes)
         assert key is not None and key["qualified"] == [1, 3, 4], key  # member 2 is out
         ids = await seal_and_submit(nodes, 2)
         nursery.cancel_scope.cancel()
     assert len(ids) == 2
     for i, node in enumerate(nodes):  # every member, the bad dealer too, holds a share
-        fairness = node.executor.fairness()
-        assert fairness is not None and node.decryption is not None
-        share = node.decryption._share
-        assert share is not None
-        assert encode_point(base_mul(share.secret)) == fairness.key.verification_shares[i]
+        assert_share_fits(node, i)
         node.storage.close()
 
 
@@ -185,21 +193,12 @@ async def test_a_member_whose_entries_only_others_carry_deals_and_complains(
     }
     nodes = [make_node(tmp_path, i, options.get(i, FAST)) for i in range(4)]
     async with trio.open_nursery() as nursery:
-        for node in nodes:
-            await nursery.start(node.run)
-        await wait_ready(nodes)
-        keys_seen = [n.fairness_key() for n in nodes]
-        assert all(k == keys_seen[0] for k in keys_seen), keys_seen
-        key = keys_seen[0]
+        key = await start_and_agree(nursery, nodes)
         assert key is not None and key["qualified"] == [1, 3, 4], key
         nursery.cancel_scope.cancel()
     assert nodes[3].counters["dkg_relay_sent"] > 0
     assert sum(n.counters["dkg_relay_kept"] for n in nodes[:3]) > 0
-    fairness = nodes[3].executor.fairness()
-    assert fairness is not None and nodes[3].decryption is not None
-    share = nodes[3].decryption._share
-    assert share is not None
-    assert encode_point(base_mul(share.secret)) == fairness.key.verification_shares[3]
+    assert_share_fits(nodes[3], 3)
     for node in nodes:
         node.storage.close()
 
