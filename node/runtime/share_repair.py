@@ -54,6 +54,7 @@ from node.seam import PeerNetwork
 ROUND_S: Final = 2.0  # a session not finished by then is abandoned; one per ROUND_S
 SESSION_S: Final = 5.0  # a helper drops a session's pieces after this, finished or not
 MIN_INTERVAL_S: Final = 0.5  # a helper starts at most one session per requester per this
+DEALT_KEPT: Final = 64  # per requester, the session ids we dealt for (~2 min of sessions)
 PROVEN: Final = 1_000  # suspicion of a member proven at fault: never picked again
 
 
@@ -129,6 +130,9 @@ class ShareRepair:
         self._helping: dict[int, _Helping] = {}  # requester (0-based) -> its session
         self._early: dict[int, _Early] = {}  # requester (0-based) -> early pieces
         self._last_request = [float("-inf")] * members
+        # Per requester, the session ids we dealt for: a repeated "kr" must not make us
+        # deal again (the other helpers would see two pieces from us and blame us).
+        self._dealt: list[deque[bytes]] = [deque(maxlen=DEALT_KEPT) for _ in range(members)]
         for name in (
             "share_repair_sessions",
             "share_repair_repaired",
@@ -325,7 +329,11 @@ class ShareRepair:
         except FairnessError as error:
             self._refuse(peer, error.code, error.message)
             return
+        if message.sid in self._dealt[peer]:
+            self._refuse(peer, "replayed_session", "a session we already dealt for")
+            return
         self._last_request[peer] = now
+        self._dealt[peer].append(message.sid)
         try:
             own = deal(session, share, self._randoms(len(session.helpers) - 1), self._sign)
         except FairnessError:

@@ -666,6 +666,12 @@ async def test_late_answers_are_dropped_and_bad_requests_refused(
     assert [(to, m[0]) for _, to, m in bus.queue] == [(1, "kp")]
     helper.on_request(3, RepairRequest(0, b"\x12" * 16, (1, 2)))  # too soon: dropped
     assert len(bus.queue) == 1 and helper._counters["share_repair_throttled"] == 1
+    await trio.sleep(1)
+    # The same session again: dealt once only (a second deal would send helper 2 a second
+    # piece from us, and it would blame us): the requester is at fault.
+    helper.on_request(3, RepairRequest(0, SID, (1, 2)))
+    assert len(bus.queue) == 1
+    assert bus.penalized[-1] == (0, 3, "share repair: replayed_session")
     await trio.sleep(6)
     helper._expire(trio.current_time())
     assert not helper._helping  # the unfinished session and its pieces are gone
