@@ -393,7 +393,18 @@ class ShareRepair:
         del self._helping[requester]
         session = helping.round.session
         accused = fault.member if fault.member is not None else peer + 1
-        self._blame(peer, Fault(accused, fault.code, fault.detail))
+        if fault.code == "bad_signature":
+            # The sender's own vector does not verify under our view of the session: the
+            # requester may have named other helpers to it than to us, so no one is
+            # proven at fault (the requester, whose session it is, sees the "kf").
+            self._counters["share_repair_refused"] += 1
+            log.warning(
+                "share repair: a piece signed under another view of the session",
+                peer=peer,
+                requester=requester,
+            )
+        else:
+            self._blame(peer, Fault(accused, fault.code, fault.detail))
         self._network.send(requester, ["kf", session.epoch, session.sid, accused])
 
     def _maybe_answer(self, requester: int) -> None:

@@ -678,3 +678,25 @@ async def test_late_answers_are_dropped_and_bad_requests_refused(
     bus.rooms[3]._load_share = lambda record: None  # the victim has no share: no help
     bus.rooms[3].on_request(0, RepairRequest(0, SID, (4, 2)))
     assert len(bus.queue) == 1
+
+
+async def test_a_requester_naming_helpers_differently_gets_no_honest_helper_blamed(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A hostile requester sends one session id to two helpers with the helpers in another
+    order: each deals under its own view, and each sees the other's vector fail its
+    signature. Neither is proven at fault (the requester's view differs), so neither is
+    penalized; the requester hears of it ("kf")."""
+    log, _, _ = cheated()
+    bus = Bus(4)
+    _rooms(log, bus, [], {}, {})
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(bus.deliver)
+        bus.rooms[0].on_request(3, RepairRequest(0, SID, (1, 2)))
+        bus.rooms[1].on_request(3, RepairRequest(0, SID, (2, 1)))
+        bus.wakeup.set()
+        await trio.sleep(1)
+        nursery.cancel_scope.cancel()
+    # (The requester's own room, which started no session, refuses the "kf"s.)
+    assert [(by, whom) for by, whom, _ in bus.penalized if by != 3] == []
+    assert not bus.rooms[0]._helping and not bus.rooms[1]._helping  # sessions dropped
