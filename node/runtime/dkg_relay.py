@@ -13,9 +13,11 @@ equivocation.
 
 Bounded: the pool holds each member's latest offer (at most MAX_RELAYED_DKG entries),
 and is emptied when the run changes; a peer's offers are judged at most once per
-`interval_s / 2` (each entry costs a proof check), later ones dropped unread. An offer
-whose sender is not the peer itself breaks the protocol and is penalized; a proof that
-fails is only dropped (we may be a run behind the peer), and counted.
+`interval_s / 2` (each entry costs a proof check), later ones dropped unread; we propose
+one entry in at most MAX_PROPOSALS blocks. An offer whose sender is not the peer itself,
+or whose proven message is no well-formed dealing or complaint of the run (a member can
+prove any bytes its own; carried, they would get our proposals refused), is penalized;
+a proof that fails is only dropped (we may be a run behind the peer), and counted.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from typing import Final
 
 import trio
 
+from node.fairness.dkg import COMPLAINT, DEALING, DkgConfig, decode_complaint, decode_dealing
+from node.fairness.errors import FairnessError
 from node.fairness.keying import (
     MAX_RELAYED_PER_BLOCK,
     RELAY_HEADER_BYTES,
@@ -36,6 +40,7 @@ from node.net.messages import MAX_RELAYED_DKG, RelayedDkg
 from node.seam import PeerNetwork
 
 INTERVAL_S: Final = 1.0
+MAX_PROPOSALS: Final = 3  # our proposals carrying one relayed entry, at most
 
 
 class DkgRelay:
@@ -59,6 +64,9 @@ class DkgRelay:
         self._interval_s = interval_s
         self._session: bytes | None = None
         self._pool: dict[int, tuple[bytes, ...]] = {}  # sender (1-based) -> its entries
+        # How often we proposed each pooled entry: one the run ignores (late, a duplicate
+        # of what it has) is not proposed again after MAX_PROPOSALS of our blocks.
+        self._proposed: dict[bytes, int] = {}
         self._last_offer: dict[int, float] = {}  # peer -> when we last judged one
         for name in ("dkg_relay_sent", "dkg_relay_kept", "dkg_relay_dropped"):
             counters.setdefault(name, 0)
@@ -91,9 +99,15 @@ class DkgRelay:
             if int.from_bytes(entry[1:3], "big") != peer + 1:
                 self._network.penalize(peer, "relayed DKG entry of another member")
                 return
-            if open_relayed(run.config, entry) is None:
+            opened = open_relayed(run.config, entry)
+            if opened is None:
                 self._counters["dkg_relay_dropped"] += 1
                 continue
+            try:  # its own, proven: it must be a well-formed message of this run
+                _check_message(run.config, opened[1])
+            except FairnessError as error:
+                self._network.penalize(peer, f"relayed DKG entry: {error.code}")
+                return
             kept.append(entry)
         if kept:
             self._pool[peer + 1] = tuple(kept)
@@ -116,7 +130,9 @@ class DkgRelay:
             [
                 e
                 for e in entries
-                if e not in exclude and (sender, e[RELAY_HEADER_BYTES:]) not in have
+                if e not in exclude
+                and (sender, e[RELAY_HEADER_BYTES:]) not in have
+                and self._proposed.get(e, 0) < MAX_PROPOSALS
             ]
             for sender, entries in sorted(self._pool.items())
             if sender != self._me + 1
@@ -126,9 +142,24 @@ class DkgRelay:
             for queue in queues:
                 if queue and len(out) < MAX_RELAYED_PER_BLOCK:
                     out.append(queue.pop(0))
+        for entry in out:
+            self._proposed[entry] = self._proposed.get(entry, 0) + 1
         return out
 
     def _follow(self, session: bytes) -> None:
         if session != self._session:
             self._session = session
             self._pool.clear()
+            self._proposed.clear()
+
+
+def _check_message(config: DkgConfig, message: bytes) -> None:
+    """`FairnessError` unless `message` is a well-formed dealing or complaint of the run
+    (exact size, version, session): what a replica would not ignore as malformed, and no
+    larger than a proposal may carry."""
+    if message[:1] == bytes((DEALING,)):
+        decode_dealing(config, message)
+    elif message[:1] == bytes((COMPLAINT,)):
+        decode_complaint(config, message)
+    else:
+        raise FairnessError("bad_kind", "neither a dealing nor a complaint")

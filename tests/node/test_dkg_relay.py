@@ -19,7 +19,7 @@ from node.net.messages import (
     RelayedDkg,
     decode_peer_message,
 )
-from node.runtime.dkg_relay import DkgRelay
+from node.runtime.dkg_relay import MAX_PROPOSALS, DkgRelay
 from tests.node.test_dkg_keying import SECRETS, Log, _params
 from tests.node.test_encrypted_decryption import RecordingNetwork
 
@@ -142,3 +142,28 @@ def test_relayed_dkg_message_bounds() -> None:
             decode_peer_message(bad)
     wire = msgpack.unpackb(msgpack.packb(["dr", [entry]]), raw=False)
     assert isinstance(decode_peer_message(wire), RelayedDkg)
+
+
+async def test_a_members_own_garbage_is_refused_and_ignored_entries_are_not_proposed_forever(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A member may prove any bytes its own; the pool takes only a well-formed dealing or
+    complaint of the run (an honest leader's proposal must stay within the replicas'
+    bounds, or every proposal carrying it would be refused). An entry the run ignores (a
+    second, late copy, say) leaves our proposals after MAX_PROPOSALS of them."""
+    log = Log(_params())
+    keying = log.observer
+    network = RecordingNetwork()
+    relay, _ = _relay(keying, network)
+    run = keying.run
+    assert run is not None
+    garbage = relayed_entry(run.config, 2, SECRETS[1], b"\x01" + bytes(7000))
+    relay.offer(1, RelayedDkg((garbage,)))
+    [(peer, reason)] = network.penalized
+    assert peer == 1 and reason.startswith("relayed DKG entry: "), reason
+    assert relay.for_block(set()) == []
+    three = _dealing_entry(keying, 3)
+    await trio.sleep(1)
+    relay.offer(2, RelayedDkg((three,)))
+    proposals = [relay.for_block(set()) for _ in range(MAX_PROPOSALS + 2)]
+    assert proposals == [[three]] * MAX_PROPOSALS + [[], []]
