@@ -30,10 +30,6 @@ import structlog
 import trio
 
 from node.api.facade import ApiLimits, NodeFacade, SubmitResult
-
-if TYPE_CHECKING:
-    from starlette.requests import Request
-    from starlette.responses import Response
 from node.api.ratelimit import NO_WAIT, TokenBuckets
 from node.intents import (
     MAX_INTENT_JSON_BYTES,
@@ -49,6 +45,10 @@ from node.intents import (
     parse_json_bounded,
     unpack_intent,
 )
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+    from starlette.responses import Response
 
 log = structlog.get_logger("seqnet.api")
 

@@ -226,6 +226,15 @@ def decode_complaint(config: DkgConfig, data: bytes) -> Complaint:
     return Complaint(complainer, dealer, shared, data[38 + POINT_BYTES :])
 
 
+def decode_message(config: DkgConfig, data: bytes) -> Dealing | Complaint:
+    """A dealing or a complaint of `config`'s run, by its kind byte, or `FairnessError`."""
+    if data[:1] == bytes((DEALING,)):
+        return decode_dealing(config, data)
+    if data[:1] == bytes((COMPLAINT,)):
+        return decode_complaint(config, data)
+    raise FairnessError("bad_kind", f"unknown DKG message kind {data[:1].hex() or 'empty'}")
+
+
 def _share_key(
     config: DkgConfig, dealer: int, recipient: int, ephemeral: Point, shared: Point
 ) -> bytes:
@@ -505,11 +514,10 @@ class Dkg:
         if not data:
             return [Misbehaviour(sender, "bad_size", "empty message")]
         try:
-            if data[0] == DEALING:
-                return self._on_dealing(sender, decode_dealing(self.config, data))
-            if data[0] == COMPLAINT:
-                return self._on_complaint(sender, decode_complaint(self.config, data))
-            raise FairnessError("bad_kind", f"unknown DKG message kind {data[0]}")
+            message = decode_message(self.config, data)
+            if isinstance(message, Dealing):
+                return self._on_dealing(sender, message)
+            return self._on_complaint(sender, message)
         except FairnessError as error:
             return [Misbehaviour(sender, error.code, error.message)]
 

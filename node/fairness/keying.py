@@ -152,7 +152,7 @@ class RunFailed:
 KeyingEvent = RunStarted | KeyReady | RunFailed
 
 
-class _Run:
+class DkgRun:
     """One DKG run as every replica sees it: the observer machine and the messages that
     changed it (for snapshots)."""
 
@@ -189,7 +189,7 @@ class Keying:
         self.current: KeyRecord | None = None
         # The key `current` replaced: it still opens envelopes for `params.grace` blocks.
         self.previous: KeyRecord | None = None
-        self.run: _Run | None = _Run(params, 0, 0)
+        self.run: DkgRun | None = DkgRun(params, 0, 0)
         self.height = 0
         # The run that made `current`, until the next block: members derive their share
         # from its dealings (MemberKeying.share_of); not replicated, not snapshotted.
@@ -218,10 +218,17 @@ class Keying:
         if current is None:
             return {}
         keys = {current.epoch: current.key}
-        previous = self.previous
-        if previous is not None and self.height < current.height + self.params.grace:
+        previous = self._in_grace(current)
+        if previous is not None:
             keys[previous.epoch] = previous.key
         return keys
+
+    def _in_grace(self, current: KeyRecord) -> KeyRecord | None:
+        """The key `current` replaced while it still opens envelopes: during the
+        `params.grace` blocks after `current` got ready."""
+        if self.previous is not None and self.height < current.height + self.params.grace:
+            return self.previous
+        return None
 
     def status(self) -> str:
         return "pending" if self.current is None else "ready"
@@ -247,11 +254,11 @@ class Keying:
         interval = self.params.rekey_interval_blocks
         if interval and height % interval == 0:
             epoch = 0 if self.current is None else self.current.epoch + 1
-            self.run = _Run(self.params, epoch, height)
+            self.run = DkgRun(self.params, epoch, height)
             return [RunStarted(epoch, height)]
         return []
 
-    def _deadlines(self, run: _Run, height: int) -> list[KeyingEvent]:
+    def _deadlines(self, run: DkgRun, height: int) -> list[KeyingEvent]:
         phase = self.params.phase_blocks
         if height == run.start_height + phase:
             run.close_dealings()
@@ -267,7 +274,7 @@ class Keying:
             self.current, self.run, self.last_finished = record, None, run.dkg
             return [KeyReady(record)]
         assert isinstance(outcome, Failed)
-        self.run = _Run(self.params, run.epoch + 1, height)
+        self.run = DkgRun(self.params, run.epoch + 1, height)
         return [
             RunFailed(run.epoch, outcome.code, outcome.detail),
             RunStarted(run.epoch + 1, height),
@@ -302,7 +309,7 @@ class Keying:
         keying.run = None
         if run is not None:
             epoch, start_height, closed_at, kept = run
-            restored = _Run(params, epoch, start_height)
+            restored = DkgRun(params, epoch, start_height)
             for i, (sender, message) in enumerate(kept):
                 if i == closed_at:
                     restored.close_dealings()
@@ -343,14 +350,16 @@ class Keying:
         }
 
     def _grace_json(self, current: KeyRecord) -> dict[str, int | None]:
-        """The key `current` replaced while it still opens envelopes (the same rule as
+        """The key `current` replaced while it still opens envelopes (`_in_grace`, as
         `opening_keys`): its epoch and the last block height that opens them, so a client
         that sealed to it knows how long it has; nulls outside a grace."""
-        previous = self.previous
-        last = current.height + self.params.grace
-        if previous is None or self.height >= last:
+        previous = self._in_grace(current)
+        if previous is None:
             return {"grace_epoch": None, "grace_until_height": None}
-        return {"grace_epoch": previous.epoch, "grace_until_height": last}
+        return {
+            "grace_epoch": previous.epoch,
+            "grace_until_height": current.height + self.params.grace,
+        }
 
 
 class MemberKeying:
@@ -450,7 +459,7 @@ class MemberKeying:
                 return self.share_of(event.record)
         return None
 
-    def _check_dealings(self, run: _Run) -> None:
+    def _check_dealings(self, run: DkgRun) -> None:
         if self.keying.height >= run.start_height + 2 * self.keying.params.phase_blocks:
             return
         for dealer in range(1, self.keying.members + 1):

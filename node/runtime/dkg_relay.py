@@ -23,15 +23,17 @@ a proof that fails is only dropped (we may be a run behind the peer), and counte
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
+from itertools import islice, zip_longest
 from typing import Final
 
 import trio
 
-from node.fairness.dkg import COMPLAINT, DEALING, DkgConfig, decode_complaint, decode_dealing
+from node.fairness.dkg import decode_message
 from node.fairness.errors import FairnessError
 from node.fairness.keying import (
     MAX_RELAYED_PER_BLOCK,
     RELAY_HEADER_BYTES,
+    DkgRun,
     Keying,
     MemberKeying,
     open_relayed,
@@ -89,11 +91,9 @@ class DkgRelay:
             self._counters["dkg_relay_dropped"] += 1
             return
         self._last_offer[peer] = now
-        keying = self._keying()
-        run = None if keying is None else keying.run
+        run = self._run()
         if run is None or not message.entries:
             return
-        self._follow(run.config.session)
         kept = []
         for entry in message.entries:
             if int.from_bytes(entry[1:3], "big") != peer + 1:
@@ -104,7 +104,7 @@ class DkgRelay:
                 self._counters["dkg_relay_dropped"] += 1
                 continue
             try:  # its own, proven: it must be a well-formed message of this run
-                _check_message(run.config, opened[1])
+                decode_message(run.config, opened[1])
             except FairnessError as error:
                 self._network.penalize(peer, f"relayed DKG entry: {error.code}")
                 return
@@ -117,13 +117,8 @@ class DkgRelay:
         """Relayed entries for our next proposal: those the run does not have yet and no
         uncommitted ancestor carries (`exclude`), at most MAX_RELAYED_PER_BLOCK, a fair
         turn for each member."""
-        keying = self._keying()
-        run = None if keying is None else keying.run
-        if run is None:
-            self._pool.clear()
-            return []
-        self._follow(run.config.session)
-        if not self._pool:
+        run = self._run()
+        if run is None or not self._pool:
             return []
         have = {(sender, message) for sender, message in run.kept}
         queues = [
@@ -137,29 +132,20 @@ class DkgRelay:
             for sender, entries in sorted(self._pool.items())
             if sender != self._me + 1
         ]
-        out: list[bytes] = []
-        while len(out) < MAX_RELAYED_PER_BLOCK and any(queues):
-            for queue in queues:
-                if queue and len(out) < MAX_RELAYED_PER_BLOCK:
-                    out.append(queue.pop(0))
+        # One of each member's in turn (round robin), then the next of each.
+        turns = (e for group in zip_longest(*queues) for e in group if e is not None)
+        out = list(islice(turns, MAX_RELAYED_PER_BLOCK))
         for entry in out:
             self._proposed[entry] = self._proposed.get(entry, 0) + 1
         return out
 
-    def _follow(self, session: bytes) -> None:
+    def _run(self) -> DkgRun | None:
+        """The running DKG run, if any; the pool follows it (emptied when it changes)."""
+        keying = self._keying()
+        run = None if keying is None else keying.run
+        session = None if run is None else run.config.session
         if session != self._session:
             self._session = session
             self._pool.clear()
             self._proposed.clear()
-
-
-def _check_message(config: DkgConfig, message: bytes) -> None:
-    """`FairnessError` unless `message` is a well-formed dealing or complaint of the run
-    (exact size, version, session): what a replica would not ignore as malformed, and no
-    larger than a proposal may carry."""
-    if message[:1] == bytes((DEALING,)):
-        decode_dealing(config, message)
-    elif message[:1] == bytes((COMPLAINT,)):
-        decode_complaint(config, message)
-    else:
-        raise FairnessError("bad_kind", "neither a dealing nor a complaint")
+        return run

@@ -1146,29 +1146,25 @@ class Node:
                 raise PeerProtocolError(
                     f"proposal of round {block.round} by {block.author}: {bad_listing}"
                 )
-        dkg = [e for e in payload[:-1] if e[:1] == _TAG_DKG_BYTE]
-        if dkg and (
-            self.genesis.dkg is None
-            or len(dkg) > MAX_DKG_ENTRIES
-            or max(map(len, dkg)) > 1 + self._max_dkg_message
+        for tag, what, most, header in (
+            (_TAG_DKG_BYTE, "DKG entries", MAX_DKG_ENTRIES, 1),
+            (
+                _TAG_DKG_RELAYED_BYTE,
+                "relayed DKG entries",
+                MAX_RELAYED_PER_BLOCK,
+                RELAY_HEADER_BYTES,
+            ),
         ):
-            self.counters["proposals_rejected"] += 1
-            raise PeerProtocolError(
-                f"proposal of round {block.round} by {block.author}: {len(dkg)} DKG entries "
-                f"(at most {MAX_DKG_ENTRIES}, each at most {1 + self._max_dkg_message} bytes)"
-            )
-        relayed = [e for e in payload[:-1] if e[:1] == _TAG_DKG_RELAYED_BYTE]
-        if relayed and (
-            self.genesis.dkg is None
-            or len(relayed) > MAX_RELAYED_PER_BLOCK
-            or max(map(len, relayed)) > RELAY_HEADER_BYTES + self._max_dkg_message
-        ):
-            self.counters["proposals_rejected"] += 1
-            raise PeerProtocolError(
-                f"proposal of round {block.round} by {block.author}: {len(relayed)} relayed "
-                f"DKG entries (at most {MAX_RELAYED_PER_BLOCK}, each at most "
-                f"{RELAY_HEADER_BYTES + self._max_dkg_message} bytes)"
-            )
+            found = [e for e in payload[:-1] if e[:1] == tag]
+            largest = header + self._max_dkg_message
+            if found and (
+                self.genesis.dkg is None or len(found) > most or max(map(len, found)) > largest
+            ):
+                self.counters["proposals_rejected"] += 1
+                raise PeerProtocolError(
+                    f"proposal of round {block.round} by {block.author}: {len(found)} {what} "
+                    f"(at most {most}, each at most {largest} bytes)"
+                )
         try:
             deposits_ok = self._check_deposits(block)
         except BadEntry:
